@@ -1,0 +1,1 @@
+"""vimagectl: the control client of vimaged."""

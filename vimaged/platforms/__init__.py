@@ -1,0 +1,138 @@
+"""The platform seam: everything the daemon asks of the kernel.
+
+Three implementations sit behind :class:`Platform`: ``freebsd`` (jails, ioctls, PF_NETGRAPH
+sockets), ``sim`` (a simulated FreeBSD host in its own process) and ``linux`` (network
+namespaces). Domain code (supervisor, vnets, bridges) sees only this module's types.
+
+Every method raises ``OSError(errno, strerror, subject)`` for kernel errors, so callers use
+PEP 3151 classes (``FileExistsError``, ``ProcessLookupError``, ...).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+
+if TYPE_CHECKING:
+PLATFORM_NAMES = ("freebsd", "sim", "linux")
+
+HOST_JID = 0
+"""The host's own vnet, where :meth:`Platform.locate_ifnet` reports a NIC that is home."""
+
+
+class JailSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`Platform.create_jail` needs: jail(8) parameters of one vimage."""
+
+    name: str
+    path: str = "/"
+    hostname: str
+    devfs_ruleset: int | None = None
+    parameters: tuple[str, ...] = ()
+    """Extra jail(8) parameters, each ``key=value`` or a bare boolean ``key``."""
+
+
+class JailInfo(msgspec.Struct, frozen=True, kw_only=True):
+    jid: int
+    name: str
+    dying: bool = False
+
+
+class IfnetInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One network interface as seen in one vnet."""
+
+    name: str
+    mac: str | None = None
+    """``xx:xx:xx:xx:xx:xx`` in lower case, ``None`` for interfaces without one (lo0)."""
+    up: bool = False
+
+
+class BridgedIfnet(msgspec.Struct, frozen=True, kw_only=True):
+    """An interface vimaged created and bridged to a host NIC, found by its naming scheme."""
+
+    name: str
+    """The interface name (``ng0_web``) wherever it lives."""
+    parent: str
+    """The host NIC it is bridged to."""
+    jid: int | None = None
+    """Where the interface is now, as :meth:`Platform.locate_ifnet` would say."""
+
+
+class Platform(Protocol):
+    """The narrow interface between vimaged's domain code and a kernel."""
+
+    name: str
+
+    async def preflight(self) -> None:
+        """Check that vimages can run here; raise ``PlatformError`` saying what to do."""
+
+    async def host_uuid(self) -> str:
+        """The host's identity (``kern.hostuuid`` on FreeBSD), used to derive MACs."""
+
+    async def create_jail(self, spec: JailSpec) -> int:
+        """Create a persistent vnet jail and return its jid. EEXIST if the name is taken."""
+
+    async def remove_jail(self, jid: int) -> None:
+        """Remove the jail (``jail -r``). It may linger dying while references remain."""
+
+    async def list_jails(self) -> list[JailInfo]:
+        """All jails, dying ones included (``jls -d``)."""
+
+    async def exec_in_jail(self, jid: int, command: str) -> int:
+        """Run ``command`` with ``/bin/sh -c`` inside the jail; return its exit status.
+
+        Cancellation: the caller owns the deadline; on cancel the command is killed.
+        """
+
+    async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
+        """Interfaces visible in the vnet of ``jid`` (``HOST_JID`` for the host)."""
+
+    async def locate_ifnet(self, ifname: str) -> int | None:
+        """Where ``ifname`` is: ``HOST_JID``, the jid of the jail holding it, or ``None``."""
+
+    async def move_ifnet(self, ifname: str, jid: int) -> None:
+        """``ifconfig IF vnet JID``."""
+
+    async def reclaim_ifnet(self, ifname: str, jid: int) -> None:
+        """``ifconfig IF -vnet JID``: bring the interface back to the host."""
+
+    async def rename_ifnet(self, ifname: str, newname: str) -> None:
+        """``ifconfig IF name NEW`` on the host (SIOCSIFNAME)."""
+
+    async def set_ifnet_up(self, ifname: str) -> None:
+        """``ifconfig IF up`` on the host; the flag survives a move into a vnet."""
+
+    async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
+        """Create interface ``ifname`` on the host, bridged to NIC ``parent``, with ``mac``.
+
+        FreeBSD and sim: an ng_eiface on the per-parent ng_bridge (built on first use);
+        Linux: a macvlan. EEXIST if ``ifname`` exists. Nothing is left behind on failure.
+        """
+
+    async def destroy_bridged_ifnet(self, ifname: str) -> None:
+        """Destroy an interface made by :meth:`create_bridged_ifnet`, wherever it lives now.
+
+        ENOENT if there is no such interface of ours.
+        """
+
+    async def release_bridge(self, parent: str) -> bool:
+        """Remove ``parent``'s bridge if no bridged interface is left on it; True if removed.
+
+        On FreeBSD this gives the parent NIC promiscuous mode off and autosrc back.
+        """
+
+    async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
+        """Every interface of ours that exists, for reconciliation after a restart."""
+
+    async def aclose(self) -> None:
+        """Release what the platform holds (connections, fds). Idempotent."""
+
+
+def load(name: str, **options: str) -> Platform:
+    """Instantiate the platform called ``name`` (one of :data:`PLATFORM_NAMES`)."""
+    if name not in PLATFORM_NAMES:
+        raise ValueError(f"unknown platform {name!r}; expected one of {', '.join(PLATFORM_NAMES)}")
+    module = importlib.import_module(f"vimaged.platforms.{name}")
+    platform: Platform = module.create(**options)
+    return platform

@@ -1,0 +1,195 @@
+"""The control protocol between vimaged and its clients: typed messages and framing.
+
+Pure msgspec and the standard library: vimagectl imports this module and must not pull in trio
+or structlog. The wire contract is documented in docs/protocol.md; a wire change edits both.
+
+Framing: every message is a 4-byte big-endian length followed by that many bytes of JSON. The
+daemon speaks first with :class:`Hello`. Requests forbid unknown fields (an old daemon refuses an
+option it does not know); replies tolerate them (an old client reads a newer daemon). Tags never
+change.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Annotated, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct(">I")
+MAX_FRAME = 1 << 20
+"""Largest frame body accepted in either direction (1 MiB)."""
+
+VIMAGE_NAME_PATTERN = r"^(?![0-9]+$)[A-Za-z0-9_]{1,64}$"
+VimageName = Annotated[str, msgspec.Meta(pattern=VIMAGE_NAME_PATTERN)]
+"""sh identifier characters (the name sits in ``vimage_NAME_vnets``), never all digits
+(jail(8) would read it as a jid)."""
+
+State = Literal["stopped", "starting", "running", "stopping", "failed"]
+HealthState = Literal["ok", "degraded", "failed", "unknown"]
+Where = Literal["vimage", "host", "pending-return", "absent"]
+InterfaceKind = Literal["bridge", "vnet"]
+
+
+class Request(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="op"
+):
+    """Base of every request. ``op`` carries the tag, the CLI verb."""
+
+
+class Start(Request, tag="start"):
+    names: tuple[VimageName, ...] = ()
+    all_: bool = msgspec.field(default=False, name="all")
+
+
+class Stop(Request, tag="stop"):
+    names: tuple[VimageName, ...] = ()
+    all_: bool = msgspec.field(default=False, name="all")
+
+
+class Restart(Request, tag="restart"):
+    names: tuple[VimageName, ...] = ()
+
+
+class ListVimages(Request, tag="list"):
+    pass
+
+
+class Status(Request, tag="status"):
+    names: tuple[VimageName, ...] = ()
+
+
+class Health(Request, tag="health"):
+    names: tuple[VimageName, ...] = ()
+
+
+class Reload(Request, tag="reload"):
+    pass
+
+
+class Version(Request, tag="version"):
+    pass
+
+
+class Events(Request, tag="events"):
+    """Subscribe: the daemon answers with :class:`Event` frames until the client leaves."""
+
+
+AnyRequest = Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events
+
+MUTATING: frozenset[type[Request]] = frozenset({Start, Stop, Restart, Reload})
+"""Requests that need root or the configured group; the rest are read-only."""
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True, tag_field="reply"):
+    """Base of every reply. Unknown fields are tolerated."""
+
+
+class Hello(Reply, tag="hello"):
+    protocol: int
+    daemon: str
+
+
+class Interface(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    kind: InterfaceKind
+    parent: str | None = None
+    mac: str | None = None
+    where: Where = "absent"
+    holder_jid: int | None = None
+    """For ``pending-return``: the jail still holding the NIC."""
+    holder_dying: bool | None = None
+
+
+class VimageInfo(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    state: State
+    jid: int | None = None
+    health: HealthState = "unknown"
+    interfaces: tuple[Interface, ...] = ()
+    config_changed: bool = False
+    """The configuration changed since this vimage started; a restart applies it."""
+    error: str | None = None
+    restarts: int = 0
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    ok: bool
+    state: State
+    code: str | None = None
+    message: str | None = None
+
+
+class Done(Reply, tag="done"):
+    outcomes: tuple[Outcome, ...] = ()
+
+
+class Vimages(Reply, tag="vimages"):
+    vimages: tuple[VimageInfo, ...] = ()
+
+
+class Reloaded(Reply, tag="reloaded"):
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+
+class VersionInfo(Reply, tag="version"):
+    daemon: str
+    protocol: int
+    platform: str
+
+
+class Event(Reply, tag="event"):
+    time: float
+    event: str
+    """A dotted past-tense fact, as in the daemon's log: ``vimage.started``."""
+    name: str | None = None
+    data: dict[str, str | int | float | bool | None] = {}
+
+
+class Error(Reply, tag="error"):
+    code: str
+    message: str
+    errno: int | None = None
+
+
+AnyReply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error
+
+REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)
+REPLY_DECODER = msgspec.json.Decoder(AnyReply)
+ENCODER = msgspec.json.Encoder()
+
+ERROR_CODES = (
+    "invalid_request",
+    "frame_too_large",
+    "permission_denied",
+    "not_found",
+    "conflict",
+    "shutting_down",
+    "config",
+    "failed",
+    "platform",
+    "os_error",
+    "internal",
+    "busy",
+)
+"""Every ``Error.code`` the daemon sends; docs/protocol.md lists each one."""
+
+
+def frame(message: Request | Reply) -> bytes:
+    """Encode ``message`` with its length prefix."""
+    body = ENCODER.encode(message)
+    if len(body) > MAX_FRAME:
+        raise ValueError(f"frame of {len(body)} bytes exceeds MAX_FRAME ({MAX_FRAME})")
+    return HEADER.pack(len(body)) + body
+
+
+def frame_length(header: bytes) -> int:
+    """The body length announced by a 4-byte header; ``ValueError`` above :data:`MAX_FRAME`."""
+    (length,) = HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise ValueError(f"frame of {length} bytes exceeds MAX_FRAME ({MAX_FRAME})")
+    return int(length)
