@@ -11,11 +11,10 @@ PEP 3151 classes (``FileExistsError``, ``ProcessLookupError``, ...).
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import msgspec
 
-if TYPE_CHECKING:
 PLATFORM_NAMES = ("freebsd", "sim", "linux")
 
 HOST_JID = 0
