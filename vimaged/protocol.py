@@ -38,41 +38,41 @@ class Request(
     """Base of every request. ``op`` carries the tag, the CLI verb."""
 
 
-class Start(Request, tag="start"):
+class Start(Request, tag="start", frozen=True):
     names: tuple[VimageName, ...] = ()
     all_: bool = msgspec.field(default=False, name="all")
 
 
-class Stop(Request, tag="stop"):
+class Stop(Request, tag="stop", frozen=True):
     names: tuple[VimageName, ...] = ()
     all_: bool = msgspec.field(default=False, name="all")
 
 
-class Restart(Request, tag="restart"):
+class Restart(Request, tag="restart", frozen=True):
     names: tuple[VimageName, ...] = ()
 
 
-class ListVimages(Request, tag="list"):
+class ListVimages(Request, tag="list", frozen=True):
     pass
 
 
-class Status(Request, tag="status"):
+class Status(Request, tag="status", frozen=True):
     names: tuple[VimageName, ...] = ()
 
 
-class Health(Request, tag="health"):
+class Health(Request, tag="health", frozen=True):
     names: tuple[VimageName, ...] = ()
 
 
-class Reload(Request, tag="reload"):
+class Reload(Request, tag="reload", frozen=True):
     pass
 
 
-class Version(Request, tag="version"):
+class Version(Request, tag="version", frozen=True):
     pass
 
 
-class Events(Request, tag="events"):
+class Events(Request, tag="events", frozen=True):
     """Subscribe: the daemon answers with :class:`Event` frames until the client leaves."""
 
 
@@ -86,7 +86,7 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True, tag_field="reply"):
     """Base of every reply. Unknown fields are tolerated."""
 
 
-class Hello(Reply, tag="hello"):
+class Hello(Reply, tag="hello", frozen=True):
     protocol: int
     daemon: str
 
@@ -122,27 +122,27 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     message: str | None = None
 
 
-class Done(Reply, tag="done"):
+class Done(Reply, tag="done", frozen=True):
     outcomes: tuple[Outcome, ...] = ()
 
 
-class Vimages(Reply, tag="vimages"):
+class Vimages(Reply, tag="vimages", frozen=True):
     vimages: tuple[VimageInfo, ...] = ()
 
 
-class Reloaded(Reply, tag="reloaded"):
+class Reloaded(Reply, tag="reloaded", frozen=True):
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
 
 
-class VersionInfo(Reply, tag="version"):
+class VersionInfo(Reply, tag="version", frozen=True):
     daemon: str
     protocol: int
     platform: str
 
 
-class Event(Reply, tag="event"):
+class Event(Reply, tag="event", frozen=True):
     time: float
     event: str
     """A dotted past-tense fact, as in the daemon's log: ``vimage.started``."""
@@ -150,7 +150,7 @@ class Event(Reply, tag="event"):
     data: dict[str, str | int | float | bool | None] = {}
 
 
-class Error(Reply, tag="error"):
+class Error(Reply, tag="error", frozen=True):
     code: str
     message: str
     errno: int | None = None
