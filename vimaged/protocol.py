@@ -21,10 +21,11 @@ HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 20
 """Largest frame body accepted in either direction (1 MiB)."""
 
-VIMAGE_NAME_PATTERN = r"^(?![0-9]+$)[A-Za-z0-9_]{1,64}$"
+VIMAGE_NAME_PATTERN = r"^(?![0-9]+\Z)[A-Za-z0-9_]{1,64}\Z"
 VimageName = Annotated[str, msgspec.Meta(pattern=VIMAGE_NAME_PATTERN)]
 """sh identifier characters (the name sits in ``vimage_NAME_vnets``), never all digits
-(jail(8) would read it as a jid)."""
+(jail(8) would read it as a jid). ``\\Z``, not ``$``: msgspec uses ``re.search`` and ``$`` also
+matches before a trailing newline, which let ``"web\\n"`` through."""
 
 State = Literal["stopped", "starting", "running", "stopping", "failed"]
 HealthState = Literal["ok", "degraded", "failed", "unknown"]
