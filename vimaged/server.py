@@ -1,0 +1,458 @@
+"""Control socket server: the daemon's end of docs/protocol.md (control layer, trio).
+
+:func:`open_control_listener` binds the AF_UNIX socket without ever taking it from a live daemon;
+:func:`serve_control` accepts connections and runs one task per connection in the handler
+nursery it is given (the daemon cancels that nursery last, with a grace deadline, so in-flight
+requests may finish). Each connection: peer credentials read once, ``Hello``, then length-prefixed
+requests answered in order by a :class:`Handler` (vimaged/dispatch.py implements it). The server
+decodes, authorizes, enforces :class:`Limits` and logs one ``request.done`` line per request; the
+handler maps domain errors to ``Error`` replies, and whatever still escapes it becomes
+``Error(code="internal")`` here, logged once with its traceback, never sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import grp
+import itertools
+import os
+import secrets
+import socket
+import stat
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn, Protocol
+
+import msgspec
+import structlog
+import trio
+
+from vimaged import __version__
+from vimaged.errors import ConfigError
+from vimaged.peercred import Peer, peer_credentials
+from vimaged.protocol import (
+    HEADER,
+    MAX_FRAME,
+    MUTATING,
+    PROTOCOL_VERSION,
+    REQUEST_DECODER,
+    Error,
+    Events,
+    Hello,
+    frame,
+    frame_length,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from contextlib import AbstractAsyncContextManager
+
+    from vimaged.protocol import AnyRequest, Event, Reply
+
+log = structlog.get_logger()
+
+SOCKET_MODE = 0o660
+PROBE_TIMEOUT = 1.0
+"""How long a connect to an existing socket may take before we call its owner alive."""
+SUN_PATH_MAX = 104
+"""sizeof(sockaddr_un.sun_path) minus the NUL on FreeBSD (104); Linux allows 108."""
+ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+"""accept(2) failures that pass once a connection closes (trio.serve_listeners sleeps too)."""
+ACCEPT_RETRY_DELAY = 0.1
+
+
+class Handler(Protocol):
+    """What the server calls; vimaged/dispatch.py implements it.
+
+    ``handle`` gets every decoded request except ``events``, already authorized, and returns the
+    reply. It should map errors to ``Error`` itself (``VimagedError.code``, ``os_error`` with
+    ``errno``); an exception escaping it is logged once and answered ``Error(code="internal")``.
+    The server binds ``conn``, ``uid``, ``pid``, ``op`` and ``req`` in structlog's contextvars
+    around the call and logs ``request.done`` itself, so the handler should not.
+
+    ``events`` is entered once per ``events`` subscription; each ``Event`` it yields is sent to
+    that client until the client closes its end, or the iterator ends (the daemon is stopping),
+    which closes the connection.
+    """
+
+    async def handle(self, request: AnyRequest, peer: Peer) -> Reply: ...
+
+    def events(self) -> AbstractAsyncContextManager[AsyncIterator[Event]]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Resource limits of the control server.
+
+    Attributes:
+        max_connections: open connections at once; one more gets ``Error(code="busy")`` and a
+            close.
+        idle_timeout: seconds a connection may take to deliver its next whole frame (after
+            ``Hello`` or the previous reply); a silent or half-sent frame is then dropped.
+        send_timeout: seconds a client may take to read one reply or event before it is
+            dropped, so a client that stops reading cannot hold a handler.
+    """
+
+    max_connections: int = 256
+    idle_timeout: float = 60.0
+    send_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {self.max_connections}")
+        for name in ("idle_timeout", "send_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+class DaemonRunningError(OSError):
+    """Another process accepts connections on the control socket; vimaged exits 69."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.EADDRINUSE, "a vimaged is already listening on this socket", path)
+
+
+def admin_gid(group: str | None) -> int:
+    """The gid whose members may send mutating requests: ``group`` (``vimaged_group``), or 0.
+
+    Raises:
+        ConfigError: no such group.
+    """
+    if group is None:
+        return 0
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(f"vimaged_group: no group named {group!r}") from None
+
+
+def may_mutate(peer: Peer, gid: int) -> bool:
+    """Root, or a process whose effective or supplementary groups include ``gid``."""
+    return peer.uid == 0 or peer.in_group(gid)
+
+
+async def open_control_listener(path: str, *, group: str | None = None) -> trio.SocketListener:
+    """Listen on the control socket at ``path``, mode 0660, owned by root and ``group``.
+
+    If ``path`` accepts a connection, a daemon is live and ``path`` is left alone. Otherwise the
+    socket is bound under a temporary name in the same directory, given its mode (and owner, when
+    running as root), and renamed over ``path``, so clients never see a socket with the wrong mode
+    and a stale one is replaced atomically.
+
+    Raises:
+        DaemonRunningError: a daemon already listens on ``path``.
+        FileExistsError: ``path`` exists and is not a socket.
+        ConfigError: ``group`` does not exist.
+        OSError: binding, chmod, chown or rename failed.
+
+    Cancellation:
+        Only while probing an existing socket; nothing has been created by then.
+    """
+    gid = admin_gid(group)
+    await _refuse_live_daemon(path)
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(4)}")
+    if len(os.fsencode(temporary)) >= SUN_PATH_MAX:
+        raise OSError(errno.ENAMETOOLONG, "control socket path too long for sockaddr_un", path)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await sock.bind(temporary)
+        try:
+            os.chmod(temporary, SOCKET_MODE)
+            if os.geteuid() == 0:
+                os.chown(temporary, 0, gid)
+            os.rename(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        sock.listen(socket.SOMAXCONN)
+    except BaseException:
+        sock.close()
+        raise
+    log.info("control.listening", path=path, gid=gid)
+    return trio.SocketListener(sock)
+
+
+async def _refuse_live_daemon(path: str) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise FileExistsError(errno.EEXIST, "exists and is not a socket", path)
+    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        with trio.move_on_after(PROBE_TIMEOUT):
+            try:
+                await probe.connect(path)
+            except (ConnectionRefusedError, FileNotFoundError):
+                log.info("control.stale_socket_found", path=path)
+                return
+        # Connected, or the backlog is full and connect hangs: either way someone listens.
+        raise DaemonRunningError(path)
+
+
+async def serve_control(
+    listener: trio.SocketListener,
+    handler: Handler,
+    *,
+    handler_nursery: trio.Nursery,
+    group: str | None = None,
+    limits: Limits = Limits(),  # frozen, so one shared default is safe
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Accept control connections forever; run under ``nursery.start``.
+
+    Args:
+        listener: from :func:`open_control_listener`; closed when this returns.
+        handler: answers the requests (see :class:`Handler`).
+        handler_nursery: where connection tasks run; they outlive the accept loop so in-flight
+            requests can finish during shutdown.
+        group: ``vimaged_group``; its members (and root) may send mutating requests. ``None``
+            means gid 0, the group the socket is created with.
+        limits: connection cap and timeouts.
+
+    Cancellation:
+        Cancelling stops accepting and closes the listener; connections already accepted live in
+        ``handler_nursery`` and are not affected.
+    """
+    server = _Server(handler=handler, gid=admin_gid(group), limits=limits)
+    conn_ids = itertools.count(1)
+    try:
+        task_status.started()
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in ACCEPT_RESOURCE_ERRNOS:
+                    raise
+                log.error("accept.failed", errno=exc.errno, error=exc.strerror)
+                await trio.sleep(ACCEPT_RETRY_DELAY)
+                continue
+            conn = next(conn_ids)
+            try:
+                server.slots.acquire_on_behalf_of_nowait(stream)
+            except trio.WouldBlock:
+                handler_nursery.start_soon(server.refuse_busy, stream, conn)
+            else:
+                handler_nursery.start_soon(server.serve_connection, stream, conn)
+    finally:
+        with trio.CancelScope(shield=True):
+            await listener.aclose()
+
+
+class _FrameTooLargeError(Exception):
+    pass
+
+
+class _TruncatedFrameError(Exception):
+    pass
+
+
+class _FrameReader:
+    """Length-prefixed frames off a stream; refuses an oversized one from its header alone."""
+
+    CHUNK = 65536
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+
+    async def _fill(self, size: int) -> bool:
+        while len(self._buffer) < size:
+            chunk = await self._stream.receive_some(self.CHUNK)
+            if not chunk:
+                return False
+            self._buffer += chunk
+        return True
+
+    async def receive_frame(self) -> bytes | None:
+        """The next frame's body, or None if the peer closed between frames.
+
+        Raises:
+            _FrameTooLargeError: the header announces more than MAX_FRAME.
+            _TruncatedFrameError: the peer closed in the middle of a frame.
+        """
+        if not await self._fill(HEADER.size):
+            if self._buffer:
+                raise _TruncatedFrameError
+            return None
+        try:
+            length = frame_length(bytes(self._buffer[: HEADER.size]))
+        except ValueError:
+            raise _FrameTooLargeError from None
+        end = HEADER.size + length
+        if not await self._fill(end):
+            raise _TruncatedFrameError
+        body = bytes(self._buffer[HEADER.size : end])
+        del self._buffer[:end]
+        return body
+
+    async def wait_for_anything(self) -> None:
+        """Return once the peer closes or sends anything (it must not while subscribed)."""
+        if not self._buffer:
+            await self._stream.receive_some(1)
+
+
+@dataclass(kw_only=True)
+class _Server:
+    handler: Handler
+    gid: int
+    limits: Limits
+
+    def __post_init__(self) -> None:
+        self.slots = trio.CapacityLimiter(self.limits.max_connections)
+
+    async def refuse_busy(self, stream: trio.SocketStream, conn: int) -> None:
+        log.warning("connection.refused", conn=conn, reason="busy")
+        try:
+            busy = Error(
+                code="busy",
+                message=f"{self.limits.max_connections} connections open; try again later",
+            )
+            with trio.move_on_after(self.limits.send_timeout):
+                await stream.send_all(frame(busy))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def serve_connection(self, stream: trio.SocketStream, conn: int) -> None:
+        # trio gives each task a copy of the spawner's context: these bindings stay here.
+        structlog.contextvars.bind_contextvars(conn=conn)
+        try:
+            try:
+                peer = peer_credentials(stream.socket)
+            except OSError as exc:
+                log.warning("connection.refused", reason="peer_credentials", errno=exc.errno)
+                refused = Error(
+                    code="permission_denied",
+                    message=f"cannot read peer credentials: {exc.strerror}",
+                    errno=exc.errno,
+                )
+                await _Connection(self, stream, None).send(refused)
+                return
+            structlog.contextvars.bind_contextvars(uid=peer.uid, pid=peer.pid)
+            log.debug("connection.opened", gid=peer.gid)
+            await _Connection(self, stream, peer).run()
+        finally:
+            self.slots.release_on_behalf_of(stream)
+            await trio.aclose_forcefully(stream)
+
+
+class _Connection:
+    def __init__(self, server: _Server, stream: trio.SocketStream, peer: Peer | None) -> None:
+        self._server = server
+        self._stream = stream
+        self._peer = peer
+        self._reader = _FrameReader(stream)
+        self._request_ids = itertools.count(1)
+
+    async def run(self) -> None:
+        limits = self._server.limits
+        if not await self.send(Hello(protocol=PROTOCOL_VERSION, daemon=__version__)):
+            return
+        while True:
+            with trio.move_on_after(limits.idle_timeout) as idle:
+                try:
+                    body = await self._reader.receive_frame()
+                except _FrameTooLargeError:
+                    log.warning("connection.closed", reason="frame_too_large")
+                    await self.send(
+                        Error(
+                            code="frame_too_large",
+                            message=f"frame exceeds MAX_FRAME ({MAX_FRAME} bytes); closing",
+                        )
+                    )
+                    return
+                except _TruncatedFrameError:
+                    log.info("connection.closed", reason="truncated_frame")
+                    return
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    log.debug("connection.lost")
+                    return
+            if idle.cancelled_caught:
+                log.info("connection.closed", reason="idle_timeout")
+                return
+            if body is None:
+                log.debug("connection.closed", reason="peer_closed")
+                return
+            if not await self._answer(body):
+                return
+
+    async def _answer(self, body: bytes) -> bool:
+        """Decode, authorize and answer one frame; False once the connection should close."""
+        started = time.perf_counter()
+        req = next(self._request_ids)
+        try:
+            request = REQUEST_DECODER.decode(body)
+        except msgspec.DecodeError as exc:
+            # Covers ValidationError: bad JSON, wrong types, unknown op or field, bad names.
+            reply: Reply = Error(code="invalid_request", message=str(exc))
+            with structlog.contextvars.bound_contextvars(req=req):
+                return await self._reply(reply, started)
+        op = request.__struct_config__.tag
+        with structlog.contextvars.bound_contextvars(op=op, req=req):
+            assert self._peer is not None  # refused connections never get here
+            if type(request) in MUTATING and not may_mutate(self._peer, self._server.gid):
+                reply = Error(
+                    code="permission_denied",
+                    message=f"{op} needs uid 0 or membership of gid {self._server.gid}",
+                )
+            elif isinstance(request, Events):
+                await self._stream_events()
+                log.info("request.done", outcome="ok", ms=_ms_since(started))
+                return False
+            else:
+                try:
+                    reply = await self._server.handler.handle(request, self._peer)
+                except Exception:
+                    log.exception("request.crashed")
+                    reply = Error(code="internal", message="internal error; see the daemon log")
+            return await self._reply(reply, started)
+
+    async def _reply(self, reply: Reply, started: float) -> bool:
+        sent = await self.send(reply)
+        outcome = reply.code if isinstance(reply, Error) else "ok"
+        log.info("request.done", outcome=outcome, ms=_ms_since(started))
+        return sent
+
+    async def send(self, message: Reply) -> bool:
+        """Send one frame; False if the client is gone or too slow to read it."""
+        try:
+            data = frame(message)
+        except (ValueError, msgspec.EncodeError, TypeError) as exc:
+            log.error("reply.unencodable", reply=type(message).__name__, error=str(exc))
+            data = frame(Error(code="internal", message="reply could not be encoded"))
+        with trio.move_on_after(self._server.limits.send_timeout):
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                log.debug("connection.lost")
+                return False
+            return True
+        log.warning("connection.closed", reason="send_timeout")
+        return False
+
+    async def _stream_events(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._cancel_when_client_leaves, nursery.cancel_scope)
+            try:
+                async with self._server.handler.events() as events:
+                    async for event in events:
+                        if not await self.send(event):
+                            break
+            except Exception:
+                log.exception("events.crashed")
+                await self.send(Error(code="internal", message="event stream failed"))
+            nursery.cancel_scope.cancel()
+
+    async def _cancel_when_client_leaves(self, scope: trio.CancelScope) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._reader.wait_for_anything()
+        scope.cancel()
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
