@@ -46,3 +46,7 @@ class OperationFailedError(VimagedError, code="failed"):
 
 class PlatformError(VimagedError, code="platform"):
     """The platform cannot run vimages (missing kernel feature, module, privilege)."""
+
+
+class InvalidRequestError(VimagedError, code="invalid_request"):
+    """A well-formed request that asks for something meaningless (no names, say)."""

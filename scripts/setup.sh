@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up everything vimaged needs on a fresh Debian machine: system packages (when root) and a
+# virtual environment in .venv with the project and its test tools. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    need=""
+    command -v mandoc >/dev/null || need="$need mandoc"
+    command -v shellcheck >/dev/null || need="$need shellcheck"
+    command -v ip >/dev/null || need="$need iproute2"
+    command -v ping >/dev/null || need="$need iputils-ping"
+    if [ -n "$need" ]; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        # shellcheck disable=SC2086 # word splitting of the package list is intended
+        apt-get install -y -qq $need >/dev/null
+    fi
+fi
+
+python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'

@@ -1,0 +1,118 @@
+"""``vimaged``: parse arguments, read rc.conf, configure logging, load the platform, run.
+
+Exit status follows sysexits(3): 64 usage, 69 another daemon owns the socket or the platform
+cannot run vimages, 71 an OS error, 78 a configuration error, 70 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from vimaged import __version__
+
+EX_USAGE = 64
+EX_SOFTWARE = 70
+EX_UNAVAILABLE = 69
+EX_OSERR = 71
+EX_CONFIG = 78
+
+DEFAULT_SOCKET = "/var/run/vimaged.sock"
+DEFAULT_STATE_DIR = "/var/db/vimaged"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"vimaged: {message}\n")
+
+
+def default_platform() -> str:
+    return "freebsd" if sys.platform.startswith("freebsd") else "sim"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = _Parser(prog="vimaged", description="Supervisor for FreeBSD vimages (VNET jails).")
+    parser.add_argument("--version", action="version", version=f"vimaged {__version__}")
+    parser.add_argument(
+        "--platform",
+        choices=("freebsd", "linux", "sim"),
+        default=default_platform(),
+        help="kernel to drive (default: freebsd on FreeBSD, sim elsewhere)",
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        metavar="FILE",
+        help="rc.conf(5) file to read; repeatable, later files override earlier ones "
+        "(default: /etc/rc.conf, /etc/rc.conf.local, /etc/rc.conf.d/vimaged, "
+        "/usr/local/etc/rc.conf.d/vimaged)",
+    )
+    parser.add_argument("--socket", default=DEFAULT_SOCKET, help="control socket path")
+    parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="journal and MACs")
+    parser.add_argument("--log-format", choices=("console", "json"), default=None)
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
+    sim = parser.add_argument_group("sim platform")
+    sim.add_argument("--sim-host", metavar="PATH", help="socket of a running simulated host")
+    sim.add_argument("--sim-nics", metavar="NICS", help='NICs of a started sim host ("em0 em1")')
+    sim.add_argument("--sim-faults", metavar="SPEC", help="faults of a started sim host")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Imported here so that ``vimaged --help`` stays quick and import errors get a clean exit.
+    import trio
+
+    from vimaged import config, daemon, log, platforms
+    from vimaged.errors import ConfigError, PlatformError, VimagedError
+    from vimaged.server import DaemonRunningError
+
+    json_logs = args.log_format == "json" or (args.log_format is None and not sys.stderr.isatty())
+    log.configure(json=json_logs, level=args.log_level)
+    try:
+        cfg = config.load(args.config)
+    except ConfigError as exc:
+        print(f"vimaged: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    options: dict[str, str] = {"state_dir": args.state_dir}
+    for key in ("sim_host", "sim_nics", "sim_faults"):
+        value = getattr(args, key)
+        if value is not None:
+            options[key] = value
+    try:
+        platform = platforms.load(args.platform, **options)
+        trio.run(
+            lambda: daemon.run(
+                cfg,
+                platform,
+                socket_path=args.socket,
+                state_dir=args.state_dir,
+                config_paths=args.config,
+            )
+        )
+    except ConfigError as exc:
+        print(f"vimaged: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except DaemonRunningError as exc:
+        print(f"vimaged: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except PlatformError as exc:
+        print(f"vimaged: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except VimagedError as exc:
+        print(f"vimaged: {exc}", file=sys.stderr)
+        return EX_SOFTWARE
+    except OSError as exc:
+        print(f"vimaged: {exc}", file=sys.stderr)
+        return EX_OSERR
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

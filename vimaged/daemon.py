@@ -1,0 +1,98 @@
+"""The daemon's lifetime: nurseries, signals and the shutdown order (hypercorn's).
+
+SIGHUP re-reads rc.conf. SIGTERM and SIGINT stop the daemon, not the vimages: they keep
+running and the next daemon adopts them (an upgrade restart). ``vimagectl stop --all`` stops
+the vimages; rc.d does that at system shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from functools import partial
+from typing import TYPE_CHECKING
+
+import structlog
+import trio
+
+from vimaged import __version__, config
+from vimaged.dispatch import Dispatcher
+from vimaged.errors import ConfigError
+from vimaged.events import EventHub
+from vimaged.platforms import HOST_JID
+from vimaged.server import open_control_listener, serve_control
+from vimaged.state import Journal
+from vimaged.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from vimaged.config import Config
+    from vimaged.platforms import Platform
+
+log = structlog.get_logger()
+
+GRACE = 10.0
+"""Seconds in-flight requests may take to finish once the daemon is told to stop."""
+
+
+async def run(
+    cfg: Config,
+    platform: Platform,
+    *,
+    socket_path: str,
+    state_dir: str,
+    config_paths: Sequence[str] | None,
+) -> None:
+    journal = await Journal.open(state_dir)
+    try:
+        await platform.preflight()
+        host = await platform.list_ifnets(HOST_JID)
+        held = {r.key for r in await journal.resources() if r.kind == "vnet"}
+        config.check_host_nics(cfg, {i.name for i in host} | held)
+        sup = Supervisor(cfg, platform, journal, EventHub())
+        dispatcher = Dispatcher(sup, config_paths)
+        async with trio.open_nursery() as handlers:  # connection handlers outlive the accept loop
+            async with trio.open_nursery() as main:
+                await main.start(sup.run)  # reconciled with the kernel when this returns
+                listener = await open_control_listener(socket_path, group=cfg.group)
+                socket_inode = os.stat(socket_path).st_ino
+                await main.start(
+                    partial(serve_control, listener, dispatcher, handler_nursery=handlers)
+                )
+                log.info(
+                    "daemon.ready", socket=socket_path, platform=platform.name, version=__version__
+                )
+                await _wait_for_stop_signal(dispatcher)
+                sup.stopping = True  # new mutations get ShuttingDownError
+                main.cancel_scope.cancel()
+            handlers.cancel_scope.deadline = trio.current_time() + GRACE
+        _unlink_own_socket(socket_path, socket_inode)
+    finally:
+        with trio.CancelScope(shield=True):
+            await platform.aclose()
+            await journal.aclose()
+    log.info("daemon.stopped")
+
+
+async def _wait_for_stop_signal(dispatcher: Dispatcher) -> None:
+    with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if signum != signal.SIGHUP:
+                log.info("daemon.stopping", signal=signal.Signals(signum).name)
+                return
+            try:
+                reloaded = await dispatcher.reload()
+            except ConfigError as exc:
+                log.error("config.reload_failed", error=str(exc))
+            else:
+                log.info("config.reloaded", added=reloaded.added, removed=reloaded.removed)
+
+
+def _unlink_own_socket(path: str, inode: int) -> None:
+    """Remove the socket file only if it is still the one this daemon bound: a newer daemon
+    may have replaced it."""
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)

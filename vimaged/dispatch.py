@@ -1,0 +1,107 @@
+"""Requests to supervisor calls, and every error to a wire ``Error``.
+
+This is the one catch-all: ``VimagedError`` becomes ``Error(code=exc.code)``, ``OSError``
+becomes ``os_error`` with its errno, anything else ``internal``, logged once here with its
+traceback, which never goes on the wire. Each request ends in one ``request.done`` log line.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+import trio
+
+from vimaged import __version__, config
+from vimaged.errors import InvalidRequestError, VimagedError
+from vimaged.platforms import HOST_JID
+from vimaged.protocol import (
+    PROTOCOL_VERSION,
+    Done,
+    Error,
+    Health,
+    ListVimages,
+    Reload,
+    Reloaded,
+    Restart,
+    Start,
+    Status,
+    Stop,
+    Version,
+    VersionInfo,
+    Vimages,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from contextlib import AbstractAsyncContextManager
+
+    from vimaged.peercred import Peer
+    from vimaged.protocol import AnyRequest, Event, Reply
+    from vimaged.supervisor import Supervisor
+
+log = structlog.get_logger()
+
+
+class Dispatcher:
+    def __init__(self, supervisor: Supervisor, config_paths: Sequence[str] | None) -> None:
+        self._sup = supervisor
+        self._config_paths = config_paths
+
+    def events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Event]]:
+        return self._sup.events.subscribe()
+
+    async def handle(self, request: AnyRequest, peer: Peer) -> Reply:
+        """Answer one authorized request; the server logs ``request.done`` around it."""
+        try:
+            return await self._dispatch(request)
+        except VimagedError as exc:
+            return Error(code=exc.code, message=str(exc))
+        except OSError as exc:
+            return Error(code="os_error", message=str(exc), errno=exc.errno)
+        except Exception:
+            log.exception("request.crashed")
+            return Error(code="internal", message="internal error; see the daemon's log")
+
+    async def _dispatch(self, request: AnyRequest) -> Reply:
+        sup = self._sup
+        match request:
+            case Start(names=names, all_=everything):
+                return Done(outcomes=tuple(await sup.start(self._names(names, everything))))
+            case Stop(names=names, all_=everything):
+                if everything:
+                    return Done(outcomes=tuple(await sup.stop([], everything=True)))
+                return Done(outcomes=tuple(await sup.stop(self._names(names, False))))
+            case Restart(names=names):
+                return Done(outcomes=tuple(await sup.restart(self._names(names, False))))
+            case ListVimages():
+                return Vimages(vimages=tuple(sup.infos()))
+            case Status(names=names) | Health(names=names):
+                if not names:
+                    return Vimages(vimages=tuple(sup.infos()))
+                return Vimages(vimages=tuple(sup.info(n) for n in names))
+            case Reload():
+                return await self.reload()
+            case Version():
+                return VersionInfo(
+                    daemon=__version__, protocol=PROTOCOL_VERSION, platform=sup.platform.name
+                )
+        raise InvalidRequestError(f"unhandled request {type(request).__name__}")
+
+    def _names(self, names: tuple[str, ...], everything: bool) -> list[str]:
+        if everything:
+            return [v.name for v in self._sup.cfg.vimages]
+        if not names:
+            raise InvalidRequestError("name at least one vimage, or use --all")
+        return list(names)
+
+    async def reload(self) -> Reloaded:
+        """Re-read rc.conf (``reload`` and SIGHUP); ConfigError leaves the old one in force."""
+        paths = self._config_paths
+        new = await trio.to_thread.run_sync(lambda: config.load(paths))
+        host = await self._sup.platform.list_ifnets(HOST_JID)
+        held = {
+            nic for v in self._sup.vimages.values() if v.state != "stopped" for nic in v.cfg.vnets
+        }
+        config.check_host_nics(new, {i.name for i in host} | held)
+        return self._sup.reload(new)

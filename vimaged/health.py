@@ -1,0 +1,171 @@
+"""Health of running vimages, and restarts by policy.
+
+Each running vimage is polled every ``_health_interval``: its jail must be alive (not gone, not
+dying), its interfaces present inside it, no NIC of it pending return, and the optional
+``_health_cmd`` must exit 0 within ``_health_timeout``. The result is ``ok``, ``degraded``
+(something is off but the vimage runs) or ``failed`` (the jail is gone, or the command failed
+``_health_retries`` times in a row after ``_health_start_period``).
+
+On ``failed``, ``_restart`` decides: ``no`` leaves it to the operator, ``on-failure`` and
+``always`` restart it after an exponential backoff with jitter; ``always`` also retries a start
+that failed. A circuit breaker stops the restarts after ``_restart_limit`` failures within
+``_restart_window`` seconds: the vimage then stays ``failed`` until an operator starts it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import TYPE_CHECKING
+
+import structlog
+import trio
+
+from vimaged.errors import VimagedError
+
+if TYPE_CHECKING:
+    from vimaged.protocol import HealthState
+    from vimaged.supervisor import Supervisor, Vimage
+
+log = structlog.get_logger()
+
+RESTART_FIRST_DELAY = 1.0
+RESTART_MAX_DELAY = 60.0
+
+
+class HealthMonitor:
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._sup = supervisor
+        self._nursery: trio.Nursery | None = None
+        self._polls: dict[str, trio.CancelScope] = {}
+        self._failures: dict[str, deque[float]] = {}
+        self._waiting: list[Vimage] = []
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for v in self._waiting:
+                self.watch(v)
+            self._waiting.clear()
+            task_status.started()
+            await trio.sleep_forever()
+
+    def watch(self, v: Vimage) -> None:
+        """Start polling a vimage that just became running."""
+        if self._nursery is None:
+            self._waiting.append(v)
+            return
+        self.unwatch(v)
+        scope = trio.CancelScope()
+        self._polls[v.name] = scope
+        self._nursery.start_soon(self._poll, v, scope)
+
+    def unwatch(self, v: Vimage) -> None:
+        scope = self._polls.pop(v.name, None)
+        if scope is not None:
+            scope.cancel()
+
+    def reset_failures(self, name: str) -> None:
+        """An operator acted: close the circuit breaker."""
+        self._failures.pop(name, None)
+
+    async def _poll(self, v: Vimage, scope: trio.CancelScope) -> None:
+        with scope:
+            started = trio.current_time()
+            cmd_failures = 0
+            while True:
+                health, reason, cmd_failed = await self.check(v)
+                in_start_period = trio.current_time() - started < v.cfg.health_start_period
+                if cmd_failed and not in_start_period:
+                    cmd_failures += 1
+                elif not cmd_failed:
+                    cmd_failures = 0
+                if health == "failed" and reason != "jail gone":
+                    health = "failed" if cmd_failures >= v.cfg.health_retries else "degraded"
+                if cmd_failed and in_start_period:
+                    health = "unknown"
+                self._set(v, health, reason)
+                if health == "failed":
+                    self._polls.pop(v.name, None)
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._recover, v, reason)
+                    return
+                await trio.sleep(v.cfg.health_interval)
+
+    def _set(self, v: Vimage, health: HealthState, reason: str | None) -> None:
+        if health != v.health:
+            self._sup.events.emit(f"health.{health}", v.name, reason=reason)
+        v.health = health
+
+    async def check(self, v: Vimage) -> tuple[HealthState, str | None, bool]:
+        """One round of checks: ``(health, reason, health_cmd failed)``."""
+        jid = v.jid
+        platform = self._sup.platform
+        if jid is None:
+            return "unknown", None, False
+        jail = next((j for j in await platform.list_jails() if j.jid == jid), None)
+        if jail is None or jail.dying:
+            return "failed", "jail gone", False
+        problems: list[str] = []
+        present = {i.name: i for i in await platform.list_ifnets(jid)}
+        for b in v.cfg.bridges:
+            ifnet = present.get(b.ifname)
+            if ifnet is None:
+                problems.append(f"{b.ifname} missing")
+            elif not ifnet.up:
+                problems.append(f"{b.ifname} down")
+        for nic in v.cfg.vnets:
+            pending = self._sup.watcher.pending.get(nic)
+            if pending is not None:
+                problems.append(f"{nic} pending return")
+            elif nic not in present:
+                problems.append(f"{nic} missing")
+        if v.cfg.health_cmd:
+            status: int | None = None
+            with trio.move_on_after(v.cfg.health_timeout):
+                status = await platform.exec_in_jail(jid, v.cfg.health_cmd)
+            if status != 0:
+                why = "timed out" if status is None else f"exited {status}"
+                return "failed", f"health_cmd {why}", True
+        if problems:
+            return "degraded", ", ".join(problems), False
+        return "ok", None, False
+
+    async def _recover(self, v: Vimage, reason: str | None) -> None:
+        """Act on a failed vimage: clean up a vanished jail, restart per policy."""
+        sup = self._sup
+        if reason == "jail gone":
+            await sup.fail_vimage(v, "the jail disappeared")
+        policy = v.cfg.restart
+        if policy == "no" or sup.stopping:
+            return
+        failures = self._failures.setdefault(v.name, deque())
+        now = trio.current_time()
+        failures.append(now)
+        while failures and now - failures[0] > v.cfg.restart_window:
+            failures.popleft()
+        if len(failures) >= v.cfg.restart_limit:
+            v.error = (
+                f"circuit breaker open: {len(failures)} failures within "
+                f"{v.cfg.restart_window:g}s; start it by hand to retry"
+            )
+            sup.events.emit("vimage.circuit_open", v.name, failures=len(failures))
+            if v.state == "running":
+                await sup.fail_vimage(v, v.error)
+            return
+        step = min(RESTART_MAX_DELAY, RESTART_FIRST_DELAY * 2 ** (len(failures) - 1))
+        await trio.sleep(random.uniform(step / 2, step))
+        v.restarts += 1
+        sup.events.emit("vimage.restarting", v.name, attempt=v.restarts, reason=reason)
+        try:
+            if v.state != "stopped" and v.state != "failed":
+                await sup.stop_vimage(v)
+            await sup.start_vimage(v)
+        except VimagedError as exc:
+            log.error("vimage.restart_failed", vimage=v.name, error=str(exc))
+            if policy == "always":
+                await self._recover(v, "start failed")
+        except OSError as exc:
+            log.error("vimage.restart_failed", vimage=v.name, error=str(exc))
+            if policy == "always":
+                await self._recover(v, "start failed")

@@ -1,0 +1,654 @@
+"""The supervisor: desired versus actual state of every vimage.
+
+Domain layer: it decides, the :class:`~vimaged.platforms.Platform` acts. One ``trio.Lock`` per
+vimage serializes operations on it while different vimages proceed in parallel; one lock per
+parent NIC serializes changes to that NIC's bridge. Every kernel change is journaled before it
+is made (``state.Journal``), so :meth:`Supervisor.reconcile` can converge after a crash.
+
+Start order: create the jail, build each bridged interface and move it in, move the NICs in,
+run ``exec_start``. Stop order: ``exec_stop``, ``-vnet`` every moved NIC *before* the jail goes
+(a dying jail keeps its NICs), shut down the bridged interfaces (before jail removal, the
+workaround for FreeBSD PR 238326), remove the jail, remove bridges left without interfaces.
+A failed start undoes what it did, in reverse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as errnos
+from collections import defaultdict
+from functools import partial
+from typing import TYPE_CHECKING
+
+import structlog
+import trio
+
+from vimaged import macs
+from vimaged.errors import (
+    ConflictError,
+    NotFoundError,
+    OperationFailedError,
+    ShuttingDownError,
+    VimagedError,
+)
+from vimaged.health import HealthMonitor
+from vimaged.platforms import HOST_JID, JailSpec
+from vimaged.protocol import (
+    HealthState,
+    Interface,
+    Outcome,
+    Reloaded,
+    State,
+    VimageInfo,
+)
+from vimaged.vnets import ReturnWatcher
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
+    from vimaged.config import Bridge, Config, VimageConfig
+    from vimaged.events import EventHub
+    from vimaged.platforms import Platform
+    from vimaged.state import Journal, Resource
+
+log = structlog.get_logger()
+
+ALLOWED: dict[State, frozenset[State]] = {
+    "stopped": frozenset({"starting"}),
+    "starting": frozenset({"running", "failed", "stopped"}),
+    "running": frozenset({"stopping", "failed"}),
+    "stopping": frozenset({"stopped", "failed"}),
+    "failed": frozenset({"starting", "stopping", "stopped"}),
+}
+"""The lifecycle. ``failed`` keeps what could not be cleaned up visible until an operator acts."""
+
+CLEANUP_GRACE = 60.0
+"""How long shielded cleanup (rollback, reconciliation) may take once cancelled."""
+
+PARALLEL_STARTS = 8
+"""At most this many vimages start or stop at once (``vimage_parallel_start``)."""
+
+
+class Vimage:
+    """The daemon's view of one configured vimage."""
+
+    def __init__(self, cfg: VimageConfig) -> None:
+        self.cfg = cfg
+        """The configuration it runs with (or will start with)."""
+        self.next_cfg: VimageConfig | None = None
+        """A configuration reloaded while running: applied at the next start."""
+        self.removed = False
+        """Gone from the configuration while running: forgotten once stopped."""
+        self.state: State = "stopped"
+        self.jid: int | None = None
+        self.lock = trio.Lock()
+        self.health: HealthState = "unknown"
+        self.error: str | None = None
+        self.restarts = 0
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def transition(self, new: State) -> None:
+        if new != self.state and new not in ALLOWED[self.state]:
+            raise ConflictError(f"{self.name}: cannot go from {self.state} to {new}")
+        self.state = new
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, platform: Platform, journal: Journal, events: EventHub) -> None:
+        self.cfg = cfg
+        self.platform = platform
+        self.journal = journal
+        self.events = events
+        self.vimages: dict[str, Vimage] = {v.name: Vimage(v) for v in cfg.vimages}
+        self.watcher = ReturnWatcher(platform, journal, events)
+        self.health = HealthMonitor(self)
+        self.stopping = False
+        self._parent_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        self._limiter = trio.CapacityLimiter(PARALLEL_STARTS)
+        self._host_uuid: str | None = None
+        self._mac_cache: dict[tuple[str, int], str] = {}
+        """Persisted MAC assignments, loaded from the journal by :meth:`reconcile`."""
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Reconcile with the kernel, autostart, then keep the watchers and health polls going."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.watcher.run)
+            await nursery.start(self.health.run)
+            await self.reconcile()
+            task_status.started()
+            if self.cfg.enable:
+                outcomes = await self.start([v.name for v in self.cfg.vimages])
+                for outcome in outcomes:
+                    if not outcome.ok:
+                        log.error(
+                            "vimage.autostart_failed", vimage=outcome.name, error=outcome.message
+                        )
+            await trio.sleep_forever()
+
+    def _get(self, name: str) -> Vimage:
+        try:
+            return self.vimages[name]
+        except KeyError:
+            raise NotFoundError(f"no vimage named {name!r} is configured") from None
+
+    def _refuse_if_stopping(self) -> None:
+        if self.stopping:
+            raise ShuttingDownError("vimaged is shutting down")
+
+    # ------------------------------------------------------------------ requests
+
+    async def start(self, names: Iterable[str]) -> list[Outcome]:
+        """Start ``names`` and what they depend on, dependencies first."""
+        self._refuse_if_stopping()
+        names = list(names)
+        for name in names:
+            self._get(name)
+            self.health.reset_failures(name)  # an operator acted: close the circuit breaker
+        outcomes: dict[str, Outcome] = {}
+        for level in self.cfg.start_order(names):
+            failed = {n for n, o in outcomes.items() if not o.ok}
+            if self.cfg.parallel_start:
+                async with trio.open_nursery() as nursery:
+                    for name in level:
+                        nursery.start_soon(self._start_after_deps, name, failed, outcomes)
+            else:
+                for name in level:
+                    await self._start_after_deps(name, failed, outcomes)
+        return [outcomes[n] for n in names] + [
+            o for n, o in outcomes.items() if n not in names and not o.ok
+        ]
+
+    async def _start_after_deps(
+        self, name: str, failed: set[str], outcomes: dict[str, Outcome]
+    ) -> None:
+        v = self._get(name)
+        broken = [d for d in v.cfg.depend if d in failed]
+        if broken:
+            outcomes[name] = self._outcome(
+                v, ConflictError(f"{name}: dependency {', '.join(broken)} did not start")
+            )
+            return
+        async with self._limiter:
+            outcomes[name] = await self._guarded(v, self.start_vimage)
+
+    async def stop(self, names: Iterable[str], *, everything: bool = False) -> list[Outcome]:
+        """Stop ``names``; with ``everything``, all vimages in reverse dependency order."""
+        self._refuse_if_stopping()
+        names = list(names)
+        for name in names:
+            self._get(name)
+        if not everything:
+            return [await self._guarded(self._get(n), self.stop_vimage) for n in names]
+        outcomes: dict[str, Outcome] = {}
+        for level in reversed(self.cfg.start_order(self.vimages)):
+            async with trio.open_nursery() as nursery:
+                for name in level:
+                    if name in self.vimages:
+                        nursery.start_soon(self._stop_one, name, outcomes)
+        return list(outcomes.values())
+
+    async def _stop_one(self, name: str, outcomes: dict[str, Outcome]) -> None:
+        async with self._limiter:
+            outcomes[name] = await self._guarded(self._get(name), self.stop_vimage)
+
+    async def restart(self, names: Iterable[str]) -> list[Outcome]:
+        self._refuse_if_stopping()
+        names = list(names)
+        for name in names:
+            self._get(name)
+        outcomes = []
+        for name in names:
+            v = self._get(name)
+            stopped = await self._guarded(v, self.stop_vimage)
+            if not stopped.ok:
+                outcomes.append(stopped)
+                continue
+            outcomes.append(await self._guarded(v, self.start_vimage))
+        return outcomes
+
+    async def _guarded(self, v: Vimage, op: Callable[[Vimage], Awaitable[None]]) -> Outcome:
+        try:
+            await op(v)
+        except VimagedError as exc:
+            return self._outcome(v, exc)
+        except OSError as exc:
+            return self._outcome(v, OperationFailedError(_describe_oserror(exc)))
+        return Outcome(name=v.name, ok=True, state=v.state)
+
+    @staticmethod
+    def _outcome(v: Vimage, exc: VimagedError) -> Outcome:
+        return Outcome(name=v.name, ok=False, state=v.state, code=exc.code, message=str(exc))
+
+    def reload(self, cfg: Config) -> Reloaded:
+        """Adopt a newly read configuration. Running vimages keep theirs until restarted."""
+        self._refuse_if_stopping()
+        added, removed, changed = [], [], []
+        for new in cfg.vimages:
+            v = self.vimages.get(new.name)
+            if v is None:
+                self.vimages[new.name] = Vimage(new)
+                added.append(new.name)
+                continue
+            v.removed = False
+            if new == v.cfg:
+                v.next_cfg = None
+            elif v.state == "stopped":
+                v.cfg = new
+                changed.append(new.name)
+            else:
+                v.next_cfg = new
+                changed.append(new.name)
+        wanted = {v.name for v in cfg.vimages}
+        for name, v in list(self.vimages.items()):
+            if name in wanted:
+                continue
+            removed.append(name)
+            if v.state == "stopped":
+                del self.vimages[name]
+            else:
+                v.removed = True
+        self.cfg = cfg
+        self.events.emit("config.reloaded", None, added=len(added), removed=len(removed))
+        return Reloaded(added=tuple(added), removed=tuple(removed), changed=tuple(changed))
+
+    # ------------------------------------------------------------------ views
+
+    def info(self, name: str) -> VimageInfo:
+        return self._info(self._get(name))
+
+    def infos(self) -> list[VimageInfo]:
+        return [self._info(v) for v in self.vimages.values()]
+
+    def _info(self, v: Vimage) -> VimageInfo:
+        running = v.state in ("starting", "running", "stopping") and v.jid is not None
+        interfaces: list[Interface] = []
+        macs_now = self._mac_cache
+        for b in v.cfg.bridges:
+            interfaces.append(
+                Interface(
+                    name=b.ifname,
+                    kind="bridge",
+                    parent=b.parent,
+                    mac=b.mac or macs_now.get((v.name, b.index)),
+                    where="vimage" if running else "absent",
+                )
+            )
+        for nic in v.cfg.vnets:
+            pending = self.watcher.pending.get(nic)
+            if pending is not None and pending.vimage == v.name:
+                interfaces.append(
+                    Interface(
+                        name=nic,
+                        kind="vnet",
+                        where="pending-return",
+                        holder_jid=pending.jid,
+                        holder_dying=pending.dying,
+                    )
+                )
+            else:
+                interfaces.append(
+                    Interface(name=nic, kind="vnet", where="vimage" if running else "host")
+                )
+        return VimageInfo(
+            name=v.name,
+            state=v.state,
+            jid=v.jid,
+            health=v.health if v.state == "running" else "unknown",
+            interfaces=tuple(interfaces),
+            config_changed=v.next_cfg is not None or v.removed,
+            error=v.error,
+            restarts=v.restarts,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start_vimage(self, v: Vimage) -> None:
+        async with v.lock:
+            if v.state == "running":
+                return
+            if v.removed:
+                raise NotFoundError(f"{v.name} was removed from the configuration")
+            if v.next_cfg is not None:
+                v.cfg, v.next_cfg = v.next_cfg, None
+            cfg = v.cfg
+            v.transition("starting")
+            v.error = None
+            self.events.emit("vimage.starting", v.name)
+            try:
+                await self._start_steps(v, cfg)
+            except BaseException as exc:
+                v.jid = None
+                v.error = _error_text(exc)
+                v.transition("failed")
+                self.events.emit("vimage.start_failed", v.name, error=v.error)
+                raise
+            v.transition("running")
+            v.health = "unknown"
+            self.health.watch(v)
+            self.events.emit("vimage.started", v.name, jid=v.jid)
+
+    async def _start_steps(self, v: Vimage, cfg: VimageConfig) -> None:
+        await self._check_available(cfg)
+        undo: list[Callable[[], Awaitable[None]]] = []
+        try:
+            await self.journal.set_vimage(cfg.name, desired="running", jid=None)
+            await self.journal.intend("jail", cfg.name, vimage=cfg.name)
+            undo.append(partial(self.journal.forget, "jail", cfg.name))
+            jid = await self.platform.create_jail(
+                JailSpec(
+                    name=cfg.name,
+                    path=cfg.rootdir,
+                    hostname=cfg.hostname,
+                    devfs_ruleset=cfg.devfs_ruleset,
+                    parameters=cfg.parameters,
+                )
+            )
+            v.jid = jid
+            await self.journal.mark("jail", cfg.name, "done", jid=jid)
+            await self.journal.set_vimage(cfg.name, desired="running", jid=jid)
+            undo.append(partial(self._remove_jail, cfg.name, jid))
+            self.events.emit("jail.created", cfg.name, jid=jid)
+            for bridge in cfg.bridges:
+                mac = await self._mac_for(cfg, bridge)
+                await self.journal.intend(
+                    "bridge", bridge.ifname, vimage=cfg.name, parent=bridge.parent
+                )
+                undo.append(partial(self._destroy_bridged, bridge.ifname, bridge.parent))
+                async with self._parent_locks[bridge.parent]:
+                    await self.platform.create_bridged_ifnet(bridge.parent, bridge.ifname, mac)
+                await self.platform.move_ifnet(bridge.ifname, jid)
+                await self.journal.mark("bridge", bridge.ifname, "done", jid=jid)
+                self.events.emit(
+                    "ifnet.bridged", cfg.name, ifname=bridge.ifname, parent=bridge.parent, mac=mac
+                )
+            for nic in cfg.vnets:
+                await self.journal.intend("vnet", nic, vimage=cfg.name, jid=jid)
+                undo.append(partial(self._return_nic, cfg.name, nic, jid))
+                await self.platform.move_ifnet(nic, jid)
+                await self.journal.mark("vnet", nic, "done")
+                self.events.emit("ifnet.moved", cfg.name, ifname=nic, jid=jid)
+            status = await self.platform.exec_in_jail(jid, cfg.exec_start)
+            if status != 0:
+                raise OperationFailedError(
+                    f"{cfg.name}: exec_start {cfg.exec_start!r} exited with status {status}"
+                )
+        except BaseException:
+            with trio.move_on_after(CLEANUP_GRACE, shield=True):
+                for step in reversed(undo):
+                    try:
+                        await step()
+                    except (OSError, VimagedError) as exc:
+                        log.error(
+                            "vimage.rollback_step_failed", vimage=cfg.name, error=_error_text(exc)
+                        )
+                await self._release_bridges({b.parent for b in cfg.bridges})
+                await self.journal.set_vimage(cfg.name, desired="stopped", jid=None)
+            self.events.emit("vimage.rolled_back", cfg.name)
+            raise
+
+    async def _check_available(self, cfg: VimageConfig) -> None:
+        """Refuse a start whose NICs are held elsewhere, before touching anything."""
+        for nic in cfg.vnets:
+            pending = self.watcher.pending.get(nic)
+            if pending is not None:
+                holder = f"jid {pending.jid}" + (" (dying)" if pending.dying else "")
+                raise ConflictError(
+                    f"{cfg.name}: {nic} is pending return from {holder}; it cannot be moved "
+                    "until it is back on the host"
+                )
+            for other in self.vimages.values():
+                if other.name != cfg.name and other.state != "stopped" and nic in other.cfg.vnets:
+                    raise ConflictError(f"{cfg.name}: {nic} is held by vimage {other.name}")
+        for nic in {*cfg.vnets, *(b.parent for b in cfg.bridges)}:
+            where = await self.platform.locate_ifnet(nic)
+            if where != HOST_JID:
+                place = "absent" if where is None else f"inside jid {where}"
+                raise ConflictError(f"{cfg.name}: {nic} is not on the host ({place})")
+
+    async def stop_vimage(self, v: Vimage) -> None:
+        async with v.lock:
+            if v.state == "stopped":
+                return
+            self.health.unwatch(v)
+            v.transition("stopping")
+            self.events.emit("vimage.stopping", v.name)
+            try:
+                await self._stop_steps(v)
+            except BaseException as exc:
+                v.error = _error_text(exc)
+                v.transition("failed")
+                self.events.emit("vimage.stop_failed", v.name, error=v.error)
+                raise
+            v.jid = None
+            v.error = None
+            v.transition("stopped")
+            self.events.emit("vimage.stopped", v.name)
+            if v.removed:
+                del self.vimages[v.name]
+
+    async def fail_vimage(self, v: Vimage, error: str) -> None:
+        """Tear down a running vimage that failed (its jail vanished, or the circuit breaker
+        opened) and leave it ``failed`` with ``error`` until an operator acts."""
+        async with v.lock:
+            if v.state != "running":
+                return
+            self.health.unwatch(v)
+            v.transition("stopping")
+            try:
+                await self._stop_steps(v)
+            finally:
+                v.jid = None
+                v.error = error
+                v.transition("failed")
+                self.events.emit("vimage.failed", v.name, error=error)
+
+    async def _stop_steps(self, v: Vimage) -> None:
+        cfg, jid = v.cfg, v.jid
+        with trio.CancelScope(shield=True):
+            if jid is not None and await self._jail_alive(jid):
+                with trio.move_on_after(cfg.stop_timeout) as timeout:
+                    status = await self.platform.exec_in_jail(jid, cfg.exec_stop)
+                    if status != 0:
+                        log.warning("vimage.exec_stop_failed", vimage=cfg.name, status=status)
+                if timeout.cancelled_caught:
+                    log.warning(
+                        "vimage.exec_stop_timed_out", vimage=cfg.name, timeout=cfg.stop_timeout
+                    )
+            if jid is not None:
+                for nic in reversed(cfg.vnets):
+                    await self._return_nic(cfg.name, nic, jid)
+            for bridge in reversed(cfg.bridges):
+                await self._destroy_bridged(bridge.ifname, bridge.parent)
+            if jid is not None:
+                await self._remove_jail(cfg.name, jid)
+            await self._release_bridges({b.parent for b in cfg.bridges})
+            await self.journal.set_vimage(cfg.name, desired="stopped", jid=None)
+
+    # ------------------------------------------------------------------ steps
+
+    async def _jail_alive(self, jid: int) -> bool:
+        return any(j.jid == jid and not j.dying for j in await self.platform.list_jails())
+
+    async def _return_nic(self, vimage: str, nic: str, jid: int) -> None:
+        if await self.watcher.return_home(nic, vimage=vimage, jid=jid):
+            self.events.emit("ifnet.returned_home", vimage, ifname=nic)
+
+    async def _destroy_bridged(self, ifname: str, parent: str) -> None:
+        async with self._parent_locks[parent]:
+            # never created, or already gone: the goal is reached
+            with contextlib.suppress(FileNotFoundError):
+                await self.platform.destroy_bridged_ifnet(ifname)
+        await self.journal.forget("bridge", ifname)
+
+    async def _remove_jail(self, name: str, jid: int) -> None:
+        try:
+            await self.platform.remove_jail(jid)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        except OSError as exc:
+            if exc.errno not in (errnos.EINVAL, errnos.ESRCH):
+                raise
+        await self.journal.forget("jail", name)
+        self.events.emit("jail.removed", name, jid=jid)
+
+    async def _release_bridges(self, parents: set[str]) -> None:
+        for parent in sorted(parents):
+            if any(
+                b.parent == parent
+                for v in self.vimages.values()
+                if v.state in ("starting", "running")
+                for b in v.cfg.bridges
+            ):
+                continue
+            async with self._parent_locks[parent]:
+                try:
+                    if await self.platform.release_bridge(parent):
+                        self.events.emit("bridge.removed", None, parent=parent)
+                except OSError as exc:
+                    log.warning(
+                        "bridge.release_failed", parent=parent, error=_describe_oserror(exc)
+                    )
+
+    async def _mac_for(self, cfg: VimageConfig, bridge: Bridge) -> str:
+        """The MAC of one bridged interface: explicit, else persisted, else derived once."""
+        if bridge.mac is not None:
+            return bridge.mac
+        key = (cfg.name, bridge.index)
+        known = self._mac_cache.get(key)
+        if known is not None:
+            return known
+        if self._host_uuid is None:
+            self._host_uuid = await self.platform.host_uuid()
+        host_ifnets = await self.platform.list_ifnets(HOST_JID)
+        taken = {i.mac for i in host_ifnets if i.mac} | set(self._mac_cache.values())
+        taken |= {b.mac for v in self.vimages.values() for b in v.cfg.bridges if b.mac}
+        parent_mac = next((i.mac for i in host_ifnets if i.name == bridge.parent and i.mac), None)
+        same_parent = [b for b in cfg.bridges if b.parent == bridge.parent]
+        mac = macs.choose_mac(
+            self.cfg.mac_scheme,
+            host_uuid=self._host_uuid,
+            vimage=cfg.name,
+            index=bridge.index,
+            parent_mac=parent_mac,
+            jng_counter=same_parent.index(bridge),
+            taken=taken,
+        )
+        await self.journal.save_mac(cfg.name, bridge.index, mac)
+        self._mac_cache[key] = mac
+        return mac
+
+    # ------------------------------------------------------------------ reconciliation
+
+    async def reconcile(self) -> None:
+        """Converge the journal with the kernel after a (re)start of the daemon.
+
+        Vimages that were running and are whole are adopted. Half-done operations are rolled
+        back (and a start that was in flight is then retried). Interfaces that carry
+        vimaged's naming but that nobody owns are removed; nothing else is ever touched.
+        """
+        self._mac_cache = await self.journal.macs()
+        records = await self.journal.vimages()
+        resources = await self.journal.resources()
+        jails = await self.platform.list_jails()
+        by_vimage: defaultdict[str, list[Resource]] = defaultdict(list)
+        for res in resources:
+            by_vimage[res.vimage].append(res)
+        retry: list[str] = []
+        for name in sorted(set(records) | set(by_vimage)):
+            record = records.get(name)
+            owned = by_vimage.get(name, [])
+            jail_res = next((r for r in owned if r.kind == "jail"), None)
+            jail = None
+            if jail_res is not None and jail_res.jid is not None:
+                jail = next((j for j in jails if j.jid == jail_res.jid and j.name == name), None)
+            v = self.vimages.get(name)
+            whole = (
+                record is not None
+                and record.desired == "running"
+                and v is not None
+                and jail is not None
+                and not jail.dying
+                and all(r.phase == "done" for r in owned)
+                and {r.key for r in owned if r.kind == "bridge"}
+                == {b.ifname for b in v.cfg.bridges}
+                and {r.key for r in owned if r.kind == "vnet"} == set(v.cfg.vnets)
+                and await self._resources_in_place(owned, jail.jid)
+            )
+            if whole and v is not None and jail is not None:
+                v.jid = jail.jid
+                v.state = "running"
+                self.health.watch(v)
+                self.events.emit("vimage.adopted", name, jid=jail.jid)
+                continue
+            await self._undo_resources(name, owned)
+            await self.journal.set_vimage(name, desired="stopped", jid=None)
+            self.events.emit("vimage.recovered", name)
+            if record is not None and record.desired == "running" and v is not None:
+                retry.append(name)
+        await self._remove_orphans()
+        if retry and not self.cfg.enable:
+            for outcome in await self.start(retry):
+                if not outcome.ok:
+                    log.error(
+                        "vimage.restart_after_recovery_failed",
+                        vimage=outcome.name,
+                        error=outcome.message,
+                    )
+
+    async def _resources_in_place(self, owned: list[Resource], jid: int) -> bool:
+        for res in owned:
+            if res.kind in ("bridge", "vnet") and await self.platform.locate_ifnet(res.key) != jid:
+                return False
+        return True
+
+    async def _undo_resources(self, name: str, owned: list[Resource]) -> None:
+        with trio.move_on_after(CLEANUP_GRACE, shield=True):
+            for res in reversed(owned):
+                try:
+                    if res.kind == "vnet":
+                        await self._return_nic(name, res.key, res.jid or 0)
+                    elif res.kind == "bridge":
+                        await self._destroy_bridged(res.key, res.parent or "")
+                    elif res.kind == "jail" and res.jid is not None:
+                        await self._remove_jail(name, res.jid)
+                    else:
+                        await self.journal.forget(res.kind, res.key)
+                except (OSError, VimagedError) as exc:
+                    log.error(
+                        "reconcile.undo_failed",
+                        vimage=name,
+                        resource=res.key,
+                        error=_error_text(exc),
+                    )
+            await self._release_bridges(
+                {r.parent for r in owned if r.kind == "bridge" and r.parent}
+            )
+
+    async def _remove_orphans(self) -> None:
+        journaled = {r.key for r in await self.journal.resources() if r.kind == "bridge"}
+        orphans = [b for b in await self.platform.list_bridged_ifnets() if b.name not in journaled]
+        for orphan in orphans:
+            log.warning("reconcile.orphan_removed", ifname=orphan.name, parent=orphan.parent)
+            async with self._parent_locks[orphan.parent]:
+                with contextlib.suppress(FileNotFoundError):
+                    await self.platform.destroy_bridged_ifnet(orphan.name)
+        await self._release_bridges({o.parent for o in orphans})
+
+
+def _describe_oserror(exc: OSError) -> str:
+    code = errnos.errorcode.get(exc.errno or 0, str(exc.errno))
+    subject = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{subject} [{code}]"
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return _describe_oserror(exc)
+    if isinstance(exc, trio.Cancelled):
+        return "cancelled"
+    return str(exc) or type(exc).__name__
