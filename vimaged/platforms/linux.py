@@ -1,0 +1,551 @@
+"""Platform layer: vimages as Linux network namespaces (``ip netns`` compatible).
+
+A vimage ``NAME`` is the namespace ``/run/netns/<prefix>NAME`` (prefix ``vimage-`` by default),
+so ``ip netns exec vimage-NAME ...`` works like jexec. Its "jid" is the namespace's inode
+number, stable for the namespace's lifetime and found again by any later process with
+``stat``. Bridged interfaces are macvlans in bridge mode (a veth pair when the parent is a
+Linux bridge), recognised by their ``ifalias``. Links are driven over rtnetlink sockets
+created inside each namespace; nothing here forks except :meth:`exec_in_jail`.
+See docs/linux.md for the mechanism and its trade-offs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import uuid
+from typing import TYPE_CHECKING, TypeVar
+
+import trio
+
+from vimaged.errors import PlatformError
+from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo
+from vimaged.platforms import linux_kernel as kernel
+from vimaged.platforms import linux_netlink as nl
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from vimaged.platforms import JailSpec
+
+DEFAULT_PREFIX = "vimage-"
+DEFAULT_STATE_DIR = "/run/vimaged"
+BRIDGED_ALIAS = "vimaged:bridged:"
+"""``ifalias`` of a bridged interface, followed by its parent's name; survives netns moves."""
+PEER_ALIAS = "vimaged:peer:"
+"""``ifalias`` of the host end of a bridged veth pair, followed by the bridged interface."""
+VIMAGE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
+BRIDGED_NAME = re.compile(r"ng\d+_(?P<vimage>.+)")
+MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+IFNAMSIZ = 16
+T = TypeVar("T")
+ARPHRD_LOOPBACK = 772
+
+
+def _einval(what: str, subject: str) -> OSError:
+    return OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: {what}", subject)
+
+
+def _enoent(subject: str) -> OSError:
+    return OSError(errno.ENOENT, os.strerror(errno.ENOENT), subject)
+
+
+def _check_ifname(name: str) -> None:
+    if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or name.strip() != name:
+        raise _einval("interface names have 1 to 15 bytes, no '/' or whitespace", name)
+
+
+class _Netns:
+    """One namespace of ours, held open by ``fd`` while this process knows it."""
+
+    def __init__(self, jid: int, name: str, path: str, fd: int, dying: bool) -> None:
+        self.jid = jid
+        self.name = name
+        self.path = path
+        """``/run/netns/<prefix>NAME`` while alive; the pin in the state dir while dying."""
+        self.fd = fd
+        self.dying = dying
+        self.rtnl: nl.Rtnl | None = None
+
+    def close(self) -> None:
+        if self.rtnl is not None:
+            self.rtnl.close()
+            self.rtnl = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class LinuxPlatform:
+    """:class:`vimaged.platforms.Platform` over Linux network namespaces."""
+
+    name = "linux"
+
+    def __init__(self, *, host_netns: str | None, prefix: str, state_dir: str) -> None:
+        if not prefix or "/" in prefix:
+            raise _einval("the namespace prefix must be a non-empty file name part", prefix)
+        self._prefix = prefix
+        self._pin_dir = os.path.join(state_dir, "linux-netns")
+        """Bind mounts of dying namespaces (``NAME@JID``) and rootdirs (``JID.root``)."""
+        host_path = "/proc/self/ns/net"
+        if host_netns is not None:
+            host_path = host_netns if "/" in host_netns else f"{kernel.NETNS_RUN_DIR}/{host_netns}"
+        self._host_fd = os.open(host_path, os.O_RDONLY | os.O_CLOEXEC)
+        self._nsfs_dev = os.fstat(self._host_fd).st_dev
+        self._host = (
+            nl.Rtnl() if host_netns is None else kernel.in_netns(self._host_fd, host_path, nl.Rtnl)
+        )
+        self._lock = threading.Lock()
+        self._known: dict[int, _Netns] = {}
+        self._run_dir_ready = False
+        self._closed = False
+
+    # -- namespaces ------------------------------------------------------------------------
+
+    def _nsfs_inode(self, path: str) -> int | None:
+        """The namespace inode behind ``path``, or None if it is no (longer a) namespace."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_ino if st.st_dev == self._nsfs_dev else None
+
+    def _scan(self) -> list[_Netns]:
+        """Every namespace of ours: named ones, pinned dying ones, and ones only we hold."""
+        found: dict[int, tuple[str, str, bool]] = {}
+        if os.path.isdir(self._pin_dir):
+            for entry in os.scandir(self._pin_dir):
+                name, sep, _ = entry.name.partition("@")
+                jid = self._nsfs_inode(entry.path) if sep else None
+                if jid is not None:
+                    found[jid] = (name, entry.path, True)
+        if os.path.isdir(kernel.NETNS_RUN_DIR):
+            for entry in os.scandir(kernel.NETNS_RUN_DIR):
+                if entry.name.startswith(self._prefix):
+                    jid = self._nsfs_inode(entry.path)
+                    if jid is not None:
+                        found[jid] = (entry.name.removeprefix(self._prefix), entry.path, False)
+        with self._lock:
+            for jid, (name, path, dying) in found.items():
+                ns = self._known.get(jid)
+                if ns is None:
+                    try:
+                        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                    except OSError:
+                        continue  # deleted meanwhile
+                    self._known[jid] = _Netns(jid, name, path, fd, dying)
+                else:
+                    ns.path, ns.dying = path, dying
+            for jid, ns in self._known.items():
+                if jid not in found:
+                    ns.dying = True  # its name went (ip netns delete) but our fd keeps it
+            return list(self._known.values())
+
+    def _resolve(self, jid: int, *, alive: bool = False) -> _Netns:
+        with self._lock:
+            ns = self._known.get(jid)
+        if ns is None:
+            ns = next((n for n in self._scan() if n.jid == jid), None)
+        if ns is None or (alive and ns.dying):
+            raise OSError(errno.ENOENT, f"no vimage namespace with jid {jid}", str(jid))
+        return ns
+
+    def _rtnl(self, ns: _Netns) -> nl.Rtnl:
+        if ns.rtnl is None:
+            ns.rtnl = kernel.in_netns(ns.fd, ns.path, nl.Rtnl)
+        return ns.rtnl
+
+    def _rtnl_of(self, jid: int) -> nl.Rtnl:
+        return self._host if jid == HOST_JID else self._rtnl(self._resolve(jid))
+
+    def _has_processes(self, jid: int) -> bool:
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and self._nsfs_inode(f"/proc/{pid}/ns/net") == jid:
+                return True
+        return False
+
+    def _busy(self, ns: _Netns) -> bool:
+        """Whether the namespace still holds an interface besides lo, or a process."""
+        links = self._rtnl(ns).dump_links()
+        return any(link.type != ARPHRD_LOOPBACK for link in links) or self._has_processes(ns.jid)
+
+    def _forget(self, ns: _Netns) -> None:
+        """Drop our last hold on a namespace; the kernel destroys it once nothing else does."""
+        if ns.dying and ns.path.startswith(self._pin_dir):
+            kernel.umount(ns.path)
+            os.unlink(ns.path)
+        root_file = self._root_file(ns.jid)
+        if os.path.exists(root_file):
+            os.unlink(root_file)
+        with self._lock:
+            self._known.pop(ns.jid, None)
+        ns.close()
+
+    def _prune(self, ns: _Netns) -> None:
+        if ns.dying and not self._busy(ns):
+            self._forget(ns)
+
+    def _root_file(self, jid: int) -> str:
+        return os.path.join(self._pin_dir, f"{jid}.root")
+
+    def _rootdir(self, jid: int) -> str | None:
+        try:
+            with open(self._root_file(jid), encoding="utf-8") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def _create_jail(self, spec: JailSpec) -> int:
+        if not VIMAGE_NAME.fullmatch(spec.name):
+            raise _einval("a vimage name is a letter then up to 30 of [A-Za-z0-9_]", spec.name)
+        if spec.path != "/" and not os.path.isdir(spec.path):
+            raise OSError(errno.ENOENT, "the vimage's path is no directory", spec.path)
+        if not self._run_dir_ready:
+            kernel.ensure_netns_run_dir()
+            self._run_dir_ready = True
+        path = f"{kernel.NETNS_RUN_DIR}/{self._prefix}{spec.name}"
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))  # EEXIST if taken
+        mounted = False
+        try:
+
+            def build() -> nl.Rtnl:
+                kernel.mount_bind("/proc/thread-self/ns/net", path)
+                rtnl = nl.Rtnl()
+                try:
+                    rtnl.set_link(nl.ifinfo(1, nl.IFF_UP, nl.IFF_UP), "lo")
+                except BaseException:
+                    rtnl.close()
+                    raise
+                return rtnl
+
+            rtnl = kernel.in_new_netns(path, build)
+            mounted = True
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            ns = _Netns(os.fstat(fd).st_ino, spec.name, path, fd, dying=False)
+            ns.rtnl = rtnl
+            if spec.path != "/":
+                os.makedirs(self._pin_dir, exist_ok=True)
+                with open(self._root_file(ns.jid), "w", encoding="utf-8") as f:
+                    f.write(os.path.abspath(spec.path))
+        except BaseException:
+            if mounted:
+                kernel.umount(path)
+            os.unlink(path)
+            raise
+        with self._lock:
+            self._known[ns.jid] = ns
+        return ns.jid
+
+    def _remove_jail(self, jid: int) -> None:
+        ns = self._resolve(jid)
+        if ns.dying:
+            self._prune(ns)
+            return
+        if self._busy(ns):
+            # Pin it under the state dir so a restarted daemon still finds (and reclaims
+            # from) it; the name goes now, as with ip netns delete.
+            os.makedirs(self._pin_dir, exist_ok=True)
+            pin = os.path.join(self._pin_dir, f"{ns.name}@{jid}")
+            os.close(os.open(pin, os.O_RDONLY | os.O_CREAT, 0o444))
+            kernel.mount_bind(ns.path, pin)
+            kernel.umount(ns.path)
+            os.unlink(ns.path)
+            ns.path, ns.dying = pin, True
+            return
+        kernel.umount(ns.path)
+        os.unlink(ns.path)
+        self._forget(ns)
+
+    def _list_jails(self) -> list[JailInfo]:
+        for ns in self._scan():
+            self._prune(ns)
+        with self._lock:
+            known = sorted(self._known.values(), key=lambda n: (n.name, n.jid))
+        return [JailInfo(jid=n.jid, name=n.name, dying=n.dying) for n in known]
+
+    # -- interfaces ------------------------------------------------------------------------
+
+    def _locate(self, ifname: str) -> tuple[int, nl.Link] | None:
+        """Where ``ifname`` is, trying first the vimage its ``ng<i>_NAME`` name points at."""
+        try:
+            return HOST_JID, self._host.get_link(ifname)
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:
+                raise
+        namespaces = self._scan()
+        named = BRIDGED_NAME.fullmatch(ifname)
+        if named:
+            namespaces.sort(key=lambda n: n.name != named["vimage"])
+        for ns in namespaces:
+            try:
+                return ns.jid, self._rtnl(ns).get_link(ifname)
+            except OSError as exc:
+                if exc.errno != errno.ENODEV:
+                    raise
+        return None
+
+    def _list_ifnets(self, jid: int) -> list[IfnetInfo]:
+        links = self._rtnl_of(jid).dump_links()
+        return [
+            IfnetInfo(name=link.name, mac=_mac_text(link), up=bool(link.flags & nl.IFF_UP))
+            for link in links
+        ]
+
+    def _move(self, rtnl: nl.Rtnl, ifname: str, target_fd: int) -> None:
+        body = nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
+        body += nl.attr(nl.IFLA_NET_NS_FD, nl.u32(target_fd))
+        _enodev_is_enoent(lambda: rtnl.set_link(body, ifname), ifname)
+
+    def _move_ifnet(self, ifname: str, jid: int) -> None:
+        _check_ifname(ifname)
+        self._move(self._host, ifname, self._resolve(jid, alive=True).fd)
+
+    def _reclaim_ifnet(self, ifname: str, jid: int) -> None:
+        _check_ifname(ifname)
+        ns = self._resolve(jid)
+        self._move(self._rtnl(ns), ifname, self._host_fd)
+        self._prune(ns)
+
+    def _rename_ifnet(self, ifname: str, newname: str) -> None:
+        _check_ifname(ifname)
+        _check_ifname(newname)
+        link = _enodev_is_enoent(lambda: self._host.get_link(ifname), ifname)
+        body = nl.ifinfo(link.index) + nl.attr(nl.IFLA_IFNAME, nl.cstr(newname))
+        self._host.set_link(body, newname)
+
+    def _set_ifnet_up(self, ifname: str) -> None:
+        _check_ifname(ifname)
+        body = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP) + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
+        _enodev_is_enoent(lambda: self._host.set_link(body, ifname), ifname)
+
+    def _create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
+        _check_ifname(parent)
+        _check_ifname(ifname)
+        if not MAC.fullmatch(mac):
+            raise _einval("a MAC address is xx:xx:xx:xx:xx:xx", mac)
+        upper = _enodev_is_enoent(lambda: self._host.get_link(parent), parent)
+        common = nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
+        common += nl.attr(nl.IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+        peer = _peer_name(ifname)
+        if upper.kind != "bridge":
+            mode = nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.IFLA_MACVLAN_MODE, nl.u32(4)))
+            linkinfo = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"macvlan"), mode)
+            common += nl.attr(nl.IFLA_LINK, nl.u32(upper.index))
+        else:
+            # A macvlan on a bridge would not reach the bridge's own address: a veth pair does.
+            peer_info = nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, nl.cstr(peer))
+            data = nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.VETH_INFO_PEER, peer_info))
+            linkinfo = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"veth"), data)
+        self._host.new_link(nl.ifinfo() + common + linkinfo, ifname)
+        try:
+            # The kernel ignores IFLA_IFALIAS in RTM_NEWLINK, hence a second message.
+            alias = nl.attr(nl.IFLA_IFALIAS, nl.cstr(BRIDGED_ALIAS + parent))
+            self._host.set_link(
+                nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname)) + alias, ifname
+            )
+            if upper.kind == "bridge":
+                enslave = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP)
+                enslave += nl.attr(nl.IFLA_IFNAME, nl.cstr(peer))
+                enslave += nl.attr(nl.IFLA_MASTER, nl.u32(upper.index))
+                enslave += nl.attr(nl.IFLA_IFALIAS, nl.cstr(PEER_ALIAS + ifname))
+                self._host.set_link(enslave, peer)
+        except BaseException:
+            self._host.del_link(self._host.get_link(ifname).index, ifname)
+            raise
+
+    def _destroy_bridged_ifnet(self, ifname: str) -> None:
+        _check_ifname(ifname)
+        where = self._locate(ifname)
+        if where is None or not (where[1].alias or "").startswith(BRIDGED_ALIAS):
+            raise OSError(errno.ENOENT, "no bridged interface of vimaged", ifname)
+        jid, link = where
+        self._rtnl_of(jid).del_link(link.index, ifname)
+
+    def _list_bridged_ifnets(self) -> list[BridgedIfnet]:
+        places: list[tuple[int, nl.Rtnl]] = [(HOST_JID, self._host)]
+        places += [(ns.jid, self._rtnl(ns)) for ns in self._scan()]
+        return [
+            BridgedIfnet(name=link.name, parent=link.alias.removeprefix(BRIDGED_ALIAS), jid=jid)
+            for jid, rtnl in places
+            for link in rtnl.dump_links()
+            if link.alias is not None and link.alias.startswith(BRIDGED_ALIAS)
+        ]
+
+    def _preflight(self) -> None:
+        if os.geteuid() != 0:
+            raise PlatformError("the linux platform needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
+        if not os.path.exists("/proc/self/ns/net"):
+            raise PlatformError("this kernel has no network namespaces (CONFIG_NET_NS)")
+        for tool in ("nsenter", "chroot"):
+            if shutil.which(tool) is None:
+                raise PlatformError(f"{tool} not found: install util-linux and coreutils")
+
+        def try_macvlan() -> None:
+            rtnl = nl.Rtnl()
+            try:
+                veth = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"veth"))
+                rtnl.new_link(nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, b"pf0\0") + veth, "veth")
+                parent = rtnl.get_link("pf0").index
+                macvlan = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"macvlan"))
+                body = nl.ifinfo() + nl.attr(nl.IFLA_LINK, nl.u32(parent)) + macvlan
+                rtnl.new_link(body, "macvlan")
+            finally:
+                rtnl.close()  # the throwaway namespace dies with its last socket and thread
+
+        try:
+            kernel.in_new_netns("preflight", try_macvlan)
+        except OSError as exc:
+            raise PlatformError(
+                f"cannot create veth/macvlan links ({exc.strerror}): load the veth and"
+                " macvlan kernel modules (modprobe veth macvlan)"
+            ) from exc
+
+    def _aclose(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            known, self._known = list(self._known.values()), {}
+        for ns in known:
+            ns.close()
+        self._host.close()
+        os.close(self._host_fd)
+
+    # -- the Platform protocol -------------------------------------------------------------
+
+    async def preflight(self) -> None:
+        await trio.to_thread.run_sync(self._preflight)
+
+    async def host_uuid(self) -> str:
+        return await trio.to_thread.run_sync(_read_host_uuid)
+
+    async def create_jail(self, spec: JailSpec) -> int:
+        """Create the namespace ``<prefix>NAME`` (lo up) and return its inode as the jid.
+
+        ``hostname``, ``devfs_ruleset`` and ``parameters`` have no meaning for a network
+        namespace and are ignored; a ``path`` other than ``/`` becomes the chroot of
+        :meth:`exec_in_jail`. EEXIST if the name is taken. Nothing is left on failure.
+        """
+        return await trio.to_thread.run_sync(self._create_jail, spec)
+
+    async def remove_jail(self, jid: int) -> None:
+        """Delete the namespace's name; a namespace still holding a process or an interface
+        stays reachable, pinned under the state dir, and is listed dying until it is empty."""
+        await trio.to_thread.run_sync(self._remove_jail, jid)
+
+    async def list_jails(self) -> list[JailInfo]:
+        return await trio.to_thread.run_sync(self._list_jails)
+
+    async def exec_in_jail(self, jid: int, command: str) -> int:
+        """Run ``/bin/sh -c command`` in the namespace (chrooted to the vimage's path).
+
+        Cancellation: the command's whole process group is killed with SIGKILL.
+        """
+        ns = await trio.to_thread.run_sync(lambda: self._resolve(jid, alive=True))
+        root = await trio.to_thread.run_sync(self._rootdir, jid)
+        argv = ["nsenter", f"--net={ns.path}", "--"]
+        if root is not None:
+            argv += ["chroot", root]  # chroot(8) also changes the directory into the root
+        argv += ["/bin/sh", "-c", command]
+        done = await trio.run_process(
+            argv,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            deliver_cancel=_kill_group,
+        )
+        return done.returncode if done.returncode >= 0 else 128 - done.returncode
+
+    async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
+        return await trio.to_thread.run_sync(self._list_ifnets, jid)
+
+    async def locate_ifnet(self, ifname: str) -> int | None:
+        """``HOST_JID``, the jid of the namespace of ours holding ``ifname`` (dying ones too),
+        or None."""
+        where = await trio.to_thread.run_sync(self._locate, ifname)
+        return None if where is None else where[0]
+
+    async def move_ifnet(self, ifname: str, jid: int) -> None:
+        await trio.to_thread.run_sync(self._move_ifnet, ifname, jid)
+
+    async def reclaim_ifnet(self, ifname: str, jid: int) -> None:
+        """Move ``ifname`` from the vimage back to the daemon's (host) namespace."""
+        await trio.to_thread.run_sync(self._reclaim_ifnet, ifname, jid)
+
+    async def rename_ifnet(self, ifname: str, newname: str) -> None:
+        await trio.to_thread.run_sync(self._rename_ifnet, ifname, newname)
+
+    async def set_ifnet_up(self, ifname: str) -> None:
+        await trio.to_thread.run_sync(self._set_ifnet_up, ifname)
+
+    async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
+        """A macvlan (mode bridge) on ``parent``; a veth pair enslaved to ``parent`` when it is
+        a Linux bridge. EEXIST if ``ifname`` exists on the host."""
+        await trio.to_thread.run_sync(self._create_bridged_ifnet, parent, ifname, mac)
+
+    async def destroy_bridged_ifnet(self, ifname: str) -> None:
+        await trio.to_thread.run_sync(self._destroy_bridged_ifnet, ifname)
+
+    async def release_bridge(self, parent: str) -> bool:
+        """Always False: macvlans and veth pairs need no per-parent bridge of ours."""
+        return False
+
+    async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
+        return await trio.to_thread.run_sync(self._list_bridged_ifnets)
+
+    async def aclose(self) -> None:
+        await trio.to_thread.run_sync(self._aclose)
+
+
+def _mac_text(link: nl.Link) -> str | None:
+    if link.type == ARPHRD_LOOPBACK or link.address is None or len(link.address) != 6:
+        return None
+    return link.address.hex(":")
+
+
+def _peer_name(ifname: str) -> str:
+    """The host end of a bridged veth: derived from ``ifname`` so it is found without state."""
+    return "vp" + hashlib.blake2s(ifname.encode()).hexdigest()[:12]
+
+
+def _enodev_is_enoent(call: Callable[[], T], ifname: str) -> T:
+    try:
+        return call()
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            raise _enoent(ifname) from None
+        raise
+
+
+async def _kill_group(process: trio.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _read_host_uuid() -> str:
+    for path in ("/etc/machine-id", "/sys/class/dmi/id/product_uuid"):
+        try:
+            with open(path, encoding="ascii") as f:
+                return str(uuid.UUID(f.read().strip()))
+        except (OSError, ValueError):
+            continue
+    raise OSError(errno.ENOENT, "no /etc/machine-id or product_uuid", "/etc/machine-id")
+
+
+def create(**options: object) -> LinuxPlatform:
+    """The linux platform. Options: ``host_netns`` (name or path of the namespace that plays
+    the host; default the daemon's own), ``netns_prefix`` (default ``vimage-``) and
+    ``state_dir`` (default ``/run/vimaged``). Other options are ignored."""
+    host_netns = options.get("host_netns")
+    return LinuxPlatform(
+        host_netns=None if host_netns is None else str(host_netns),
+        prefix=str(options.get("netns_prefix", DEFAULT_PREFIX)),
+        state_dir=str(options.get("state_dir", DEFAULT_STATE_DIR)),
+    )
