@@ -1,0 +1,424 @@
+"""Kernel boundary: the real FreeBSD platform (VNET jails, ifnet ioctls, netgraph).
+
+Jails are created and removed with jail(8) from a generated per-vimage jail.conf, so mounts,
+devfs rulesets and parameter parsing stay jail(8)'s; commands run inside with jexec(8).
+Cheap, frequent questions (which jails exist, which are dying, which name has a jid) go
+straight to ``jail_get(2)``. Interfaces move with the SIOCSIFVNET/SIOCSIFRVNET ioctls,
+are renamed with SIOCSIFNAME and brought up with SIOCGIFFLAGS/SIOCSIFFLAGS; MACs come from
+``getifaddrs(3)``; to see inside a jail's vnet a short-lived child ``jail_attach(2)``-es and
+reports. Bridged interfaces are ``vimaged.netgraph.bridges.NetgraphBridges`` over the real
+PF_NETGRAPH transport. Bytes for the kernel come from :mod:`freebsd_abi`, libc from
+:mod:`_libc`. docs/freebsd.md gives the reasons.
+
+Everything here raises ``OSError(errno, strerror, subject)``; :meth:`preflight` alone raises
+``PlatformError``, saying what to do.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import importlib
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+import trio
+
+from vimaged.errors import PlatformError
+from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo, JailSpec, _libc
+from vimaged.platforms import freebsd_abi as abi
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractAsyncContextManager
+
+    from vimaged.netgraph.transport import NgTransport
+
+JAIL = "/usr/sbin/jail"
+JEXEC = "/usr/sbin/jexec"
+DEFAULT_RUN_DIR = "/var/run/vimaged"
+_JAIL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
+_PARAM_KEY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
+_OWN_PARAMS = frozenset({"name", "path", "host.hostname", "vnet", "persist", "devfs_ruleset"})
+
+
+# --- libc wrappers (synchronous, each one syscall or a short sequence) ---------------------
+
+
+def _ifnet_ioctl(request: int, req: abi.Ifreq) -> None:
+    """``ioctl(s, request, &ifreq)`` on a throwaway local datagram socket (as ifconfig(8))."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        _libc.libc().ioctl(sock.fileno(), request, ctypes.addressof(req))
+
+
+def _sysctl(name: bytes) -> bytes:
+    """``sysctlbyname(name)``'s value: ask for its size, then read it."""
+    lib = _libc.libc()
+    size = ctypes.c_size_t(0)
+    lib.sysctlbyname(name, None, ctypes.byref(size), None, 0)
+    buf = ctypes.create_string_buffer(size.value)
+    lib.sysctlbyname(name, ctypes.addressof(buf), ctypes.byref(size), None, 0)
+    return buf.raw[: size.value]
+
+
+def _jail_get(query: abi.JailQuery) -> int:
+    """``jail_get(2)`` including dying jails; the jid found. ENOENT when there is none."""
+    try:
+        jid: int = _libc.libc().jail_get(ctypes.addressof(query.iov), query.niov, abi.JAIL_DYING)
+    except OSError as exc:
+        raise query.error(exc.errno or errno.EIO) from None
+    return jid
+
+
+def _jails() -> list[JailInfo]:
+    """Every jail, dying ones included, walking ``lastjid`` as jls(8) does."""
+    found: list[JailInfo] = []
+    lastjid = 0
+    while True:
+        query = abi.JailQuery(lastjid=lastjid)
+        try:
+            jid = _jail_get(query)
+        except FileNotFoundError:
+            return found
+        found.append(
+            JailInfo(jid=jid, name=query.name.value.decode(), dying=bool(query.dying.value))
+        )
+        lastjid = jid
+
+
+def _find_jail(*, jid: int | None = None, name: str | None = None) -> JailInfo:
+    query = abi.JailQuery(jid=jid) if jid is not None else abi.JailQuery(name=name)
+    found = _jail_get(query)
+    return JailInfo(jid=found, name=query.name.value.decode(), dying=bool(query.dying.value))
+
+
+def _ifnets_here() -> list[IfnetInfo]:
+    """Interfaces of the calling process's vnet, from ``getifaddrs(3)``'s AF_LINK entries."""
+    lib = _libc.libc()
+    head = ctypes.c_void_p()
+    lib.getifaddrs(ctypes.byref(head))
+    found: dict[str, IfnetInfo] = {}
+    try:
+        entry = ctypes.cast(head, ctypes.POINTER(abi.Ifaddrs))
+        while entry:
+            ifa = entry.contents
+            name = (ifa.ifa_name or b"").decode()
+            if ifa.ifa_addr and ctypes.string_at(ifa.ifa_addr, 2)[1] == abi.AF_LINK:
+                sdl_len = ctypes.string_at(ifa.ifa_addr, 1)[0]
+                sdl = ctypes.string_at(ifa.ifa_addr, max(sdl_len, 8))
+                found[name] = IfnetInfo(
+                    name=name,
+                    mac=abi.link_address(sdl),
+                    up=bool(ifa.ifa_flags & abi.IFF_UP),
+                )
+            entry = ifa.ifa_next
+    finally:
+        lib.freeifaddrs(head)
+    return list(found.values())
+
+
+def report_ifnets_in_jail(jid: int) -> int:
+    """Child side of :meth:`FreeBSDPlatform.list_ifnets` for a jail: attach, list, print JSON.
+
+    Runs in a fresh interpreter (``python -c``), because ``jail_attach(2)`` cannot be undone.
+    Everything it needs is loaded before the attach, which also chroots into the jail's path.
+    Prints the list, or ``{"errno": N}`` and returns 1.
+    """
+    encoder = msgspec.json.Encoder()
+    lib = _libc.libc()
+    try:
+        lib.jail_attach(jid)
+        result: Any = _ifnets_here()
+        status = 0
+    except OSError as exc:
+        result, status = {"errno": exc.errno}, 1
+    sys.stdout.buffer.write(encoder.encode(result))
+    sys.stdout.flush()
+    return status
+
+
+_CHILD = (
+    "import sys\n"
+    "from vimaged.platforms import freebsd\n"
+    "sys.exit(freebsd.report_ifnets_in_jail(int(sys.argv[1])))\n"
+)
+
+
+# --- jail.conf generation ------------------------------------------------------------------
+
+
+def _quote(value: str) -> str:
+    """A jail.conf(5) double-quoted string: backslash, quote and ``$`` (expansion) escaped."""
+    if "\n" in value or "\0" in value:
+        raise ValueError(f"jail parameter value {value!r} contains a newline or NUL")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def jail_conf(spec: JailSpec) -> str:
+    """The jail.conf(5) block jail(8) creates and removes ``spec``'s jail from.
+
+    ``vnet`` and ``persist`` always; devfs is mounted only for a jail with its own root
+    (mounting it at ``/`` + ``/dev`` would cover the host's). Raises ``ValueError`` naming a
+    malformed or duplicated parameter.
+    """
+    if not _JAIL_NAME.fullmatch(spec.name):
+        raise ValueError(f"bad jail name {spec.name!r}: a letter, then letters, digits or '_'")
+    lines = [
+        f"path = {_quote(spec.path)};",
+        f"host.hostname = {_quote(spec.hostname)};",
+        "vnet;",
+        "persist;",
+    ]
+    if spec.path != "/":
+        lines.append("mount.devfs;")
+    if spec.devfs_ruleset is not None:
+        lines.append(f"devfs_ruleset = {int(spec.devfs_ruleset)};")
+    seen: set[str] = set()
+    for param in spec.parameters:
+        key, sep, value = param.partition("=")
+        if not _PARAM_KEY.fullmatch(key):
+            raise ValueError(f"bad jail parameter {param!r}: the name must look like 'allow.raw'")
+        if key in _OWN_PARAMS or key in seen:
+            raise ValueError(f"jail parameter {key!r} is given twice (or is set by vimaged)")
+        seen.add(key)
+        lines.append(f"{key} = {_quote(value)};" if sep else f"{key};")
+    body = "".join(f"\t{line}\n" for line in lines)
+    return f"{spec.name} {{\n{body}}}\n"
+
+
+# --- bridged interfaces: the netgraph engineer's contract ---------------------------------
+
+
+class _Bridges(Protocol):
+    async def create(self, parent: str, ifname: str, mac: str) -> None: ...
+    async def destroy(self, ifname: str) -> None: ...
+    async def release(self, parent: str) -> bool: ...
+    async def list(self) -> list[BridgedIfnet]: ...
+    async def aclose(self) -> None: ...
+
+
+def _open_kernel_transport() -> AbstractAsyncContextManager[NgTransport]:
+    module = importlib.import_module("vimaged.netgraph.kernel_transport")
+    opened: AbstractAsyncContextManager[NgTransport] = module.open_kernel_transport()
+    return opened
+
+
+# --- the platform -------------------------------------------------------------------------
+
+
+class FreeBSDPlatform:
+    """:class:`vimaged.platforms.Platform` on a FreeBSD kernel with ``options VIMAGE``."""
+
+    name = "freebsd"
+
+    def __init__(
+        self,
+        *,
+        run_dir: str = DEFAULT_RUN_DIR,
+        jail_command: str = JAIL,
+        jexec_command: str = JEXEC,
+        open_transport: Callable[[], AbstractAsyncContextManager[NgTransport]] | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.jail_command = jail_command
+        self.jexec_command = jexec_command
+        self._open_transport = open_transport or _open_kernel_transport
+        self._bridges: _Bridges | None = None
+        self._closed = False
+
+    # -- start-up checks
+
+    async def preflight(self) -> None:
+        """Root, ``options VIMAGE``, and the netgraph modules loaded (loading those missing)."""
+        if os.geteuid() != 0:
+            raise PlatformError("vimaged must run as root to create jails and move interfaces")
+        try:
+            vimage = int.from_bytes(_sysctl(abi.SYSCTL_VIMAGE), sys.byteorder)
+        except FileNotFoundError:
+            vimage = 0
+        if vimage != 1:
+            raise PlatformError(
+                "the kernel lacks options VIMAGE (sysctl kern.features.vimage is not 1): "
+                "boot a kernel with VIMAGE (GENERIC has it since FreeBSD 12.0)"
+            )
+        lib = _libc.libc()
+        for module in abi.NETGRAPH_MODULES:
+            try:
+                lib.modfind(module.encode())
+                continue
+            except OSError:
+                pass
+            try:
+                lib.kldload(module.encode())
+            except FileExistsError:
+                continue  # loaded meanwhile, or compiled into the kernel under another file
+            except OSError as exc:
+                raise PlatformError(
+                    f"kernel module {module} is not loaded and kldload failed "
+                    f'({os.strerror(exc.errno or 0)}): add {module}_load="YES" to '
+                    "/boot/loader.conf or run kldload " + module
+                ) from exc
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    async def host_uuid(self) -> str:
+        return _sysctl(abi.SYSCTL_HOSTUUID).rstrip(b"\0").decode()
+
+    # -- jails
+
+    def _conf_path(self, name: str) -> Path:
+        return self.run_dir / f"jail.{name}.conf"
+
+    async def create_jail(self, spec: JailSpec) -> int:
+        conf = jail_conf(spec)  # ValueError before anything is done
+        try:
+            existing = _find_jail(name=spec.name)
+        except FileNotFoundError:
+            pass
+        else:
+            state = "dying" if existing.dying else "running"
+            raise FileExistsError(
+                errno.EEXIST, f"a {state} jail named {spec.name} exists", spec.name
+            )
+        path = self._conf_path(spec.name)
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.write_text(conf)
+        argv = [self.jail_command, "-i", "-f", str(path), "-c", spec.name]
+        try:
+            result = await trio.run_process(
+                argv, capture_stdout=True, capture_stderr=True, check=False
+            )
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if result.returncode != 0:
+            path.unlink(missing_ok=True)
+            raise _tool_error(result, spec.name)
+        return int(result.stdout.split()[-1])
+
+    async def remove_jail(self, jid: int) -> None:
+        jail = _find_jail(jid=jid)  # FileNotFoundError when there is no such jail
+        if jail.dying:
+            return  # already removed; the kernel frees it when its last reference goes
+        conf = self._conf_path(jail.name)
+        if conf.exists():
+            argv = [self.jail_command, "-f", str(conf), "-r", jail.name]
+        else:
+            argv = [self.jail_command, "-R", str(jid)]  # not ours to unmount; just remove
+        result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+        if result.returncode != 0:
+            raise _tool_error(result, jail.name)
+        conf.unlink(missing_ok=True)
+
+    async def list_jails(self) -> list[JailInfo]:
+        return _jails()
+
+    async def exec_in_jail(self, jid: int, command: str) -> int:
+        result = await trio.run_process(
+            [self.jexec_command, str(jid), "/bin/sh", "-c", command],
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        return result.returncode
+
+    # -- interfaces
+
+    async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
+        if jid == HOST_JID:
+            return _ifnets_here()
+        result = await trio.run_process(
+            [sys.executable, "-c", _CHILD, str(jid)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        if result.returncode == 1:
+            err = msgspec.json.decode(result.stdout, type=dict[str, int])["errno"]
+            raise OSError(err, os.strerror(err), f"jail {jid}")
+        if result.returncode != 0:
+            raise OSError(errno.EIO, result.stderr.decode(errors="replace").strip(), sys.executable)
+        return msgspec.json.decode(result.stdout, type=list[IfnetInfo])
+
+    async def locate_ifnet(self, ifname: str) -> int | None:
+        abi.check_ifname(ifname)
+        if any(ifnet.name == ifname for ifnet in _ifnets_here()):
+            return HOST_JID
+        for jail in _jails():
+            if jail.dying:
+                continue  # jail_attach(2) refuses a dying jail; its ifnets come home with it
+            try:
+                ifnets = await self.list_ifnets(jail.jid)
+            except OSError:
+                continue  # gone or dying since the walk
+            if any(ifnet.name == ifname for ifnet in ifnets):
+                return jail.jid
+        return None
+
+    async def move_ifnet(self, ifname: str, jid: int) -> None:
+        _ifnet_ioctl(abi.SIOCSIFVNET, abi.ifreq_jid(ifname, jid))
+
+    async def reclaim_ifnet(self, ifname: str, jid: int) -> None:
+        _ifnet_ioctl(abi.SIOCSIFRVNET, abi.ifreq_jid(ifname, jid))
+
+    async def rename_ifnet(self, ifname: str, newname: str) -> None:
+        buf = abi.new_name_buffer(newname)
+        _ifnet_ioctl(abi.SIOCSIFNAME, abi.ifreq_rename(ifname, buf))
+
+    async def set_ifnet_up(self, ifname: str) -> None:
+        req = abi.ifreq(ifname)
+        _ifnet_ioctl(abi.SIOCGIFFLAGS, req)
+        flags = abi.ifreq_get_flags(req)
+        if not flags & abi.IFF_UP:
+            _ifnet_ioctl(abi.SIOCSIFFLAGS, abi.ifreq_flags(ifname, flags | abi.IFF_UP))
+
+    # -- bridged interfaces (netgraph)
+
+    def _netgraph(self) -> _Bridges:
+        if self._closed:
+            raise OSError(errno.EBADF, "platform is closed", "netgraph")
+        if self._bridges is None:
+            module = importlib.import_module("vimaged.netgraph.bridges")
+            self._bridges = module.NetgraphBridges(
+                self._open_transport, self.rename_ifnet, self.set_ifnet_up
+            )
+        return self._bridges
+
+    async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
+        abi.check_ifname(parent)
+        abi.check_ifname(ifname)
+        await self._netgraph().create(parent, ifname, mac)
+
+    async def destroy_bridged_ifnet(self, ifname: str) -> None:
+        await self._netgraph().destroy(ifname)
+
+    async def release_bridge(self, parent: str) -> bool:
+        return await self._netgraph().release(parent)
+
+    async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
+        return await self._netgraph().list()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        bridges, self._bridges = self._bridges, None
+        if bridges is not None:
+            await bridges.aclose()
+
+
+def _tool_error(result: subprocess.CompletedProcess[bytes], subject: str) -> OSError:
+    """jail(8) exits 1 for every failure; its stderr (jail(2)'s errmsg) is the text."""
+    text = result.stderr.decode(errors="replace").strip() or f"exit status {result.returncode}"
+    return OSError(errno.EIO, text, subject)
+
+
+def create(**options: str) -> FreeBSDPlatform:
+    """The platform ``vimaged --platform freebsd`` runs; options: ``run_dir``."""
+    unknown = set(options) - {"run_dir"}
+    if unknown:
+        raise ValueError(f"unknown freebsd platform option(s): {', '.join(sorted(unknown))}")
+    return FreeBSDPlatform(run_dir=options.get("run_dir", DEFAULT_RUN_DIR))
