@@ -402,6 +402,10 @@ def test_create_refuses_unknown_options() -> None:
         freebsd.create(socket="/tmp/x")
 
 
+def test_create_keeps_jail_confs_under_the_state_dir() -> None:
+    assert str(freebsd.create(state_dir="/var/db/vimaged").run_dir) == "/var/db/vimaged/jails"
+
+
 def test_create_makes_no_syscall(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom() -> None:
         raise AssertionError("libc loaded at create()")

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 JAIL = "/usr/sbin/jail"
 JEXEC = "/usr/sbin/jexec"
-DEFAULT_RUN_DIR = "/var/run/vimaged"
+DEFAULT_RUN_DIR = "/var/db/vimaged/jails"
 _JAIL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
 _PARAM_KEY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
 _OWN_PARAMS = frozenset({"name", "path", "host.hostname", "vnet", "persist", "devfs_ruleset"})
@@ -417,8 +417,16 @@ def _tool_error(result: subprocess.CompletedProcess[bytes], subject: str) -> OSE
 
 
 def create(**options: str) -> FreeBSDPlatform:
-    """The platform ``vimaged --platform freebsd`` runs; options: ``run_dir``."""
-    unknown = set(options) - {"run_dir"}
+    """The platform ``vimaged --platform freebsd`` runs.
+
+    Options: ``state_dir`` (the daemon's; the generated jail.conf files go to its ``jails``
+    subdirectory) or ``run_dir`` (that directory itself).
+    """
+    unknown = set(options) - {"run_dir", "state_dir"}
     if unknown:
         raise ValueError(f"unknown freebsd platform option(s): {', '.join(sorted(unknown))}")
-    return FreeBSDPlatform(run_dir=options.get("run_dir", DEFAULT_RUN_DIR))
+    if "run_dir" in options:
+        return FreeBSDPlatform(run_dir=options["run_dir"])
+    if "state_dir" in options:
+        return FreeBSDPlatform(run_dir=str(Path(options["state_dir"]) / "jails"))
+    return FreeBSDPlatform()
