@@ -412,3 +412,40 @@ def test_create_makes_no_syscall(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(_libc, "libc", boom)
     assert freebsd.create(run_dir="/nonexistent").name == "freebsd"
+
+
+class RecordingBridges:
+    """Stands in for NetgraphBridges: keeps its constructor arguments and calls."""
+
+    def __init__(self, open_transport: Any, rename_ifnet: Any, set_ifnet_up: Any) -> None:
+        self.wiring = (open_transport, rename_ifnet, set_ifnet_up)
+        self.calls: list[tuple[str, ...]] = []
+
+    async def create(self, parent: str, ifname: str, mac: str) -> None:
+        self.calls.append(("create", parent, ifname, mac))
+
+    async def aclose(self) -> None:
+        self.calls.append(("aclose",))
+
+
+async def test_bridged_ifnets_go_to_netgraph_with_the_platforms_ioctls(
+    monkeypatch: pytest.MonkeyPatch, plat: freebsd.FreeBSDPlatform
+) -> None:
+    from vimaged.netgraph import bridges
+
+    made: list[RecordingBridges] = []
+
+    def factory(*args: Any) -> RecordingBridges:
+        made.append(RecordingBridges(*args))
+        return made[-1]
+
+    monkeypatch.setattr(bridges, "NetgraphBridges", factory)
+    await plat.create_bridged_ifnet("em0", "ng0_web", "02:00:00:00:00:01")
+    await plat.aclose()
+    await plat.aclose()
+    [ng] = made
+    assert ng.wiring[1] == plat.rename_ifnet
+    assert ng.wiring[2] == plat.set_ifnet_up
+    assert ng.calls == [("create", "em0", "ng0_web", "02:00:00:00:00:01"), ("aclose",)]
+    with pytest.raises(OSError, check=lambda exc: exc.errno == errno.EBADF):
+        await plat.create_bridged_ifnet("em0", "ng1_web", "02:00:00:00:00:02")

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import importlib
 import os
 import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractAsyncContextManager
 
+    from vimaged.netgraph.bridges import NetgraphBridges
     from vimaged.netgraph.transport import NgTransport
 
 JAIL = "/usr/sbin/jail"
@@ -193,21 +193,13 @@ def jail_conf(spec: JailSpec) -> str:
     return f"{spec.name} {{\n{body}}}\n"
 
 
-# --- bridged interfaces: the netgraph engineer's contract ---------------------------------
-
-
-class _Bridges(Protocol):
-    async def create(self, parent: str, ifname: str, mac: str) -> None: ...
-    async def destroy(self, ifname: str) -> None: ...
-    async def release(self, parent: str) -> bool: ...
-    async def list(self) -> list[BridgedIfnet]: ...
-    async def aclose(self) -> None: ...
+# --- bridged interfaces -------------------------------------------------------------------
 
 
 def _open_kernel_transport() -> AbstractAsyncContextManager[NgTransport]:
-    module = importlib.import_module("vimaged.netgraph.kernel_transport")
-    opened: AbstractAsyncContextManager[NgTransport] = module.open_kernel_transport()
-    return opened
+    from vimaged.netgraph.kernel_transport import open_kernel_transport
+
+    return open_kernel_transport()
 
 
 # --- the platform -------------------------------------------------------------------------
@@ -230,7 +222,7 @@ class FreeBSDPlatform:
         self.jail_command = jail_command
         self.jexec_command = jexec_command
         self._open_transport = open_transport or _open_kernel_transport
-        self._bridges: _Bridges | None = None
+        self._bridges: NetgraphBridges | None = None
         self._closed = False
 
     # -- start-up checks
@@ -379,12 +371,13 @@ class FreeBSDPlatform:
 
     # -- bridged interfaces (netgraph)
 
-    def _netgraph(self) -> _Bridges:
+    def _netgraph(self) -> NetgraphBridges:
         if self._closed:
             raise OSError(errno.EBADF, "platform is closed", "netgraph")
         if self._bridges is None:
-            module = importlib.import_module("vimaged.netgraph.bridges")
-            self._bridges = module.NetgraphBridges(
+            from vimaged.netgraph.bridges import NetgraphBridges  # the binding, on first use
+
+            self._bridges = NetgraphBridges(
                 self._open_transport, self.rename_ifnet, self.set_ifnet_up
             )
         return self._bridges
