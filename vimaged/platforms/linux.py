@@ -298,19 +298,25 @@ class LinuxPlatform:
             for link in links
         ]
 
-    def _move(self, rtnl: nl.Rtnl, ifname: str, target_fd: int) -> None:
-        body = nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
-        body += nl.attr(nl.IFLA_NET_NS_FD, nl.u32(target_fd))
-        _enodev_is_enoent(lambda: rtnl.set_link(body, ifname), ifname)
+    def _move(self, source: nl.Rtnl, ifname: str, target_fd: int, target: nl.Rtnl) -> None:
+        """Move ``ifname`` between namespaces, keeping it up if it was (as on FreeBSD)."""
+        link = _enodev_is_enoent(lambda: source.get_link(ifname), ifname)
+        body = nl.ifinfo(link.index) + nl.attr(nl.IFLA_NET_NS_FD, nl.u32(target_fd))
+        source.set_link(body, ifname)
+        if link.flags & nl.IFF_UP:
+            # Linux closes an interface that changes namespace; FreeBSD keeps IFF_UP.
+            up = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP) + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
+            target.set_link(up, ifname)
 
     def _move_ifnet(self, ifname: str, jid: int) -> None:
         _check_ifname(ifname)
-        self._move(self._host, ifname, self._resolve(jid, alive=True).fd)
+        ns = self._resolve(jid, alive=True)
+        self._move(self._host, ifname, ns.fd, self._rtnl(ns))
 
     def _reclaim_ifnet(self, ifname: str, jid: int) -> None:
         _check_ifname(ifname)
         ns = self._resolve(jid)
-        self._move(self._rtnl(ns), ifname, self._host_fd)
+        self._move(self._rtnl(ns), ifname, self._host_fd, self._host)
         self._prune(ns)
 
     def _rename_ifnet(self, ifname: str, newname: str) -> None:
