@@ -1,0 +1,157 @@
+"""Runs the real vimaged process against the sim host and drives it with the real vimagectl."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+READY_TIMEOUT = 20.0
+
+
+@dataclass
+class CtlResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Daemon:
+    """One vimaged process at a time, on the sim host at ``sim_socket``."""
+
+    sim_socket: str
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    extra_args: list[str] = field(default_factory=list)
+    log_level: str = "debug"
+
+    @property
+    def socket_path(self) -> str:
+        return str(self.workdir / "vimaged.sock")
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "rc.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "vimaged.log"
+
+    def write_config(self, text: str) -> None:
+        self.config_path.write_text(text)
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "vimaged",
+            "--platform",
+            "sim",
+            "--sim-host",
+            self.sim_socket,
+            "--config",
+            str(self.config_path),
+            "--socket",
+            self.socket_path,
+            "--state-dir",
+            str(self.workdir / "state"),
+            "--log-format",
+            "json",
+            "--log-level",
+            self.log_level,
+            *self.extra_args,
+        ]
+
+    def run_to_exit(self, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run vimaged expecting it to exit by itself (a refused configuration)."""
+        return subprocess.run(
+            self.command(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "daemon already running"
+        self.starts += 1
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.command(), stderr=log, stdout=log)
+        log.close()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"vimaged exited with {self.proc.returncode}:\n{self.log_path.read_text()}"
+                )
+            if self._connectable():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"vimaged did not come up:\n{self.log_path.read_text()}")
+
+    def _connectable(self) -> bool:
+        if not os.path.exists(self.socket_path):
+            return False
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(self.socket_path)
+            except OSError:
+                return False
+        return True
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> CtlResult:
+        proc = subprocess.run(
+            [sys.executable, "-m", "vimagectl", "-s", self.socket_path, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return CtlResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def ok(self, *args: str) -> CtlResult:
+        result = self.ctl(*args)
+        assert result.code == 0, f"vimagectl {' '.join(args)} -> {result}\n{self.log()}"
+        return result
+
+    def vimages(self) -> dict[str, dict[str, Any]]:
+        return {v["name"]: v for v in self.ok("--json", "list").json()}
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue
+        return lines
+
+    def wait_until(self, predicate: Any, timeout: float = 20.0, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}\n{self.log()}")

@@ -1,0 +1,232 @@
+"""End to end: the real vimaged process on the sim host, driven by the real vimagectl."""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.sim.daemon_harness import Daemon
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.sim
+
+SEED = """
+vimage_enable="NO"
+vimage_list="router web"
+vimage_router_vnets="em1 fxp0 igb0"
+vimage_web_bridges="em0 em0"
+"""
+
+EX_CONFIG = 78
+
+
+@pytest.fixture
+def daemon(sim_host: Any, tmp_path: Path) -> Iterator[Daemon]:
+    sim_host.reset(nics=["em0", "em1", "fxp0", "igb0"])
+    d = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path)
+    yield d
+    d.stop()
+
+
+def is_local_unicast(mac: str) -> bool:
+    first = int(mac.split(":")[0], 16)
+    return bool(first & 0x02) and not first & 0x01
+
+
+def test_seed_examples_start_list_stop(daemon: Daemon, sim_host: Any) -> None:
+    daemon.write_config(SEED)
+    daemon.start()
+    started = daemon.ok("--json", "start", "--all")
+    assert started.code == 0
+    vimages = daemon.vimages()
+    router, web = vimages["router"], vimages["web"]
+    assert router["state"] == web["state"] == "running"
+    for nic in ("em1", "fxp0", "igb0"):
+        assert sim_host.vnet_of(nic) == router["jid"]
+    assert [(i["name"], i["kind"], i["where"]) for i in router["interfaces"]] == [
+        ("em1", "vnet", "vimage"),
+        ("fxp0", "vnet", "vimage"),
+        ("igb0", "vnet", "vimage"),
+    ]
+    bridged = {i["name"]: i for i in web["interfaces"]}
+    assert set(bridged) == {"ng0_web", "ng1_web"}
+    assert {i["parent"] for i in bridged.values()} == {"em0"}
+    macs = {i["mac"] for i in bridged.values()}
+    assert len(macs) == 2
+    assert all(is_local_unicast(m) for m in macs)
+    inside = {i.name: i.mac for i in sim_host.ifnets(web["jid"])}
+    assert {n: inside[n] for n in bridged} == {n: i["mac"] for n, i in bridged.items()}
+    assert sim_host.vnet_of("em0") == 0  # bridged, not moved
+
+    daemon.ok("stop", "--all")
+    vimages = daemon.vimages()
+    assert {v["state"] for v in vimages.values()} == {"stopped"}
+    for nic in ("em0", "em1", "fxp0", "igb0"):
+        assert sim_host.vnet_of(nic) == 0
+    assert sim_host.jails() == []
+    assert {n.type for n in sim_host.ng_nodes()} <= {"ether", "socket"}
+
+
+def test_macs_are_stable_across_restarts(daemon: Daemon) -> None:
+    daemon.write_config(SEED)
+    daemon.start()
+    daemon.ok("start", "web")
+    first = {i["name"]: i["mac"] for i in daemon.vimages()["web"]["interfaces"]}
+    daemon.ok("stop", "web")
+    daemon.stop()
+    daemon.start()
+    daemon.ok("start", "web")
+    again = {i["name"]: i["mac"] for i in daemon.vimages()["web"]["interfaces"]}
+    assert again == first
+
+
+@pytest.mark.parametrize(
+    ("config", "variable"),
+    [
+        ('vimage_list="a b"\nvimage_a_vnets="em1"\nvimage_b_vnets="em1"\n', "vimage_b_vnets"),
+        ('vimage_list="a"\nvimage_a_vnets="em0"\nvimage_a_bridges="em0"\n', "vimage_a_bridges"),
+        ('vimage_list="a"\nvimage_a_vnets="em7"\n', "vimage_a_vnets"),
+        (
+            'vimage_list="a"\nvimage_a_bridges="em0"\nvimage_a_ether_0="01:00:00:00:00:01"\n',
+            "vimage_a_ether_0",
+        ),
+        ('vimage_list="a b"\nvimage_a_depend="b"\nvimage_b_depend="a"\n', "depend"),
+        (
+            'vimage_list="averyveryverylongname"\nvimage_averyveryverylongname_bridges="em0"\n',
+            "vimage_averyveryverylongname_ifname",
+        ),
+        ('vimage_list="a"\nvimage_a_vnets="$(ifconfig -l)"\n', "rc.conf:2"),
+    ],
+)
+def test_config_errors_refuse_to_start(
+    daemon: Daemon, sim_host: Any, config: str, variable: str
+) -> None:
+    daemon.write_config(config)
+    result = daemon.run_to_exit()
+    assert result.returncode == EX_CONFIG, result
+    assert variable in result.stderr
+    assert sim_host.jails() == []
+
+
+def test_failed_start_rolls_back_everything(daemon: Daemon, sim_host: Any) -> None:
+    daemon.write_config(
+        SEED.replace(
+            'vimage_web_bridges="em0 em0"', 'vimage_web_bridges="em0 em0"\nvimage_web_vnets="em1"'
+        ).replace("em1 fxp0", "fxp0")
+    )
+    sim_host.script_exec("web", "/etc/rc", status=1)
+    daemon.start()
+    result = daemon.ctl("--json", "start", "web")
+    assert result.code != 0
+    web = daemon.vimages()["web"]
+    assert web["state"] == "failed"
+    assert web["jid"] is None
+    assert sim_host.jails() == []
+    assert sim_host.vnet_of("em1") == 0
+    assert {n.type for n in sim_host.ng_nodes()} <= {"ether", "socket"}
+    assert not any(i.name.startswith("ng") for i in sim_host.ifnets(0))
+
+
+def test_nic_comes_home_through_a_dying_jail(daemon: Daemon, sim_host: Any) -> None:
+    daemon.write_config(
+        'vimage_list="db other"\nvimage_db_vnets="em1"\nvimage_other_vnets="em1"\n'.replace(
+            'vimage_other_vnets="em1"', 'vimage_other_bridges="em0"'
+        )
+    )
+    daemon.start()
+    daemon.ok("start", "db")
+    jid = daemon.vimages()["db"]["jid"]
+    sim_host.set_faults(dying=3.0, vnet_fail=1000)
+    daemon.ok("stop", "db")
+    em1 = next(i for i in daemon.vimages()["db"]["interfaces"] if i["name"] == "em1")
+    assert em1["where"] == "pending-return"
+    assert em1["holder_jid"] == jid
+    assert sim_host.vnet_of("em1") != 0
+    daemon.wait_until(
+        lambda: (
+            sim_host.vnet_of("em1") == 0
+            and next(i for i in daemon.vimages()["db"]["interfaces"] if i["name"] == "em1")["where"]
+            == "host"
+        ),
+        timeout=30,
+        what="em1 back on the host",
+    )
+    sim_host.set_faults()
+    daemon.ok("start", "db")
+    assert sim_host.vnet_of("em1") == daemon.vimages()["db"]["jid"]
+
+
+def test_sigkill_and_restart_adopts_running_vimages(daemon: Daemon, sim_host: Any) -> None:
+    daemon.write_config(SEED)
+    daemon.start()
+    daemon.ok("start", "--all")
+    before = daemon.vimages()
+    daemon.kill(signal.SIGKILL)
+    daemon.start()
+    after = daemon.vimages()
+    assert {n: (v["state"], v["jid"]) for n, v in after.items()} == {
+        n: (v["state"], v["jid"]) for n, v in before.items()
+    }
+    assert any(e.get("event") == "vimage.adopted" for e in daemon.events())
+    daemon.ok("stop", "--all")
+    assert sim_host.jails() == []
+    for nic in ("em0", "em1", "fxp0", "igb0"):
+        assert sim_host.vnet_of(nic) == 0
+
+
+def test_reload_adds_vimages_and_marks_changed_ones(daemon: Daemon) -> None:
+    daemon.write_config(SEED)
+    daemon.start()
+    daemon.ok("start", "web")
+    daemon.write_config(
+        SEED.replace('"router web"', '"router web extra"').replace(
+            'vimage_web_bridges="em0 em0"', 'vimage_web_bridges="em0"'
+        )
+        + 'vimage_extra_bridges="em0"\n'
+    )
+    reloaded = daemon.ok("--json", "reload").json()
+    assert reloaded["added"] == ["extra"]
+    assert "web" in reloaded["changed"]
+    vimages = daemon.vimages()
+    assert vimages["web"]["config_changed"] is True
+    assert len(vimages["web"]["interfaces"]) == 2  # keeps its setup until restarted
+    daemon.ok("restart", "web")
+    assert len(daemon.vimages()["web"]["interfaces"]) == 1
+
+
+def test_vanished_jail_is_restarted_by_policy(daemon: Daemon, sim_host: Any) -> None:
+    daemon.write_config(
+        'vimage_list="web"\nvimage_web_bridges="em0"\nvimage_web_restart="on-failure"\n'
+        'vimage_web_health_interval="0.2"\n'
+    )
+    daemon.start()
+    daemon.ok("start", "web")
+    first = daemon.vimages()["web"]["jid"]
+    sim_host.kill_jail("web")
+    daemon.wait_until(
+        lambda: (
+            daemon.vimages()["web"]["restarts"] == 1
+            and daemon.vimages()["web"]["state"] == "running"
+        ),
+        what="web restarted",
+    )
+    web = daemon.vimages()["web"]
+    assert web["jid"] != first
+    assert sim_host.ifnets(web["jid"])  # its interface is inside the new jail
+
+
+def test_health_is_a_nagios_plugin(daemon: Daemon, sim_host: Any) -> None:
+    daemon.write_config(
+        'vimage_list="web"\nvimage_web_bridges="em0"\nvimage_web_health_cmd="check"\n'
+        'vimage_web_health_interval="0.2"\nvimage_web_health_retries="1"\n'
+    )
+    daemon.start()
+    daemon.ok("start", "web")
+    daemon.wait_until(lambda: daemon.ctl("health", "web").code == 0, what="health ok")
+    sim_host.script_exec("web", "check", status=1)
+    daemon.wait_until(lambda: daemon.ctl("health", "web").code == 2, what="health critical")
