@@ -1,0 +1,318 @@
+"""Netgraph binding, graph layer: per-parent ng_bridge + ng_eiface graphs for bridged ifnets.
+
+Used by the ``sim`` and ``freebsd`` platforms to implement ``create_bridged_ifnet``,
+``destroy_bridged_ifnet``, ``release_bridge`` and ``list_bridged_ifnets``.
+
+Naming scheme (``docs/netgraph.md``): everything vimaged creates carries a name it can find
+again after a restart, and nodes without it are never touched:
+
+- the bridge of host NIC ``em0`` (ng_ether node ``em0``; ``.``/``:`` become ``_``) is
+  ``vimaged_br_em0``;
+- the eiface behind interface ``ng0_web`` is ``vimaged_if_ng0_web``; its ifnet, born
+  ``ngethN``, is renamed ``ng0_web``.
+
+Wiring: jng-4.0's *uplink* layout where ng_bridge knows uplink hooks (ether ``lower`` ->
+``uplink1``, ``upper`` -> ``link0``, eifaces from ``link1``), else jng-classic (``lower`` ->
+``link0``, ``upper`` -> ``link1``, eifaces from ``link2``). The first ``mkpeer`` tries
+``uplink1``; a kernel without uplinks answers EINVAL, and the bridge is made classic. An
+existing bridge's layout is read from its hooks. Bridge messages use the current cookie and
+fall back to the pre-12.2 one on EINVAL.
+
+Races: links are taken by ``mkpeer`` on a chosen free ``linkN`` (EEXIST, another process got
+it first, moves on to the next), never probed and then used; inside the process one
+``trio.Lock`` per parent serializes build, add and release. Bridges are not made persistent:
+a shared bridge should die with its last link, and ``release`` removes it explicitly anyway.
+"""
+
+from __future__ import annotations
+
+import errno as errno_codes
+from collections import defaultdict
+from contextlib import AsyncExitStack, suppress
+from typing import TYPE_CHECKING
+
+import trio
+
+from vimaged.netgraph import abi, codec
+from vimaged.netgraph.ngsocket import NgSocket, netgraph_error, open_ng_socket
+from vimaged.platforms import BridgedIfnet
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from contextlib import AbstractAsyncContextManager
+
+    from vimaged.netgraph.transport import NgTransport
+
+BRIDGE_PREFIX = "vimaged_br_"
+EIFACE_PREFIX = "vimaged_if_"
+IFNAMSIZ = 16
+UPLINK_HOOK = "uplink1"
+MAX_LINK_ATTEMPTS = 1024
+"""EEXIST retries before giving up: each one means another process took that link."""
+
+
+def ether_node_name(ifname: str) -> str:
+    """The ng_ether node of ``ifname``: ``.`` and ``:`` replaced by ``_`` (``ng_ether.c``)."""
+    return ifname.replace(".", "_").replace(":", "_")
+
+
+def bridge_name(parent: str) -> str:
+    return BRIDGE_PREFIX + ether_node_name(parent)
+
+
+def eiface_name(ifname: str) -> str:
+    return EIFACE_PREFIX + ifname
+
+
+def _check_ifname(ifname: str, what: str) -> None:
+    if not 0 < len(ifname) < IFNAMSIZ or not ifname.isascii():
+        raise ValueError(f"{what} {ifname!r} must be 1 to 15 ASCII characters")
+    if any(c in ifname for c in ".:[]\0 "):
+        raise ValueError(f"{what} {ifname!r} must not contain '.', ':', '[', ']' or spaces")
+
+
+class _Wiring:
+    """Which hooks a bridge uses: classic (link0/link1, eifaces from link2) or uplink."""
+
+    def __init__(self, uplink: bool) -> None:
+        self.uplink = uplink
+        self.lower = UPLINK_HOOK if uplink else "link0"
+        self.upper = "link0" if uplink else "link1"
+        self.first_eiface_link = 1 if uplink else 2
+
+
+class NetgraphBridges:
+    """Bridged ifnets as ng_eiface nodes on per-parent ng_bridge nodes.
+
+    Args:
+        open_transport: zero-argument callable returning an async context manager that
+            yields an ``NgTransport``; opened on first use, closed by :meth:`aclose`.
+        rename_ifnet: ``rename_ifnet(old, new)``, SIOCSIFNAME on the host.
+        set_ifnet_up: ``set_ifnet_up(name)``, ``ifconfig NAME up`` on the host.
+    """
+
+    def __init__(
+        self,
+        open_transport: Callable[[], AbstractAsyncContextManager[NgTransport]],
+        rename_ifnet: Callable[[str, str], Awaitable[None]],
+        set_ifnet_up: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._open_transport = open_transport
+        self._rename_ifnet = rename_ifnet
+        self._set_ifnet_up = set_ifnet_up
+        self._stack = AsyncExitStack()
+        self._sock: NgSocket | None = None
+        self._open_lock = trio.Lock()
+        self._parent_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        self._bridge_cookies: dict[str, int] = {}
+
+    async def socket(self) -> NgSocket:
+        """The shared ``NgSocket``, opened on first use."""
+        async with self._open_lock:
+            if self._sock is None:
+                transport = await self._stack.enter_async_context(self._open_transport())
+                self._sock = await self._stack.enter_async_context(open_ng_socket(transport))
+            return self._sock
+
+    async def aclose(self) -> None:
+        """Close the netgraph socket; the graph in the kernel stays. Idempotent."""
+        self._sock = None
+        await self._stack.aclose()
+
+    # Bridges.
+
+    async def _existing_wiring(self, sock: NgSocket, bridge: str) -> _Wiring | None:
+        try:
+            hooks = await sock.listhooks(bridge + ":")
+        except FileNotFoundError:
+            return None
+        return _Wiring(uplink=any(link.ourhook == UPLINK_HOOK for link in hooks.links))
+
+    async def _build_bridge(self, sock: NgSocket, parent: str) -> _Wiring:
+        ether = ether_node_name(parent) + ":"
+        try:
+            await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", UPLINK_HOOK)
+            wiring = _Wiring(uplink=True)
+        except OSError as exc:
+            if exc.errno != errno_codes.EINVAL:
+                raise
+            wiring = _Wiring(uplink=False)  # no uplink hooks in this ng_bridge: classic
+            await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", wiring.lower)
+        try:
+            await sock.name_node(ether + "lower", bridge_name(parent))
+            await sock.connect(ether, ether + "lower", "upper", wiring.upper)
+        except BaseException:
+            with trio.move_on_after(5, shield=True):
+                await sock.shutdown(ether + "lower")
+            raise
+        return wiring
+
+    async def _bridge_cookie(self, sock: NgSocket, bridge: str) -> int:
+        """The bridge ABI's cookie: getconfig with the current one, EINVAL means pre-12.2."""
+        cookie = self._bridge_cookies.get(bridge)
+        if cookie is None:
+            try:
+                await sock.bridge_getconfig(bridge + ":", abi.NGM_BRIDGE_COOKIE)
+                cookie = abi.NGM_BRIDGE_COOKIE
+            except OSError as exc:
+                if exc.errno != errno_codes.EINVAL:
+                    raise
+                await sock.bridge_getconfig(bridge + ":", abi.NGM_BRIDGE_COOKIE_OLD)
+                cookie = abi.NGM_BRIDGE_COOKIE_OLD
+            self._bridge_cookies[bridge] = cookie
+        return cookie
+
+    async def _reset_parent(self, sock: NgSocket, parent: str) -> None:
+        """What ng_ether does when its last hook goes: promisc off, autosrc on, made explicit.
+
+        Skipped while the parent still has hooks: somebody else's graph uses them.
+        """
+        ether = ether_node_name(parent) + ":"
+        if (await sock.nodeinfo(ether)).hooks:
+            return
+        await sock.ether_setpromisc(ether, False)
+        await sock.ether_setautosrc(ether, True)
+
+    # Bridged ifnets.
+
+    async def create(self, parent: str, ifname: str, mac: str) -> None:
+        """Create ``ifname`` (with ``mac``, up) on ``parent``'s bridge, building it if needed.
+
+        Raises ``FileExistsError`` if ``ifname`` exists as one of ours (or the rename finds
+        the name taken). On any failure the eiface, and the bridge if this call built it,
+        are shut down again.
+
+        Cancellation: safe; the rollback runs shielded.
+        """
+        _check_ifname(parent, "parent NIC")
+        _check_ifname(ifname, "interface name")
+        mac_raw = codec.mac_bytes(mac)
+        if mac_raw[0] & 1:
+            raise ValueError(f"MAC {mac!r} is a multicast address")
+        sock = await self.socket()
+        node = eiface_name(ifname)
+        try:
+            await sock.nodeinfo(node + ":")
+        except FileNotFoundError:
+            pass
+        else:
+            raise netgraph_error(errno_codes.EEXIST, node + ":", "create")
+        async with self._parent_locks[parent]:
+            bridge = bridge_name(parent)
+            wiring = await self._existing_wiring(sock, bridge)
+            built = wiring is None
+            eiface: str | None = None
+            try:
+                if wiring is None:
+                    wiring = await self._build_bridge(sock, parent)
+                ether = ether_node_name(parent) + ":"
+                await sock.ether_setpromisc(ether, True)
+                await sock.ether_setautosrc(ether, False)  # keep the eifaces' source MACs
+                link = await self._add_eiface(sock, bridge, wiring)
+                info = await sock.nodeinfo(f"{bridge}:{link}")
+                eiface = info.address
+                born = await sock.eiface_getifname(eiface)
+                await sock.name_node(eiface, node)
+                await self._rename_ifnet(born, ifname)
+                await sock.eiface_set(eiface, mac)
+                await self._set_ifnet_up(ifname)
+            except BaseException:
+                with trio.move_on_after(5, shield=True):
+                    await self._rollback(sock, parent, eiface, built)
+                raise
+
+    async def _add_eiface(self, sock: NgSocket, bridge: str, wiring: _Wiring) -> str:
+        """``mkpeer BRIDGE: eiface linkN ether`` on the lowest free N; the hook taken."""
+        used = {link.ourhook for link in (await sock.listhooks(bridge + ":")).links}
+        number = wiring.first_eiface_link
+        for _ in range(MAX_LINK_ATTEMPTS):
+            while f"link{number}" in used:
+                number += 1
+            hook = f"link{number}"
+            try:
+                await sock.mkpeer(bridge + ":", abi.NG_EIFACE_NODE_TYPE, hook, "ether")
+            except FileExistsError:
+                used.add(hook)  # taken by another process since listhooks
+                continue
+            return hook
+        raise netgraph_error(errno_codes.EAGAIN, bridge + ":", "mkpeer")
+
+    async def _rollback(self, sock: NgSocket, parent: str, eiface: str | None, built: bool) -> None:
+        if eiface is not None:
+            with suppress(FileNotFoundError):
+                await sock.shutdown(eiface)
+        if built:
+            try:
+                await sock.shutdown(bridge_name(parent) + ":")
+            except FileNotFoundError:
+                pass
+            else:
+                await self._reset_parent(sock, parent)
+
+    async def destroy(self, ifname: str) -> None:
+        """Shut down the eiface of ``ifname``, destroying its ifnet wherever it lives.
+
+        ``FileNotFoundError`` (ENOENT) if there is no such interface of ours.
+        """
+        _check_ifname(ifname, "interface name")
+        sock = await self.socket()
+        await sock.shutdown(eiface_name(ifname) + ":")
+
+    async def release(self, parent: str) -> bool:
+        """Remove ``parent``'s bridge if no eiface is left on it; True if it was removed.
+
+        The parent's ng_ether node then has no hooks: promiscuous mode off, autosrc on.
+        """
+        _check_ifname(parent, "parent NIC")
+        sock = await self.socket()
+        async with self._parent_locks[parent]:
+            bridge = bridge_name(parent) + ":"
+            try:
+                hooks = await sock.listhooks(bridge)
+            except FileNotFoundError:
+                return False
+            if any(link.peer.type == abi.NG_EIFACE_NODE_TYPE for link in hooks.links):
+                return False
+            await sock.shutdown(bridge)
+            self._bridge_cookies.pop(bridge_name(parent), None)
+            await self._reset_parent(sock, parent)
+            return True
+
+    async def list(self) -> list[BridgedIfnet]:
+        """Every eiface of ours, with the parent NIC of the bridge it hangs on.
+
+        ``parent`` is ``""`` for an eiface no longer on a bridge of ours; ``jid`` is None.
+        """
+        sock = await self.socket()
+        nodes = await sock.listnodes()
+        parent_of_bridge: dict[int, str] = {}
+        for bridge in nodes:
+            if bridge.type == abi.NG_BRIDGE_NODE_TYPE and bridge.name.startswith(BRIDGE_PREFIX):
+                for link in (await sock.listhooks(bridge.address)).links:
+                    if link.peer.type == abi.NG_ETHER_NODE_TYPE:
+                        parent_of_bridge[bridge.id] = await sock.ether_getifname(link.peer.address)
+                        break
+        found = []
+        for node in nodes:
+            if node.type != abi.NG_EIFACE_NODE_TYPE or not node.name.startswith(EIFACE_PREFIX):
+                continue
+            parent = ""
+            for link in (await sock.listhooks(node.address)).links:
+                parent = parent_of_bridge.get(link.peer.id, "")
+            found.append(BridgedIfnet(name=node.name.removeprefix(EIFACE_PREFIX), parent=parent))
+        return sorted(found, key=lambda b: b.name)
+
+    async def link_stats(self, ifname: str) -> codec.LinkStats:
+        """The bridge's counters for the link ``ifname``'s eiface is on (getstats)."""
+        _check_ifname(ifname, "interface name")
+        sock = await self.socket()
+        hooks = await sock.listhooks(eiface_name(ifname) + ":")
+        if not hooks.links:
+            raise netgraph_error(errno_codes.ENOTCONN, eiface_name(ifname) + ":", "getstats")
+        link = hooks.links[0]
+        bridge = link.peer.name or link.peer.address.rstrip(":")
+        cookie = await self._bridge_cookie(sock, bridge)
+        return await sock.bridge_getstats(link.peer.address, link.peerhook, cookie)
+
+
+__all__ = ["BRIDGE_PREFIX", "EIFACE_PREFIX", "NetgraphBridges", "bridge_name", "eiface_name"]
