@@ -113,6 +113,25 @@ class DaemonRunningError(OSError):
         super().__init__(errno.EADDRINUSE, "a vimaged is already listening on this socket", path)
 
 
+class ControlListener(trio.abc.Listener[trio.SocketStream]):
+    """The listening control socket and the group allowed to mutate through it.
+
+    trio.SocketListener is final, so this wraps one. Closing it closes the socket and leaves
+    the file: a stale socket is replaced by the next :func:`open_control_listener`.
+    """
+
+    def __init__(self, listener: trio.SocketListener, *, path: str, admin_gid: int) -> None:
+        self.listener = listener
+        self.path = path
+        self.admin_gid = admin_gid
+
+    async def accept(self) -> trio.SocketStream:
+        return await self.listener.accept()
+
+    async def aclose(self) -> None:
+        await self.listener.aclose()
+
+
 def admin_gid(group: str | None) -> int:
     """The gid whose members may send mutating requests: ``group`` (``vimaged_group``), or 0.
 
@@ -132,8 +151,11 @@ def may_mutate(peer: Peer, gid: int) -> bool:
     return peer.uid == 0 or peer.in_group(gid)
 
 
-async def open_control_listener(path: str, *, group: str | None = None) -> trio.SocketListener:
+async def open_control_listener(path: str, *, group: str | None = None) -> ControlListener:
     """Listen on the control socket at ``path``, mode 0660, owned by root and ``group``.
+
+    ``group`` is ``vimaged_group``; ``None`` means gid 0. Its members, who can connect through
+    the mode, may also send mutating requests (:func:`may_mutate`).
 
     If ``path`` accepts a connection, a daemon is live and ``path`` is left alone. Otherwise the
     socket is bound under a temporary name in the same directory, given its mode (and owner, when
@@ -172,7 +194,7 @@ async def open_control_listener(path: str, *, group: str | None = None) -> trio.
         sock.close()
         raise
     log.info("control.listening", path=path, gid=gid)
-    return trio.SocketListener(sock)
+    return ControlListener(trio.SocketListener(sock), path=path, admin_gid=gid)
 
 
 async def _refuse_live_daemon(path: str) -> None:
@@ -194,30 +216,28 @@ async def _refuse_live_daemon(path: str) -> None:
 
 
 async def serve_control(
-    listener: trio.SocketListener,
+    listener: ControlListener,
     handler: Handler,
     *,
     handler_nursery: trio.Nursery,
-    group: str | None = None,
     limits: Limits = Limits(),  # frozen, so one shared default is safe
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Accept control connections forever; run under ``nursery.start``.
 
     Args:
-        listener: from :func:`open_control_listener`; closed when this returns.
+        listener: from :func:`open_control_listener`, whose group (and root) may send
+            mutating requests; closed when this returns.
         handler: answers the requests (see :class:`Handler`).
         handler_nursery: where connection tasks run; they outlive the accept loop so in-flight
             requests can finish during shutdown.
-        group: ``vimaged_group``; its members (and root) may send mutating requests. ``None``
-            means gid 0, the group the socket is created with.
         limits: connection cap and timeouts.
 
     Cancellation:
         Cancelling stops accepting and closes the listener; connections already accepted live in
         ``handler_nursery`` and are not affected.
     """
-    server = _Server(handler=handler, gid=admin_gid(group), limits=limits)
+    server = _Server(handler=handler, gid=listener.admin_gid, limits=limits)
     conn_ids = itertools.count(1)
     try:
         task_status.started()
