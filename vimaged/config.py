@@ -617,6 +617,8 @@ def _vimage_names(variables: _Variables, problems: _Problems) -> list[str]:
                 f"{name!r} is not a vimage name (letters, digits and _, not only digits, "
                 "at most 64 characters)",
             )
+            # its own variables would only repeat this problem
+            variables.claimed.update(v for v in variables.raw if v.startswith(f"vimage_{name}_"))
         elif name in names:
             problems.add("vimage_list", f"{name} is listed twice")
         else:

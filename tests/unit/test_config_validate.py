@@ -308,6 +308,12 @@ def test_variable_of_a_vimage_missing_from_the_list() -> None:
     assert all(names_variable([line], "vimage_list") for line in lines)
 
 
+def test_invalid_name_is_reported_once() -> None:
+    lines = problems('vimage_list="42"\nvimage_42_vnets=em0\nvimage_42_ether_0=x\n')
+    assert len(lines) == 1
+    assert names_variable(lines, "vimage_list")
+
+
 def test_typo_gets_a_suggestion() -> None:
     lines = problems('vimage_list="web"\nvimage_web_vnet="em1"\n')
     assert names_variable(lines, "vimage_web_vnet")
