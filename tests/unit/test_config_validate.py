@@ -6,6 +6,7 @@ Errors are asserted by the variables they name (the contract), never by their wo
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -427,3 +428,71 @@ def test_examples_load_and_fit_their_host(example: str, nics: set[str]) -> None:
     assert result.enable
     assert result.vimages
     config.check_host_nics(result, nics)
+
+
+# --------------------------------------------------------------------------- round trip
+
+vimage_names = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,9}", fullmatch=True), max_size=4)
+words = st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=8)
+
+
+@st.composite
+def vimage_configs(draw: st.DrawFn) -> list[VimageConfig]:
+    result = []
+    for i, name in enumerate(dict.fromkeys(draw(vimage_names))):
+        parents = draw(st.lists(st.sampled_from(["em0", "em1", "igb0"]), max_size=4))
+        vimage_macs = {
+            index: f"02:00:00:00:{i:02x}:{index:02x}"
+            for index in draw(st.sets(st.integers(0, max(len(parents) - 1, 0))))
+            if index < len(parents)
+        }
+        result.append(
+            VimageConfig(
+                name=name,
+                hostname=draw(st.from_regex(r"[a-z0-9.-]{1,30}", fullmatch=True)),
+                rootdir=draw(st.sampled_from(["/", "/jails/x", "/a b/c"])),
+                vnets=tuple(f"vn{i}{j}" for j in range(draw(st.integers(0, 3)))),
+                bridges=tuple(
+                    Bridge(index=j, parent=p, ifname=f"ng{j}_{name}", mac=vimage_macs.get(j))
+                    for j, p in enumerate(parents)
+                ),
+                ifname=name,
+                devfs_ruleset=draw(st.none() | st.integers(0, 65535)),
+                exec_start=draw(words.filter(str.strip)).strip() or "x",
+                stop_timeout=draw(st.integers(0, 10**6)) / 1000,
+                parameters=tuple(
+                    f"allow.k{n}={value}" for n, value in enumerate(draw(st.lists(words)))
+                ),
+                health_cmd=draw(st.none() | st.just("service nginx status")),
+                health_retries=draw(st.integers(1, 99)),
+                restart=draw(st.sampled_from(["no", "on-failure", "always"])),
+            )
+        )
+    return result
+
+
+def render(vimages: list[VimageConfig]) -> str:
+    lines = [f"vimage_list={shlex.quote(' '.join(v.name for v in vimages))}"]
+    for v in vimages:
+        prefix = f"vimage_{v.name}_"
+        settings = {
+            "hostname": v.hostname,
+            "rootdir": v.rootdir,
+            "vnets": " ".join(v.vnets),
+            "bridges": " ".join(b.parent for b in v.bridges),
+            "devfs_ruleset": "" if v.devfs_ruleset is None else str(v.devfs_ruleset),
+            "exec_start": v.exec_start,
+            "stop_timeout": f"{v.stop_timeout:.3f}",
+            "parameters": shlex.join(v.parameters),
+            "health_cmd": v.health_cmd or "",
+            "health_retries": str(v.health_retries),
+            "restart": v.restart,
+        }
+        lines += [f"{prefix}{key}={shlex.quote(value)}" for key, value in settings.items()]
+        lines += [f"{prefix}ether_{b.index}={b.mac.upper()}" for b in v.bridges if b.mac]
+    return "\n".join(lines) + "\n"
+
+
+@given(vimage_configs())
+def test_rendered_configs_read_back(vimages: list[VimageConfig]) -> None:
+    assert cfg(render(vimages)).vimages == tuple(vimages)
