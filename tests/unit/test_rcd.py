@@ -119,7 +119,7 @@ def test_stop_and_restart_keep_the_vimages_running(rc: Harness) -> None:
 
 def test_system_shutdown_stops_vimages_before_the_daemon(rc: Harness) -> None:
     assert rc.run("vimaged", shutdown="reboot") == [
-        "VIMAGECTL: stop --all",
+        "VIMAGECTL: --timeout 80 stop --all",
         "KILL: TERM /var/run/vimaged.pid",
     ]
 
@@ -129,7 +129,7 @@ def test_shutdown_goes_on_when_vimagectl_fails(rc: Harness) -> None:
         f'#!/bin/sh\necho "VIMAGECTL: $*" >> "{rc.log}"\nexit 69\n'
     )
     lines = rc.run("vimaged", shutdown="single")
-    assert lines[0] == "VIMAGECTL: stop --all"
+    assert lines[0] == "VIMAGECTL: --timeout 80 stop --all"
     assert lines[1].startswith("WARN: ")
     assert lines[2] == "KILL: TERM /var/run/vimaged.pid"
 
@@ -157,12 +157,12 @@ def vimage_rc(rc: Harness) -> Harness:
     ("args", "expected"),
     [
         (("start", "db"), "start db"),
-        (("start",), "start web db"),
+        (("start",), "start --all"),
         (("stop", "web", "db"), "stop web db"),
         (("stop",), "stop --all"),
         (("restart",), "restart web db"),
         (("restart", "web"), "restart web"),
-        (("status",), "status"),
+        (("status",), "list"),
         (("status", "db"), "status db"),
     ],
 )
@@ -172,9 +172,9 @@ def test_vimage_delegates_to_vimagectl(
     assert vimage_rc.run("vimage", *args) == [f"VIMAGECTL: {expected}"]
 
 
-def test_vimage_start_with_empty_list_does_nothing(rc: Harness) -> None:
+def test_vimage_restart_with_empty_list_does_nothing(rc: Harness) -> None:
     rc.rc_conf('vimage_enable="YES"\n')
-    assert rc.run("vimage", "start") == []
+    assert rc.run("vimage", "restart") == []
 
 
 def test_vimage_disabled_needs_onestart(rc: Harness) -> None:
