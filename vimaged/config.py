@@ -19,7 +19,7 @@ import math
 import os
 import re
 import shlex
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
@@ -45,7 +45,11 @@ DEFAULT_EXEC_START = "/bin/sh /etc/rc"
 DEFAULT_EXEC_STOP = "/bin/sh /etc/rc.shutdown jail"
 
 RestartPolicy = Literal["no", "on-failure", "always"]
-RESTART_POLICIES: tuple[str, ...] = get_args(RestartPolicy)
+_RESTART_POLICIES: dict[str, RestartPolicy] = {
+    "no": "no",
+    "on-failure": "on-failure",
+    "always": "always",
+}
 
 
 class Bridge(msgspec.Struct, frozen=True, kw_only=True):
@@ -154,6 +158,9 @@ def _dependency_level(
     )
     levels[name] = level
     return level
+
+
+_VIMAGE_DEFAULTS = {field.name: field.default for field in msgspec.structs.fields(VimageConfig)}
 
 
 # --------------------------------------------------------------------------- sh subset
@@ -635,6 +642,16 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
     def take(setting: str) -> str | None:
         return variables.take(var(setting))
 
+    def seconds(setting: str, *, positive: bool = False) -> float:
+        default = _VIMAGE_DEFAULTS[setting]
+        assert isinstance(default, float)
+        return _seconds(variables, problems, var(setting), default, positive=positive)
+
+    def integer(setting: str) -> int:
+        default = _VIMAGE_DEFAULTS[setting]
+        assert isinstance(default, int)
+        return _integer(variables, problems, var(setting), default)
+
     rootdir = take("rootdir") or "/"
     if not rootdir.startswith("/"):
         problems.add(var("rootdir"), f"{rootdir!r} is not an absolute path")
@@ -684,10 +701,12 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
         if dependency not in depend:
             depend.append(dependency)
 
-    restart = take("restart") or "no"
-    if restart not in RESTART_POLICIES:
-        problems.add(var("restart"), f"{restart!r} is not one of {', '.join(RESTART_POLICIES)}")
-        restart = "no"
+    restart: RestartPolicy = "no"
+    policy = take("restart")
+    if policy in _RESTART_POLICIES:
+        restart = _RESTART_POLICIES[policy]
+    elif policy is not None:
+        problems.add(var("restart"), f"{policy!r} is not one of {', '.join(_RESTART_POLICIES)}")
 
     return VimageConfig(
         name=name,
@@ -699,17 +718,17 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
         devfs_ruleset=devfs_ruleset,
         exec_start=take("exec_start") or DEFAULT_EXEC_START,
         exec_stop=take("exec_stop") or DEFAULT_EXEC_STOP,
-        stop_timeout=_seconds(variables, problems, var("stop_timeout"), 10.0),
+        stop_timeout=seconds("stop_timeout"),
         parameters=parameters,
         depend=tuple(depend),
         health_cmd=take("health_cmd"),
-        health_interval=_seconds(variables, problems, var("health_interval"), 30.0, positive=True),
-        health_timeout=_seconds(variables, problems, var("health_timeout"), 10.0, positive=True),
-        health_retries=_integer(variables, problems, var("health_retries"), 3),
-        health_start_period=_seconds(variables, problems, var("health_start_period"), 0.0),
-        restart=restart,  # type: ignore[arg-type]  # checked against RESTART_POLICIES above
-        restart_limit=_integer(variables, problems, var("restart_limit"), 5),
-        restart_window=_seconds(variables, problems, var("restart_window"), 600.0, positive=True),
+        health_interval=seconds("health_interval", positive=True),
+        health_timeout=seconds("health_timeout", positive=True),
+        health_retries=integer("health_retries"),
+        health_start_period=seconds("health_start_period"),
+        restart=restart,
+        restart_limit=integer("restart_limit"),
+        restart_window=seconds("restart_window", positive=True),
     )
 
 
@@ -727,6 +746,8 @@ def _explicit_macs(
             continue
         value = variables.take(variable)
         index = int(match.group(1))
+        if value is None:
+            continue
         if index >= bridge_count:
             problems.add(
                 variable,
@@ -734,8 +755,6 @@ def _explicit_macs(
                 if bridge_count
                 else f"vimage {name} has no vimage_{name}_bridges",
             )
-            continue
-        if value is None:
             continue
         try:
             found[index] = macs.parse_mac(value)

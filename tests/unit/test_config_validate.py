@@ -132,6 +132,7 @@ vimage_db_vnets="em1"
 
 def test_empty_values_mean_the_default() -> None:
     text = 'vimage_list="web"\nvimage_web_hostname=""\nvimage_web_stop_timeout=""\n'
+    text += "vimage_web_ether_3=\nvimage_web_restart=\nvimage_enable=\n"
     assert cfg(text).vimages[0] == VimageConfig(name="web", hostname="web", ifname="web")
 
 
