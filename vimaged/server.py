@@ -433,10 +433,10 @@ class _Connection:
             return await self._reply(reply, started)
 
     async def _reply(self, reply: Reply, started: float) -> bool:
-        sent = await self.send(reply)
+        # Logged before sending, so the line exists by the time the client has its answer.
         outcome = reply.code if isinstance(reply, Error) else "ok"
         log.info("request.done", outcome=outcome, ms=_ms_since(started))
-        return sent
+        return await self.send(reply)
 
     async def send(self, message: Reply) -> bool:
         """Send one frame; False if the client is gone or too slow to read it."""
