@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from vimaged.netgraph import abi, codec
+from vimaged.netgraph.transport import NgDataTransport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -75,8 +76,12 @@ class NgSocket:
     def _next_token(self) -> int:
         return next(self._tokens) % 0x7FFFFFFF or next(self._tokens) % 0x7FFFFFFF
 
-    async def setup(self, name: str | None = None, *, rcvbuf: int = DEFAULT_RCVBUF) -> None:
-        """``NgMkSockNode``'s steps on an opened transport: bind ``name``, raise SO_RCVBUF."""
+    async def setup(
+        self, name: str | None = None, *, rcvbuf: int = DEFAULT_RCVBUF, data: bool = False
+    ) -> None:
+        """``NgMkSockNode``'s steps on an opened transport: bind ``name``, raise SO_RCVBUF,
+        and with ``data`` connect the data socket to ``"<name>:"`` (``"[id]:"`` if unnamed).
+        """
         if name:
             codec.name_field(name, "socket node name")
             try:
@@ -85,6 +90,14 @@ class NgSocket:
                 raise netgraph_error(exc.errno or errno_codes.EIO, name, "bind") from None
             self.name = name
         await self.transport.set_rcvbuf(rcvbuf)
+        if data:
+            if not isinstance(self.transport, NgDataTransport):
+                raise TypeError(f"{type(self.transport).__name__} has no data socket")
+            address = f"{name}:" if name else (await self.nodeinfo(".")).address
+            try:
+                await self.transport.connect_data(abi.pack_sockaddr(address))
+            except OSError as exc:
+                raise netgraph_error(exc.errno or errno_codes.EIO, address, "connect") from None
 
     async def send(self, path: str, cookie: int, cmd: int, args: bytes = b"") -> int:
         """Send one message and return its token; the errno of ``sendto`` is raised."""
@@ -258,11 +271,13 @@ async def open_ng_socket(
     *,
     rcvbuf: int = DEFAULT_RCVBUF,
     reply_timeout: float = DEFAULT_REPLY_TIMEOUT,
+    data: bool = False,
 ) -> AsyncIterator[NgSocket]:
-    """An :class:`NgSocket` on ``transport`` (bound to ``name`` if given); closes it on exit."""
+    """An :class:`NgSocket` on ``transport`` (bound to ``name`` if given, with its data
+    socket if ``data``); closes the transport on exit."""
     sock = NgSocket(transport, reply_timeout=reply_timeout)
     try:
-        await sock.setup(name, rcvbuf=rcvbuf)
+        await sock.setup(name, rcvbuf=rcvbuf, data=data)
         yield sock
     finally:
         with trio.move_on_after(5, shield=True):

@@ -8,7 +8,7 @@ above this seam knows which it has.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class NgTransport(Protocol):
@@ -29,3 +29,17 @@ class NgTransport(Protocol):
 
     async def aclose(self) -> None:
         """Close the sockets; the socket node dies with them. Idempotent."""
+
+
+@runtime_checkable
+class NgDataTransport(NgTransport, Protocol):
+    """A transport that can also open the node's data socket (``NgMkSockNode``'s ``ds``)."""
+
+    async def connect_data(self, sockaddr: bytes) -> None:
+        """``socket(PF_NETGRAPH, SOCK_DGRAM, NG_DATA)`` then ``connect`` to the node."""
+
+    async def send_data(self, frame: bytes, hook_sockaddr: bytes) -> None:
+        """``sendto(ds, frame, ..., {hook}, ...)``: out of one of this node's hooks."""
+
+    async def recv_data(self) -> tuple[bytes, bytes]:
+        """The next frame and the sockaddr naming the hook it arrived on."""

@@ -1,0 +1,562 @@
+"""The netgraph binding against the simulated kernel: NgSocket requests and error paths,
+the sim transport, and NetgraphBridges' graph operations.
+
+One simulated host process per module (``python -m vimaged.simhost``), reset before each test
+over its RPC socket; what the tests assert is what the sim host reports (its nodes, ifnets)
+or the errno the binding raised.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+from vimaged.netgraph import abi, codec
+from vimaged.netgraph.bridges import NetgraphBridges, bridge_name, eiface_name
+from vimaged.netgraph.ngsocket import NetgraphError, NgSocket, open_ng_socket
+from vimaged.netgraph.sim_transport import open_sim_transport
+from vimaged.platforms import BridgedIfnet
+from vimaged.simhost import rpc
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+pytestmark = pytest.mark.sim
+
+REPO = Path(__file__).resolve().parents[2]
+NICS = ["em0", "em1"]
+
+
+def _rpc_sync(path: str, request: rpc.Request) -> rpc.Reply:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(rpc.frame(request))
+        data = b""
+        while len(data) < rpc.HEADER.size or len(data) < rpc.HEADER.size + rpc.frame_length(
+            data[: rpc.HEADER.size]
+        ):
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("sim host closed the RPC connection")
+            data += chunk
+    reply: rpc.Reply = rpc.REPLY_DECODER.decode(data[rpc.HEADER.size :])
+    if isinstance(reply, rpc.Failed):
+        raise OSError(reply.errno, reply.message)
+    return reply
+
+
+class Sim:
+    """The simulated host as these tests drive it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    async def call(self, request: rpc.Request) -> rpc.Reply:
+        return await trio.to_thread.run_sync(_rpc_sync, self.path, request)
+
+    async def reset(self, kernel: int = 14) -> None:
+        await self.call(rpc.Reset(nics=NICS, kernel=kernel))
+
+    async def rename_ifnet(self, name: str, newname: str) -> None:
+        await self.call(rpc.RenameIfnet(name=name, newname=newname))
+
+    async def set_ifnet_up(self, name: str) -> None:
+        await self.call(rpc.SetIfnetUp(name=name))
+
+    async def ifnets(self) -> dict[str, rpc.IfnetRecord]:
+        reply = await self.call(rpc.ListIfnets())
+        assert isinstance(reply, rpc.Ifnets)
+        return {i.name: i for i in reply.ifnets}
+
+    async def nodes(self) -> dict[str, rpc.NgNodeRecord]:
+        """Named nodes by name, as the sim host sees its graph."""
+        reply = await self.call(rpc.ListNgNodes())
+        assert isinstance(reply, rpc.NgNodes)
+        return {n.name: n for n in reply.nodes if n.name}
+
+
+@pytest.fixture(scope="module")
+def sim_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path = str(tmp_path_factory.mktemp("ngsim") / "sim.sock")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vimaged.simhost", "--socket", path, "--sim-nics", " ".join(NICS)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while not os.path.exists(path + ".ng"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("simulated host did not start")
+        time.sleep(0.02)
+    yield path
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+async def sim(sim_process: str) -> Sim:
+    sim = Sim(sim_process)
+    await sim.reset()
+    return sim
+
+
+@pytest.fixture
+async def sock(sim: Sim) -> AsyncIterator[NgSocket]:
+    async with open_sim_transport(sim.path) as transport, open_ng_socket(transport) as ng:
+        yield ng
+
+
+@pytest.fixture
+async def bridges(sim: Sim) -> AsyncIterator[NetgraphBridges]:
+    nb = NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+    try:
+        yield nb
+    finally:
+        await nb.aclose()
+
+
+# NgSocket on the simulated kernel.
+
+
+async def test_generic_queries(sock: NgSocket) -> None:
+    nodes = {n.name: n for n in await sock.listnodes()}
+    assert nodes["em0"].type == "ether"
+    me = await sock.nodeinfo(".")
+    assert me.type == "socket"
+    assert me.id in {n.id for n in nodes.values()}
+    em0 = await sock.nodeinfo("em0:")
+    assert (em0.name, em0.type, em0.hooks) == ("em0", "ether", 0)
+    assert await sock.nodeinfo(em0.address) == em0
+    types = {t.type_name for t in await sock.listtypes()}
+    assert {"ether", "socket"} <= types
+    assert await sock.ether_getifname("em0:") == "em0"
+    assert len(await sock.ether_getenaddr("em0:")) == 17
+
+
+async def test_bind_name_and_eaddrinuse(sim: Sim) -> None:
+    async with open_sim_transport(sim.path) as t1, open_ng_socket(t1, "mydaemon") as first:
+        assert (await first.nodeinfo(".")).name == "mydaemon"
+        async with open_sim_transport(sim.path) as t2:
+            with pytest.raises(NetgraphError) as caught:
+                await open_ng_socket(t2, "mydaemon").__aenter__()
+            assert caught.value.errno == errno.EADDRINUSE
+    async with open_sim_transport(sim.path) as t3, open_ng_socket(t3, "mydaemon") as again:
+        assert (await again.nodeinfo("mydaemon:")).type == "socket"  # died with its sockets
+
+
+async def test_build_and_list_hooks(sock: NgSocket) -> None:
+    await sock.mkpeer("em0:", "bridge", "lower", "link0")
+    await sock.name_node("em0:lower", "em0bridge")
+    await sock.connect("em0:", "em0:lower", "upper", "link1")
+    await sock.mkpeer("em0bridge:", "eiface", "link2", "ether")
+    hooks = await sock.listhooks("em0bridge:")
+    assert hooks.node.type == "bridge"
+    assert {(h.ourhook, h.peer.type, h.peerhook) for h in hooks.links} == {
+        ("link0", "ether", "lower"),
+        ("link1", "ether", "upper"),
+        ("link2", "eiface", "ether"),
+    }
+    eiface = await sock.nodeinfo("em0bridge:link2")
+    assert (await sock.eiface_getifname(eiface.address)).startswith("ngeth")
+    assert await sock.bridge_getstats("em0bridge:", "link2") == codec.LinkStats()
+    await sock.rmhook("em0bridge:", "link2")
+    assert (await sock.nodeinfo(eiface.address)).hooks == 0  # eiface outlives its hook
+    await sock.shutdown(eiface.address)
+    with pytest.raises(FileNotFoundError):
+        await sock.nodeinfo(eiface.address)
+
+
+async def test_ether_and_bridge_settings(sock: NgSocket) -> None:
+    await sock.ether_setpromisc("em0:", True)
+    await sock.ether_setautosrc("em0:", False)
+    assert (await sock.ether_getpromisc("em0:"), await sock.ether_getautosrc("em0:")) == (1, 0)
+    await sock.mkpeer("em0:", "bridge", "lower", "link0")
+    assert await sock.bridge_getconfig("em0:lower") == codec.BridgeConfig()
+    cfg = codec.BridgeConfig(debugLevel=2, loopTimeout=30, maxStaleness=600, minStableAge=2)
+    await sock.bridge_setconfig("em0:lower", cfg)
+    assert await sock.bridge_getconfig("em0:lower") == cfg
+    await sock.bridge_setpersistent("em0:lower")
+    assert await sock.bridge_gettable("em0:lower") == []
+    await sock.rmhook("em0:", "lower")
+    assert (await sock.nodeinfo("em0:")).hooks == 0
+    # Persistent: the bridge outlived its last hook; shutting down the hookless ether resets it.
+    bridges = [n for n in await sock.listnodes() if n.type == "bridge"]
+    assert len(bridges) == 1
+    await sock.shutdown("em0:")
+    assert (await sock.ether_getpromisc("em0:"), await sock.ether_getautosrc("em0:")) == (0, 1)
+
+
+async def test_ascii2binary_finds_cookie_and_command(sock: NgSocket) -> None:
+    binary = await sock.ascii2binary("em0:", "setpromisc", "1")
+    assert (binary.typecookie, binary.cmd, binary.data) == (
+        abi.NGM_ETHER_COOKIE,
+        abi.NGM_ETHER_SET_PROMISC,
+        b"\1\0\0\0",
+    )
+    with pytest.raises(NetgraphError) as caught:
+        await sock.ascii2binary("em0:", "nosuchcommand")
+    assert caught.value.errno == errno.ENOSYS
+
+
+@pytest.mark.parametrize(
+    ("steps", "code"),
+    [
+        ([("shutdown", "nosuch:")], errno.ENOENT),
+        ([("nodeinfo", "em0:nohook")], errno.ENOENT),
+        ([("nodeinfo", "em0::")], errno.EINVAL),
+        ([("mkpeer", "em0:", "bridge", "lower", "link0")] * 2, errno.EEXIST),
+        ([("mkpeer", "em0:", "bridge", "lower", "uplink0")], errno.EINVAL),
+        ([("mkpeer", "em0:", "bridge", "lower", "link01")], errno.EINVAL),
+        ([("mkpeer", "em0:", "bridge", "bogus", "link0")], errno.EINVAL),
+        ([("mkpeer", "em0:", "nosuchtype", "lower", "x")], errno.ENXIO),
+        ([("mkpeer", "em0:", "ether", "lower", "x")], errno.EINVAL),
+        (
+            [("mkpeer", "em0:", "bridge", "lower", "link0"), ("getstats", "em0:lower", "link5")],
+            errno.ENOTCONN,
+        ),
+        (
+            [
+                ("mkpeer", "em0:", "bridge", "lower", "link0"),
+                ("connect", "em0:lower", "em0:lower", "link1", "link2"),
+            ],
+            errno.ELOOP,
+        ),
+        (
+            [
+                ("mkpeer", "em0:", "bridge", "lower", "link0"),
+                ("mkpeer", "em0:lower", "eiface", "link1", "notether"),
+            ],
+            errno.EPFNOSUPPORT,
+        ),
+        (
+            [
+                ("mkpeer", "em0:", "bridge", "lower", "link0"),
+                ("mkpeer", "em1:", "bridge", "lower", "link0"),
+                ("connect", "em0:lower", "em1:", "link1", "divert"),
+            ],
+            errno.EISCONN,
+        ),
+        (
+            [
+                ("mkpeer", "em0:", "bridge", "lower", "link0"),
+                ("name", "em0:lower", "em1"),
+            ],
+            errno.EADDRINUSE,
+        ),
+    ],
+    ids=[
+        "enoent-node",
+        "enoent-hook",
+        "einval-path",
+        "eexist-hook-taken",
+        "einval-uplink0",
+        "einval-link01",
+        "einval-ether-hook",
+        "enxio-type",
+        "einval-mkpeer-ether",
+        "enotconn-getstats",
+        "eloop-bridge-self",
+        "epfnosupport-eiface-hook",
+        "eisconn-ether-lower",
+        "eaddrinuse-name",
+    ],
+)
+async def test_error_paths(sock: NgSocket, steps: list[tuple[str, ...]], code: int) -> None:
+    *setup, last = steps
+    for step in setup:
+        await _step(sock, step)
+    with pytest.raises(NetgraphError) as caught:
+        await _step(sock, last)
+    assert caught.value.errno == code
+
+
+async def _step(sock: NgSocket, step: tuple[str, ...]) -> None:
+    verb, path, *args = step
+    if verb == "shutdown":
+        await sock.shutdown(path)
+    elif verb == "nodeinfo":
+        await sock.nodeinfo(path)
+    elif verb == "mkpeer":
+        await sock.mkpeer(path, *args)
+    elif verb == "connect":
+        await sock.connect(path, *args)
+    elif verb == "name":
+        await sock.name_node(path, *args)
+    elif verb == "getstats":
+        await sock.bridge_getstats(path, args[0])
+
+
+async def test_rmhook_of_missing_hook_succeeds(sock: NgSocket) -> None:
+    await sock.rmhook("em0:", "lower")
+
+
+async def test_wrong_arglen_and_version_are_einval(sim: Sim) -> None:
+    async with open_sim_transport(sim.path) as transport:
+        short = abi.pack_message(abi.NGM_ETHER_COOKIE, abi.NGM_ETHER_SET_PROMISC, b"\1", token=1)
+        with pytest.raises(OSError) as caught:  # noqa: PT011 -- errno asserted below
+            await transport.sendto(short, abi.pack_sockaddr("em0:"))
+        assert caught.value.errno == errno.EINVAL
+        v7 = b"\7" + abi.pack_message(abi.NGM_GENERIC_COOKIE, abi.NGM_NODEINFO, b"", token=2)[1:]
+        with pytest.raises(OSError) as caught:  # noqa: PT011 -- errno asserted below
+            await transport.sendto(v7, abi.pack_sockaddr("em0:"))
+        assert caught.value.errno == errno.EINVAL
+
+
+async def test_reply_source_sockaddr_size_follows_kernel(sim: Sim) -> None:
+    for kernel, size in ((14, 16), (15, 34)):
+        await sim.reset(kernel=kernel)
+        async with open_sim_transport(sim.path) as transport:
+            message = abi.pack_message(abi.NGM_GENERIC_COOKIE, abi.NGM_NODEINFO, b"", token=5)
+            await transport.sendto(message, abi.pack_sockaddr("em0:"))
+            raw, source = await transport.recvfrom()
+        assert len(source) == source[0] == size
+        assert abi.unpack_sockaddr(source) == "[1]:"
+        assert codec.decode_nodeinfo(abi.unpack_message(raw).data).name == "em0"
+
+
+async def test_long_path_is_einval_on_main_only(sim: Sim) -> None:
+    long_path = "em0:" + "." * 0 + "lower" + "x" * 30
+    for kernel, code in ((14, errno.ENOENT), (15, errno.EINVAL)):
+        await sim.reset(kernel=kernel)
+        async with open_sim_transport(sim.path) as transport, open_ng_socket(transport) as ng:
+            with pytest.raises(NetgraphError) as caught:
+                await ng.nodeinfo(long_path)
+            assert caught.value.errno == code
+
+
+async def test_data_socket_connects_to_its_node(sim: Sim) -> None:
+    async with open_sim_transport(sim.path) as transport, open_ng_socket(transport, "dsock"):
+        await transport.connect_data(abi.pack_sockaddr("dsock:"))
+        with pytest.raises(OSError) as caught:  # noqa: PT011 -- errno asserted below
+            await transport.connect_data(abi.pack_sockaddr("dsock:"))
+        assert caught.value.errno == errno.EISCONN
+    async with open_sim_transport(sim.path) as other:
+        with pytest.raises(OSError) as caught:  # noqa: PT011 -- errno asserted below
+            await other.connect_data(abi.pack_sockaddr("em0:"))
+        assert caught.value.errno == errno.EINVAL
+
+
+@pytest.mark.parametrize("name", ["named", None])
+async def test_open_with_data_socket(sim: Sim, name: str | None) -> None:
+    async with (
+        open_sim_transport(sim.path) as transport,
+        open_ng_socket(transport, name, data=True) as ng,
+    ):
+        me = await ng.nodeinfo(".")
+        with pytest.raises(OSError) as caught:  # noqa: PT011 -- errno asserted below
+            await transport.connect_data(abi.pack_sockaddr(me.address))
+        assert caught.value.errno == errno.EISCONN
+
+
+async def test_socket_node_dies_with_its_transport(sim: Sim) -> None:
+    async with open_sim_transport(sim.path) as transport, open_ng_socket(transport, "short"):
+        assert "short" in await sim.nodes()
+    assert "short" not in await sim.nodes()
+
+
+async def test_200_concurrent_requests_on_one_socket(sock: NgSocket) -> None:
+    infos: list[codec.NodeInfo] = []
+
+    async def ask(path: str) -> None:
+        infos.append(await sock.nodeinfo(path))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(200):
+            nursery.start_soon(ask, NICS[i % 2] + ":")
+    assert sorted(i.name for i in infos) == ["em0"] * 100 + ["em1"] * 100
+
+
+# NetgraphBridges.
+
+
+async def test_create_builds_uplink_bridge_and_ifnet(sim: Sim, bridges: NetgraphBridges) -> None:
+    await bridges.create("em0", "ng0_web", "02:00:27:e7:1b:18")
+    ifnets = await sim.ifnets()
+    assert ifnets["ng0_web"].mac == "02:00:27:e7:1b:18"
+    assert ifnets["ng0_web"].up
+    assert not any(name.startswith("ngeth") for name in ifnets)
+    nodes = await sim.nodes()
+    bridge = nodes[bridge_name("em0")]
+    assert bridge.type == "bridge"
+    assert {h.name for h in bridge.hooks} == {"uplink1", "link0", "link1"}
+    assert nodes[eiface_name("ng0_web")].type == "eiface"
+    sock = await bridges.socket()
+    assert (await sock.ether_getpromisc("em0:"), await sock.ether_getautosrc("em0:")) == (1, 0)
+    assert await bridges.list() == [BridgedIfnet(name="ng0_web", parent="em0")]
+    assert await bridges.link_stats("ng0_web") == codec.LinkStats()
+
+
+async def test_legacy_kernel_gets_classic_wiring(sim: Sim, bridges: NetgraphBridges) -> None:
+    await sim.reset(kernel=12)
+    await bridges.create("em0", "ng0_web", "02:00:27:e7:1b:18")
+    await bridges.create("em0", "ng1_web", "02:00:37:e7:1b:18")
+    bridge = (await sim.nodes())[bridge_name("em0")]
+    assert {h.name for h in bridge.hooks} == {"link0", "link1", "link2", "link3"}
+    lower = next(h for h in bridge.hooks if h.name == "link0")
+    assert lower.peer_hook == "lower"
+    # getstats on the old ABI: the current cookie is EINVAL there, the old one answers.
+    assert await bridges.link_stats("ng1_web") == codec.LinkStats()
+
+
+async def test_create_existing_is_eexist_and_leaves_nothing(
+    sim: Sim, bridges: NetgraphBridges
+) -> None:
+    await bridges.create("em0", "ng0_web", "02:00:27:e7:1b:18")
+    before = await sim.nodes()
+    with pytest.raises(FileExistsError):
+        await bridges.create("em0", "ng0_web", "02:00:27:e7:1b:19")
+    assert (await sim.nodes()).keys() == before.keys()
+    assert len([n for n in await sim.ifnets() if n.startswith("ng")]) == 1
+
+
+async def test_failed_rename_rolls_back_eiface_and_new_bridge(
+    sim: Sim, bridges: NetgraphBridges
+) -> None:
+    with pytest.raises(FileExistsError):
+        await bridges.create("em0", "em1", "02:00:27:e7:1b:18")  # em1 is taken
+    nodes = await sim.nodes()
+    assert bridge_name("em0") not in nodes
+    assert not [n for n in nodes.values() if n.type in ("eiface", "bridge")]
+    assert not [n for n in await sim.ifnets() if n.startswith("ngeth")]
+    sock = await bridges.socket()
+    assert (await sock.ether_getpromisc("em0:"), await sock.ether_getautosrc("em0:")) == (0, 1)
+
+
+async def test_failure_keeps_existing_bridge(sim: Sim, bridges: NetgraphBridges) -> None:
+    await bridges.create("em0", "ng0_web", "02:00:27:e7:1b:18")
+    with pytest.raises(FileExistsError):
+        await bridges.create("em0", "em1", "02:00:27:e7:1b:19")
+    assert await bridges.list() == [BridgedIfnet(name="ng0_web", parent="em0")]
+    assert bridge_name("em0") in await sim.nodes()
+
+
+async def test_missing_parent_is_enoent(sim: Sim, bridges: NetgraphBridges) -> None:
+    with pytest.raises(FileNotFoundError):
+        await bridges.create("em9", "ng0_web", "02:00:27:e7:1b:18")
+    assert not [n for n in (await sim.nodes()).values() if n.type in ("eiface", "bridge")]
+
+
+@pytest.mark.parametrize(
+    ("parent", "ifname", "mac"),
+    [
+        ("em0", "ng0_a_name_too_long", "02:00:00:00:00:01"),
+        ("em0", "ng0.web", "02:00:00:00:00:01"),
+        ("em0", "ng0_web", "02:00:00:00:00"),
+        ("em0", "ng0_web", "03:00:00:00:00:01"),
+        ("", "ng0_web", "02:00:00:00:00:01"),
+    ],
+)
+async def test_bad_input_is_refused_before_any_change(
+    sim: Sim, bridges: NetgraphBridges, parent: str, ifname: str, mac: str
+) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        await bridges.create(parent, ifname, mac)
+    assert not [n for n in (await sim.nodes()).values() if n.type in ("eiface", "bridge")]
+
+
+async def test_destroy_missing_is_enoent(bridges: NetgraphBridges) -> None:
+    with pytest.raises(FileNotFoundError):
+        await bridges.destroy("ng0_web")
+
+
+async def test_release_only_when_empty_and_resets_parent(
+    sim: Sim, bridges: NetgraphBridges
+) -> None:
+    assert not await bridges.release("em0")  # no bridge at all
+    await bridges.create("em0", "ng0_web", "02:00:27:e7:1b:18")
+    assert not await bridges.release("em0")
+    await bridges.destroy("ng0_web")
+    assert "ng0_web" not in await sim.ifnets()
+    assert await bridges.release("em0")
+    assert bridge_name("em0") not in await sim.nodes()
+    sock = await bridges.socket()
+    assert (await sock.ether_getpromisc("em0:"), await sock.ether_getautosrc("em0:")) == (0, 1)
+    assert (await sock.nodeinfo("em0:")).hooks == 0
+
+
+async def test_destroy_reaches_ifnet_inside_a_jail(sim: Sim, bridges: NetgraphBridges) -> None:
+    await bridges.create("em0", "ng0_web", "02:00:27:e7:1b:18")
+    jail = await sim.call(rpc.CreateJail(name="web", hostname="web"))
+    assert isinstance(jail, rpc.Jid)
+    await sim.call(rpc.MoveIfnet(name="ng0_web", jid=jail.jid))
+    assert await bridges.list() == [BridgedIfnet(name="ng0_web", parent="em0")]
+    await bridges.destroy("ng0_web")
+    location = await sim.call(rpc.LocateIfnet(name="ng0_web"))
+    assert location == rpc.Location(jid=None)
+
+
+async def test_foreign_nodes_are_never_touched(sim: Sim, bridges: NetgraphBridges) -> None:
+    sock = await bridges.socket()
+    await sock.mkpeer("em1:", "bridge", "lower", "link0")
+    await sock.name_node("em1:lower", "em1bridge")  # a jng bridge
+    await sock.mkpeer("em1bridge:", "eiface", "link2", "ether")
+    await sock.name_node("em1bridge:link2", "ng0_jng")
+    assert await bridges.list() == []
+    assert not await bridges.release("em1")
+    with pytest.raises(FileNotFoundError):
+        await bridges.destroy("ng0_jng")
+    assert {"em1bridge", "ng0_jng"} <= set(await sim.nodes())
+
+
+async def test_found_again_after_restart(sim: Sim) -> None:
+    first = NetgraphBridges(
+        partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up
+    )
+    await first.create("em0", "ng0_web", "02:00:27:e7:1b:18")
+    await first.create("em1", "ng0_db", "02:00:27:e7:1b:28")
+    await first.aclose()
+    await first.aclose()  # idempotent
+    second = NetgraphBridges(
+        partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up
+    )
+    try:
+        assert await second.list() == [
+            BridgedIfnet(name="ng0_db", parent="em1"),
+            BridgedIfnet(name="ng0_web", parent="em0"),
+        ]
+        await second.create("em0", "ng1_web", "02:00:27:e7:1b:38")  # reuses the bridge
+        assert len([n for n in (await sim.nodes()).values() if n.type == "bridge"]) == 2
+    finally:
+        await second.aclose()
+
+
+async def test_200_concurrent_eifaces_on_one_bridge(sim: Sim, bridges: NetgraphBridges) -> None:
+    names = [f"ng{i}_w" for i in range(200)]
+
+    async def add(i: int) -> None:
+        await bridges.create("em0", names[i], f"02:00:00:00:{i // 256:02x}:{i % 256:02x}")
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(add, i)
+    bridge = (await sim.nodes())[bridge_name("em0")]
+    eiface_links = [h.name for h in bridge.hooks if h.name not in ("uplink1", "link0")]
+    assert sorted(eiface_links) == sorted(f"link{n}" for n in range(1, 201))
+    assert len({h.peer_id for h in bridge.hooks}) == 202 - 1  # ether appears on two hooks
+    assert [b.name for b in await bridges.list()] == sorted(names)
+
+    async def remove(name: str) -> None:
+        await bridges.destroy(name)
+
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            nursery.start_soon(remove, name)
+    assert await bridges.release("em0")
+    assert bridge_name("em0") not in await sim.nodes()
+    assert not [n for n in await sim.ifnets() if n.startswith("ng")]
+    sock = await bridges.socket()
+    assert (await sock.ether_getpromisc("em0:"), await sock.ether_getautosrc("em0:")) == (0, 1)
