@@ -463,6 +463,8 @@ _SECONDS = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _INTEGER = re.compile(r"^[0-9]+$")
 _ETHER_INDEX = re.compile(r"^ether_(0|[1-9][0-9]*)$")
 _JAIL_PARAMETER = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*(=.*)?$", re.DOTALL)
+_NEAR_MISS = 0.85
+"""difflib ratio above which an unknown ``vimaged_*`` is taken for a misspelt ours."""
 _YES = ("yes", "true", "on", "1")
 _NO = ("no", "false", "off", "0")
 
@@ -496,32 +498,34 @@ VIMAGE_SETTINGS = (
 )
 """Per-vimage suffixes of ``vimage_NAME_``; ``ether_N`` comes on top, one per bridge."""
 
-RC_SUBR_VARIABLES = frozenset(
-    f"vimaged_{suffix}"
-    for suffix in (
-        "enable",
-        "flags",
-        "program",
-        "pidfile",
-        "user",
-        "chroot",
-        "chdir",
-        "nice",
-        "env",
-        "env_file",
-        "fib",
-        "setfib",
-        "limits",
-        "login_class",
-        "oomprotect",
-        "prepend",
-        "umask",
-        "svcj",
-        "svcj_options",
-        "svcj_ipaddrs",
-    )
+_RC_SUBR_SUFFIXES = (
+    "flags",
+    "program",
+    "pidfile",
+    "user",
+    "group",
+    "chroot",
+    "chdir",
+    "nice",
+    "env",
+    "env_file",
+    "fib",
+    "setfib",
+    "limits",
+    "login_class",
+    "oomprotect",
+    "prepend",
+    "umask",
+    "svcj",
+    "svcj_options",
+    "svcj_ipaddrs",
 )
-"""``vimaged_*`` variables that rc.subr(8) or the rc.d script read: allowed, not used here."""
+RC_SUBR_VARIABLES = frozenset(f"vimage_{suffix}" for suffix in _RC_SUBR_SUFFIXES)
+"""Variables rc.subr(8) reads for the ``vimage`` rc.d script: allowed, not used here.
+
+Every other ``vimage_*`` variable must be one of ours. ``vimaged_*`` variables belong to the
+``vimaged`` rc.d script and rc.subr(8) (``vimaged_enable``, ``vimaged_flags``,
+``vimaged_socket``, ...) and are ignored, except ``vimaged_group`` and near misses of it."""
 
 _RESERVED_PARAMETERS = {
     "name": "the vimage name",
@@ -899,10 +903,15 @@ def _check_dependencies(vimages: Sequence[VimageConfig], problems: _Problems) ->
 def _check_leftovers(
     variables: _Variables, names: Sequence[str], problems: _Problems, origins: Mapping[str, str]
 ) -> None:
-    """Every ``vimage_*``/``vimaged_*`` variable not used: a typo or an unlisted vimage."""
+    """Every ``vimage_*`` variable not used (a typo or an unlisted vimage), and near misses
+    of ``vimaged_group``; other ``vimaged_*`` variables belong to the rc.d script."""
     known = [*GLOBAL_VARIABLES, *(f"vimage_{n}_{s}" for n in names for s in VIMAGE_SETTINGS)]
     for variable in variables.raw:
         if variable in variables.claimed or variable in RC_SUBR_VARIABLES:
+            continue
+        if variable.startswith("vimaged_") and not difflib.get_close_matches(
+            variable, ["vimaged_group"], cutoff=_NEAR_MISS
+        ):
             continue
         where = f" (set at {origins[variable]})" if variable in origins else ""
         owner = _unlisted_vimage(variable)

@@ -162,8 +162,13 @@ def test_ifname_alias_shortens_interface_names() -> None:
     assert cfg(text).vimages[0].bridges[0].ifname == "ng0_alng"
 
 
-def test_rc_subr_variables_of_the_script_are_tolerated() -> None:
-    assert cfg('vimaged_enable="YES"\nvimaged_flags="-v"\n') == Config()
+def test_variables_of_the_rc_d_scripts_are_tolerated() -> None:
+    text = (
+        'vimaged_enable="YES"\nvimaged_flags="-v"\nvimaged_socket=/tmp/s\n'
+        "vimaged_state_dir=/var/db/x\nvimaged_config=/etc/x\nvimaged_shutdown_timeout=80\n"
+        "vimage_flags=x\nvimage_user=root\n"
+    )
+    assert cfg(text) == Config()
 
 
 # --------------------------------------------------------------------------- errors
@@ -229,7 +234,9 @@ def test_rc_subr_variables_of_the_script_are_tolerated() -> None:
         ("vimage_list=w\nvimage_w_vnet=em0", "vimage_w_vnet"),
         ("vimage_list=w\nvimage_w_ether_01=02:00:00:00:00:01", "vimage_w_ether_01"),
         ("vimage_enabled=YES", "vimage_enabled"),
-        ("vimaged_socket=/tmp/x", "vimaged_socket"),
+        ("vimaged_groups=wheel", "vimaged_groups"),
+        ("vimaged_grp=wheel", "vimaged_grp"),
+        ("vimage_flagz=x", "vimage_flagz"),
     ],
 )
 def test_error_names_the_variable(text: str, variable: str) -> None:
