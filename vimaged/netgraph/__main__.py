@@ -174,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"netgraph: {exc}", file=sys.stderr)
         return EX_USAGE
-    print("\n".join(lines))
+    if lines:
+        print("\n".join(lines))
     return 0
 
 
