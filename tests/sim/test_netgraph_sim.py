@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
+from vimaged.netgraph import __main__ as netgraph_tool
 from vimaged.netgraph import abi, codec
 from vimaged.netgraph.bridges import NetgraphBridges, bridge_name, eiface_name
 from vimaged.netgraph.ngsocket import NetgraphError, NgSocket, open_ng_socket
@@ -560,3 +561,47 @@ async def test_200_concurrent_eifaces_on_one_bridge(sim: Sim, bridges: NetgraphB
     assert not [n for n in await sim.ifnets() if n.startswith("ng")]
     sock = await bridges.socket()
     assert (await sock.ether_getpromisc("em0:"), await sock.ether_getautosrc("em0:")) == (0, 1)
+
+
+# The developer tool, python -m vimaged.netgraph.
+
+
+def _tool(sim_process: str, *argv: str) -> int:
+    return netgraph_tool.main(["--sim", sim_process, *argv])
+
+
+def _promisc(sim_process: str) -> int:
+    async def ask() -> int:
+        async with open_sim_transport(sim_process) as t, open_ng_socket(t) as ng:
+            return await ng.ether_getpromisc("em0:")
+
+    return trio.run(ask)
+
+
+MKPEER_TEXT = '{ type="bridge" ourhook="lower" peerhook="link0" }'
+
+
+def test_tool_verbs(sim_process: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _rpc_sync(sim_process, rpc.Reset(nics=NICS, kernel=14))
+    assert _tool(sim_process, "list") == 0
+    listing = capsys.readouterr().out
+    assert "em0" in listing
+    assert "em1" in listing
+    assert _tool(sim_process, "msg", "em0:", "setpromisc", "1") == 0
+    assert _promisc(sim_process) == 1
+    assert _tool(sim_process, "msg", "em0:", "mkpeer", MKPEER_TEXT) == 0
+    assert _tool(sim_process, "show", "em0:") == 0
+    assert "link0" in capsys.readouterr().out
+    assert _tool(sim_process, "dot") == 0
+    dot = capsys.readouterr().out
+    assert dot.startswith("graph netgraph {")
+    assert dot.count(" -- ") == 3  # lower to its node, link0 to its node, lower to link0
+
+
+def test_tool_errors(sim_process: str) -> None:
+    _rpc_sync(sim_process, rpc.Reset(nics=NICS, kernel=14))
+    assert _tool(sim_process, "show", "em9:") == 71
+    assert _tool(sim_process, "msg", "em0:", "nosuchcommand") == 71
+    assert _tool(sim_process, "bogusverb") == 64
+    if not sys.platform.startswith("freebsd"):
+        assert netgraph_tool.main(["list"]) == 64

@@ -160,9 +160,12 @@ async def run(options: argparse.Namespace) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    options = parser.parse_args(argv)
-    if options.sim is None and not sys.platform.startswith("freebsd"):
-        parser.error("no netgraph kernel here: pass --sim SOCKET")
+    try:
+        options = parser.parse_args(argv)
+        if options.sim is None and not sys.platform.startswith("freebsd"):
+            parser.error("no netgraph kernel here: pass --sim SOCKET")
+    except SystemExit as exc:  # usage errors (64) and --help (0) become the return value
+        return exc.code if isinstance(exc.code, int) else EX_USAGE
     try:
         lines = trio.run(run, options)
     except OSError as exc:
