@@ -1,0 +1,484 @@
+"""vimagectl end to end: the real ``python -m vimagectl`` against a served socket (tests, unit).
+
+The server is vimaged.server with one small handler holding three vimages; each test checks
+the exit status and what vimagectl prints, never its wording.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from contextlib import asynccontextmanager
+from functools import cache, partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+import pytest
+import trio
+
+from vimagectl.cli import EXIT_STATUS
+from vimagectl.client import CLIENT_CODES
+from vimaged.protocol import (
+    ERROR_CODES,
+    Done,
+    Error,
+    Event,
+    Health,
+    Hello,
+    Interface,
+    ListVimages,
+    Outcome,
+    Reload,
+    Reloaded,
+    Restart,
+    Start,
+    Status,
+    Stop,
+    Version,
+    VersionInfo,
+    VimageInfo,
+    Vimages,
+    frame,
+)
+from vimaged.server import open_control_listener, serve_control
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from vimaged.peercred import Peer
+    from vimaged.protocol import AnyRequest, Reply
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+NOBODY = 65534
+
+WEB = VimageInfo(
+    name="web",
+    state="running",
+    jid=3,
+    health="ok",
+    interfaces=(
+        Interface(
+            name="ng0_web", kind="bridge", parent="em0", mac="02:00:27:e7:1b:18", where="vimage"
+        ),
+    ),
+)
+DB = VimageInfo(
+    name="db",
+    state="running",
+    jid=4,
+    health="degraded",
+    interfaces=(Interface(name="em1", kind="vnet", where="pending-return", holder_jid=2),),
+)
+OLD = VimageInfo(name="old", state="stopped")
+
+
+class Handler:
+    """Three vimages; ``e_CODE`` names answer ``Error(code=CODE)``, ``stuck`` fails a change."""
+
+    def __init__(self) -> None:
+        self.vimages = {info.name: info for info in (WEB, DB, OLD)}
+        self.seen: list[AnyRequest] = []
+        self.slow = trio.Event()
+
+    def _pick(self, names: tuple[str, ...]) -> Reply:
+        for name in names:
+            if name.startswith("e_"):
+                return Error(code=name[2:], message=f"asked for {name[2:]}")
+            if name == "boom":
+                raise RuntimeError("handler bug")
+        missing = [n for n in names if n not in self.vimages]
+        if missing:
+            return Error(code="not_found", message=f"no vimage {missing[0]}")
+        chosen = [self.vimages[n] for n in names] if names else list(self.vimages.values())
+        return Vimages(vimages=tuple(chosen))
+
+    async def handle(self, request: AnyRequest, peer: Peer) -> Reply:
+        self.seen.append(request)
+        match request:
+            case Status(names=("slow",)):
+                await self.slow.wait()
+                return Vimages()
+            case ListVimages():
+                return self._pick(())
+            case Status(names=names) | Health(names=names):
+                return self._pick(names)
+            case Start(names=names) | Stop(names=names) | Restart(names=names):
+                picked = self._pick(names)
+                if isinstance(picked, Error):
+                    return picked
+                return Done(
+                    outcomes=tuple(
+                        Outcome(name=n, ok=True, state="running")
+                        if n != "old"
+                        else Outcome(
+                            name=n, ok=False, state="stopped", code="conflict", message="x"
+                        )
+                        for n in (names or tuple(self.vimages))
+                    )
+                )
+            case Reload():
+                return Reloaded(changed=("web",))
+            case Version():
+                return VersionInfo(daemon="9.9.9", protocol=1, platform="sim")
+        return Error(code="invalid_request", message="unexpected")
+
+    @asynccontextmanager
+    async def events(self) -> AsyncIterator[trio.MemoryReceiveChannel[Event]]:
+        send, receive = trio.open_memory_channel[Event](4)
+        await send.send(Event(time=1.0, event="vimage.started", name="web", data={"jid": 3}))
+        await send.send(Event(time=2.0, event="ifnet.moved", name="db", data={"ifnet": "em1"}))
+        await send.aclose()  # the stream ends, as when the daemon stops
+        yield receive
+
+
+@pytest.fixture
+def socket_path() -> Iterator[str]:
+    directory = tempfile.mkdtemp(prefix="vctl", dir="/tmp")
+    os.chmod(directory, 0o755)
+    yield os.path.join(directory, "vimaged.sock")
+    shutil.rmtree(directory)
+
+
+@pytest.fixture
+async def handler(nursery: trio.Nursery, socket_path: str) -> Handler:
+    served = Handler()
+    listener = await open_control_listener(socket_path)
+    await nursery.start(partial(serve_control, listener, served, handler_nursery=nursery))
+    return served
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "VIMAGED_SOCKET"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return {**env, **extra}
+
+
+async def vimagectl(
+    *args: str,
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
+    user: int | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    done: subprocess.CompletedProcess[bytes] = await trio.run_process(
+        [python, "-m", "vimagectl", *args],
+        env=env or _env(),
+        check=False,
+        capture_stdout=True,
+        capture_stderr=True,
+        user=user,
+        group=user,
+        extra_groups=None if user is None else [],
+        cwd="/",
+    )
+    assert b"Traceback" not in done.stderr
+    if done.stderr:
+        assert done.stderr.startswith(b"vimagectl: ")
+    return done
+
+
+async def test_list_prints_a_jls_style_table(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("-s", socket_path, "list")
+    assert done.returncode == 0
+    rows = [line.split() for line in done.stdout.decode().splitlines()]
+    assert rows[0] == ["NAME", "STATE", "JID", "HEALTH", "INTERFACES"]
+    assert [row[:4] for row in rows[1:]] == [
+        ["web", "running", "3", "ok"],
+        ["db", "running", "4", "degraded"],
+        ["old", "stopped", "-", "unknown"],
+    ]
+    assert "ng0_web" in rows[1][4]
+    assert "em1" in rows[2][4]
+
+
+async def test_list_json_is_an_array_of_vimage_info(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("list", "--json", "-s", socket_path)
+    assert done.returncode == 0
+    listed = json.loads(done.stdout)
+    assert listed == json.loads(msgspec.json.encode([WEB, DB, OLD]))
+    assert listed[0]["interfaces"][0] == {
+        "name": "ng0_web",
+        "kind": "bridge",
+        "parent": "em0",
+        "mac": "02:00:27:e7:1b:18",
+        "where": "vimage",
+        "holder_jid": None,
+        "holder_dying": None,
+    }
+    assert listed[1]["interfaces"][0]["where"] == "pending-return"
+
+
+async def test_status_json_and_not_found(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("--json", "-s", socket_path, "status", "db")
+    assert done.returncode == 0
+    assert [info["name"] for info in json.loads(done.stdout)] == ["db"]
+    missing = await vimagectl("-s", socket_path, "status", "mail")
+    assert missing.returncode == 68
+    assert missing.stdout == b""
+
+
+async def test_socket_from_environment(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("status", "web", env=_env(VIMAGED_SOCKET=socket_path))
+    assert done.returncode == 0
+    assert b"web" in done.stdout
+
+
+async def test_start_stop_restart_report_outcomes(handler: Handler, socket_path: str) -> None:
+    assert (await vimagectl("-s", socket_path, "start", "web", "db")).returncode == 0
+    assert (await vimagectl("-s", socket_path, "stop", "--all")).returncode == 75  # old: conflict
+    restarted = await vimagectl("-s", socket_path, "--json", "restart", "web")
+    assert restarted.returncode == 0
+    assert json.loads(restarted.stdout) == [
+        {"name": "web", "ok": True, "state": "running", "code": None, "message": None}
+    ]
+    assert handler.seen == [
+        Start(names=("web", "db")),
+        Stop(all_=True),
+        Restart(names=("web",)),
+    ]
+
+
+async def test_partial_failure_exits_with_the_failed_outcome(
+    handler: Handler, socket_path: str
+) -> None:
+    done = await vimagectl("-s", socket_path, "start", "web", "old")
+    assert done.returncode == 75
+    assert done.stdout.split() == [b"web:", b"running"]
+    assert b"old" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("invalid_request", 76),
+        ("frame_too_large", 76),
+        ("permission_denied", 77),
+        ("not_found", 68),
+        ("conflict", 75),
+        ("shutting_down", 69),
+        ("config", 78),
+        ("failed", 70),
+        ("platform", 71),
+        ("os_error", 71),
+        ("internal", 70),
+        ("busy", 75),
+        ("added_in_protocol_9", 70),
+    ],
+)
+async def test_error_codes_map_to_sysexits(
+    handler: Handler, socket_path: str, code: str, status: int
+) -> None:
+    done = await vimagectl("-s", socket_path, "stop", f"e_{code}")
+    assert done.returncode == status
+    assert done.stderr
+
+
+def test_exit_table_covers_every_code() -> None:
+    assert set(ERROR_CODES) | set(CLIENT_CODES) == set(EXIT_STATUS)
+
+
+async def test_handler_crash_exits_70(handler: Handler, socket_path: str) -> None:
+    assert (await vimagectl("-s", socket_path, "status", "boom")).returncode == 70
+
+
+async def test_reload_and_version(handler: Handler, socket_path: str) -> None:
+    reloaded = await vimagectl("-s", socket_path, "--json", "reload")
+    assert reloaded.returncode == 0
+    assert json.loads(reloaded.stdout) == {
+        "reply": "reloaded",
+        "added": [],
+        "removed": [],
+        "changed": ["web"],
+    }
+    version = await vimagectl("-s", socket_path, "version", "--json")
+    assert version.returncode == 0
+    assert json.loads(version.stdout)["daemon"] == "9.9.9"
+
+
+async def test_events_print_one_json_object_per_line(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("-s", socket_path, "events")
+    assert done.returncode == 69  # the daemon ended the stream
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(e["event"], e["name"], e["data"]) for e in events] == [
+        ("vimage.started", "web", {"jid": 3}),
+        ("ifnet.moved", "db", {"ifnet": "em1"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["frobnicate"], id="unknown-verb"),
+        pytest.param([], id="no-verb"),
+        pytest.param(["stop"], id="stop-without-names"),
+        pytest.param(["start", "--all", "web"], id="names-and-all"),
+        pytest.param(["status"], id="status-without-names"),
+        pytest.param(["status", "web!"], id="bad-name"),
+        pytest.param(["--timeout", "-1", "list"], id="negative-timeout"),
+        pytest.param(["--timeout", "soon", "list"], id="timeout-not-a-number"),
+    ],
+)
+async def test_usage_errors_exit_64(socket_path: str, args: list[str]) -> None:
+    done = await vimagectl("-s", socket_path, *args)
+    assert done.returncode == 64
+    assert done.stdout == b""
+
+
+async def test_unreachable_daemon_exits_69(socket_path: str) -> None:
+    assert (await vimagectl("-s", socket_path, "list")).returncode == 69  # no socket
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(socket_path)  # a stale socket: nobody listens
+        assert (await vimagectl("-s", socket_path, "list")).returncode == 69
+
+
+async def test_slow_daemon_exits_75(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("-s", socket_path, "--timeout", "0.3", "status", "slow")
+    handler.slow.set()
+    assert done.returncode == 75
+
+
+async def test_unknown_protocol_version_exits_76(nursery: trio.Nursery, socket_path: str) -> None:
+    listener = await open_control_listener(socket_path)
+
+    async def greet_from_the_future() -> None:
+        async with listener, await listener.accept() as stream:
+            await stream.send_all(frame(Hello(protocol=99, daemon="99.0")))
+            await stream.receive_some()
+
+    nursery.start_soon(greet_from_the_future)
+    done = await vimagectl("-s", socket_path, "list")
+    assert done.returncode == 76
+    assert done.stdout == b""
+
+
+# health, the Nagios plugin.
+
+
+def _info(name: str, state: str = "running", health: str = "ok") -> VimageInfo:
+    return msgspec.convert({"name": name, "state": state, "health": health}, VimageInfo)
+
+
+@pytest.mark.parametrize(
+    ("vimages", "names", "status"),
+    [
+        pytest.param([_info("a"), _info("b")], [], 0, id="all-ok"),
+        pytest.param([_info("a"), _info("b", health="degraded")], [], 1, id="degraded"),
+        pytest.param(
+            [_info("a", health="failed"), _info("b", health="degraded")], [], 2, id="failed"
+        ),
+        pytest.param([_info("a", state="failed")], [], 2, id="failed-state"),
+        pytest.param([_info("a", health="unknown")], [], 3, id="unknown"),
+        pytest.param([_info("a"), _info("b", state="starting")], [], 1, id="starting"),
+        pytest.param([_info("a"), _info("b", state="stopped")], [], 0, id="stopped-not-named"),
+        pytest.param([_info("a"), _info("b", state="stopped")], ["b"], 2, id="stopped-named"),
+        pytest.param([], [], 0, id="nothing-configured"),
+    ],
+)
+async def test_health_is_a_nagios_plugin(
+    handler: Handler, socket_path: str, vimages: list[VimageInfo], names: list[str], status: int
+) -> None:
+    handler.vimages = {info.name: info for info in vimages}
+    done = await vimagectl("-s", socket_path, "health", *names)
+    assert done.returncode == status
+    [line] = done.stdout.decode().splitlines()
+    label = ("OK", "WARNING", "CRITICAL", "UNKNOWN")[status]
+    assert line.startswith(f"VIMAGED {label} - ")
+    perf = dict(field.split("=") for field in line.split(" | ")[1].split())
+    considered = [info for info in vimages if not names or info.name in names]
+    counted = [info for info in considered if info.state != "stopped" or names]
+    assert sum(map(int, (perf["ok"], perf["degraded"], perf["failed"], perf["unknown"]))) == len(
+        counted
+    )
+    assert int(perf["stopped"]) == len(considered) - len(counted)
+
+
+async def test_health_names_the_problem(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("-s", socket_path, "health")
+    assert done.returncode == 1
+    assert b"db" in done.stdout
+    assert b"em1" in done.stdout
+    assert done.stdout.split(b" | ")[1].split() == [
+        b"ok=1",
+        b"degraded=1",
+        b"failed=0",
+        b"unknown=0",
+        b"stopped=1",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["health", "mail"], ["health", "e_internal"], ["health", "bad!"]],
+    ids=["not-found", "error-reply", "usage"],
+)
+async def test_health_without_an_answer_is_unknown(
+    handler: Handler, socket_path: str, args: list[str]
+) -> None:
+    done = await vimagectl("-s", socket_path, *args)
+    assert done.returncode == 3
+    assert done.stdout.startswith(b"VIMAGED UNKNOWN - ")
+
+
+async def test_health_of_unreachable_daemon_is_unknown(socket_path: str) -> None:
+    done = await vimagectl("-s", socket_path, "health")
+    assert done.returncode == 3
+    assert done.stdout.startswith(b"VIMAGED UNKNOWN - ")
+
+
+# Permissions, as uid 65534.
+
+
+@cache
+def unprivileged_python() -> str | None:
+    """A Python 3.11 that uid 65534 can run and that finds msgspec (via PYTHONPATH)."""
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    for candidate in (sys.executable, "/usr/bin/python3.11", "/usr/local/bin/python3.11"):
+        try:
+            probe = subprocess.run(
+                [candidate, "-c", "import msgspec, vimagectl.cli"],
+                user=NOBODY,
+                group=NOBODY,
+                extra_groups=[],
+                cwd="/",
+                env=_env(PYTHONPATH=f"{ROOT}{os.pathsep}{site}"),
+                capture_output=True,
+                check=False,
+            )
+        except PermissionError:
+            continue
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.fixture
+def nobody_env() -> dict[str, str]:
+    if os.geteuid() != 0:
+        pytest.skip("switching to uid 65534 needs root")
+    if unprivileged_python() is None:
+        pytest.skip("no Python 3.11 that uid 65534 may run with this venv's msgspec")
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    return _env(PYTHONPATH=f"{ROOT}{os.pathsep}{site}")
+
+
+async def test_permission_exits_77(
+    handler: Handler, socket_path: str, nobody_env: dict[str, str]
+) -> None:
+    python = unprivileged_python()
+    assert python is not None
+    as_nobody = partial(vimagectl, python=python, env=nobody_env, user=NOBODY)
+    refused = await as_nobody("-s", socket_path, "list")
+    assert refused.returncode == 77  # socket EACCES: mode 0660, not in the group
+    os.chmod(socket_path, 0o666)
+    listed = await as_nobody("-s", socket_path, "list")
+    assert listed.returncode == 0
+    started = await as_nobody("-s", socket_path, "start", "web")
+    assert started.returncode == 77  # permission_denied
+    assert handler.seen == [ListVimages()]
