@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from typing import TYPE_CHECKING
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
+from tests.linux.test_linux_errors import errno_of
 from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo, JailSpec
 
 if TYPE_CHECKING:
@@ -99,6 +101,7 @@ async def test_lingering_process_keeps_the_nic_until_it_is_reclaimed(
     assert not world.exists(f"/run/netns/{world.prefix}db")
     assert await plat.list_jails() == [JailInfo(jid=jid, name="db", dying=True)]
     assert await plat.locate_ifnet("nic0") == jid
+    assert await errno_of(plat.exec_in_jail(jid, "true")) == errno.ENOENT  # no jexec when dying
 
     fresh = world.platform()  # a restarted daemon finds the dying namespace and the NIC
     try:
@@ -163,3 +166,57 @@ async def test_rename_and_up_act_on_the_host(world: World, plat: LinuxPlatform) 
 async def test_preflight_and_host_uuid(plat: LinuxPlatform) -> None:
     await plat.preflight()
     assert len((await plat.host_uuid()).replace("-", "")) == 32
+
+
+async def test_concurrent_vimages_get_their_own_interfaces(
+    world: World, plat: LinuxPlatform
+) -> None:
+    world.add_nic("lan0", "peer0")
+    names = [f"c{i}" for i in range(6)]
+    jids: dict[str, int] = {}
+
+    async def start(name: str) -> None:
+        jids[name] = await plat.create_jail(JailSpec(name=name, hostname=name))
+        for b in (0, 1):
+            await plat.create_bridged_ifnet(
+                "lan0", f"ng{b}_{name}", f"02:00:00:04:{b:02x}:0{name[1]}"
+            )
+            await plat.move_ifnet(f"ng{b}_{name}", jids[name])
+
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            nursery.start_soon(start, name)
+    expected = {
+        BridgedIfnet(name=f"ng{b}_{name}", parent="lan0", jid=jids[name])
+        for name in names
+        for b in (0, 1)
+    }
+    assert set(await plat.list_bridged_ifnets()) == expected
+
+    async def stop(name: str) -> None:
+        await plat.destroy_bridged_ifnet(f"ng0_{name}")
+        await plat.destroy_bridged_ifnet(f"ng1_{name}")
+        await plat.remove_jail(jids[name])
+
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            nursery.start_soon(stop, name)
+    assert await plat.list_jails() == []
+    assert await plat.list_bridged_ifnets() == []
+
+
+async def test_removing_a_vimage_with_a_bridged_ifnet_inside_pins_it_until_destroyed(
+    world: World, plat: LinuxPlatform
+) -> None:
+    world.add_nic("lan0", "peer0")
+    jid = await plat.create_jail(JailSpec(name="web", hostname="web"))
+    await plat.create_bridged_ifnet("lan0", "ng0_web", "02:00:00:05:00:01")
+    await plat.move_ifnet("ng0_web", jid)
+
+    await plat.remove_jail(jid)
+    assert await plat.list_jails() == [JailInfo(jid=jid, name="web", dying=True)]
+    assert await plat.list_bridged_ifnets() == [
+        BridgedIfnet(name="ng0_web", parent="lan0", jid=jid)
+    ]
+    await plat.destroy_bridged_ifnet("ng0_web")
+    assert await plat.list_jails() == []

@@ -31,6 +31,7 @@ async def test_bridged_vimages_reach_each_other_and_the_lan(
     world: World, plat: LinuxPlatform
 ) -> None:
     world.add_nic("lan0", "peer0", "10.9.0.1/24")
+    world.ip("addr", "add", "10.9.0.254/24", "dev", "lan0", netns=world.host)
     a = await _bridged_vimage(plat, "a", "lan0", "10.9.0.2/24")
     bb = await _bridged_vimage(plat, "bb", "lan0", "10.9.0.3/24")
 
@@ -43,6 +44,7 @@ async def test_bridged_vimages_reach_each_other_and_the_lan(
         BridgedIfnet(name="ng0_bb", parent="lan0", jid=bb),
     ]
     assert "lan0" in {i.name for i in await plat.list_ifnets()}  # the parent stays on the host
+    world.ip("netns", "exec", world.host, "ping", "-q", "-c1", "-w5", "10.9.0.1")  # and works
 
     await plat.destroy_bridged_ifnet("ng0_a")
     await plat.reclaim_ifnet("ng0_bb", bb)

@@ -158,9 +158,12 @@ class LinuxPlatform:
         return ns
 
     def _rtnl(self, ns: _Netns) -> nl.Rtnl:
-        if ns.rtnl is None:
-            ns.rtnl = kernel.in_netns(ns.fd, ns.path, nl.Rtnl)
-        return ns.rtnl
+        with self._lock:  # two threads must not both open (and one leak) a socket
+            if ns.rtnl is None:
+                if ns.fd < 0:
+                    raise OSError(errno.ENOENT, "the vimage namespace is gone", ns.name)
+                ns.rtnl = kernel.in_netns(ns.fd, ns.path, nl.Rtnl)
+            return ns.rtnl
 
     def _rtnl_of(self, jid: int) -> nl.Rtnl:
         return self._host if jid == HOST_JID else self._rtnl(self._resolve(jid))
@@ -373,6 +376,8 @@ class LinuxPlatform:
             raise OSError(errno.ENOENT, "no bridged interface of vimaged", ifname)
         jid, link = where
         self._rtnl_of(jid).del_link(link.index, ifname)
+        if jid != HOST_JID:
+            self._prune(self._resolve(jid))
 
     def _list_bridged_ifnets(self) -> list[BridgedIfnet]:
         places: list[tuple[int, nl.Rtnl]] = [(HOST_JID, self._host)]
