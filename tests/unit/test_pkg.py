@@ -161,3 +161,19 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"vimagectl\.8 is missing"):
         load_builder().build(checkout, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_port_plist_lists_what_the_port_installs_beyond_python() -> None:
+    plist = (ROOT / "port" / "pkg-plist").read_text().splitlines()
+    examples = sorted(path.name for path in (ROOT / "etc" / "examples").iterdir())
+    assert [line.rpartition("/")[2] for line in plist if "EXAMPLESDIR" in line] == examples
+    assert "share/man/man8/vimaged.8.gz" in plist
+    assert "share/man/man5/vimage.conf.5.gz" in plist
+    assert "etc/defaults/vimaged" in plist
+
+
+def test_port_makefile_declares_rc_scripts_and_runtime_deps() -> None:
+    makefile = (ROOT / "port" / "Makefile").read_text()
+    assert "USE_RC_SUBR=\tvimaged vimage\n" in makefile
+    for origin in ("devel/py-trio", "devel/py-msgspec", "devel/py-structlog"):
+        assert f":{origin}@${{PY_FLAVOR}}" in makefile
