@@ -1,0 +1,91 @@
+"""Import hygiene, checked in fresh interpreters (tests, unit tier).
+
+The imports that hurt are transitive, so each check starts a new Python and looks at
+``sys.modules``: vimagectl stays free of trio and structlog (start-up time), every module imports
+on Linux, and the simulated host never loads the netgraph binding it is meant to check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def loaded_after(code: str) -> object:
+    """Run ``code`` in a fresh interpreter; it prints JSON, which is returned."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("module", ["vimagectl.cli", "vimagectl.client", "vimagectl.__main__"])
+def test_vimagectl_never_loads_trio_or_structlog(module: str) -> None:
+    heavy = loaded_after(
+        f"import json, sys, {module}\n"
+        "print(json.dumps(sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('trio', 'structlog'))))"
+    )
+    assert heavy == []
+
+
+def test_protocol_needs_only_msgspec_and_the_stdlib() -> None:
+    ours = loaded_after(
+        "import json, sys, vimaged.protocol\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('trio', 'structlog', 'vimagectl') or m.startswith('vimaged.'))))"
+    )
+    assert ours == ["vimaged.protocol"]
+
+
+EVERY_MODULE = """
+import importlib, json, pkgutil, sys, traceback
+failed = {}
+for package in ("vimaged", "vimagectl"):
+    root = importlib.import_module(package)
+    for info in pkgutil.walk_packages(root.__path__, package + "."):
+        if info.name.rsplit(".", 1)[-1] == "__main__":
+            continue  # importing runs the program; python -m covers them
+        try:
+            importlib.import_module(info.name)
+        except BaseException as exc:
+            failed[info.name] = "".join(traceback.format_exception_only(exc)).strip()
+print(json.dumps(failed))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux import check")
+def test_every_module_imports_on_linux() -> None:
+    assert loaded_after(EVERY_MODULE) == {}
+
+
+SIMHOST = """
+import importlib, json, pkgutil, sys
+import vimaged.simhost
+for info in pkgutil.walk_packages(vimaged.simhost.__path__, "vimaged.simhost."):
+    if not info.name.endswith("__main__"):
+        importlib.import_module(info.name)
+# Not ctypes itself: trio imports it (trio._core._thread_cache).
+print(json.dumps(sorted(m for m in sys.modules
+                        if m.startswith(("vimaged.netgraph", "vimaged.platforms")))))
+"""
+
+
+def test_simhost_never_loads_the_binding() -> None:
+    assert loaded_after(SIMHOST) == []
