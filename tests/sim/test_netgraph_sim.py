@@ -507,9 +507,15 @@ async def test_foreign_nodes_are_never_touched(sim: Sim, bridges: NetgraphBridge
     await sock.name_node("em1bridge:link2", "ng0_jng")
     assert await bridges.list() == []
     assert not await bridges.release("em1")
+    with pytest.raises(NetgraphError) as caught:
+        await bridges.create("em1", "ng0_web", "02:00:27:e7:1b:18")
+    assert caught.value.errno == errno.EBUSY
     with pytest.raises(FileNotFoundError):
         await bridges.destroy("ng0_jng")
-    assert {"em1bridge", "ng0_jng"} <= set(await sim.nodes())
+    nodes = await sim.nodes()
+    assert {"em1bridge", "ng0_jng"} <= set(nodes)
+    assert {h.name for h in nodes["em1bridge"].hooks} == {"link0", "link2"}
+    assert not [n for n in nodes.values() if n.type == "eiface" and n.name != "ng0_jng"]
 
 
 async def test_found_again_after_restart(sim: Sim) -> None:
@@ -605,3 +611,43 @@ def test_tool_errors(sim_process: str) -> None:
     assert _tool(sim_process, "bogusverb") == 64
     if not sys.platform.startswith("freebsd"):
         assert netgraph_tool.main(["list"]) == 64
+
+
+async def test_same_ifname_on_two_parents_at_once(sim: Sim, bridges: NetgraphBridges) -> None:
+    outcomes: list[str] = []
+
+    async def add(parent: str) -> None:
+        try:
+            await bridges.create(parent, "ng0_web", "02:00:27:e7:1b:18")
+            outcomes.append("created")
+        except FileExistsError:
+            outcomes.append("EEXIST")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(add, "em0")
+        nursery.start_soon(add, "em1")
+    assert sorted(outcomes) == ["EEXIST", "created"]
+    assert len(await bridges.list()) == 1
+    assert len([n for n in (await sim.nodes()).values() if n.type == "eiface"]) == 1
+    assert len([n for n in (await sim.nodes()).values() if n.type == "bridge"]) == 1
+
+
+async def test_cancelled_create_leaves_nothing(sim: Sim) -> None:
+    reached = trio.Event()
+
+    async def stuck_rename(old: str, new: str) -> None:
+        reached.set()
+        await trio.sleep_forever()
+
+    nb = NetgraphBridges(partial(open_sim_transport, sim.path), stuck_rename, sim.set_ifnet_up)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(nb.create, "em0", "ng0_web", "02:00:27:e7:1b:18")
+            await reached.wait()
+            nursery.cancel_scope.cancel()
+        assert not [n for n in (await sim.nodes()).values() if n.type in ("eiface", "bridge")]
+        assert not [n for n in await sim.ifnets() if n.startswith("ng")]
+        sock = await nb.socket()
+        assert await sock.ether_getpromisc("em0:") == 0
+    finally:
+        await nb.aclose()

@@ -131,13 +131,20 @@ class NetgraphBridges:
     async def _build_bridge(self, sock: NgSocket, parent: str) -> _Wiring:
         ether = ether_node_name(parent) + ":"
         try:
-            await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", UPLINK_HOOK)
-            wiring = _Wiring(uplink=True)
+            try:
+                await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", UPLINK_HOOK)
+                wiring = _Wiring(uplink=True)
+            except OSError as exc:
+                if exc.errno != errno_codes.EINVAL:
+                    raise
+                wiring = _Wiring(uplink=False)  # no uplink hooks in this ng_bridge: classic
+                await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", wiring.lower)
         except OSError as exc:
-            if exc.errno != errno_codes.EINVAL:
+            if exc.errno not in (errno_codes.EEXIST, errno_codes.EISCONN):
                 raise
-            wiring = _Wiring(uplink=False)  # no uplink hooks in this ng_bridge: classic
-            await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", wiring.lower)
+            # The NIC's lower hook belongs to a graph that is not ours (jng, ngbuddy, ...):
+            # EBUSY, so it is not mistaken for "ifname exists".
+            raise netgraph_error(errno_codes.EBUSY, ether + "lower", "mkpeer") from None
         try:
             await sock.name_node(ether + "lower", bridge_name(parent))
             await sock.connect(ether, ether + "lower", "upper", wiring.upper)
@@ -191,13 +198,13 @@ class NetgraphBridges:
             raise ValueError(f"MAC {mac!r} is a multicast address")
         sock = await self.socket()
         node = eiface_name(ifname)
-        try:
-            await sock.nodeinfo(node + ":")
-        except FileNotFoundError:
-            pass
-        else:
-            raise netgraph_error(errno_codes.EEXIST, node + ":", "create")
         async with self._parent_locks[parent]:
+            try:
+                await sock.nodeinfo(node + ":")
+            except FileNotFoundError:
+                pass
+            else:
+                raise netgraph_error(errno_codes.EEXIST, node + ":", "create")
             bridge = bridge_name(parent)
             wiring = await self._existing_wiring(sock, bridge)
             built = wiring is None
@@ -212,7 +219,13 @@ class NetgraphBridges:
                 info = await sock.nodeinfo(f"{bridge}:{link}")
                 eiface = info.address
                 born = await sock.eiface_getifname(eiface)
-                await sock.name_node(eiface, node)
+                try:
+                    await sock.name_node(eiface, node)
+                except OSError as exc:
+                    if exc.errno != errno_codes.EADDRINUSE:
+                        raise
+                    # Another task or process created ``ifname`` meanwhile.
+                    raise netgraph_error(errno_codes.EEXIST, node + ":", "name") from None
                 await self._rename_ifnet(born, ifname)
                 await sock.eiface_set(eiface, mac)
                 await self._set_ifnet_up(ifname)

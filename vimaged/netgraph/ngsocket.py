@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import errno as errno_codes
 import functools
-import itertools
 import os
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -68,13 +67,14 @@ class NgSocket:
         self.unsolicited: collections.deque[tuple[str, abi.NgMessage]] = collections.deque(
             maxlen=UNSOLICITED_KEPT
         )
-        # Older libnetgraph's ++gMsgId: tokens from 1, wrapping within INT_MAX.
-        self._tokens = itertools.count(1)
+        self._token = 0
         self._lock = trio.Lock()
         self.name: str | None = None
 
     def _next_token(self) -> int:
-        return next(self._tokens) % 0x7FFFFFFF or next(self._tokens) % 0x7FFFFFFF
+        """Older libnetgraph's ``++gMsgId``: 1, 2, ... wrapping back to 1 after INT_MAX."""
+        self._token = self._token % 0x7FFFFFFF + 1
+        return self._token
 
     async def setup(
         self, name: str | None = None, *, rcvbuf: int = DEFAULT_RCVBUF, data: bool = False
@@ -136,7 +136,11 @@ class NgSocket:
                         if reply.token == token:
                             return reply.data
                         continue  # stale: its request timed out or was cancelled
-                    self.unsolicited.append((abi.unpack_sockaddr(source), reply))
+                    try:
+                        sender = abi.unpack_sockaddr(source)
+                    except ValueError:
+                        sender = ""
+                    self.unsolicited.append((sender, reply))
 
     async def aclose(self) -> None:
         await self.transport.aclose()

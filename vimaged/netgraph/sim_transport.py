@@ -28,11 +28,17 @@ if TYPE_CHECKING:
 
 
 class _Channel:
-    """One SEQPACKET connection: a call/result pair plus the datagrams queued meanwhile."""
+    """One SEQPACKET connection: a call/result pair plus the datagrams queued meanwhile.
+
+    Results come back in call order; a call cancelled after its packet went out leaves its
+    ``E`` behind, so :attr:`unanswered` counts calls sent and not yet answered, and an ``E``
+    is taken as the current call's result only when it is the last one outstanding.
+    """
 
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self.sock = sock
         self.datagrams: collections.deque[tuple[bytes, bytes]] = collections.deque()
+        self.unanswered = 0
 
     async def _read(self) -> bytes:
         packet = await self.sock.recv(wire.MAX_PACKET)
@@ -40,16 +46,23 @@ class _Channel:
             raise OSError(errno_codes.ECONNRESET, "simulated host closed the netgraph socket")
         return packet
 
+    def _queue(self, packet: bytes) -> None:
+        sockaddr, message = wire.unpack_addressed(packet)
+        self.datagrams.append((message, sockaddr))
+
     async def call(self, packet: bytes, what: str) -> None:
         """Send one call packet and wait for its ``E``; raise ``OSError`` for a nonzero errno."""
         await self.sock.send(packet)
+        self.unanswered += 1
         while True:
             reply = await self._read()
             if reply[:1] == wire.DATAGRAM:
-                sockaddr, message = wire.unpack_addressed(reply)
-                self.datagrams.append((message, sockaddr))
+                self._queue(reply)
                 continue
             code = wire.unpack_result(reply)
+            self.unanswered -= 1
+            if self.unanswered:
+                continue  # the result of an earlier, cancelled call
             if code:
                 raise OSError(code, os.strerror(code), what)
             return
@@ -57,10 +70,13 @@ class _Channel:
     async def receive(self) -> tuple[bytes, bytes]:
         while not self.datagrams:
             packet = await self._read()
+            if packet[:1] == wire.RESULT and self.unanswered:
+                wire.unpack_result(packet)
+                self.unanswered -= 1  # a cancelled call's result
+                continue
             if packet[:1] != wire.DATAGRAM:
                 raise ValueError(f"simulated host sent {packet[:1]!r} with no call pending")
-            sockaddr, message = wire.unpack_addressed(packet)
-            self.datagrams.append((message, sockaddr))
+            self._queue(packet)
         return self.datagrams.popleft()
 
 
