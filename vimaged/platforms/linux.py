@@ -16,6 +16,7 @@ import errno
 import hashlib
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -104,6 +105,12 @@ class LinuxPlatform:
         )
         self._lock = threading.Lock()
         self._known: dict[int, _Netns] = {}
+        # Each vimage holds two fds (namespace, rtnetlink socket); 1024 is too few.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            with contextlib.suppress(ValueError, OSError):  # best effort: above nr_open
+                resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
         self._run_dir_ready = False
         self._closed = False
 
@@ -182,8 +189,14 @@ class LinuxPlatform:
     def _forget(self, ns: _Netns) -> None:
         """Drop our last hold on a namespace; the kernel destroys it once nothing else does."""
         if ns.dying and ns.path.startswith(self._pin_dir):
-            kernel.umount(ns.path)
-            os.unlink(ns.path)
+            # Another platform instance (a restarted daemon) may have unpinned it already.
+            try:
+                kernel.umount(ns.path)
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                    raise
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(ns.path)
         root_file = self._root_file(ns.jid)
         if os.path.exists(root_file):
             os.unlink(root_file)
