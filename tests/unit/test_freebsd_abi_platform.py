@@ -12,6 +12,7 @@ import errno
 import itertools
 import os
 import struct
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -247,6 +248,7 @@ async def test_locate_skips_dying_jails(libc: RecordingLibc, plat: freebsd.FreeB
 
 @pytest.fixture
 def root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "freebsd14")
     monkeypatch.setattr(os, "geteuid", lambda: 0)
 
 
@@ -285,8 +287,18 @@ async def test_preflight_names_the_module_it_cannot_load(
 async def test_preflight_refuses_non_root(
     monkeypatch: pytest.MonkeyPatch, libc: RecordingLibc, plat: freebsd.FreeBSDPlatform
 ) -> None:
+    monkeypatch.setattr(sys, "platform", "freebsd14")
     monkeypatch.setattr(os, "geteuid", lambda: 1001)
     with pytest.raises(PlatformError, match="root"):
+        await plat.preflight()
+    assert libc.calls == []
+
+
+async def test_preflight_off_freebsd_says_which_platform_to_use(
+    monkeypatch: pytest.MonkeyPatch, libc: RecordingLibc, plat: freebsd.FreeBSDPlatform
+) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    with pytest.raises(PlatformError, match="--platform sim"):
         await plat.preflight()
     assert libc.calls == []
 

@@ -229,6 +229,11 @@ class FreeBSDPlatform:
 
     async def preflight(self) -> None:
         """Root, ``options VIMAGE``, and the netgraph modules loaded (loading those missing)."""
+        if not sys.platform.startswith("freebsd"):
+            raise PlatformError(
+                f"the freebsd platform needs FreeBSD, this is {sys.platform}: "
+                "use --platform sim (or linux) here"
+            )
         if os.geteuid() != 0:
             raise PlatformError("vimaged must run as root to create jails and move interfaces")
         try:
