@@ -350,6 +350,24 @@ async def test_data_socket_connects_to_its_node(sim: Sim) -> None:
         assert caught.value.errno == errno.EINVAL
 
 
+async def test_nolinger_socket_dies_with_its_last_hook(sim: Sim) -> None:
+    async with open_sim_transport(sim.path) as transport, open_ng_socket(transport, "nl") as ng:
+        await ng.mkpeer(".", "bridge", "tmp", "link0")
+        await ng.nolinger()
+        assert (await ng.nodeinfo(".")).hooks == 1
+        await ng.rmhook(".", "tmp")
+        assert "nl" not in await sim.nodes()
+        with pytest.raises(NetgraphError) as caught:
+            await ng.nodeinfo("em0:")
+        assert caught.value.errno == errno.ENOTCONN
+
+
+async def test_listnames_lists_only_named_nodes(sock: NgSocket) -> None:
+    names = {n.name for n in await sock.listnames()}
+    assert names == {"em0", "em1"}
+    assert any(not n.name for n in await sock.listnodes())  # our own socket node
+
+
 @pytest.mark.parametrize("name", ["named", None])
 async def test_open_with_data_socket(sim: Sim, name: str | None) -> None:
     async with (
