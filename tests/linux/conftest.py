@@ -38,6 +38,8 @@ class World:
         self.prefix = f"{self.tag}v-"
         self.state_dir = state_dir
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.extra_netns: list[str] = []
+        """Namespaces made under other names (by a daemon with the default prefix)."""
 
     def ip(self, *args: str, netns: str | None = None) -> str:
         argv = ["ip", *(("-n", netns) if netns else ()), *args]
@@ -91,7 +93,7 @@ class World:
                     subprocess.run(["umount", "-l", str(pin)], check=False, capture_output=True)
         if os.path.isdir("/run/netns"):
             for name in os.listdir("/run/netns"):
-                if name.startswith(self.tag):
+                if name.startswith(self.tag) or name in self.extra_netns:
                     pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
                                           text=True, check=False).stdout.split()  # fmt: skip
                     for pid in pids:

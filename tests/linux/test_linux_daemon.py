@@ -1,0 +1,83 @@
+"""Linux tier, end to end: the real vimaged on the linux platform, killed and restarted.
+
+The daemon runs inside the test's private host namespace (``nsenter --net``, which keeps the
+mount namespace, so its ``/run/netns`` names are visible here), so its own namespace is the
+host it manages, as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.sim.daemon_harness import Daemon
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from tests.linux.conftest import World
+
+pytestmark = pytest.mark.linux
+
+
+@dataclass
+class LinuxDaemon(Daemon):
+    host_netns: str = ""
+
+    def command(self) -> list[str]:
+        argv = super().command()
+        at = argv.index("--platform")
+        argv[at + 1] = "linux"
+        at = argv.index("--sim-host")
+        del argv[at : at + 2]
+        return ["nsenter", f"--net=/run/netns/{self.host_netns}", *argv]
+
+
+@pytest.fixture
+def daemon(world: World, tmp_path: Path) -> Iterator[LinuxDaemon]:
+    d = LinuxDaemon(sim_socket="", workdir=tmp_path, host_netns=world.host)
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+def test_daemon_starts_adopts_after_sigkill_and_stops(world: World, daemon: LinuxDaemon) -> None:
+    name = world.tag  # unique, as the daemon uses the default vimage- prefix
+    netns = f"vimage-{name}"
+    world.extra_netns.append(netns)
+    world.add_nic("lan0", "peer0")
+    world.add_nic("nic0", "peer1")
+    daemon.write_config(
+        f'vimage_enable="NO"\nvimage_list="{name}"\n'
+        f'vimage_{name}_bridges="lan0"\nvimage_{name}_vnets="nic0"\n'
+        f'vimage_{name}_exec_start="true"\nvimage_{name}_exec_stop="true"\n'
+    )
+    daemon.start()
+    daemon.ok("start", name)
+    running = daemon.vimages()[name]
+    assert running["state"] == "running"
+    assert os.stat(f"/run/netns/{netns}").st_ino == running["jid"]
+    inside = world.ip("-o", "link", "show", netns=netns)
+    assert "nic0" in inside
+    assert f"ng0_{name}" in inside
+
+    assert daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+    daemon.start()
+    adopted = daemon.vimages()[name]
+    assert (adopted["state"], adopted["jid"]) == ("running", running["jid"])
+
+    daemon.ok("stop", name)
+    assert daemon.vimages()[name]["state"] == "stopped"
+    assert not os.path.exists(f"/run/netns/{netns}")
+    on_host = world.ip("-o", "link", "show", netns=world.host)
+    assert "nic0" in on_host
+    assert f"ng0_{name}" not in on_host
+    with pytest.raises(subprocess.CalledProcessError):
+        world.ip("link", "show", "nic0", netns=netns)
