@@ -15,6 +15,7 @@ import struct
 import sys
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pytest
 
 from vimaged.errors import PlatformError
@@ -22,6 +23,7 @@ from vimaged.platforms import HOST_JID, IfnetInfo, JailInfo, JailSpec, _libc, fr
 from vimaged.platforms import freebsd_abi as abi
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 pytestmark = pytest.mark.unit
@@ -40,6 +42,9 @@ class RecordingLibc:
         self.modules: set[str] = set()
         self.loadable: set[str] = set()
         self.links: list[tuple[str, bytes | None, int]] = []
+        self.jail_attach: Callable[[int], object] = lambda jid: self.calls.append(
+            ("jail_attach", jid)
+        )
         self._keep: list[Any] = []
 
     def ioctl(self, fd: int, request: int, arg: int) -> int:
@@ -461,3 +466,53 @@ async def test_bridged_ifnets_go_to_netgraph_with_the_platforms_ioctls(
     assert ng.calls == [("create", "em0", "ng0_web", "02:00:00:00:00:01"), ("aclose",)]
     with pytest.raises(OSError, check=lambda exc: exc.errno == errno.EBADF):
         await plat.create_bridged_ifnet("em0", "ng1_web", "02:00:00:00:00:02")
+
+
+def test_child_attaches_then_reports_the_jails_ifnets(
+    libc: RecordingLibc, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    attached: list[int] = []
+    libc.jail_attach = attached.append
+    libc.links = [("ng0_web", bytes.fromhex("020000000001"), 1)]
+    assert freebsd.report_ifnets_in_jail(7) == 0
+    assert attached == [7]
+    assert msgspec.json.decode(capsysbinary.readouterr().out, type=list[IfnetInfo]) == [
+        IfnetInfo(name="ng0_web", mac="02:00:00:00:00:01", up=True)
+    ]
+
+
+def test_child_reports_the_attach_errno(
+    libc: RecordingLibc, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    def refuse(jid: int) -> int:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), "jail_attach")
+
+    libc.jail_attach = refuse
+    assert freebsd.report_ifnets_in_jail(7) == freebsd.CHILD_ERRNO_STATUS
+    assert msgspec.json.decode(capsysbinary.readouterr().out) == {"errno": errno.EINVAL}
+
+
+@pytest.mark.parametrize(
+    ("child", "expected_errno"),
+    [
+        ("import sys; sys.stdout.write('{\"errno\": 22}'); sys.exit(3)", errno.EINVAL),
+        ("raise SystemExit('broken')", errno.EIO),
+    ],
+)
+async def test_list_ifnets_in_jail_turns_child_failures_into_oserror(
+    monkeypatch: pytest.MonkeyPatch,
+    plat: freebsd.FreeBSDPlatform,
+    child: str,
+    expected_errno: int,
+) -> None:
+    monkeypatch.setattr(freebsd, "_CHILD", child)
+    with pytest.raises(OSError, check=lambda exc: exc.errno == expected_errno):
+        await plat.list_ifnets(7)
+
+
+async def test_list_ifnets_in_jail_decodes_the_childs_list(
+    monkeypatch: pytest.MonkeyPatch, plat: freebsd.FreeBSDPlatform
+) -> None:
+    listing = '[{"name": "em1", "mac": "02:00:00:00:00:09", "up": true}]'
+    monkeypatch.setattr(freebsd, "_CHILD", f"import sys; sys.stdout.write({listing!r})")
+    assert await plat.list_ifnets(7) == [IfnetInfo(name="em1", mac="02:00:00:00:00:09", up=True)]

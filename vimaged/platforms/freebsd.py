@@ -128,7 +128,7 @@ def report_ifnets_in_jail(jid: int) -> int:
 
     Runs in a fresh interpreter (``python -c``), because ``jail_attach(2)`` cannot be undone.
     Everything it needs is loaded before the attach, which also chroots into the jail's path.
-    Prints the list, or ``{"errno": N}`` and returns 1.
+    Prints the list, or ``{"errno": N}`` and returns :data:`CHILD_ERRNO_STATUS`.
     """
     encoder = msgspec.json.Encoder()
     lib = _libc.libc()
@@ -137,11 +137,14 @@ def report_ifnets_in_jail(jid: int) -> int:
         result: Any = _ifnets_here()
         status = 0
     except OSError as exc:
-        result, status = {"errno": exc.errno}, 1
+        result, status = {"errno": exc.errno}, CHILD_ERRNO_STATUS
     sys.stdout.buffer.write(encoder.encode(result))
     sys.stdout.flush()
     return status
 
+
+CHILD_ERRNO_STATUS = 3
+"""Exit status of the child that reports an errno; Python itself exits 1 on a traceback."""
 
 _CHILD = (
     "import sys\n"
@@ -335,7 +338,7 @@ class FreeBSDPlatform:
             capture_stderr=True,
             check=False,
         )
-        if result.returncode == 1:
+        if result.returncode == CHILD_ERRNO_STATUS:
             err = msgspec.json.decode(result.stdout, type=dict[str, int])["errno"]
             raise OSError(err, os.strerror(err), f"jail {jid}")
         if result.returncode != 0:
