@@ -76,6 +76,10 @@ class World:
         argv = ["ip", "netns", "pids", netns]
         return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.split()
 
+    def touch(self, path: str) -> None:
+        with open(path, "x"):
+            pass
+
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
 

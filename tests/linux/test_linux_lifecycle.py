@@ -220,3 +220,12 @@ async def test_removing_a_vimage_with_a_bridged_ifnet_inside_pins_it_until_destr
     ]
     await plat.destroy_bridged_ifnet("ng0_web")
     assert await plat.list_jails() == []
+
+
+async def test_remains_of_a_killed_create_do_not_block_the_name(
+    world: World, plat: LinuxPlatform
+) -> None:
+    world.touch(f"/run/netns/{world.prefix}a")  # the file a namespace is mounted on, alone
+
+    jid = await plat.create_jail(JailSpec(name="a", hostname="a"))
+    assert await plat.list_jails() == [JailInfo(jid=jid, name="a")]

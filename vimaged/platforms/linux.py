@@ -227,8 +227,8 @@ class LinuxPlatform:
             kernel.ensure_netns_run_dir()
             self._run_dir_ready = True
         path = f"{kernel.NETNS_RUN_DIR}/{self._prefix}{spec.name}"
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))  # EEXIST if taken
-        mounted = False
+        self._claim_name(path)
+        ns: _Netns | None = None
         try:
 
             def build() -> nl.Rtnl:
@@ -242,7 +242,6 @@ class LinuxPlatform:
                 return rtnl
 
             rtnl = kernel.in_new_netns(path, build)
-            mounted = True
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             ns = _Netns(os.fstat(fd).st_ino, spec.name, path, fd, dying=False)
             ns.rtnl = rtnl
@@ -251,13 +250,29 @@ class LinuxPlatform:
                 with open(self._root_file(ns.jid), "w", encoding="utf-8") as f:
                     f.write(os.path.abspath(spec.path))
         except BaseException:
-            if mounted:
+            if ns is not None:
+                ns.close()
+            if self._nsfs_inode(path) is not None:
                 kernel.umount(path)
             os.unlink(path)
             raise
         with self._lock:
             self._known[ns.jid] = ns
         return ns.jid
+
+    def _claim_name(self, path: str) -> None:
+        """Create the empty file a namespace is mounted on; EEXIST if the name is taken.
+
+        A file with no namespace mounted on it is the remains of a create that was killed
+        half-way (the daemon, SIGKILLed); it is replaced rather than blocking the name forever.
+        """
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
+        except FileExistsError:
+            if self._nsfs_inode(path) is not None:
+                raise
+            os.unlink(path)
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
 
     def _remove_jail(self, jid: int) -> None:
         ns = self._resolve(jid)
