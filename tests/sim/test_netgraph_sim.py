@@ -669,3 +669,27 @@ async def test_cancelled_create_leaves_nothing(sim: Sim) -> None:
         assert await sock.ether_getpromisc("em0:") == 0
     finally:
         await nb.aclose()
+
+
+async def test_two_processes_share_one_bridge(sim: Sim) -> None:
+    """Two sockets (as two daemons would have) racing to build and fill one bridge."""
+    first, second = (
+        NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+        for _ in range(2)
+    )
+    try:
+
+        async def add(nb: NetgraphBridges, i: int) -> None:
+            await nb.create("em0", f"ng{i}_x", f"02:00:00:00:01:{i:02x}")
+
+        async with trio.open_nursery() as nursery:
+            for i in range(40):
+                nursery.start_soon(add, (first, second)[i % 2], i)
+        bridges = [n for n in (await sim.nodes()).values() if n.type == "bridge"]
+        assert [b.name for b in bridges] == [bridge_name("em0")]
+        links = [h.name for h in bridges[0].hooks if h.name not in ("uplink1", "link0")]
+        assert sorted(links) == sorted(f"link{n}" for n in range(1, 41))
+        assert len(await second.list()) == 40
+    finally:
+        await first.aclose()
+        await second.aclose()

@@ -49,6 +49,9 @@ IFNAMSIZ = 16
 UPLINK_HOOK = "uplink1"
 MAX_LINK_ATTEMPTS = 1024
 """EEXIST retries before giving up: each one means another process took that link."""
+ADOPT_POLLS = 40
+ADOPT_POLL_INTERVAL = 0.05
+"""How long to wait for another process to name the bridge it is building (2 s in all)."""
 
 
 def ether_node_name(ifname: str) -> str:
@@ -128,7 +131,9 @@ class NetgraphBridges:
             return None
         return _Wiring(uplink=any(link.ourhook == UPLINK_HOOK for link in hooks.links))
 
-    async def _build_bridge(self, sock: NgSocket, parent: str) -> _Wiring:
+    async def _build_bridge(self, sock: NgSocket, parent: str) -> tuple[_Wiring, bool]:
+        """Build ``parent``'s bridge: ``(wiring, True)``, or ``(wiring, False)`` when another
+        process built it at the same moment and this call adopted it."""
         ether = ether_node_name(parent) + ":"
         try:
             try:
@@ -142,6 +147,9 @@ class NetgraphBridges:
         except OSError as exc:
             if exc.errno not in (errno_codes.EEXIST, errno_codes.EISCONN):
                 raise
+            adopted = await self._adopt_concurrent_build(sock, parent)
+            if adopted is not None:
+                return adopted, False
             # The NIC's lower hook belongs to a graph that is not ours (jng, ngbuddy, ...):
             # EBUSY, so it is not mistaken for "ifname exists".
             raise netgraph_error(errno_codes.EBUSY, ether + "lower", "mkpeer") from None
@@ -152,7 +160,23 @@ class NetgraphBridges:
             with trio.move_on_after(5, shield=True):
                 await sock.shutdown(ether + "lower")
             raise
-        return wiring
+        return wiring, True
+
+    async def _adopt_concurrent_build(self, sock: NgSocket, parent: str) -> _Wiring | None:
+        """The wiring of our bridge on ``parent``'s lower hook, once another process has
+        named it; None if what hangs there is not (and is not becoming) ours."""
+        lower = ether_node_name(parent) + ":lower"
+        for _ in range(ADOPT_POLLS):
+            try:
+                peer = await sock.nodeinfo(lower)
+            except FileNotFoundError:
+                return None  # gone again: let the caller fail rather than loop
+            if peer.name == bridge_name(parent):
+                return await self._existing_wiring(sock, peer.name)
+            if peer.name or peer.type != abi.NG_BRIDGE_NODE_TYPE:
+                return None
+            await trio.sleep(ADOPT_POLL_INTERVAL)  # an unnamed bridge: being built right now
+        return None
 
     async def _bridge_cookie(self, sock: NgSocket, bridge: str) -> int:
         """The bridge ABI's cookie: getconfig with the current one, EINVAL means pre-12.2."""
@@ -207,11 +231,11 @@ class NetgraphBridges:
                 raise netgraph_error(errno_codes.EEXIST, node + ":", "create")
             bridge = bridge_name(parent)
             wiring = await self._existing_wiring(sock, bridge)
-            built = wiring is None
+            built = False
             eiface: str | None = None
             try:
                 if wiring is None:
-                    wiring = await self._build_bridge(sock, parent)
+                    wiring, built = await self._build_bridge(sock, parent)
                 ether = ether_node_name(parent) + ":"
                 await sock.ether_setpromisc(ether, True)
                 await sock.ether_setautosrc(ether, False)  # keep the eifaces' source MACs
@@ -255,12 +279,8 @@ class NetgraphBridges:
             with suppress(FileNotFoundError):
                 await sock.shutdown(eiface)
         if built:
-            try:
-                await sock.shutdown(bridge_name(parent) + ":")
-            except FileNotFoundError:
-                pass
-            else:
-                await self._reset_parent(sock, parent)
+            # Another process may have adopted the bridge meanwhile: only an empty one goes.
+            await self._release_locked(sock, parent)
 
     async def destroy(self, ifname: str) -> None:
         """Shut down the eiface of ``ifname``, destroying its ifnet wherever it lives.
@@ -279,17 +299,23 @@ class NetgraphBridges:
         _check_ifname(parent, "parent NIC")
         sock = await self.socket()
         async with self._parent_locks[parent]:
-            bridge = bridge_name(parent) + ":"
-            try:
-                hooks = await sock.listhooks(bridge)
-            except FileNotFoundError:
-                return False
-            if any(link.peer.type == abi.NG_EIFACE_NODE_TYPE for link in hooks.links):
-                return False
+            return await self._release_locked(sock, parent)
+
+    async def _release_locked(self, sock: NgSocket, parent: str) -> bool:
+        bridge = bridge_name(parent) + ":"
+        try:
+            hooks = await sock.listhooks(bridge)
+        except FileNotFoundError:
+            return False
+        if any(link.peer.type == abi.NG_EIFACE_NODE_TYPE for link in hooks.links):
+            return False
+        try:
             await sock.shutdown(bridge)
-            self._bridge_cookies.pop(bridge_name(parent), None)
-            await self._reset_parent(sock, parent)
-            return True
+        except FileNotFoundError:
+            return False  # another process released it first
+        self._bridge_cookies.pop(bridge_name(parent), None)
+        await self._reset_parent(sock, parent)
+        return True
 
     async def list(self) -> list[BridgedIfnet]:
         """Every eiface of ours, with the parent NIC of the bridge it hangs on.
