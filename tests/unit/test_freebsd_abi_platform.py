@@ -406,12 +406,29 @@ async def test_remove_unknown_jid_is_enoent(
         await plat.remove_jail(99)
 
 
-async def test_exec_in_jail_returns_the_exit_status(tmp_path: Path) -> None:
+@pytest.fixture
+def jexec_here(tmp_path: Path) -> freebsd.FreeBSDPlatform:
     jexec = tmp_path / "jexec"
     jexec.write_text('#!/bin/sh\nshift\nexec "$@"\n')  # drop the jid, run the rest here
     jexec.chmod(0o755)
-    plat = freebsd.FreeBSDPlatform(run_dir=str(tmp_path), jexec_command=str(jexec))
-    assert await plat.exec_in_jail(4, "exit 3") == 3
+    return freebsd.FreeBSDPlatform(run_dir=str(tmp_path), jexec_command=str(jexec))
+
+
+async def test_exec_in_jail_returns_the_exit_status(
+    libc: RecordingLibc, jexec_here: freebsd.FreeBSDPlatform
+) -> None:
+    libc.jails = [JailInfo(jid=4, name="web")]
+    assert await jexec_here.exec_in_jail(4, "exit 3") == 3
+
+
+async def test_exec_in_missing_or_dying_jail_is_an_error_not_a_status(
+    libc: RecordingLibc, jexec_here: freebsd.FreeBSDPlatform
+) -> None:
+    with pytest.raises(FileNotFoundError):
+        await jexec_here.exec_in_jail(4, "true")
+    libc.jails = [JailInfo(jid=4, name="web", dying=True)]
+    with pytest.raises(ProcessLookupError):
+        await jexec_here.exec_in_jail(4, "true")
 
 
 def test_create_refuses_unknown_options() -> None:

@@ -300,7 +300,11 @@ class FreeBSDPlatform:
         if result.returncode != 0:
             path.unlink(missing_ok=True)
             raise _tool_error(result, spec.name)
-        return int(result.stdout.split()[-1])
+        words = result.stdout.split()
+        if not words or not words[-1].isdigit():
+            # jail(8) said it worked but printed no jid (-i): find it by name instead.
+            return _find_jail(name=spec.name).jid
+        return int(words[-1])
 
     async def remove_jail(self, jid: int) -> None:
         jail = _find_jail(jid=jid)  # FileNotFoundError when there is no such jail
@@ -320,6 +324,9 @@ class FreeBSDPlatform:
         return _jails()
 
     async def exec_in_jail(self, jid: int, command: str) -> int:
+        # jexec(8) exits 1 for a missing jail, which would read as the command's status.
+        if _find_jail(jid=jid).dying:
+            raise ProcessLookupError(errno.ESRCH, f"jail {jid} is dying", str(jid))
         result = await trio.run_process(
             [self.jexec_command, str(jid), "/bin/sh", "-c", command],
             stdin=subprocess.DEVNULL,
