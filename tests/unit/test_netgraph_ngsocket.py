@@ -109,6 +109,7 @@ async def test_sendto_errno_becomes_typed_error(code: int, pep3151: type[OSError
     assert isinstance(caught.value, NetgraphError)
     assert caught.value.errno == code
     assert caught.value.filename == "em0:"
+    assert caught.value.filename2 == "mkpeer"
 
 
 async def test_failed_query_waits_for_no_reply() -> None:

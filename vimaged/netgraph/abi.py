@@ -194,3 +194,46 @@ def unpack_sockaddr(sockaddr: bytes) -> str:
     data = sockaddr[NGSA_OVERHEAD:]
     end = data.find(b"\0")
     return (data if end < 0 else data[:end]).decode("ascii", "replace")
+
+
+COMMAND_NAMES: dict[tuple[int, int], str] = {
+    # The ASCII names of the node types' cmdlists (ng_base.c, ng_ether.c, ...), for errors.
+    (NGM_GENERIC_COOKIE, NGM_SHUTDOWN): "shutdown",
+    (NGM_GENERIC_COOKIE, NGM_MKPEER): "mkpeer",
+    (NGM_GENERIC_COOKIE, NGM_CONNECT): "connect",
+    (NGM_GENERIC_COOKIE, NGM_NAME): "name",
+    (NGM_GENERIC_COOKIE, NGM_RMHOOK): "rmhook",
+    (NGM_GENERIC_COOKIE, NGM_NODEINFO): "nodeinfo",
+    (NGM_GENERIC_COOKIE, NGM_LISTHOOKS): "listhooks",
+    (NGM_GENERIC_COOKIE, NGM_LISTNAMES): "listnames",
+    (NGM_GENERIC_COOKIE, NGM_LISTNODES): "listnodes",
+    (NGM_GENERIC_COOKIE, NGM_LISTTYPES): "listtypes",
+    (NGM_GENERIC_COOKIE, NGM_BINARY2ASCII): "binary2ascii",
+    (NGM_GENERIC_COOKIE, NGM_ASCII2BINARY): "ascii2binary",
+    (NGM_SOCKET_COOKIE, NGM_SOCK_CMD_NOLINGER): "nolinger",
+    (NGM_SOCKET_COOKIE, NGM_SOCK_CMD_LINGER): "linger",
+    (NGM_ETHER_COOKIE, NGM_ETHER_GET_IFNAME): "getifname",
+    (NGM_ETHER_COOKIE, NGM_ETHER_GET_ENADDR): "getenaddr",
+    (NGM_ETHER_COOKIE, NGM_ETHER_GET_PROMISC): "getpromisc",
+    (NGM_ETHER_COOKIE, NGM_ETHER_SET_PROMISC): "setpromisc",
+    (NGM_ETHER_COOKIE, NGM_ETHER_GET_AUTOSRC): "getautosrc",
+    (NGM_ETHER_COOKIE, NGM_ETHER_SET_AUTOSRC): "setautosrc",
+    (NGM_EIFACE_COOKIE, NGM_EIFACE_GET_IFNAME): "getifname",
+    (NGM_EIFACE_COOKIE, NGM_EIFACE_SET): "set",
+    **{
+        (cookie, cmd): name
+        for cookie in (NGM_BRIDGE_COOKIE, NGM_BRIDGE_COOKIE_OLD)
+        for cmd, name in (
+            (NGM_BRIDGE_SET_CONFIG, "setconfig"),
+            (NGM_BRIDGE_GET_CONFIG, "getconfig"),
+            (NGM_BRIDGE_GET_STATS, "getstats"),
+            (NGM_BRIDGE_GET_TABLE, "gettable"),
+            (NGM_BRIDGE_SET_PERSISTENT, "setpersistent"),
+        )
+    },
+}
+
+
+def command_name(cookie: int, cmd: int) -> str:
+    """The ASCII name of a command (``"mkpeer"``), or libnetgraph's ``"cmd%d"``."""
+    return COMMAND_NAMES.get((cookie, cmd), default_cmdstr(cmd))

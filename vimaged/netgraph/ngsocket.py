@@ -55,7 +55,7 @@ def _error_class(code: int) -> type[NetgraphError]:
 
 def netgraph_error(code: int, path: str, what: str) -> NetgraphError:
     """A :class:`NetgraphError` for ``code`` that also is its PEP 3151 class."""
-    return _error_class(code)(code, os.strerror(code), path, what)
+    return _error_class(code)(code, os.strerror(code), path, None, what)
 
 
 class NgSocket:
@@ -111,7 +111,7 @@ class NgSocket:
             await self.transport.sendto(message, abi.pack_sockaddr(path))
         except OSError as exc:
             code = exc.errno if exc.errno is not None else errno_codes.EIO
-            raise netgraph_error(code, path, abi.default_cmdstr(cmd)) from None
+            raise netgraph_error(code, path, abi.command_name(cookie, cmd)) from None
         return token
 
     async def request(self, path: str, cookie: int, cmd: int, args: bytes = b"") -> bytes:
