@@ -185,3 +185,18 @@ def test_import_makes_no_syscalls_and_loads_no_libc() -> None:
         "vimaged.netgraph.__main__ as m; assert k.libc.cache_info().currsize == 0"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.getcwd())
+
+
+async def test_real_libc_calls_on_a_unix_socketpair(pair: Any) -> None:
+    """The real libc table (argtypes, buffers, errcheck) on Linux, with a UNIX fd standing in."""
+    ours, theirs = pair
+    transport = KernelTransport(ours)  # kernel_transport.libc, loaded now
+    theirs.send(b"datagram")
+    message, source = await transport.recvfrom()
+    assert message == b"datagram"
+    assert len(source) < 16  # an unnamed peer: at most its family, nothing beyond addrlen
+    with pytest.raises(OSError) as caught:  # noqa: PT011 -- errno asserted below
+        # A connected datagram socket refuses a destination address: errno from libc.
+        await transport.sendto(b"x", abi.pack_sockaddr("em0:"))
+    assert caught.value.errno == errno.EISCONN
+    await transport.aclose()
