@@ -1,0 +1,46 @@
+"""Simulated host layer: ``python -m vimaged.simhost --socket PATH``, the sim host process.
+
+It holds one simulated FreeBSD host in memory and serves it until SIGTERM or SIGINT, whoever
+connects and disconnects meanwhile, so a killed daemon finds the host as it left it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import trio
+
+from vimaged.simhost.faults import parse_faults
+from vimaged.simhost.host import DEFAULT_NICS, KERNELS
+from vimaged.simhost.server import SimHostServer, run
+
+EX_USAGE = 64
+EX_UNAVAILABLE = 69
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vimaged.simhost", description=__doc__)
+    parser.add_argument("--socket", required=True, help="RPC socket path (netgraph: PATH.ng)")
+    parser.add_argument("--sim-nics", default=" ".join(DEFAULT_NICS), help='e.g. "em0 em1"')
+    parser.add_argument("--sim-faults", default="", help="fault spec, see docs/sim.md")
+    parser.add_argument("--sim-kernel", type=int, choices=KERNELS, default=14)
+    args = parser.parse_args(argv)
+    try:
+        parse_faults(args.sim_faults)
+        server = SimHostServer(
+            nics=tuple(args.sim_nics.split()), kernel=args.sim_kernel, faults=args.sim_faults
+        )
+    except ValueError as exc:
+        print(f"vimaged.simhost: {exc}", file=sys.stderr)
+        return EX_USAGE
+    try:
+        trio.run(run, server, args.socket)
+    except OSError as exc:
+        print(f"vimaged.simhost: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""Simulated host layer: jails, vnets, ifnets and commands of the simulated FreeBSD host.
+
+Pure and synchronous: the server (``vimaged.simhost.server``) owns time and I/O and calls
+:meth:`SimHost.tick` before each request, so a dying jail's deadline is honoured whenever anyone
+looks. Every failure is ``OSError`` with the errno FreeBSD gives, cited from its source:
+sys/kern/kern_jail.c (jail_set/jail_remove/jail_attach, prison ids), sys/net/if.c (SIOCSIFVNET,
+SIOCSIFRVNET, SIOCSIFNAME, vnet_if_return) and sys/net/vnet.c (vnet_destroy).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vimaged.simhost.faults import Faults
+from vimaged.simhost.ngmodel import IFNAMSIZ, NgKernel, eiface_mac, fail
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from vimaged.simhost.ngmodel import IfnetLike
+
+HOST_JID = 0
+JAIL_MAX = 999999  # kern_jail.c: jids wrap after JAIL_MAX
+DEFAULT_NICS = ("em0", "em1")
+KERNELS = (12, 13, 14, 15)
+
+
+def nic_mac(name: str) -> bytes:
+    """A NIC's burnt-in address, derived from its name so runs are reproducible."""
+    return bytes([0x00, 0x0C, 0x29]) + hashlib.sha256(name.encode()).digest()[:3]
+
+
+def mac_text(mac: bytes | None) -> str | None:
+    return None if mac is None else ":".join(f"{b:02x}" for b in mac)
+
+
+@dataclass(eq=False)
+class Ifnet:
+    """One interface. ``vnet`` is where it is now (0 the host, else a jid)."""
+
+    name: str
+    kind: str  # "ether" (a NIC), "eiface" (ng_eiface) or "loopback"
+    index: int
+    mac: bytes | None = None
+    up: bool = False
+    vnet: int = HOST_JID
+    home: int = HOST_JID
+    """if_home_vnet: where vnet_if_return sends it when its vnet is destroyed."""
+    unit: int = -1
+
+
+@dataclass(eq=False)
+class Jail:
+    jid: int
+    name: str
+    hostname: str
+    path: str
+    vnet: bool
+    persist: bool
+    dying_until: float | None = None
+
+    @property
+    def dying(self) -> bool:
+        return self.dying_until is not None
+
+
+@dataclass(eq=False)
+class ExecRecord:
+    """One ``/bin/sh -c`` inside a jail, as tests see it in the exec log."""
+
+    jid: int
+    jail: str
+    command: str
+    started: float
+    outcome: str = "running"  # running | exited | killed
+    status: int | None = None
+    duration: float | None = None
+    cancel: Callable[[], None] | None = None
+    """Set by the server while it waits: called when the jail is removed under the command."""
+
+
+@dataclass(frozen=True)
+class ExecScript:
+    jail: str
+    match: str
+    status: int = 0
+    duration: float = 0.0
+
+
+SIGKILL_STATUS = 128 + 9
+"""What sh reports for a command killed by jail_remove's SIGKILL."""
+
+
+@dataclass
+class SimHost:
+    nics: tuple[str, ...] = DEFAULT_NICS
+    kernel: int = 14
+    faults: Faults = field(default_factory=Faults)
+    clock: Callable[[], float] = time.monotonic
+    host_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def __post_init__(self) -> None:
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel {self.kernel}: expected one of {KERNELS}")
+        for nic in self.nics:
+            if not nic or len(nic) >= IFNAMSIZ or not nic.isascii() or not nic[-1].isdigit():
+                raise ValueError(f"NIC name {nic!r}: need a driver name and unit, < 16 chars")
+        if len(set(self.nics)) != len(self.nics):
+            raise ValueError(f"NIC names repeat: {' '.join(self.nics)}")
+        self.ng = NgKernel(self, self.kernel)
+        self.ng.link_race = self.faults.link_race
+        self.jails: dict[int, Jail] = {}
+        self.lastprid = 0
+        self.ifnets: list[Ifnet] = []
+        self.next_index = 1
+        self.exec_log: list[ExecRecord] = []
+        self.scripts: list[ExecScript] = []
+        self.vanish_at: dict[int, float] = {}
+        for nic in self.nics:
+            self._add_ifnet(Ifnet(nic, "ether", 0, nic_mac(nic)))
+        self._add_ifnet(Ifnet("lo0", "loopback", 0))
+
+    # -- ifnets ----------------------------------------------------------------------------
+
+    def _add_ifnet(self, ifnet: Ifnet) -> Ifnet:
+        ifnet.index = self.next_index
+        self.next_index += 1
+        self.ifnets.append(ifnet)
+        if ifnet.kind == "ether" and ifnet.vnet == HOST_JID:
+            self.ng.attach_ether(ifnet)
+        return ifnet
+
+    def find_ifnet(self, name: str, vnet: int) -> Ifnet | None:
+        for ifnet in self.ifnets:
+            if ifnet.name == name and ifnet.vnet == vnet:
+                return ifnet
+        return None
+
+    def _vnet_of_jail(self, jid: int) -> int:
+        """The vnet a jail's processes see: its own, or the host's without ``vnet``."""
+        jail = self.jails.get(jid)
+        if jid == HOST_JID or jail is None or not jail.vnet:
+            return HOST_JID
+        return jid
+
+    def list_ifnets(self, jid: int = HOST_JID) -> list[Ifnet]:
+        if jid != HOST_JID and jid not in self.jails:
+            fail(errno.ENOENT, f"no jail {jid}")
+        vnet = self._vnet_of_jail(jid)
+        return [i for i in self.ifnets if i.vnet == vnet]
+
+    def locate(self, name: str) -> int | None:
+        """Where an interface is: 0, the jid holding it, or None (loopbacks are per vnet)."""
+        for ifnet in self.ifnets:
+            if ifnet.name == name and (ifnet.kind != "loopback" or ifnet.vnet == HOST_JID):
+                return ifnet.vnet
+        return None
+
+    def attach_eiface(self) -> Ifnet:
+        """ng_eiface_constructor: unit from the lowest free (ifc_alloc_unit), on the host."""
+        used = {i.unit for i in self.ifnets if i.kind == "eiface"}
+        unit = next(u for u in range(len(used) + 1) if u not in used)
+        name = f"ngeth{unit}"
+        # FreeBSD 12 leaves the address all-zero; 13+ calls ether_gen_addr.
+        mac = bytes(6) if self.kernel < 13 else eiface_mac(self.host_uuid, name)
+        return self._add_ifnet(Ifnet(name, "eiface", 0, mac, unit=unit))
+
+    def detach_eiface(self, ifnet: IfnetLike) -> None:
+        self.ifnets = [i for i in self.ifnets if i is not ifnet]
+
+    def move_ifnet(self, name: str, jid: int) -> None:
+        """SIOCSIFVNET, ``ifconfig IF vnet JID`` (ifioctl → if_vmove_loan, sys/net/if.c)."""
+        ifnet = self.find_ifnet(name, HOST_JID)
+        if ifnet is None:
+            fail(errno.ENXIO, name)  # ifunit_ref found nothing in the caller's vnet
+        jail = self.jails.get(jid)
+        if jail is None:
+            fail(errno.ENXIO, f"jail {jid}")  # prison_find_child
+        if not jail.vnet:
+            fail(errno.EEXIST, f"jail {jid} has no vnet")  # pr->pr_vnet == ifp->if_vnet
+        if self.find_ifnet(name, jid) is not None:
+            fail(errno.EEXIST, f"{name} exists in jail {jid}")
+        if self.faults.move_failures > 0:
+            self.faults.move_failures -= 1
+            fail(self.faults.move_errno, f"{name} (injected fault)")
+        if ifnet.kind == "loopback":
+            fail(errno.EEXIST, f"{name} exists in jail {jid}")  # every vnet has its lo0
+        self._vmove(ifnet, jid)
+
+    def reclaim_ifnet(self, name: str, jid: int) -> None:
+        """SIOCSIFRVNET, ``ifconfig IF -vnet JID`` (if_vmove_reclaim, sys/net/if.c)."""
+        jail = self.jails.get(jid)
+        if jail is None:
+            fail(errno.ENXIO, f"jail {jid}")  # prison_find_child: dying jails are found
+        ifnet = self.find_ifnet(name, self._vnet_of_jail(jid))
+        if ifnet is None:
+            fail(errno.ENXIO, f"{name} is not in jail {jid}")
+        if ifnet.vnet == HOST_JID:
+            fail(errno.EEXIST, f"{name} is already on the host")  # vnet_dst == ifp->if_vnet
+        if self.faults.reclaim_failures > 0:
+            self.faults.reclaim_failures -= 1
+            fail(self.faults.reclaim_errno, f"{name} (injected fault)")
+        self._vmove(ifnet, HOST_JID)
+
+    def _vmove(self, ifnet: Ifnet, vnet: int) -> None:
+        """if_vmove: detach (ng_ether goes), re-attach in the new vnet; if_flags kept."""
+        if ifnet.kind == "ether" and ifnet.vnet == HOST_JID:
+            self.ng.detach_ether(ifnet)
+        ifnet.vnet = vnet
+        if ifnet.kind == "ether" and vnet == HOST_JID:
+            self.ng.attach_ether(ifnet)
+
+    def rename_ifnet(self, name: str, newname: str) -> None:
+        """SIOCSIFNAME on the host (ifhwioctl → if_rename, sys/net/if.c)."""
+        if len(newname.encode()) >= IFNAMSIZ:
+            # copyinstr into an IFNAMSIZ buffer: "File name too long" (field survey #7).
+            fail(errno.ENAMETOOLONG, newname)
+        ifnet = self.find_ifnet(name, HOST_JID)
+        if ifnet is None:
+            fail(errno.ENXIO, name)
+        if not newname:
+            fail(errno.EINVAL, "empty interface name")
+        if self.find_ifnet(newname, HOST_JID) is not None:
+            fail(errno.EEXIST, newname)
+        ifnet.name = newname
+        if ifnet.kind == "ether":
+            self.ng.rename_ether(ifnet)
+
+    def set_up(self, name: str, up: bool) -> None:
+        ifnet = self.find_ifnet(name, HOST_JID)
+        if ifnet is None:
+            fail(errno.ENXIO, name)
+        ifnet.up = up
+
+    # -- jails -----------------------------------------------------------------------------
+
+    def create_jail(
+        self, name: str, *, hostname: str = "", path: str = "/", vnet: bool = True
+    ) -> int:
+        """jail_set(JAIL_CREATE) of a persistent jail (kern_jail.c kern_jail_set)."""
+        if not name:
+            fail(errno.EINVAL, "a vimage jail needs a name")
+        if name.isdigit() and name != "0":
+            fail(errno.EINVAL, f"jail name {name!r} is numeric")  # "cannot be numeric"
+        if "." in name:
+            fail(errno.ENOENT, f"jail {name!r}: no parent jail {name.rsplit('.', 1)[0]!r}")
+        if len(name.encode()) >= 256:
+            fail(errno.ENAMETOOLONG, name)  # MAXHOSTNAMELEN
+        if any(j.name == name and not j.dying for j in self.jails.values()):
+            fail(errno.EEXIST, f"jail {name!r} exists")
+        jid = self._next_jid()
+        self.jails[jid] = Jail(jid, name, hostname or name, path, vnet, persist=True)
+        if vnet:
+            self._add_ifnet(Ifnet("lo0", "loopback", 0, vnet=jid, home=jid))
+        if name in self.faults.vanish:
+            self.vanish_at[jid] = self.clock() + self.faults.vanish[name]
+        return jid
+
+    def _next_jid(self) -> int:
+        """get_next_prid: lastprid + 1 upward, skipping jids in use, wrapping at JAIL_MAX."""
+        jid = self.lastprid
+        while True:
+            jid = 1 if jid >= JAIL_MAX else jid + 1
+            if jid not in self.jails:
+                self.lastprid = jid
+                return jid
+
+    def remove_jail(self, jid: int) -> None:
+        """jail_remove(2): EINVAL for an unknown jid; a dying jail is silently accepted."""
+        jail = self.jails.get(jid)
+        if jail is None:
+            fail(errno.EINVAL, f"no jail {jid}")
+        if jail.dying:
+            return
+        for record in self.exec_log:
+            if record.jid == jid and record.outcome == "running":
+                self._kill(record)
+        if self.faults.dying_seconds > 0:
+            jail.dying_until = self.clock() + self.faults.dying_seconds
+        else:
+            self._destroy_jail(jail)
+
+    def kill_jail(self, name: str) -> int:
+        """``jail -r NAME`` run by someone else: the jail is removed under the daemon."""
+        for jail in self.jails.values():
+            if jail.name == name and not jail.dying:
+                self.remove_jail(jail.jid)
+                return jail.jid
+        fail(errno.ENOENT, f"no live jail {name!r}")
+
+    def _destroy_jail(self, jail: Jail) -> None:
+        """prison_deref → vnet_destroy → vnet_if_return: every ifnet goes home."""
+        self.jails.pop(jail.jid, None)
+        self.vanish_at.pop(jail.jid, None)
+        for ifnet in [i for i in self.ifnets if i.vnet == jail.jid]:
+            if ifnet.home == jail.jid:
+                self.ifnets.remove(ifnet)  # the vnet's own lo0 dies with it
+            else:
+                self._vmove(ifnet, ifnet.home)
+
+    def tick(self) -> None:
+        """Apply what time has done: scheduled vanishings, then dying jails that are gone."""
+        now = self.clock()
+        for jid, when in list(self.vanish_at.items()):
+            if when <= now:
+                del self.vanish_at[jid]
+                if jid in self.jails:
+                    self.remove_jail(jid)
+        for jail in list(self.jails.values()):
+            if jail.dying_until is not None and jail.dying_until <= now:
+                self._destroy_jail(jail)
+
+    def set_faults(self, faults: Faults) -> None:
+        self.faults = faults
+        self.ng.link_race = faults.link_race
+        now = self.clock()
+        for jail in self.jails.values():
+            if jail.name in faults.vanish and not jail.dying:
+                self.vanish_at[jail.jid] = now + faults.vanish[jail.name]
+
+    # -- commands --------------------------------------------------------------------------
+
+    def start_exec(self, jid: int, command: str) -> tuple[ExecRecord, ExecScript | None]:
+        """jail_attach + sh -c: EINVAL for a jail that is absent or dying (kern_jail.c)."""
+        jail = self.jails.get(jid)
+        if jail is None or jail.dying:
+            fail(errno.EINVAL, f"cannot attach to jail {jid}")
+        record = ExecRecord(jid, jail.name, command, time.time())
+        self.exec_log.append(record)
+        script = next(
+            (s for s in self.scripts if s.jail in (jail.name, "*") and s.match in command),
+            None,
+        )
+        return record, script
+
+    def finish_exec(self, record: ExecRecord, status: int) -> None:
+        if record.outcome == "running":
+            record.outcome, record.status = "exited", status
+            record.duration = time.time() - record.started
+
+    def _kill(self, record: ExecRecord) -> None:
+        record.outcome, record.status = "killed", SIGKILL_STATUS
+        record.duration = time.time() - record.started
+        if record.cancel is not None:
+            record.cancel()
+
+    def kill_exec(self, record: ExecRecord) -> None:
+        """The caller went away (the platform's cancellation): the command is killed."""
+        if record.outcome == "running":
+            self._kill(record)

@@ -1,0 +1,237 @@
+"""Simulated host layer: the platform RPC spoken on the sim host's stream socket.
+
+Framing as in the control protocol: a 4-byte big-endian length, then that many bytes of msgspec
+JSON. One request, one reply, in order, on one connection. Kernel failures come back as
+:class:`Failed` carrying the errno; the client raises ``OSError`` from it. An ``Exec`` holds its
+connection until the command ends: closing the connection kills the command. docs/sim.md lists
+every message.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 1 << 20
+
+
+class Request(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="op"
+):
+    pass
+
+
+class GetHostUuid(Request, frozen=True, tag="host_uuid"):
+    pass
+
+
+class SetHostUuid(Request, frozen=True, tag="set_host_uuid"):
+    uuid: str
+
+
+class CreateJail(Request, frozen=True, tag="create_jail"):
+    name: str
+    hostname: str = ""
+    path: str = "/"
+    vnet: bool = True
+
+
+class RemoveJail(Request, frozen=True, tag="remove_jail"):
+    jid: int
+
+
+class ListJails(Request, frozen=True, tag="list_jails"):
+    pass
+
+
+class Exec(Request, frozen=True, tag="exec"):
+    jid: int
+    command: str
+
+
+class ListIfnets(Request, frozen=True, tag="list_ifnets"):
+    jid: int = 0
+
+
+class LocateIfnet(Request, frozen=True, tag="locate_ifnet"):
+    name: str
+
+
+class MoveIfnet(Request, frozen=True, tag="move_ifnet"):
+    name: str
+    jid: int
+
+
+class ReclaimIfnet(Request, frozen=True, tag="reclaim_ifnet"):
+    name: str
+    jid: int
+
+
+class RenameIfnet(Request, frozen=True, tag="rename_ifnet"):
+    name: str
+    newname: str
+
+
+class SetIfnetUp(Request, frozen=True, tag="set_ifnet_up"):
+    name: str
+    up: bool = True
+
+
+class Reset(Request, frozen=True, tag="reset"):
+    """Test control: a fresh host. ``None`` keeps what the process was started with."""
+
+    nics: list[str] | None = None
+    faults: str = ""
+    kernel: int | None = None
+
+
+class SetFaults(Request, frozen=True, tag="set_faults"):
+    spec: str
+
+
+class ScriptExec(Request, frozen=True, tag="script_exec"):
+    """Commands in ``jail`` (``*`` for any) containing ``match`` end with ``status``."""
+
+    jail: str
+    match: str = ""
+    status: int = 0
+    duration: float = 0.0
+
+
+class GetExecLog(Request, frozen=True, tag="exec_log"):
+    pass
+
+
+class KillJail(Request, frozen=True, tag="kill_jail"):
+    name: str
+
+
+class ListNgNodes(Request, frozen=True, tag="ng_nodes"):
+    pass
+
+
+AnyRequest = (
+    GetHostUuid
+    | SetHostUuid
+    | CreateJail
+    | RemoveJail
+    | ListJails
+    | Exec
+    | ListIfnets
+    | LocateIfnet
+    | MoveIfnet
+    | ReclaimIfnet
+    | RenameIfnet
+    | SetIfnetUp
+    | Reset
+    | SetFaults
+    | ScriptExec
+    | GetExecLog
+    | KillJail
+    | ListNgNodes
+)
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True, tag_field="reply"):
+    pass
+
+
+class Ok(Reply, frozen=True, tag="ok"):
+    pass
+
+
+class Failed(Reply, frozen=True, tag="failed"):
+    errno: int
+    message: str
+
+
+class HostUuid(Reply, frozen=True, tag="host_uuid"):
+    uuid: str
+
+
+class Jid(Reply, frozen=True, tag="jid"):
+    jid: int
+
+
+class JailRecord(msgspec.Struct, frozen=True, kw_only=True):
+    jid: int
+    name: str
+    vnet: bool
+    dying: bool
+
+
+class Jails(Reply, frozen=True, tag="jails"):
+    jails: list[JailRecord]
+
+
+class ExitStatus(Reply, frozen=True, tag="exit_status"):
+    status: int
+
+
+class IfnetRecord(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    kind: str
+    mac: str | None
+    up: bool
+
+
+class Ifnets(Reply, frozen=True, tag="ifnets"):
+    ifnets: list[IfnetRecord]
+
+
+class Location(Reply, frozen=True, tag="location"):
+    jid: int | None
+
+
+class ExecEntry(msgspec.Struct, frozen=True, kw_only=True):
+    jid: int
+    jail: str
+    command: str
+    started: float
+    outcome: str
+    status: int | None
+    duration: float | None
+
+
+class ExecLog(Reply, frozen=True, tag="exec_log"):
+    entries: list[ExecEntry]
+
+
+class NgHookRecord(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    peer_id: int
+    peer_hook: str
+
+
+class NgNodeRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    name: str
+    type: str
+    hooks: list[NgHookRecord]
+    state: dict[str, str | int | bool]
+
+
+class NgNodes(Reply, frozen=True, tag="ng_nodes"):
+    nodes: list[NgNodeRecord]
+
+
+AnyReply = Ok | Failed | HostUuid | Jid | Jails | ExitStatus | Ifnets | Location | ExecLog | NgNodes
+
+REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)
+REPLY_DECODER = msgspec.json.Decoder(AnyReply)
+ENCODER = msgspec.json.Encoder()
+
+
+def frame(message: Request | Reply) -> bytes:
+    body = ENCODER.encode(message)
+    return HEADER.pack(len(body)) + body
+
+
+def frame_length(header: bytes) -> int:
+    """The body length a header announces; ValueError beyond :data:`MAX_FRAME`."""
+    (length,) = HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+    return int(length)
