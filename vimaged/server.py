@@ -326,15 +326,12 @@ class _Server:
 
     async def refuse_busy(self, stream: trio.SocketStream, conn: int) -> None:
         log.warning("connection.refused", conn=conn, reason="busy")
+        busy = Error(
+            code="busy",
+            message=f"{self.limits.max_connections} connections open; try again later",
+        )
         try:
-            busy = Error(
-                code="busy",
-                message=f"{self.limits.max_connections} connections open; try again later",
-            )
-            with trio.move_on_after(self.limits.send_timeout):
-                await stream.send_all(frame(busy))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            await _send(stream, busy, self.limits)
         finally:
             await trio.aclose_forcefully(stream)
 
@@ -351,7 +348,7 @@ class _Server:
                     message=f"cannot read peer credentials: {exc.strerror}",
                     errno=exc.errno,
                 )
-                await _Connection(self, stream, None).send(refused)
+                await _send(stream, refused, self.limits)
                 return
             structlog.contextvars.bind_contextvars(uid=peer.uid, pid=peer.pid)
             log.debug("connection.opened", gid=peer.gid)
@@ -362,7 +359,7 @@ class _Server:
 
 
 class _Connection:
-    def __init__(self, server: _Server, stream: trio.SocketStream, peer: Peer | None) -> None:
+    def __init__(self, server: _Server, stream: trio.SocketStream, peer: Peer) -> None:
         self._server = server
         self._stream = stream
         self._peer = peer
@@ -414,7 +411,6 @@ class _Connection:
                 return await self._reply(reply, started)
         op = request.__struct_config__.tag
         with structlog.contextvars.bound_contextvars(op=op, req=req):
-            assert self._peer is not None  # refused connections never get here
             if type(request) in MUTATING and not may_mutate(self._peer, self._server.gid):
                 reply = Error(
                     code="permission_denied",
@@ -439,21 +435,7 @@ class _Connection:
         return await self.send(reply)
 
     async def send(self, message: Reply) -> bool:
-        """Send one frame; False if the client is gone or too slow to read it."""
-        try:
-            data = frame(message)
-        except (ValueError, msgspec.EncodeError, TypeError) as exc:
-            log.error("reply.unencodable", reply=type(message).__name__, error=str(exc))
-            data = frame(Error(code="internal", message="reply could not be encoded"))
-        with trio.move_on_after(self._server.limits.send_timeout):
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                log.debug("connection.lost")
-                return False
-            return True
-        log.warning("connection.closed", reason="send_timeout")
-        return False
+        return await _send(self._stream, message, self._server.limits)
 
     async def _stream_events(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -472,6 +454,24 @@ class _Connection:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._reader.wait_for_anything()
         scope.cancel()
+
+
+async def _send(stream: trio.SocketStream, message: Reply, limits: Limits) -> bool:
+    """Send one frame; False if the client is gone or slower than ``limits.send_timeout``."""
+    try:
+        data = frame(message)
+    except (ValueError, msgspec.EncodeError, TypeError) as exc:
+        log.error("reply.unencodable", reply=type(message).__name__, error=str(exc))
+        data = frame(Error(code="internal", message="reply could not be encoded"))
+    with trio.move_on_after(limits.send_timeout):
+        try:
+            await stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.debug("connection.lost")
+            return False
+        return True
+    log.warning("connection.closed", reason="send_timeout")
+    return False
 
 
 def _ms_since(started: float) -> float:

@@ -371,6 +371,40 @@ async def test_events_end_closes_the_connection(nursery: trio.Nursery, socket_pa
     assert handler.subscribers == 0
 
 
+async def test_client_that_stops_reading_is_dropped(
+    nursery: trio.Nursery, socket_path: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    handler = await start_server(nursery, socket_path, limits=Limits(send_timeout=10))
+    with trio.fail_after(600):
+        conn = await Conn.greeted(socket_path)
+        await conn.stream.send_all(frame(Events()))
+        await trio.testing.wait_all_tasks_blocked()
+        before = trio.current_time()
+        bulky = Event(time=0.0, event="vimage.started", data={"blob": "x" * 65536})
+        while handler.subscribers:  # the socket buffers fill, then the send times out
+            with trio.move_on_after(1):  # the channel fills too once nobody drains it
+                await handler.publish.send(bulky)
+            await trio.testing.wait_all_tasks_blocked()
+        assert trio.current_time() - before >= 10
+        assert isinstance(await (await Conn.greeted(socket_path)).ask(ListVimages()), Vimages)
+
+
+async def test_unreadable_peer_credentials_are_refused(
+    nursery: trio.Nursery, socket_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(sock: object) -> Peer:
+        raise OSError(errno.ENOTSUP, os.strerror(errno.ENOTSUP), "peer credentials")
+
+    monkeypatch.setattr("vimaged.server.peer_credentials", unsupported)
+    handler = await start_server(nursery, socket_path)
+    conn = await Conn.open(socket_path)
+    reply = await conn.receive()
+    assert isinstance(reply, Error)
+    assert (reply.code, reply.errno) == ("permission_denied", errno.ENOTSUP)
+    assert await conn.receive() is None
+    assert handler.seen == []
+
+
 async def test_cancelling_serve_control_closes_listener(socket_path: str) -> None:
     listener = await open_control_listener(socket_path)
     async with trio.open_nursery() as handlers:
