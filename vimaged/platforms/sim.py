@@ -1,0 +1,252 @@
+"""Platform layer, ``sim``: the Platform over a UNIX socket to the simulated FreeBSD host.
+
+The host runs as its own process (``python -m vimaged.simhost``) so it outlives a killed daemon.
+Calls share one RPC connection; each ``exec_in_jail`` has a connection of its own, so
+cancelling it closes that connection and the sim host kills the command. Bridged ifnets are
+``vimaged.netgraph.bridges.NetgraphBridges`` over simulated netgraph sockets: the ng_mesg bytes
+go to the sim host's netgraph model unchanged.
+
+Options (``platforms.load("sim", ...)``): ``sim_host`` (socket of a running sim host; if
+absent, one is started detached with socket ``<state_dir>/sim.sock`` unless one is live there),
+``state_dir``, and for a started host ``sim_nics``, ``sim_faults``, ``sim_kernel``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import socket
+import sys
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
+
+import trio
+
+from vimaged.errors import PlatformError
+from vimaged.netgraph.bridges import NetgraphBridges
+from vimaged.netgraph.sim_transport import open_sim_transport
+from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo
+from vimaged.simhost import rpc
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from vimaged.netgraph.transport import NgTransport
+    from vimaged.platforms import JailSpec
+
+R = TypeVar("R", bound=rpc.Reply)
+
+DEFAULT_STATE_DIR = "/var/run/vimaged"
+START_TIMEOUT = 15.0
+"""How long a freshly started sim host may take to listen."""
+START_POLL = 0.05
+
+
+def _live(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def _spawn_detached(argv: list[str], log_path: str) -> int:
+    """posix_spawn in a new session: no Popen object whose finalizer would warn or reap."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    return os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions, setsid=True)
+
+
+async def _receive_exactly(stream: trio.SocketStream, size: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = await stream.receive_some(size - len(buf))
+        if not chunk:
+            raise OSError(errno.ECONNRESET, "the sim host closed the connection")
+        buf += chunk
+    return bytes(buf)
+
+
+async def _exchange(stream: trio.SocketStream, request: rpc.Request) -> rpc.Reply:
+    await stream.send_all(rpc.frame(request))
+    length = rpc.frame_length(await _receive_exactly(stream, rpc.HEADER.size))
+    reply: rpc.Reply = rpc.REPLY_DECODER.decode(await _receive_exactly(stream, length))
+    return reply
+
+
+def _expect(reply: rpc.Reply, kind: type[R]) -> R:
+    """The reply as ``kind``; the sim kernel's errno as OSError (PEP 3151 subclasses)."""
+    if isinstance(reply, rpc.Failed):
+        raise OSError(reply.errno, os.strerror(reply.errno), reply.message)
+    if not isinstance(reply, kind):
+        raise TypeError(f"the sim host answered {type(reply).__name__}, not {kind.__name__}")
+    return reply
+
+
+@dataclasses.dataclass
+class SimOptions:
+    sim_host: str | None = None
+    state_dir: str = DEFAULT_STATE_DIR
+    sim_nics: str | None = None
+    sim_faults: str | None = None
+    sim_kernel: str | None = None
+
+
+class SimPlatform:
+    """The Platform protocol (``vimaged.platforms``) on a simulated FreeBSD host."""
+
+    name = "sim"
+
+    def __init__(self, options: SimOptions) -> None:
+        self.options = options
+        self.socket_path = options.sim_host or os.path.join(options.state_dir, "sim.sock")
+        self._start_lock = trio.Lock()
+        self._started = False
+        self.spawned_pid: int | None = None
+        """The sim host this platform started, if it did (it is left running on purpose)."""
+        self._rpc_lock = trio.Lock()
+        self._stream: trio.SocketStream | None = None
+        self._bridges = NetgraphBridges(
+            partial(open_sim_transport, self.socket_path), self.rename_ifnet, self.set_ifnet_up
+        )
+
+    # -- connection ------------------------------------------------------------------------
+
+    async def _ensure_host(self) -> None:
+        async with self._start_lock:
+            if self._started:
+                return
+            if not await trio.to_thread.run_sync(_live, self.socket_path):
+                if self.options.sim_host is not None:
+                    raise PlatformError(f"no sim host listens on {self.socket_path}")
+                await self._start_host()
+            self._started = True
+
+    async def _start_host(self) -> None:
+        state_dir = self.options.state_dir
+        argv = [sys.executable, "-m", "vimaged.simhost", "--socket", self.socket_path]
+        if self.options.sim_nics is not None:
+            argv += ["--sim-nics", self.options.sim_nics]
+        if self.options.sim_faults:
+            argv += ["--sim-faults", self.options.sim_faults]
+        if self.options.sim_kernel:
+            argv += ["--sim-kernel", self.options.sim_kernel]
+        await trio.to_thread.run_sync(partial(os.makedirs, state_dir, exist_ok=True))
+        log_path = os.path.join(state_dir, "simhost.log")
+        self.spawned_pid = await trio.to_thread.run_sync(_spawn_detached, argv, log_path)
+        for _ in range(int(START_TIMEOUT / START_POLL)):
+            if await trio.to_thread.run_sync(_live, self.socket_path):
+                return
+            await trio.sleep(START_POLL)
+        raise PlatformError(f"the sim host did not start; see {log_path}")
+
+    async def _call(self, request: rpc.Request, kind: type[R]) -> R:
+        await self._ensure_host()
+        async with self._rpc_lock:
+            if self._stream is None:
+                self._stream = await trio.open_unix_socket(self.socket_path)
+            stream = self._stream
+            try:
+                reply = await _exchange(stream, request)
+            except BaseException:
+                # A half-done exchange leaves the framing unknown: the next call reconnects.
+                self._stream = None
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+                raise
+        return _expect(reply, kind)
+
+    # -- Platform --------------------------------------------------------------------------
+
+    async def preflight(self) -> None:
+        await self._ensure_host()
+
+    async def host_uuid(self) -> str:
+        return (await self._call(rpc.GetHostUuid(), rpc.HostUuid)).uuid
+
+    async def create_jail(self, spec: JailSpec) -> int:
+        request = rpc.CreateJail(name=spec.name, hostname=spec.hostname, path=spec.path, vnet=True)
+        return (await self._call(request, rpc.Jid)).jid
+
+    async def remove_jail(self, jid: int) -> None:
+        await self._call(rpc.RemoveJail(jid=jid), rpc.Ok)
+
+    async def list_jails(self) -> list[JailInfo]:
+        reply = await self._call(rpc.ListJails(), rpc.Jails)
+        return [JailInfo(jid=j.jid, name=j.name, dying=j.dying) for j in reply.jails]
+
+    async def exec_in_jail(self, jid: int, command: str) -> int:
+        await self._ensure_host()
+        # A connection of its own: on cancellation it closes, and the sim kills the command.
+        async with await trio.open_unix_socket(self.socket_path) as stream:
+            reply = await _exchange(stream, rpc.Exec(jid=jid, command=command))
+        return _expect(reply, rpc.ExitStatus).status
+
+    async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
+        reply = await self._call(rpc.ListIfnets(jid=jid), rpc.Ifnets)
+        return [IfnetInfo(name=i.name, mac=i.mac, up=i.up) for i in reply.ifnets]
+
+    async def locate_ifnet(self, ifname: str) -> int | None:
+        return (await self._call(rpc.LocateIfnet(name=ifname), rpc.Location)).jid
+
+    async def move_ifnet(self, ifname: str, jid: int) -> None:
+        await self._call(rpc.MoveIfnet(name=ifname, jid=jid), rpc.Ok)
+
+    async def reclaim_ifnet(self, ifname: str, jid: int) -> None:
+        await self._call(rpc.ReclaimIfnet(name=ifname, jid=jid), rpc.Ok)
+
+    async def rename_ifnet(self, ifname: str, newname: str) -> None:
+        await self._call(rpc.RenameIfnet(name=ifname, newname=newname), rpc.Ok)
+
+    async def set_ifnet_up(self, ifname: str) -> None:
+        await self._call(rpc.SetIfnetUp(name=ifname, up=True), rpc.Ok)
+
+    async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
+        await self._ensure_host()
+        await self._bridges.create(parent, ifname, mac)
+
+    async def destroy_bridged_ifnet(self, ifname: str) -> None:
+        await self._ensure_host()
+        await self._bridges.destroy(ifname)
+
+    async def release_bridge(self, parent: str) -> bool:
+        await self._ensure_host()
+        return await self._bridges.release(parent)
+
+    async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
+        await self._ensure_host()
+        found = await self._bridges.list()
+        return [
+            BridgedIfnet(name=b.name, parent=b.parent, jid=await self.locate_ifnet(b.name))
+            for b in found
+        ]
+
+    @asynccontextmanager
+    async def open_netgraph(self) -> AsyncIterator[NgTransport]:
+        """A simulated netgraph socket on this host, for the dev tool."""
+        await self._ensure_host()
+        async with open_sim_transport(self.socket_path) as transport:
+            yield transport
+
+    async def aclose(self) -> None:
+        await self._bridges.aclose()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.aclose()
+
+
+def create(**options: str) -> SimPlatform:
+    """``platforms.load("sim", **options)``; unknown options are an error naming them."""
+    known = {f.name for f in dataclasses.fields(SimOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown sim platform option(s): {', '.join(unknown)}")
+    return SimPlatform(SimOptions(**options))
