@@ -169,7 +169,7 @@ async def open_control_listener(path: str, *, group: str | None = None) -> Contr
         OSError: binding, chmod, chown or rename failed.
 
     Cancellation:
-        Only while probing an existing socket; nothing has been created by then.
+        While probing an existing socket or binding; nothing is left behind.
     """
     gid = admin_gid(group)
     await _refuse_live_daemon(path)
@@ -180,18 +180,15 @@ async def open_control_listener(path: str, *, group: str | None = None) -> Contr
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         await sock.bind(temporary)
-        try:
-            os.chmod(temporary, SOCKET_MODE)
-            if os.geteuid() == 0:
-                os.chown(temporary, 0, gid)
-            os.rename(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+        os.chmod(temporary, SOCKET_MODE)
+        if os.geteuid() == 0:
+            os.chown(temporary, 0, gid)
+        os.rename(temporary, path)
         sock.listen(socket.SOMAXCONN)
     except BaseException:
         sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)  # gone already if the rename happened
         raise
     log.info("control.listening", path=path, gid=gid)
     return ControlListener(trio.SocketListener(sock), path=path, admin_gid=gid)

@@ -475,6 +475,14 @@ async def test_listener_rejects_unknown_group(socket_dir: str, socket_path: str)
     assert os.listdir(socket_dir) == []
 
 
+async def test_listener_refuses_unusable_paths(socket_dir: str) -> None:
+    with pytest.raises(FileNotFoundError):
+        await open_control_listener(os.path.join(socket_dir, "missing", "vimaged.sock"))
+    with pytest.raises(OSError, match=rf"^\[Errno {errno.ENAMETOOLONG}\]"):
+        await open_control_listener(os.path.join(socket_dir, "x" * 100 + ".sock"))
+    assert os.listdir(socket_dir) == []
+
+
 async def test_limits_reject_nonsense() -> None:
     with pytest.raises(ValueError, match="max_connections"):
         Limits(max_connections=0)
