@@ -11,7 +11,7 @@ import argparse
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import msgspec
 
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from vimaged.protocol import Reply, Request, VimageInfo
+
+ReplyT = TypeVar("ReplyT", bound="Reply")
 
 EX_OK = 0
 EX_USAGE = 64
@@ -253,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_OK
 
 
-def _ask(client: Client, request: Request, expected: type[Reply]) -> Reply:
+def _ask(client: Client, request: Request, expected: type[ReplyT]) -> ReplyT:
     """The reply, which must be ``expected``; an ``Error`` becomes a :class:`ClientError`."""
     reply = client.request(request)
     if isinstance(reply, Error):
@@ -272,9 +274,7 @@ def _write_json(value: object) -> None:
 
 
 def _vimages(client: Client, request: Request) -> tuple[VimageInfo, ...]:
-    reply = _ask(client, request, Vimages)
-    assert isinstance(reply, Vimages)
-    return reply.vimages
+    return _ask(client, request, Vimages).vimages
 
 
 def cmd_list(client: Client, args: argparse.Namespace) -> int:
@@ -333,7 +333,6 @@ def format_table(vimages: Sequence[VimageInfo]) -> str:
 
 def _change(client: Client, request: Request, args: argparse.Namespace) -> int:
     reply = _ask(client, request, Done)
-    assert isinstance(reply, Done)
     if args.json:
         _write_json(reply.outcomes)
     status = EX_OK
@@ -420,7 +419,6 @@ def cmd_health(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_reload(client: Client, args: argparse.Namespace) -> int:
     reply = _ask(client, Reload(), Reloaded)
-    assert isinstance(reply, Reloaded)
     if args.json:
         _write_json(reply)
     elif reply.added or reply.removed or reply.changed:
@@ -438,7 +436,6 @@ def cmd_reload(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_version(client: Client, args: argparse.Namespace) -> int:
     reply = _ask(client, Version(), VersionInfo)
-    assert isinstance(reply, VersionInfo)
     if args.json:
         _write_json(
             {
