@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -87,6 +88,8 @@ class Handler:
         self.vimages = {info.name: info for info in (WEB, DB, OLD)}
         self.seen: list[AnyRequest] = []
         self.slow = trio.Event()
+        self.events_end = True
+        self.subscribed = trio.Event()
 
     def _pick(self, names: tuple[str, ...]) -> Reply:
         for name in names:
@@ -135,7 +138,9 @@ class Handler:
         send, receive = trio.open_memory_channel[Event](4)
         await send.send(Event(time=1.0, event="vimage.started", name="web", data={"jid": 3}))
         await send.send(Event(time=2.0, event="ifnet.moved", name="db", data={"ifnet": "em1"}))
-        await send.aclose()  # the stream ends, as when the daemon stops
+        if self.events_end:
+            await send.aclose()  # the stream ends, as when the daemon stops
+        self.subscribed.set()
         yield receive
 
 
@@ -310,6 +315,28 @@ async def test_events_print_one_json_object_per_line(handler: Handler, socket_pa
         ("vimage.started", "web", {"jid": 3}),
         ("ifnet.moved", "db", {"ifnet": "em1"}),
     ]
+
+
+async def test_interrupted_events_exit_130_quietly(
+    handler: Handler, socket_path: str, tmp_path: Path
+) -> None:
+    handler.events_end = False
+    with (tmp_path / "stderr").open("w+b") as stderr:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "vimagectl", "-s", socket_path, "events"],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            with trio.fail_after(30):
+                await handler.subscribed.wait()
+                process.send_signal(signal.SIGINT)
+                assert await process.wait() == 130
+        finally:
+            process.kill()  # a no-op once it has exited
+        stderr.seek(0)
+        assert stderr.read() == b""
 
 
 @pytest.mark.parametrize(
