@@ -1,0 +1,164 @@
+"""The sim host's model without its process: fault specs, jid allocation, dying jails on a
+test clock, vnet moves and what the netgraph side sees of them."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from vimaged.simhost.faults import Faults, parse_faults
+from vimaged.simhost.host import JAIL_MAX, ExecScript, Ifnet, SimHost, nic_mac
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def on_host(host: SimHost, name: str) -> Ifnet:
+    ifnet = host.find_ifnet(name, 0)
+    assert ifnet is not None, name
+    return ifnet
+
+
+def errno_of(call: object, *args: object) -> int:
+    assert callable(call)
+    with pytest.raises(OSError, match=r"\S") as info:
+        call(*args)
+    return info.value.errno or 0
+
+
+def test_fault_spec_parses() -> None:
+    faults = parse_faults("dying=2.5, reclaim_fail=3:ENXIO move_fail=1 vanish=web@4 link_race=2")
+    assert faults == Faults(
+        dying_seconds=2.5,
+        reclaim_failures=3,
+        reclaim_errno=errno.ENXIO,
+        move_failures=1,
+        move_errno=errno.EBUSY,
+        vanish={"web": 4.0},
+        link_race=2,
+    )
+    assert parse_faults("") == Faults()
+
+
+@pytest.mark.parametrize(
+    ("spec", "named"),
+    [
+        ("dying", "dying"),
+        ("dying=-1", "dying=-1"),
+        ("dying=soon", "soon"),
+        ("reclaim_fail=x", "x"),
+        ("reclaim_fail=1:EWHAT", "EWHAT"),
+        ("vanish=@3", "vanish"),
+        ("frobs=1", "frobs"),
+    ],
+)
+def test_bad_fault_spec_names_the_item(spec: str, named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        parse_faults(spec)
+
+
+def test_bad_host_parameters() -> None:
+    with pytest.raises(ValueError, match="kernel"):
+        SimHost(kernel=11)
+    with pytest.raises(ValueError, match="em0"):
+        SimHost(nics=("em0", "em0"))
+    with pytest.raises(ValueError, match="averyveryverylongnic0"):
+        SimHost(nics=("averyveryverylongnic0",))
+
+
+def test_nic_macs_are_stable_and_distinct() -> None:
+    host = SimHost(nics=("em0", "em1", "fxp0"))
+    macs = [on_host(host, n).mac for n in ("em0", "em1", "fxp0")]
+    assert macs == [nic_mac("em0"), nic_mac("em1"), nic_mac("fxp0")]
+    assert len(set(macs)) == 3
+    assert all(m is not None and not m[0] & 1 for m in macs)  # unicast
+
+
+def test_jid_allocation_wraps_and_skips_used() -> None:
+    host = SimHost()
+    assert host.create_jail("a") == 1
+    host.lastprid = JAIL_MAX - 1
+    assert host.create_jail("b") == JAIL_MAX
+    assert host.create_jail("c") == 2  # wrapped, 1 still in use
+
+
+def test_jail_name_rules() -> None:
+    host = SimHost()
+    host.create_jail("web")
+    assert errno_of(host.create_jail, "web") == errno.EEXIST
+    assert errno_of(host.create_jail, "42") == errno.EINVAL
+    assert errno_of(host.create_jail, "a.b") == errno.ENOENT
+    assert errno_of(host.remove_jail, 9) == errno.EINVAL
+
+
+def test_dying_jail_on_a_clock() -> None:
+    clock = Clock()
+    host = SimHost(clock=clock, faults=parse_faults("dying=10"))
+    jid = host.create_jail("web")
+    host.move_ifnet("em1", jid)
+    host.remove_jail(jid)
+    # The name is free again while the old jail is dying (only live jails count).
+    new = host.create_jail("web")
+    assert new == jid + 1
+    clock.now += 9.9
+    host.tick()
+    assert host.jails[jid].dying
+    assert host.locate("em1") == jid
+    assert host.ng.named("em1") is None
+    clock.now += 0.2
+    host.tick()
+    assert jid not in host.jails
+    assert host.locate("em1") == 0
+    assert host.ng.named("em1") is not None
+
+
+def test_vanish_on_a_clock() -> None:
+    clock = Clock()
+    host = SimHost(clock=clock, faults=parse_faults("vanish=web@5"))
+    jid = host.create_jail("web")
+    other = host.create_jail("db")
+    clock.now += 5
+    host.tick()
+    assert set(host.jails) == {other}
+    assert errno_of(host.start_exec, jid, "true") == errno.EINVAL
+
+
+def test_move_fault_and_up_flag() -> None:
+    host = SimHost(faults=parse_faults("move_fail=1:EBUSY"))
+    jid = host.create_jail("web")
+    host.set_up("em0", True)
+    assert errno_of(host.move_ifnet, "em0", jid) == errno.EBUSY
+    assert host.locate("em0") == 0
+    host.move_ifnet("em0", jid)
+    assert errno_of(host.set_up, "em0", False) == errno.ENXIO  # not on the host any more
+    host.reclaim_ifnet("em0", jid)
+    assert on_host(host, "em0").up
+    assert errno_of(host.reclaim_ifnet, "em0", jid) == errno.ENXIO
+
+
+def test_non_vnet_jail_sees_the_host_vnet() -> None:
+    host = SimHost()
+    jid = host.create_jail("plain", vnet=False)
+    assert {i.name for i in host.list_ifnets(jid)} == {"em0", "em1", "lo0"}
+    assert errno_of(host.reclaim_ifnet, "em0", jid) == errno.EEXIST  # already in that vnet
+
+
+def test_exec_scripts_match_jail_and_substring() -> None:
+    host = SimHost()
+    jid = host.create_jail("web")
+    host.scripts.insert(0, ExecScript("web", "rc", 1))
+    record, script = host.start_exec(jid, "/bin/sh /etc/rc")
+    assert script is not None
+    assert script.status == 1
+    _, none = host.start_exec(jid, "true")
+    assert none is None
+    host.remove_jail(jid)
+    assert (record.outcome, record.status) == ("killed", 137)
