@@ -497,14 +497,9 @@ class Supervisor:
         self.events.emit("jail.removed", name, jid=jid)
 
     async def _release_bridges(self, parents: set[str]) -> None:
+        """Remove the bridges of ``parents`` left without interfaces. The platform checks
+        emptiness under the parent's lock, so a start adding to the same bridge never races."""
         for parent in sorted(parents):
-            if any(
-                b.parent == parent
-                for v in self.vimages.values()
-                if v.state in ("starting", "running")
-                for b in v.cfg.bridges
-            ):
-                continue
             async with self._parent_locks[parent]:
                 try:
                     if await self.platform.release_bridge(parent):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,6 +12,8 @@ from tests.sim.daemon_harness import Daemon
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from tests.sim.conftest import SimHostHandle
 
 pytestmark = pytest.mark.sim
 
@@ -26,7 +28,7 @@ EX_CONFIG = 78
 
 
 @pytest.fixture
-def daemon(sim_host: Any, tmp_path: Path) -> Iterator[Daemon]:
+def daemon(sim_host: SimHostHandle, tmp_path: Path) -> Iterator[Daemon]:
     sim_host.reset(nics=["em0", "em1", "fxp0", "igb0"])
     d = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path)
     yield d
@@ -38,7 +40,7 @@ def is_local_unicast(mac: str) -> bool:
     return bool(first & 0x02) and not first & 0x01
 
 
-def test_seed_examples_start_list_stop(daemon: Daemon, sim_host: Any) -> None:
+def test_seed_examples_start_list_stop(daemon: Daemon, sim_host: SimHostHandle) -> None:
     daemon.write_config(SEED)
     daemon.start()
     started = daemon.ok("--json", "start", "--all")
@@ -104,7 +106,7 @@ def test_macs_are_stable_across_restarts(daemon: Daemon) -> None:
     ],
 )
 def test_config_errors_refuse_to_start(
-    daemon: Daemon, sim_host: Any, config: str, variable: str
+    daemon: Daemon, sim_host: SimHostHandle, config: str, variable: str
 ) -> None:
     daemon.write_config(config)
     result = daemon.run_to_exit()
@@ -113,7 +115,7 @@ def test_config_errors_refuse_to_start(
     assert sim_host.jails() == []
 
 
-def test_failed_start_rolls_back_everything(daemon: Daemon, sim_host: Any) -> None:
+def test_failed_start_rolls_back_everything(daemon: Daemon, sim_host: SimHostHandle) -> None:
     daemon.write_config(
         SEED.replace(
             'vimage_web_bridges="em0 em0"', 'vimage_web_bridges="em0 em0"\nvimage_web_vnets="em1"'
@@ -132,7 +134,7 @@ def test_failed_start_rolls_back_everything(daemon: Daemon, sim_host: Any) -> No
     assert not any(i.name.startswith("ng") for i in sim_host.ifnets(0))
 
 
-def test_nic_comes_home_through_a_dying_jail(daemon: Daemon, sim_host: Any) -> None:
+def test_nic_comes_home_through_a_dying_jail(daemon: Daemon, sim_host: SimHostHandle) -> None:
     daemon.write_config(
         'vimage_list="db other"\nvimage_db_vnets="em1"\nvimage_other_vnets="em1"\n'.replace(
             'vimage_other_vnets="em1"', 'vimage_other_bridges="em0"'
@@ -141,7 +143,7 @@ def test_nic_comes_home_through_a_dying_jail(daemon: Daemon, sim_host: Any) -> N
     daemon.start()
     daemon.ok("start", "db")
     jid = daemon.vimages()["db"]["jid"]
-    sim_host.set_faults(dying=3.0, vnet_fail=1000)
+    sim_host.set_faults("dying=3, reclaim_fail=1000")
     daemon.ok("stop", "db")
     em1 = next(i for i in daemon.vimages()["db"]["interfaces"] if i["name"] == "em1")
     assert em1["where"] == "pending-return"
@@ -156,12 +158,14 @@ def test_nic_comes_home_through_a_dying_jail(daemon: Daemon, sim_host: Any) -> N
         timeout=30,
         what="em1 back on the host",
     )
-    sim_host.set_faults()
+    sim_host.set_faults("")
     daemon.ok("start", "db")
     assert sim_host.vnet_of("em1") == daemon.vimages()["db"]["jid"]
 
 
-def test_sigkill_and_restart_adopts_running_vimages(daemon: Daemon, sim_host: Any) -> None:
+def test_sigkill_and_restart_adopts_running_vimages(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
     daemon.write_config(SEED)
     daemon.start()
     daemon.ok("start", "--all")
@@ -199,7 +203,7 @@ def test_reload_adds_vimages_and_marks_changed_ones(daemon: Daemon) -> None:
     assert len(daemon.vimages()["web"]["interfaces"]) == 1
 
 
-def test_vanished_jail_is_restarted_by_policy(daemon: Daemon, sim_host: Any) -> None:
+def test_vanished_jail_is_restarted_by_policy(daemon: Daemon, sim_host: SimHostHandle) -> None:
     daemon.write_config(
         'vimage_list="web"\nvimage_web_bridges="em0"\nvimage_web_restart="on-failure"\n'
         'vimage_web_health_interval="0.2"\n'
@@ -220,7 +224,7 @@ def test_vanished_jail_is_restarted_by_policy(daemon: Daemon, sim_host: Any) -> 
     assert sim_host.ifnets(web["jid"])  # its interface is inside the new jail
 
 
-def test_health_is_a_nagios_plugin(daemon: Daemon, sim_host: Any) -> None:
+def test_health_is_a_nagios_plugin(daemon: Daemon, sim_host: SimHostHandle) -> None:
     daemon.write_config(
         'vimage_list="web"\nvimage_web_bridges="em0"\nvimage_web_health_cmd="check"\n'
         'vimage_web_health_interval="0.2"\nvimage_web_health_retries="1"\n'
