@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 import trio
 
@@ -19,8 +20,14 @@ EX_USAGE = 64
 EX_UNAVAILABLE = 69
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vimaged.simhost", description=__doc__)
+    parser = _Parser(prog="python -m vimaged.simhost", description=__doc__)
     parser.add_argument("--socket", required=True, help="RPC socket path (netgraph: PATH.ng)")
     parser.add_argument("--sim-nics", default=" ".join(DEFAULT_NICS), help='e.g. "em0 em1"')
     parser.add_argument("--sim-faults", default="", help="fault spec, see docs/sim.md")
@@ -34,12 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"vimaged.simhost: {exc}", file=sys.stderr)
         return EX_USAGE
+    status = 0
     try:
         trio.run(run, server, args.socket)
-    except OSError as exc:
-        print(f"vimaged.simhost: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
-    return 0
+    except* OSError as group:
+        for failure in group.exceptions:
+            print(f"vimaged.simhost: {failure}", file=sys.stderr)
+        status = EX_UNAVAILABLE
+    return status
 
 
 if __name__ == "__main__":
