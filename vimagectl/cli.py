@@ -8,6 +8,7 @@ Nagios plugin. Exit statuses follow sysexits(3) through the single :data:`EXIT_S
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import sys
@@ -229,6 +230,16 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The vimagectl command: its exit status. The process is expected to exit right after."""
+    try:
+        return _run(argv)
+    finally:
+        # Interpreter exit collects over every object left (typing's and msgspec's included),
+        # about 4 ms, a tenth of vimagectl's start-to-exit time; frozen objects are skipped.
+        gc.freeze()
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = parse(argv)
     except UsageError as exc:
