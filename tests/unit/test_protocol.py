@@ -7,6 +7,7 @@ Property tests build every request from its fields; garbage may only ever raise
 from __future__ import annotations
 
 import contextlib
+import re
 import struct
 import typing
 from pathlib import Path
@@ -165,3 +166,14 @@ def test_docs_name_every_tag_and_error_code() -> None:
     for cls in typing.get_args(AnyRequest):
         assert f'"op": "{tag(cls)}"' in text, f"no JSON example of {tag(cls)}"
     assert str(MAX_FRAME) in text
+
+
+def test_every_json_example_in_the_docs_decodes() -> None:
+    blocks = re.findall(r"```json\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
+    assert len(blocks) >= 2 * len(REQUESTS)
+    for block in blocks:
+        body = block.encode()
+        if b'"op"' in body:
+            REQUEST_DECODER.decode(body)
+        else:
+            REPLY_DECODER.decode(body)
