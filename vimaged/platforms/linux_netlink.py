@@ -9,9 +9,11 @@ Calls block; the platform runs them under ``trio.to_thread.run_sync``.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -138,7 +140,13 @@ def parse_link(payload: bytes) -> Link:
 class Rtnl:
     """A ``NETLINK_ROUTE`` socket; thread-safe (one request at a time)."""
 
+    _sock: socket.socket
+    _lock: threading.Lock
+    _seq: int
+
     def __init__(self) -> None:
+        if sys.platform != "linux":  # also keeps mypy --platform freebsd off Linux-only names
+            raise OSError(errno.EAFNOSUPPORT, "rtnetlink exists only on Linux")
         # Created by the caller's thread, so it belongs to that thread's network namespace.
         self._sock = socket.socket(
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
