@@ -475,8 +475,7 @@ class Supervisor:
         return any(j.jid == jid and not j.dying for j in await self.platform.list_jails())
 
     async def _return_nic(self, vimage: str, nic: str, jid: int) -> None:
-        if await self.watcher.return_home(nic, vimage=vimage, jid=jid):
-            self.events.emit("ifnet.returned_home", vimage, ifname=nic)
+        await self.watcher.return_home(nic, vimage=vimage, jid=jid)
 
     async def _destroy_bridged(self, ifname: str, parent: str) -> None:
         async with self._parent_locks[parent]:

@@ -80,14 +80,14 @@ class ReturnWatcher:
         Returns True if the NIC is on the host now.
         """
         try:
-            if await self._try_once(ifname, jid):
+            if await self._try_once(ifname, jid, vimage):
                 return True
         except OSError as exc:
             log.warning("ifnet.return_failed", ifname=ifname, jid=jid, errno=exc.errno)
         self.track(ifname, vimage=vimage, jid=jid)
         return False
 
-    async def _try_once(self, ifname: str, jid: int) -> bool:
+    async def _try_once(self, ifname: str, jid: int, vimage: str) -> bool:
         where = await self._platform.locate_ifnet(ifname)
         if where != HOST_JID:
             holder = jid if where is None else where
@@ -96,7 +96,7 @@ class ReturnWatcher:
         if where == HOST_JID:
             await self._journal.forget("vnet", ifname)
             self.pending.pop(ifname, None)
-            self._events.emit("ifnet.returned", None, ifname=ifname)
+            self._events.emit("ifnet.returned", vimage, ifname=ifname)
             return True
         return False
 
@@ -110,7 +110,7 @@ class ReturnWatcher:
                     pending.jid = where
                 holder = jails.get(pending.jid)
                 pending.dying = None if holder is None else holder.dying
-                if await self._try_once(ifname, pending.jid):
+                if await self._try_once(ifname, pending.jid, pending.vimage):
                     return
             except OSError as exc:
                 pending.last_errno = exc.errno

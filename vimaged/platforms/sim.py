@@ -191,11 +191,21 @@ class SimPlatform:
         return _expect(reply, rpc.ExitStatus).status
 
     async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
+        if jid != HOST_JID and not await self._attachable(jid):
+            # Looking inside means jail_attach(2), which refuses absent and dying jails.
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), f"jail {jid}")
         reply = await self._call(rpc.ListIfnets(jid=jid), rpc.Ifnets)
         return [IfnetInfo(name=i.name, mac=i.mac, up=i.up) for i in reply.ifnets]
 
     async def locate_ifnet(self, ifname: str) -> int | None:
-        return (await self._call(rpc.LocateIfnet(name=ifname), rpc.Location)).jid
+        where = (await self._call(rpc.LocateIfnet(name=ifname), rpc.Location)).jid
+        if where in (None, HOST_JID) or await self._attachable(where):
+            return where
+        return None  # as on FreeBSD: a dying jail cannot be entered to look
+
+    async def _attachable(self, jid: int) -> bool:
+        jails = (await self._call(rpc.ListJails(), rpc.Jails)).jails
+        return any(j.jid == jid and not j.dying for j in jails)
 
     async def move_ifnet(self, ifname: str, jid: int) -> None:
         await self._call(rpc.MoveIfnet(name=ifname, jid=jid), rpc.Ok)
