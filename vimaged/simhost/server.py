@@ -64,7 +64,7 @@ class SimHostServer:
         try:
             return self._call(host, request)
         except OSError as exc:
-            return rpc.Failed(errno=exc.errno or errno.EIO, message=str(exc))
+            return _failed(exc)
         except ValueError as exc:
             return rpc.Failed(errno=errno.EINVAL, message=str(exc))
 
@@ -165,7 +165,7 @@ class SimHostServer:
         try:
             record, script = host.start_exec(request.jid, request.command)
         except OSError as exc:
-            return rpc.Failed(errno=exc.errno or errno.EIO, message=str(exc))
+            return _failed(exc)
         status = script.status if script is not None else 0
         duration = script.duration if script is not None else 0.0
         if duration > 0:
@@ -285,6 +285,12 @@ class SimHostServer:
                     if node is not None and node.kernel is self.host.ng:
                         node.kernel.close_socket(node, data=data)
                     nursery.cancel_scope.cancel()
+
+
+def _failed(exc: OSError) -> rpc.Failed:
+    """The errno and the subject (an interface, a jail) the kernel call failed on."""
+    subject = exc.filename if exc.filename is not None else exc.strerror
+    return rpc.Failed(errno=exc.errno or errno.EIO, message=str(subject or ""))
 
 
 async def _receive_exactly(stream: trio.SocketStream, size: int) -> bytes | None:
