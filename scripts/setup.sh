@@ -19,4 +19,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 
 python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# compat mode: a plain .pth entry, no import hook that would slow every Python start
+.venv/bin/pip install -q --disable-pip-version-check --config-settings editable_mode=compat -e '.[test]'
