@@ -162,3 +162,21 @@ def test_exec_scripts_match_jail_and_substring() -> None:
     assert none is None
     host.remove_jail(jid)
     assert (record.outcome, record.status) == ("killed", 137)
+
+
+def test_eiface_ifnet_coming_home_gets_an_ether_node() -> None:
+    host = SimHost()
+    eiface = host.ng.make_node("eiface")
+    assert eiface.name == "ngeth0"  # the eiface node holds the name, so no ether node
+    assert [n.type_name for n in host.ng.nodes.values()] == ["ether", "ether", "eiface"]
+    host.rename_ifnet("ngeth0", "ng0_web")
+    jid = host.create_jail("web")
+    host.move_ifnet("ng0_web", jid)
+    host.remove_jail(jid)
+    assert host.locate("ng0_web") == 0
+    node = host.ng.named("ng0_web")
+    assert node is not None
+    assert node.type_name == "ether"
+    host.ng.destroy(eiface)
+    assert host.ng.named("ng0_web") is None
+    assert host.locate("ng0_web") is None

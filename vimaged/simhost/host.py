@@ -28,6 +28,8 @@ HOST_JID = 0
 JAIL_MAX = 999999  # kern_jail.c: jids wrap after JAIL_MAX
 DEFAULT_NICS = ("em0", "em1")
 KERNELS = (12, 13, 14, 15)
+ETHER_KINDS = ("ether", "eiface")
+"""Interface kinds that are IFT_ETHER, so ng_ether attaches to them in the host vnet."""
 
 
 def nic_mac(name: str) -> bytes:
@@ -171,6 +173,7 @@ class SimHost:
         return self._add_ifnet(Ifnet(name, "eiface", 0, mac, unit=unit))
 
     def detach_eiface(self, ifnet: IfnetLike) -> None:
+        self.ng.detach_ether(ifnet)  # ether_ifdetach → ng_ether_detach, if it had one
         self.ifnets = [i for i in self.ifnets if i is not ifnet]
 
     def move_ifnet(self, name: str, jid: int) -> None:
@@ -208,11 +211,16 @@ class SimHost:
         self._vmove(ifnet, HOST_JID)
 
     def _vmove(self, ifnet: Ifnet, vnet: int) -> None:
-        """if_vmove: detach (ng_ether goes), re-attach in the new vnet; if_flags kept."""
-        if ifnet.kind == "ether" and ifnet.vnet == HOST_JID:
+        """if_vmove: detach (ng_ether goes), re-attach in the new vnet; if_flags kept.
+
+        An eiface's ifnet is IFT_ETHER too: at creation its node already holds the name, so
+        ng_ether skips it, but coming home renamed (``ng0_web``) it gets an ether node of
+        its own, as ng_ether_attach finds the name free.
+        """
+        if ifnet.kind in ETHER_KINDS and ifnet.vnet == HOST_JID:
             self.ng.detach_ether(ifnet)
         ifnet.vnet = vnet
-        if ifnet.kind == "ether" and vnet == HOST_JID:
+        if ifnet.kind in ETHER_KINDS and vnet == HOST_JID:
             self.ng.attach_ether(ifnet)
 
     def rename_ifnet(self, name: str, newname: str) -> None:
@@ -228,8 +236,7 @@ class SimHost:
         if self.find_ifnet(newname, HOST_JID) is not None:
             fail(errno.EEXIST, newname)
         ifnet.name = newname
-        if ifnet.kind == "ether":
-            self.ng.rename_ether(ifnet)
+        self.ng.rename_ether(ifnet)
 
     def set_up(self, name: str, up: bool) -> None:
         ifnet = self.find_ifnet(name, HOST_JID)
