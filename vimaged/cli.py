@@ -71,19 +71,23 @@ def main(argv: list[str] | None = None) -> int:
     from vimaged.errors import ConfigError, PlatformError, VimagedError
     from vimaged.server import DaemonRunningError
 
+    # Most specific first: DaemonRunningError is an OSError, ConfigError a VimagedError.
+    exit_statuses: list[tuple[type[Exception], int]] = [
+        (ConfigError, EX_CONFIG),
+        (DaemonRunningError, EX_UNAVAILABLE),
+        (PlatformError, EX_UNAVAILABLE),
+        (VimagedError, EX_SOFTWARE),
+        (OSError, EX_OSERR),
+    ]
     json_logs = args.log_format == "json" or (args.log_format is None and not sys.stderr.isatty())
     log.configure(json=json_logs, level=args.log_level)
-    try:
-        cfg = config.load(args.config)
-    except ConfigError as exc:
-        print(f"vimaged: {exc}", file=sys.stderr)
-        return EX_CONFIG
     options: dict[str, str] = {"state_dir": args.state_dir}
     for key in ("sim_host", "sim_nics", "sim_faults"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
     try:
+        cfg = config.load(args.config)
         platform = platforms.load(args.platform, **options)
         trio.run(
             lambda: daemon.run(
@@ -94,24 +98,22 @@ def main(argv: list[str] | None = None) -> int:
                 config_paths=args.config,
             )
         )
-    except ConfigError as exc:
-        print(f"vimaged: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    except DaemonRunningError as exc:
-        print(f"vimaged: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
-    except PlatformError as exc:
-        print(f"vimaged: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
-    except VimagedError as exc:
-        print(f"vimaged: {exc}", file=sys.stderr)
-        return EX_SOFTWARE
-    except OSError as exc:
-        print(f"vimaged: {exc}", file=sys.stderr)
-        return EX_OSERR
     except KeyboardInterrupt:
         return 0
+    except Exception as raised:
+        exc = _single_cause(raised)
+        if not isinstance(exc, VimagedError | OSError):
+            raise
+        print(f"vimaged: {exc}", file=sys.stderr)
+        return next(status for cls, status in exit_statuses if isinstance(exc, cls))
     return 0
+
+
+def _single_cause(exc: Exception) -> Exception:
+    """The one error inside nested single-member exception groups (trio's nurseries wrap)."""
+    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 if __name__ == "__main__":

@@ -234,3 +234,11 @@ def test_health_is_a_nagios_plugin(daemon: Daemon, sim_host: SimHostHandle) -> N
     daemon.wait_until(lambda: daemon.ctl("health", "web").code == 0, what="health ok")
     sim_host.script_exec("web", "check", status=1)
     daemon.wait_until(lambda: daemon.ctl("health", "web").code == 2, what="health critical")
+
+
+def test_a_second_daemon_never_takes_a_live_socket(daemon: Daemon) -> None:
+    daemon.write_config(SEED)
+    daemon.start()
+    second = daemon.run_to_exit()
+    assert second.returncode == 69, second
+    assert daemon.ok("--json", "list").json()  # the first one still answers
