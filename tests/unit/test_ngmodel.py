@@ -537,3 +537,18 @@ def test_link_race_fault() -> None:
 def test_ether_node_names_are_sanitised() -> None:
     probe = Probe(nics=("em0.100",))
     assert probe.node("em0_100").type_name == "ether"
+
+
+def test_movehost_and_data_socket_errors() -> None:
+    probe = Probe()
+    probe.bridge()
+    move = bytes(6) + name32("link9")
+    assert probe.errno("br:", mesg(BRIDGE, 9, move)) == errno.ENOENT
+    assert probe.errno("br:", mesg(BRIDGE, 9, move[:37])) == errno.EINVAL
+    probe.send("br:", mesg(BRIDGE, 9, bytes(6) + name32("link0")))
+    with pytest.raises(OSError, match="hook") as info:
+        probe.ng.data_send(probe.sock, b"")  # no hook named and not exactly one hook
+    assert info.value.errno == errno.EDESTADDRREQ
+    with pytest.raises(OSError, match="nohook") as info:
+        probe.ng.data_send(probe.sock, addr("nohook")[:-1])
+    assert info.value.errno == errno.EHOSTUNREACH
