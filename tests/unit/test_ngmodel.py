@@ -552,3 +552,14 @@ def test_movehost_and_data_socket_errors() -> None:
     with pytest.raises(OSError, match="nohook") as info:
         probe.ng.data_send(probe.sock, addr("nohook")[:-1])
     assert info.value.errno == errno.EHOSTUNREACH
+
+
+def test_message_to_another_socket_node_is_queued_there() -> None:
+    probe = Probe()
+    other = probe.ng.open_control()
+    received: list[tuple[bytes, bytes]] = []
+    other.deliver = lambda sa, m: received.append((sa, m))
+    raw = mesg(ETHER, 1, token=33)  # any non-socket cookie: queued, not answered
+    probe.send(other.address, raw)
+    assert probe.inbox == []
+    assert received == [(ngmodel.make_sockaddr(probe.sock.address, 16), raw)]

@@ -272,7 +272,8 @@ class SocketNode(Node):
     def rcvmsg(self, msg: NgMesg) -> bytes | None:
         # ngs_rcvmsg consumes NGM_SOCKET_COOKIE messages: LINGER/NOLINGER, else EINVAL.
         if msg.typecookie != NGM_SOCKET_COOKIE or msg.flags & NGF_RESP:
-            self.kernel.enqueue(self, msg)
+            # Anything else is queued to the control socket, from its sender (NGI_RETADDR).
+            self.kernel.enqueue(self, msg, self.kernel.sender)
             return None
         if msg.cmd == NGM_SOCK_CMD_NOLINGER:
             self.nolinger = True
@@ -672,6 +673,8 @@ class NgKernel:
         self.version = version
         self.nodes: dict[int, Node] = {}
         self.next_id = 1
+        self.sender: SocketNode | None = None
+        """The socket node whose message is being applied (the return address)."""
         self.link_race = 0
         """Fault: the next N bridge link hooks a client adds are grabbed first by a stranger."""
 
@@ -933,7 +936,11 @@ class NgKernel:
             fail(errno.EINVAL, f"arglen {msg.arglen} but {len(msg.data)} bytes follow")
         path = cstr(sockaddr[2 : len(sockaddr)])
         target, lasthook = self.resolve(sender, path)
-        reply = self.apply(target, lasthook, msg)
+        self.sender = sender
+        try:
+            reply = self.apply(target, lasthook, msg)
+        finally:
+            self.sender = None
         if reply is not None:  # NG_RESPOND_MSG: a reply only when the node made one
             self.enqueue(sender, msg.response(reply), target)
 
