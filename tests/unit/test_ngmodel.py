@@ -563,3 +563,28 @@ def test_message_to_another_socket_node_is_queued_there() -> None:
     probe.send(other.address, raw)
     assert probe.inbox == []
     assert received == [(ngmodel.make_sockaddr(probe.sock.address, 16), raw)]
+
+
+def b2a(probe: Probe, path: str, binary: bytes) -> tuple[str, str]:
+    """BINARY2ASCII of ``binary``: (cmdstr, text) of the ASCII form in the reply."""
+    probe.send(path, mesg(GENERIC, 0x3000000C, binary))
+    ascii_form = NgMesg.decode(probe.reply().data)
+    assert ascii_form.arglen == len(ascii_form.data)
+    return ngmodel.cstr(ascii_form.cmdstr), ngmodel.cstr(ascii_form.data)
+
+
+def test_binary2ascii() -> None:
+    probe = Probe()
+    probe.bridge()
+    resp = HEADER.pack(8, 0, 0, 16, 2, 1, 0, BRIDGE, b"") + struct.pack("<B3xIII", 1, 60, 900, 1)
+    assert b2a(probe, "br:", resp) == (
+        "getconfig",
+        "{ debugLevel=1 loopTimeout=60 maxStaleness=900 minStableAge=1 }",
+    )
+    assert b2a(probe, "em0:", mesg(ETHER, 6, struct.pack("<I", 1))) == ("setpromisc", "1")
+    info = NODEINFO.pack(name32("em0"), name32("ether"), 3, 2)
+    resp = HEADER.pack(8, 0, 0, 72, NODEINFO_CMD, 1, 0, GENERIC, b"") + info
+    assert b2a(probe, "em0:", resp) == ("nodeinfo", '{ name="em0" type="ether" id=0x3 hooks=2 }')
+    unknown = mesg(ETHER, 99)
+    assert probe.errno("em0:", mesg(GENERIC, 0x3000000C, unknown)) == errno.ENOSYS
+    assert probe.errno("em0:", mesg(GENERIC, 0x3000000C, bytes(10))) == errno.EINVAL

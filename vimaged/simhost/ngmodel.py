@@ -245,9 +245,9 @@ class Node:
         """Type state for test assertions (promisc, persistent, ...)."""
         return {}
 
-    def ascii_command(self, cmdstr: str) -> tuple[int, Callable[[str], bytes]] | None:
-        """The node type's cmdlist entry: (cmd, argument parser) for ASCII2BINARY."""
-        return None
+    def commands(self) -> tuple[Command, ...]:
+        """The node type's cmdlist (ASCII2BINARY, BINARY2ASCII)."""
+        return ()
 
 
 class SocketNode(Node):
@@ -342,6 +342,96 @@ def _parse_struct(text: str) -> dict[str, str]:
     return fields
 
 
+def _render_none(data: bytes) -> str:
+    return ""
+
+
+def _render_u32(data: bytes) -> str:
+    return str(U32.unpack_from(data)[0]) if len(data) >= U32.size else ""
+
+
+def _render_i32(data: bytes) -> str:
+    return str(I32.unpack_from(data)[0]) if len(data) >= I32.size else ""
+
+
+def _render_mac(data: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in data[:ETHER_ADDR_LEN])
+
+
+def _render_string(data: bytes) -> str:
+    return '"' + cstr(data) + '"'  # ng_parse_fixedstring_type: quoted
+
+
+def _render_struct(fields: list[tuple[str, str, bool]]) -> str:
+    """ng_parse_struct_type's text: fields equal to their (zero) default are left out."""
+    shown = [f"{name}={value}" for name, value, is_default in fields if not is_default]
+    return "{ " + " ".join(shown) + (" }" if shown else "}")
+
+
+def _render_nodeinfo(data: bytes) -> str:
+    name, kind, node_id, hooks = NODEINFO.unpack_from(data)
+    return _render_struct(
+        [
+            ("name", _render_string(name), not cstr(name)),
+            ("type", _render_string(kind), not cstr(kind)),
+            ("id", f"0x{node_id:x}", node_id == 0),  # ng_parse_hint32_type
+            ("hooks", str(hooks), hooks == 0),
+        ]
+    )
+
+
+def _render_bridge_stats(data: bytes) -> str:
+    names = [
+        "recvOctets",
+        "recvPackets",
+        "recvMulticasts",
+        "recvBroadcasts",
+        "recvUnknown",
+        "recvRunts",
+        "recvInvalid",
+        "xmitOctets",
+        "xmitPackets",
+        "xmitMulticasts",
+        "xmitBroadcasts",
+        "loopDrops",
+        "loopDetects",
+        "memoryFailures",
+    ]
+    values = struct.unpack_from(f"<{len(names)}Q", data)
+    return _render_struct([(n, str(v), v == 0) for n, v in zip(names, values, strict=True)])
+
+
+def _render_bridge_table(data: bytes) -> str:
+    hosts = U32.unpack_from(data)[0]
+    return _render_struct([("numHosts", str(hosts), hosts == 0)])
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One entry of a node type's cmdlist (``struct ng_cmdlist``) as ng_parse uses it."""
+
+    name: str
+    cmd: int
+    parse: Callable[[str], bytes] = _parse_none
+    render_args: Callable[[bytes], str] = _render_none
+    render_reply: Callable[[bytes], str] = _render_none
+
+
+GENERIC_COMMANDS = (
+    Command("shutdown", NGM_SHUTDOWN),
+    Command("mkpeer", NGM_MKPEER),
+    Command("connect", NGM_CONNECT),
+    Command("name", NGM_NAME),
+    Command("rmhook", NGM_RMHOOK),
+    Command("nodeinfo", NGM_NODEINFO, render_reply=_render_nodeinfo),
+    Command("listhooks", NGM_LISTHOOKS),
+    Command("listnames", NGM_LISTNAMES),
+    Command("listnodes", NGM_LISTNODES),
+    Command("listtypes", NGM_LISTTYPES),
+)
+"""ng_base.c ``ng_generic_cmds``; the struct arguments are parsed by ``_generic_ascii_args``."""
+
+
 class EtherNode(Node):
     """ng_ether(4): one per Ethernet ifnet in the host vnet, named after it."""
 
@@ -424,21 +514,21 @@ class EtherNode(Node):
             return None
         fail(errno.EINVAL, f"ether command {cmd}")
 
-    def ascii_command(self, cmdstr: str) -> tuple[int, Callable[[str], bytes]] | None:
-        table: dict[str, tuple[int, Callable[[str], bytes]]] = {
-            "getifname": (NGM_ETHER_GET_IFNAME, _parse_none),
-            "getifindex": (NGM_ETHER_GET_IFINDEX, _parse_none),
-            "getenaddr": (NGM_ETHER_GET_ENADDR, _parse_none),
-            "setenaddr": (NGM_ETHER_SET_ENADDR, _parse_mac),
-            "getpromisc": (NGM_ETHER_GET_PROMISC, _parse_none),
-            "setpromisc": (NGM_ETHER_SET_PROMISC, _parse_u32),
-            "getautosrc": (NGM_ETHER_GET_AUTOSRC, _parse_none),
-            "setautosrc": (NGM_ETHER_SET_AUTOSRC, _parse_u32),
-            "addmulti": (NGM_ETHER_ADD_MULTI, _parse_mac),
-            "delmulti": (NGM_ETHER_DEL_MULTI, _parse_mac),
-            "detach": (NGM_ETHER_DETACH, _parse_none),
-        }
-        return table.get(cmdstr)
+    def commands(self) -> tuple[Command, ...]:
+        # ng_ether.c ng_ether_cmdlist
+        return (
+            Command("getifname", NGM_ETHER_GET_IFNAME, render_reply=_render_string),
+            Command("getifindex", NGM_ETHER_GET_IFINDEX, render_reply=_render_u32),
+            Command("getenaddr", NGM_ETHER_GET_ENADDR, render_reply=_render_mac),
+            Command("setenaddr", NGM_ETHER_SET_ENADDR, _parse_mac, _render_mac),
+            Command("getpromisc", NGM_ETHER_GET_PROMISC, render_reply=_render_u32),
+            Command("setpromisc", NGM_ETHER_SET_PROMISC, _parse_u32, _render_u32),
+            Command("getautosrc", NGM_ETHER_GET_AUTOSRC, render_reply=_render_u32),
+            Command("setautosrc", NGM_ETHER_SET_AUTOSRC, _parse_u32, _render_u32),
+            Command("addmulti", NGM_ETHER_ADD_MULTI, _parse_mac, _render_mac),
+            Command("delmulti", NGM_ETHER_DEL_MULTI, _parse_mac, _render_mac),
+            Command("detach", NGM_ETHER_DETACH),
+        )
 
     def describe(self) -> dict[str, object]:
         return {"ifname": self.ifnet.name, "promisc": self.promisc, "autosrc": self.autosrc}
@@ -482,12 +572,12 @@ class EifaceNode(Node):
             return None
         fail(errno.EINVAL, f"eiface command {msg.cmd}")
 
-    def ascii_command(self, cmdstr: str) -> tuple[int, Callable[[str], bytes]] | None:
-        table: dict[str, tuple[int, Callable[[str], bytes]]] = {
-            "getifname": (NGM_EIFACE_GET_IFNAME, _parse_none),
-            "set": (NGM_EIFACE_SET, _parse_mac),
-        }
-        return table.get(cmdstr)
+    def commands(self) -> tuple[Command, ...]:
+        # ng_eiface.c ng_eiface_cmdlist
+        return (
+            Command("getifname", NGM_EIFACE_GET_IFNAME, render_reply=_render_string),
+            Command("set", NGM_EIFACE_SET, _parse_mac, _render_mac),
+        )
 
     def describe(self) -> dict[str, object]:
         return {"ifname": self.ifnet.name}
@@ -583,18 +673,32 @@ class BridgeNode(Node):
             return None
         fail(errno.EINVAL, f"bridge command {cmd}")
 
-    def ascii_command(self, cmdstr: str) -> tuple[int, Callable[[str], bytes]] | None:
-        table: dict[str, tuple[int, Callable[[str], bytes]]] = {
-            "setconfig": (NGM_BRIDGE_SET_CONFIG, self._parse_config),
-            "getconfig": (NGM_BRIDGE_GET_CONFIG, _parse_none),
-            "reset": (NGM_BRIDGE_RESET, _parse_none),
-            "getstats": (NGM_BRIDGE_GET_STATS, _parse_i32),
-            "clrstats": (NGM_BRIDGE_CLR_STATS, _parse_i32),
-            "getclrstats": (NGM_BRIDGE_GETCLR_STATS, _parse_i32),
-            "gettable": (NGM_BRIDGE_GET_TABLE, _parse_none),
-            "setpersistent": (NGM_BRIDGE_SET_PERSISTENT, _parse_none),
-        }
-        return table.get(cmdstr)
+    def commands(self) -> tuple[Command, ...]:
+        # ng_bridge.c ng_bridge_cmdlist
+        config = (self._parse_config, self._render_config)
+        return (
+            Command("setconfig", NGM_BRIDGE_SET_CONFIG, *config),
+            Command("getconfig", NGM_BRIDGE_GET_CONFIG, render_reply=self._render_config),
+            Command("reset", NGM_BRIDGE_RESET),
+            Command(
+                "getstats", NGM_BRIDGE_GET_STATS, _parse_i32, _render_i32, _render_bridge_stats
+            ),
+            Command("clrstats", NGM_BRIDGE_CLR_STATS, _parse_i32, _render_i32),
+            Command(
+                "getclrstats",
+                NGM_BRIDGE_GETCLR_STATS,
+                _parse_i32,
+                _render_i32,
+                _render_bridge_stats,
+            ),
+            Command("gettable", NGM_BRIDGE_GET_TABLE, render_reply=_render_bridge_table),
+            Command("setpersistent", NGM_BRIDGE_SET_PERSISTENT),
+        )
+
+    def _render_config(self, data: bytes) -> str:
+        fields = (BRIDGE_CONFIG_OLD if self.legacy else BRIDGE_CONFIG).unpack_from(data)[-4:]
+        names = ("debugLevel", "loopTimeout", "maxStaleness", "minStableAge")
+        return _render_struct([(n, str(v), v == 0) for n, v in zip(names, fields, strict=True)])
 
     def _parse_config(self, text: str) -> bytes:
         fields = _parse_struct(text)
@@ -614,20 +718,6 @@ class BridgeNode(Node):
             "restrictive": self.restrictive,
             "cookie": self.cookie,
         }
-
-
-_GENERIC_ASCII: dict[str, int] = {
-    "shutdown": NGM_SHUTDOWN,
-    "mkpeer": NGM_MKPEER,
-    "connect": NGM_CONNECT,
-    "name": NGM_NAME,
-    "rmhook": NGM_RMHOOK,
-    "nodeinfo": NGM_NODEINFO,
-    "listhooks": NGM_LISTHOOKS,
-    "listnames": NGM_LISTNAMES,
-    "listnodes": NGM_LISTNODES,
-    "listtypes": NGM_LISTTYPES,
-}
 
 
 def _generic_ascii_args(cmd: int, text: str) -> bytes:
@@ -1026,9 +1116,50 @@ class NgKernel:
             )
         if cmd == NGM_ASCII2BINARY:
             return self.ascii2binary(here, msg)
-        if cmd in (NGM_BINARY2ASCII, NGM_TEXT_STATUS):
-            fail(errno.ENOSYS, "not modelled")
+        if cmd == NGM_BINARY2ASCII:
+            return self.binary2ascii(here, msg)
+        if cmd == NGM_TEXT_STATUS:
+            fail(errno.ENOSYS, "textstatus is not modelled")
         fail(errno.EINVAL, f"generic command {cmd:#x}")
+
+    def binary2ascii(self, here: Node, msg: NgMesg) -> bytes:
+        """NGM_BINARY2ASCII (ng_generic_msg): the message's text, per the cmdlist entry.
+
+        The reply's argument is the message with ``cmdstr`` set to the command's name and
+        its data replaced by the NUL-terminated text (``respType`` if NGF_RESP is set).
+        ENOSYS for a command no cmdlist has; generic replies other than nodeinfo too, as
+        their renderings (node and hook arrays) are not modelled.
+        """
+        if msg.arglen < NG_MESG_HEADER.size:
+            fail(errno.EINVAL, "binary2ascii needs a whole ng_mesg")
+        binary = NgMesg.decode(msg.data)
+        if binary.arglen > len(binary.data):
+            fail(errno.EINVAL, "binary2ascii framing")
+        table = GENERIC_COMMANDS if binary.typecookie == NGM_GENERIC_COOKIE else here.commands()
+        if binary.typecookie not in (NGM_GENERIC_COOKIE, here.cookie):
+            table = ()
+        found = next((c for c in table if c.cmd == binary.cmd), None)
+        if found is None:
+            fail(errno.ENOSYS, f"no command {binary.cmd} for {here.type_name}")
+        render = found.render_reply if binary.flags & NGF_RESP else found.render_args
+        args = binary.data[: binary.arglen]
+        if binary.typecookie == NGM_GENERIC_COOKIE and args and render is _render_none:
+            fail(errno.ENOSYS, f"rendering {found.name} is not modelled")
+        try:
+            text = render(args).encode("latin-1") + b"\0"
+        except struct.error:
+            fail(errno.EINVAL, f"{found.name}: argument too short")
+        ascii_form = NgMesg(
+            binary.version,
+            len(text),
+            binary.cmd,
+            binary.flags,
+            binary.token,
+            binary.typecookie,
+            fixed(found.name, NG_CMDSTRSIZ),
+            text,
+        )
+        return ascii_form.encode()
 
     def ascii2binary(self, here: Node, msg: NgMesg) -> bytes:
         """NGM_ASCII2BINARY (ng_generic_msg): the node's cmdlist, then the generic one."""
@@ -1040,13 +1171,13 @@ class NgKernel:
             fail(errno.EINVAL, "ascii2binary framing")
         text = cstr(msg.data[header : header + inner.arglen])
         cmdstr = cstr(inner.cmdstr)
-        found = here.ascii_command(cmdstr)
+        found = next((c for c in here.commands() if c.name == cmdstr), None)
+        generic = next((c for c in GENERIC_COMMANDS if c.name == cmdstr), None)
         if found is not None:
-            cookie = here.cookie
-            cmd, parser = found
-            args = parser(text)
-        elif cmdstr in _GENERIC_ASCII:
-            cookie, cmd = NGM_GENERIC_COOKIE, _GENERIC_ASCII[cmdstr]
+            cookie, cmd = here.cookie, found.cmd
+            args = found.parse(text)
+        elif generic is not None:
+            cookie, cmd = NGM_GENERIC_COOKIE, generic.cmd
             args = _generic_ascii_args(cmd, text)
         else:
             fail(errno.ENOSYS, f"no command {cmdstr!r} for {here.type_name}")
