@@ -14,6 +14,7 @@ that failed. A circuit breaker stops the restarts after ``_restart_limit`` failu
 
 from __future__ import annotations
 
+import errno as errnos
 import random
 from collections import deque
 from typing import TYPE_CHECKING
@@ -74,7 +75,12 @@ class HealthMonitor:
             started = trio.current_time()
             cmd_failures = 0
             while True:
-                health, reason, cmd_failed = await self.check(v)
+                try:
+                    health, reason, cmd_failed = await self.check(v)
+                except OSError as exc:
+                    # The jail went away between two looks (jls, then jail_attach): the next
+                    # round sees it gone. A poll must never take the daemon down.
+                    health, reason, cmd_failed = "unknown", _describe(exc), False
                 in_start_period = trio.current_time() - started < v.cfg.health_start_period
                 if cmd_failed and not in_start_period:
                     cmd_failures += 1
@@ -135,7 +141,12 @@ class HealthMonitor:
         """Act on a failed vimage: clean up a vanished jail, restart per policy."""
         sup = self._sup
         if reason == "jail gone":
-            await sup.fail_vimage(v, "the jail disappeared")
+            try:
+                await sup.fail_vimage(v, "the jail disappeared")
+            except (OSError, VimagedError) as exc:
+                # fail_vimage left it failed with what it could not undo; nothing to restart
+                log.error("vimage.cleanup_failed", vimage=v.name, error=str(exc))
+                return
         policy = v.cfg.restart
         if policy == "no" or sup.stopping:
             return
@@ -169,3 +180,7 @@ class HealthMonitor:
             log.error("vimage.restart_failed", vimage=v.name, error=str(exc))
             if policy == "always":
                 await self._recover(v, "start failed")
+
+
+def _describe(exc: OSError) -> str:
+    return f"check failed: {errnos.errorcode.get(exc.errno or 0, exc.errno)}"
