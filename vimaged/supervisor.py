@@ -452,9 +452,16 @@ class Supervisor:
         with trio.CancelScope(shield=True):
             if jid is not None and await self._jail_alive(jid):
                 with trio.move_on_after(cfg.stop_timeout) as timeout:
-                    status = await self.platform.exec_in_jail(jid, cfg.exec_stop)
-                    if status != 0:
-                        log.warning("vimage.exec_stop_failed", vimage=cfg.name, status=status)
+                    try:
+                        status = await self.platform.exec_in_jail(jid, cfg.exec_stop)
+                    except OSError as exc:
+                        # the jail vanished meanwhile: its NICs and interfaces still need us
+                        log.warning(
+                            "vimage.exec_stop_failed", vimage=cfg.name, error=_error_text(exc)
+                        )
+                    else:
+                        if status != 0:
+                            log.warning("vimage.exec_stop_failed", vimage=cfg.name, status=status)
                 if timeout.cancelled_caught:
                     log.warning(
                         "vimage.exec_stop_timed_out", vimage=cfg.name, timeout=cfg.stop_timeout
