@@ -245,6 +245,8 @@ async def test_host_uuid_is_stable_and_settable(plat: SimPlatform, sim_host: Sim
     assert first == sim_host.host_uuid() == await plat.host_uuid()
     sim_host.set_host_uuid("0b0e5f8a-8d0c-4b1e-9f2a-6a1c2d3e4f50")
     assert await plat.host_uuid() == "0b0e5f8a-8d0c-4b1e-9f2a-6a1c2d3e4f50"
+    sim_host.reset()
+    assert await plat.host_uuid() == first  # the instance's own UUID, whatever tests set
 
 
 async def test_bridged_ifnet_lifecycle(plat: SimPlatform, sim_host: SimHostHandle) -> None:

@@ -39,12 +39,14 @@ class SimHostServer:
         self.nics = nics
         self.kernel = kernel
         self.host = SimHost(nics=nics, kernel=kernel, faults=parse_faults(faults))
+        self.host_uuid = self.host.host_uuid
+        """kern.hostuuid of this sim instance; a reset undoes what a test set."""
 
     def reset(self, request: rpc.Reset) -> None:
         nics = tuple(request.nics) if request.nics is not None else self.nics
         kernel = request.kernel if request.kernel is not None else self.kernel
         new = SimHost(nics=nics, kernel=kernel, faults=parse_faults(request.faults))
-        new.host_uuid = self.host.host_uuid
+        new.host_uuid = self.host_uuid
         old = self.host
         for record in old.exec_log:
             old.kill_exec(record)
