@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vimaged.simhost import ngmodel
 from vimaged.simhost.host import SimHost
@@ -588,3 +590,25 @@ def test_binary2ascii() -> None:
     unknown = mesg(ETHER, 99)
     assert probe.errno("em0:", mesg(GENERIC, 0x3000000C, unknown)) == errno.ENOSYS
     assert probe.errno("em0:", mesg(GENERIC, 0x3000000C, bytes(10))) == errno.EINVAL
+
+
+@given(
+    cookie=st.sampled_from([GENERIC, ETHER, EIFACE, BRIDGE, BRIDGE_OLD, SOCKET, 0]),
+    cmd=st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 9, 0x30000006, 0x3000000C, 0x3000000D]),
+    args=st.binary(max_size=700),
+    path=st.sampled_from(["em0:", "br:", "ngeth0:", ".", "em0:lower", "[1]:", "x::", ""]),
+    arglen=st.one_of(st.none(), st.integers(0, 2000)),
+)
+@settings(max_examples=300, deadline=None)
+def test_any_message_fails_only_with_an_errno(
+    cookie: int, cmd: int, args: bytes, path: str, arglen: int | None
+) -> None:
+    probe = Probe()
+    probe.bridge()
+    probe.send("br:", mesg(GENERIC, MKPEER, mkpeer_args("eiface", "link2", "ether")))
+    failure: int | None = None
+    try:
+        probe.send(path, mesg(cookie, cmd, args, arglen=arglen))
+    except OSError as exc:
+        failure = exc.errno
+    assert failure is None or failure in errno.errorcode

@@ -210,10 +210,14 @@ class SimHostServer:
                 except msgspec.DecodeError as exc:
                     reply: rpc.Reply = rpc.Failed(errno=errno.EINVAL, message=str(exc))
                 else:
-                    if isinstance(request, rpc.Exec):
-                        reply = await self.run_exec(stream, request)
-                    else:
-                        reply = self.call(request)
+                    try:
+                        if isinstance(request, rpc.Exec):
+                            reply = await self.run_exec(stream, request)
+                        else:
+                            reply = self.call(request)
+                    except Exception:
+                        log.exception("simhost.rpc_failed", op=type(request).__name__)
+                        reply = rpc.Failed(errno=errno.EIO, message="sim host internal error")
                 try:
                     await stream.send_all(rpc.frame(reply))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -282,6 +286,11 @@ class SimHostServer:
                             err = exc.errno or errno.EIO
                         except (ValueError, struct.error):
                             err = errno.EINVAL
+                        except Exception:
+                            # A model bug must not take the whole host down: log it once and
+                            # answer EIO, as a kernel would report a driver failure.
+                            log.exception("simhost.ng_call_failed", packet=packet[:64].hex())
+                            err = errno.EIO
                         send.send_nowait(wire.pack_result(err))
                 finally:
                     if node is not None and node.kernel is self.host.ng:
