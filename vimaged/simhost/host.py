@@ -152,7 +152,7 @@ class SimHost:
 
     def list_ifnets(self, jid: int = HOST_JID) -> list[Ifnet]:
         if jid != HOST_JID and jid not in self.jails:
-            fail(errno.ENOENT, f"no jail {jid}")
+            fail(errno.EINVAL, f"no jail {jid}")  # as jail_attach(2) would say
         vnet = self._vnet_of_jail(jid)
         return [i for i in self.ifnets if i.vnet == vnet]
 
