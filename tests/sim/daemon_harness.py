@@ -114,6 +114,11 @@ class Daemon:
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=30)
 
+    def kill_signal(self, sig: int) -> None:
+        """Send ``sig`` and leave the daemon running (SIGHUP)."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.kill(signal.SIGTERM)

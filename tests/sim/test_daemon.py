@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import queue
 import signal
+import subprocess
+import sys
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -242,3 +248,115 @@ def test_a_second_daemon_never_takes_a_live_socket(daemon: Daemon) -> None:
     second = daemon.run_to_exit()
     assert second.returncode == 69, second
     assert daemon.ok("--json", "list").json()  # the first one still answers
+
+
+def test_failure_while_moving_nics_rolls_back(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    daemon.write_config('vimage_list="db"\nvimage_db_vnets="em1 fxp0"\nvimage_db_bridges="em0"\n')
+    daemon.start()
+    sim_host.set_faults("move_fail=3")  # the bridged interface moves, then em1's move fails
+    failed = daemon.ctl("--json", "start", "db")
+    assert failed.code != 0
+    assert daemon.vimages()["db"]["state"] == "failed"
+    assert sim_host.jails() == []
+    assert sim_host.vnet_of("em1") == sim_host.vnet_of("fxp0") == 0
+    assert {n.type for n in sim_host.ng_nodes()} <= {"ether", "socket"}
+    sim_host.set_faults("")
+    daemon.ok("start", "db")  # nothing was left behind to get in the way
+    assert daemon.vimages()["db"]["state"] == "running"
+
+
+def test_sighup_rereads_the_configuration(daemon: Daemon) -> None:
+    daemon.write_config(SEED)
+    daemon.start()
+    daemon.write_config(
+        SEED.replace('"router web"', '"router web extra"') + 'vimage_extra_bridges="em0"\n'
+    )
+    daemon.kill_signal(signal.SIGHUP)
+    daemon.wait_until(lambda: "extra" in daemon.vimages(), what="extra after SIGHUP")
+    daemon.write_config('vimage_list="$(hostname)"\n')  # broken: the old one stays
+    daemon.kill_signal(signal.SIGHUP)
+    daemon.wait_until(
+        lambda: any(e.get("event") == "config.reload_failed" for e in daemon.events()),
+        what="reload failure logged",
+    )
+    assert "extra" in daemon.vimages()
+    assert daemon.ctl("reload").code == EX_CONFIG
+
+
+def test_unknown_names_and_refused_operations(daemon: Daemon) -> None:
+    daemon.write_config(SEED)
+    daemon.start()
+    assert daemon.ctl("status", "nosuch").code == 68
+    assert daemon.ctl("start", "nosuch").code == 68
+    assert (
+        daemon.ctl("start", "not-a-name").code == 76 or daemon.ctl("start", "not-a-name").code == 64
+    )
+
+
+def test_circuit_breaker_leaves_the_vimage_failed(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    daemon.write_config(
+        'vimage_list="web"\nvimage_web_bridges="em0"\nvimage_web_restart="always"\n'
+        'vimage_web_health_interval="0.1"\nvimage_web_restart_limit="2"\n'
+        'vimage_web_restart_window="60"\n'
+    )
+    daemon.start()
+    daemon.ok("start", "web")
+    sim_host.kill_jail("web")
+    daemon.wait_until(
+        lambda: (
+            daemon.vimages()["web"]["restarts"] == 1
+            and daemon.vimages()["web"]["state"] == "running"
+        ),
+        what="first restart",
+    )
+    sim_host.kill_jail("web")
+    daemon.wait_until(
+        lambda: daemon.vimages()["web"]["state"] == "failed",
+        what="circuit breaker open",
+    )
+    web = daemon.vimages()["web"]
+    assert web["restarts"] == 1
+    assert "circuit" in (web["error"] or "")
+    assert sim_host.jails() == [] or all(j.dying for j in sim_host.jails())
+    daemon.ok("start", "web")  # an operator acts
+    assert daemon.vimages()["web"]["state"] == "running"
+
+
+def test_events_stream_lifecycle_as_json_lines(daemon: Daemon) -> None:
+    daemon.write_config(SEED)
+    daemon.start()
+    lines: queue.Queue[str] = queue.Queue()
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "vimagectl", "-s", daemon.socket_path, "events"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        stdout = watcher.stdout
+        assert stdout is not None
+
+        def pump() -> None:
+            for line in stdout:
+                lines.put(line)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        seen: list[dict[str, object]] = []
+        # The subscription may land after a first start: cycle until the stream shows one.
+        for _ in range(20):
+            daemon.ok("start", "web")
+            with contextlib.suppress(queue.Empty):
+                while not any(e["event"] == "vimage.started" for e in seen):
+                    seen.append(json.loads(lines.get(timeout=1.0)))
+            if seen:
+                break
+            daemon.ok("stop", "web")
+    finally:
+        watcher.kill()
+        watcher.wait()
+        if watcher.stdout is not None:
+            reader.join(timeout=10)  # EOF once the process is gone
+            watcher.stdout.close()
+    events = [(e["event"], e["name"]) for e in seen]
+    assert ("vimage.starting", "web") in events
+    assert events[-1] == ("vimage.started", "web")
