@@ -1,6 +1,6 @@
-"""Simulated host layer: a throughput benchmark of the sim host through the sim platform.
+"""A throughput benchmark of the sim host through the sim platform.
 
-``python -m vimaged.simhost.bench`` starts a private sim host, then times platform RPCs,
+``python benchmarks/bench_simhost.py`` starts a private sim host, then times platform RPCs,
 netgraph round trips over a simulated socket, and bridged-ifnet create/destroy cycles.
 """
 
