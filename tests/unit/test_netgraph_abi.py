@@ -5,18 +5,18 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.vectors import NETGRAPH_VECTORS
 from vimaged.netgraph import abi, codec, structs
 
 pytestmark = pytest.mark.unit
 
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "netgraph.json"
+VECTORS_PATH = NETGRAPH_VECTORS
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_PATH.read_text())
 REQUESTS = [v for v in VECTORS if v["kind"] == "request"]
 REPLIES = [v for v in VECTORS if v["kind"] == "reply"]

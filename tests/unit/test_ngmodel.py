@@ -7,13 +7,13 @@ from __future__ import annotations
 import errno
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.vectors import NETGRAPH_VECTORS
 from vimaged.simhost import ngmodel
 from vimaged.simhost.host import SimHost
 from vimaged.simhost.ngmodel import (
@@ -26,9 +26,7 @@ from vimaged.simhost.ngmodel import (
 
 pytestmark = pytest.mark.unit
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "netgraph.json"
-if not VECTORS.exists():
-    VECTORS = Path("/work/shared/vectors/netgraph.json")
+VECTORS = NETGRAPH_VECTORS
 
 HEADER = struct.Struct("<BBHIIIII32s")  # struct ng_mesg, <netgraph/ng_message.h>
 GENERIC = 1137070366
