@@ -11,5 +11,5 @@ from pathlib import Path
 
 NETGRAPH_VECTORS = Path(__file__).resolve().parent / "netgraph.json"
 SHARED_NETGRAPH_VECTORS = (
-    Path(__file__).resolve().parents[2] / "shared" / "vectors" / "netgraph.json"
+    Path(__file__).resolve().parents[3] / "shared" / "vectors" / "netgraph.json"
 )
