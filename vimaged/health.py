@@ -170,7 +170,7 @@ class HealthMonitor:
         sup.events.emit("vimage.restarting", v.name, attempt=v.restarts, reason=reason)
         try:
             if v.state != "stopped" and v.state != "failed":
-                await sup.stop_vimage(v)
+                await sup.stop_vimage(v, restarting=True)
             await sup.start_vimage(v)
         except VimagedError as exc:
             log.error("vimage.restart_failed", vimage=v.name, error=str(exc))

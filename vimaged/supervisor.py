@@ -204,7 +204,7 @@ class Supervisor:
         outcomes = []
         for name in names:
             v = self._get(name)
-            stopped = await self._guarded(v, self.stop_vimage)
+            stopped = await self._guarded(v, partial(self.stop_vimage, restarting=True))
             if not stopped.ok:
                 outcomes.append(stopped)
                 continue
@@ -410,7 +410,9 @@ class Supervisor:
                 place = "absent" if where is None else f"inside jid {where}"
                 raise ConflictError(f"{cfg.name}: {nic} is not on the host ({place})")
 
-    async def stop_vimage(self, v: Vimage) -> None:
+    async def stop_vimage(self, v: Vimage, *, restarting: bool = False) -> None:
+        """Stop ``v``. The journal learns first that it should stay stopped (unless this is
+        the first half of a restart), so a daemon killed midway does not start it again."""
         async with v.lock:
             if v.state == "stopped":
                 return
@@ -418,6 +420,8 @@ class Supervisor:
             v.transition("stopping")
             self.events.emit("vimage.stopping", v.name)
             try:
+                if not restarting:
+                    await self.journal.set_vimage(v.name, desired="stopped", jid=v.jid)
                 await self._stop_steps(v)
             except BaseException as exc:
                 v.error = _error_text(exc)
@@ -617,6 +621,8 @@ class Supervisor:
                         await self._destroy_bridged(res.key, res.parent or "")
                     elif res.kind == "jail" and res.jid is not None:
                         await self._remove_jail(name, res.jid)
+                    elif res.kind == "jail":
+                        await self._remove_unjournaled_jail(name)
                     else:
                         await self.journal.forget(res.kind, res.key)
                 except (OSError, VimagedError) as exc:
@@ -629,6 +635,16 @@ class Supervisor:
             await self._release_bridges(
                 {r.parent for r in owned if r.kind == "bridge" and r.parent}
             )
+
+    async def _remove_unjournaled_jail(self, name: str) -> None:
+        """The daemon was killed after creating the jail and before journaling its jid: the
+        live jail of that name is the one it made (a taken name would have failed the create
+        with EEXIST, and the rollback would have forgotten the intent)."""
+        for jail in await self.platform.list_jails():
+            if jail.name == name and not jail.dying:
+                await self._remove_jail(name, jail.jid)
+                return
+        await self.journal.forget("jail", name)
 
     async def _remove_orphans(self) -> None:
         journaled = {r.key for r in await self.journal.resources() if r.kind == "bridge"}
