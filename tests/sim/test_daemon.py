@@ -342,15 +342,19 @@ def test_events_stream_lifecycle_as_json_lines(daemon: Daemon) -> None:
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         seen: list[dict[str, object]] = []
-        # The subscription may land after a first start: cycle until the stream shows one.
+        # The subscription may land during a start: cycle until one start is seen whole.
         for _ in range(20):
+            seen.clear()
             daemon.ok("start", "web")
             with contextlib.suppress(queue.Empty):
                 while not any(e["event"] == "vimage.started" for e in seen):
                     seen.append(json.loads(lines.get(timeout=1.0)))
-            if seen:
+            if any(e["event"] == "vimage.starting" for e in seen):
                 break
             daemon.ok("stop", "web")
+            with contextlib.suppress(queue.Empty):
+                while True:  # drain the stop's events
+                    lines.get(timeout=0.3)
     finally:
         watcher.kill()
         watcher.wait()
