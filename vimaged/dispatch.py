@@ -103,5 +103,6 @@ class Dispatcher:
         held = {
             nic for v in self._sup.vimages.values() if v.state != "stopped" for nic in v.cfg.vnets
         }
+        held |= set(self._sup.watcher.pending)  # still in a (dying) jail, on its way home
         config.check_host_nics(new, {i.name for i in host} | held)
         return self._sup.reload(new)
