@@ -278,7 +278,13 @@ class Supervisor:
                     where="vimage" if running else "absent",
                 )
             )
-        for nic in v.cfg.vnets:
+        # a NIC on its way home stays visible even if a reload took it out of the vnets
+        dropped = [
+            p.ifname
+            for p in self.watcher.pending.values()
+            if p.vimage == v.name and p.ifname not in v.cfg.vnets
+        ]
+        for nic in (*v.cfg.vnets, *dropped):
             pending = self.watcher.pending.get(nic)
             if pending is not None and pending.vimage == v.name:
                 interfaces.append(

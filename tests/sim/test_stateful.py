@@ -431,3 +431,25 @@ def test_killed_during_stop_stays_stopped(daemon: Daemon, sim_host: SimHostHandl
     assert infos["db"].state == "stopped"  # the operator asked for it; a crash keeps the ask
     assert sim_host.vnet_of("em1") == 0
     assert not [j for j in sim_host.jails() if not j.dying]
+
+
+def test_nic_pending_return_stays_visible_after_reload_drops_it(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config(CONFIGS["grown"])
+    daemon.start()
+    daemon.ok("start", "db")
+    jid = daemon.vimages()["db"]["jid"]
+    sim_host.set_faults("dying=30, reclaim_fail=1000")
+    daemon.ok("stop", "db")
+    daemon.write_config(CONFIGS["small"])  # fxp0 is no longer db's, but db's jail holds it
+    daemon.ok("reload")
+    assert sim_host.vnet_of("fxp0") == jid
+    where = {i["name"]: (i["where"], i["holder_jid"]) for i in daemon.vimages()["db"]["interfaces"]}
+    assert where["fxp0"] == ("pending-return", jid)
+    sim_host.set_faults("")  # the watcher brings both home; fxp0 is then db's no more
+    daemon.wait_until(
+        lambda: [i["name"] for i in daemon.vimages()["db"]["interfaces"]] == ["em1"],
+        what="fxp0 home and forgotten",
+    )
+    assert sim_host.vnet_of("fxp0") == 0
