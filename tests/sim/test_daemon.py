@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.sim.daemon_harness import Daemon
+from vimaged.macs import jng_mac
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -364,3 +365,18 @@ def test_events_stream_lifecycle_as_json_lines(daemon: Daemon) -> None:
     events = [(e["event"], e["name"]) for e in seen]
     assert ("vimage.starting", "web") in events
     assert events[-1] == ("vimage.started", "web")
+
+
+def test_jng_mac_scheme_matches_jng(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    daemon.write_config(
+        'vimage_mac_scheme="jng"\nvimage_list="xxx"\nvimage_xxx_bridges="em0 em0"\n'
+    )
+    daemon.start()
+    daemon.ok("start", "xxx")
+    parent = next(i.mac for i in sim_host.ifnets(0) if i.name == "em0")
+    assert parent is not None
+    got = {i["name"]: i["mac"] for i in daemon.vimages()["xxx"]["interfaces"]}
+    assert got == {"ng0_xxx": jng_mac("xxx", parent, 0), "ng1_xxx": jng_mac("xxx", parent, 1)}
+    # lineage.md §5.2: sum("xxx") = 0x00d2, so the middle octets are 00:d2, counter 0 then 1
+    assert got["ng0_xxx"][3:] == got["ng1_xxx"][3:] == f"00:d2:{parent[9:]}"
+    assert (got["ng0_xxx"][0], got["ng1_xxx"][0]) == ("0", "1")
