@@ -103,7 +103,7 @@ class Platform(Protocol):
         """``ifconfig IF up`` on the host; the flag survives a move into a vnet."""
 
     async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
-        """Create interface ``ifname`` on the host, bridged to NIC ``parent``, with ``mac``.
+        """Create interface ``ifname`` on the host, bridged to NIC ``parent``, with ``mac``, up.
 
         FreeBSD and sim: an ng_eiface on the per-parent ng_bridge (built on first use);
         Linux: a macvlan. EEXIST if ``ifname`` exists. Nothing is left behind on failure.

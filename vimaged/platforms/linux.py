@@ -382,10 +382,14 @@ class LinuxPlatform:
             linkinfo = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"veth"), data)
         self._host.new_link(nl.ifinfo() + common + linkinfo, ifname)
         try:
-            # The kernel ignores IFLA_IFALIAS in RTM_NEWLINK, hence a second message.
+            # The kernel ignores IFLA_IFALIAS in RTM_NEWLINK, hence a second message; it also
+            # brings the link up, as ng_eiface's are on FreeBSD (the flag survives the move).
             alias = nl.attr(nl.IFLA_IFALIAS, nl.cstr(BRIDGED_ALIAS + parent))
             self._host.set_link(
-                nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname)) + alias, ifname
+                nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP)
+                + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
+                + alias,
+                ifname,
             )
             if upper.kind == "bridge":
                 enslave = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP)
