@@ -13,10 +13,15 @@ docs/design.md must hold:
   sits in its jail, and every bridge node has an eiface on it;
 - the daemon's view is the sim's: running vimages have a live jail with their jid, others have
   none, and every live jail is a running vimage's (dying ones may linger).
+
+CI runs 15 examples of 15 steps (about 45 s); hunt longer with
+``STATEFUL_EXAMPLES=300 /work/venv/bin/pytest tests/sim/test_stateful.py``. The crash-window
+tests at the end put the journal and kernel where a SIGKILL between two writes leaves them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -283,7 +288,8 @@ class DaemonMachine(RuleBasedStateMachine):
     def jail_vanishes(self, name: str) -> None:
         if self.infos()[name].state != "running":
             return
-        self.sim.kill_jail(name)
+        with contextlib.suppress(OSError):  # a vanish fault may have been quicker
+            self.sim.kill_jail(name)
         # the health poll sees it gone and tears the rest down
         self.wait_for(lambda: self.infos()[name].state == "failed", f"{name} failed")
 
@@ -351,8 +357,8 @@ def test_daemon_survives_random_operations_faults_and_kills(
     run_state_machine_as_test(
         Machine,
         settings=settings(
-            max_examples=int(os.environ.get("STATEFUL_EXAMPLES", "6")),
-            stateful_step_count=12,
+            max_examples=int(os.environ.get("STATEFUL_EXAMPLES", "15")),
+            stateful_step_count=15,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         ),
