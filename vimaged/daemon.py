@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
+BOOT_MARKER = "vimaged.autostarted"
+"""Created beside the control socket by the first daemon since boot. /var/run is emptied at
+boot (rc.d/cleanvar), so its absence tells a daemon that it is the one to autostart."""
+
 GRACE = 10.0
 """Seconds in-flight requests may take to finish once the daemon is told to stop."""
 
@@ -55,12 +59,15 @@ async def run(
         dispatcher = Dispatcher(sup, config_paths)
         async with trio.open_nursery() as handlers:  # connection handlers outlive the accept loop
             async with trio.open_nursery() as main:
-                await main.start(sup.run)  # reconciled with the kernel when this returns
+                marker = trio.Path(socket_path).with_name(BOOT_MARKER)
+                boot = not await marker.exists()
+                await main.start(partial(sup.run, boot=boot))  # reconciled when this returns
                 listener = await open_control_listener(socket_path, group=cfg.group)
                 socket_inode = os.stat(socket_path).st_ino
                 await main.start(
                     partial(serve_control, listener, dispatcher, handler_nursery=handlers)
                 )
+                await marker.touch()
                 log.info(
                     "daemon.ready", socket=socket_path, platform=platform.name, version=__version__
                 )

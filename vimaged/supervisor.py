@@ -114,14 +114,22 @@ class Supervisor:
 
     # ------------------------------------------------------------------ running
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Reconcile with the kernel, autostart, then keep the watchers and health polls going."""
+    async def run(
+        self, *, boot: bool = True, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Reconcile with the kernel, then keep the watchers and health polls going.
+
+        ``boot`` is the first daemon since the host booted: ``vimage_enable`` starts
+        ``vimage_list`` then, as rc.d would. A later daemon (an upgrade, a crash restarted by
+        daemon(8)) instead restores what the journal says the operator wanted, so a vimage
+        stopped by hand stays stopped.
+        """
         async with trio.open_nursery() as nursery:
             await nursery.start(self.watcher.run)
             await nursery.start(self.health.run)
-            await self.reconcile()
+            await self.reconcile(resume=not boot)
             task_status.started()
-            if self.cfg.enable:
+            if boot and self.cfg.enable:
                 outcomes = await self.start([v.name for v in self.cfg.vimages])
                 for outcome in outcomes:
                     if not outcome.ok:
@@ -555,7 +563,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ reconciliation
 
-    async def reconcile(self) -> None:
+    async def reconcile(self, *, resume: bool = True) -> None:
         """Converge the journal with the kernel after a (re)start of the daemon.
 
         Vimages that were running and are whole are adopted. Half-done operations are rolled
@@ -602,7 +610,7 @@ class Supervisor:
             if record is not None and record.desired == "running" and v is not None:
                 retry.append(name)
         await self._remove_orphans()
-        if retry and not self.cfg.enable:
+        if retry and resume:
             for outcome in await self.start(retry):
                 if not outcome.ok:
                     log.error(

@@ -380,3 +380,17 @@ def test_jng_mac_scheme_matches_jng(daemon: Daemon, sim_host: SimHostHandle) -> 
     # lineage.md §5.2: sum("xxx") = 0x00d2, so the middle octets are 00:d2, counter 0 then 1
     assert got["ng0_xxx"][3:] == got["ng1_xxx"][3:] == f"00:d2:{parent[9:]}"
     assert (got["ng0_xxx"][0], got["ng1_xxx"][0]) == ("0", "1")
+
+
+def test_autostart_at_boot_and_operator_intent_after_a_restart(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config(SEED.replace('vimage_enable="NO"', 'vimage_enable="YES"'))
+    daemon.start()  # the first daemon since boot starts vimage_list
+    assert {v["state"] for v in daemon.vimages().values()} == {"running"}
+    daemon.ok("stop", "web")
+    daemon.kill(signal.SIGTERM)  # an upgrade: router keeps running
+    daemon.start()
+    vimages = daemon.vimages()
+    assert (vimages["router"]["state"], vimages["web"]["state"]) == ("running", "stopped")
+    assert [j.name for j in sim_host.jails()] == ["router"]

@@ -406,6 +406,7 @@ def test_killed_between_jail_creation_and_its_journal_entry(
 
     trio.run(journal_start_intent)
     orphan = sim_host.create_jail("web")  # created, then killed before marking it done
+    (daemon.workdir / "vimaged.autostarted").touch()  # a restarted daemon, not the boot one
     daemon.start()
     infos = check_agree(daemon, sim_host)
     assert infos["web"].state == "running"  # the interrupted start was retried
