@@ -256,10 +256,10 @@ class Supervisor:
             if name in wanted:
                 continue
             removed.append(name)
-            if v.state == "stopped":
+            if v.state == "stopped" and not self._pending_nics(name):
                 del self.vimages[name]
             else:
-                v.removed = True
+                v.removed = True  # kept in view until stopped and its NICs are home
         self.cfg = cfg
         self.events.emit("config.reloaded", None, added=len(added), removed=len(removed))
         return Reloaded(added=tuple(added), removed=tuple(removed), changed=tuple(changed))
@@ -270,7 +270,13 @@ class Supervisor:
         return self._info(self._get(name))
 
     def infos(self) -> list[VimageInfo]:
+        for name, v in list(self.vimages.items()):
+            if v.removed and v.state == "stopped" and not self._pending_nics(name):
+                del self.vimages[name]  # its last NIC came home
         return [self._info(v) for v in self.vimages.values()]
+
+    def _pending_nics(self, vimage: str) -> list[str]:
+        return [p.ifname for p in self.watcher.pending.values() if p.vimage == vimage]
 
     def _info(self, v: Vimage) -> VimageInfo:
         running = v.state in ("starting", "running", "stopping") and v.jid is not None
@@ -446,7 +452,7 @@ class Supervisor:
             v.error = None
             v.transition("stopped")
             self.events.emit("vimage.stopped", v.name)
-            if v.removed:
+            if v.removed and not self._pending_nics(v.name):
                 del self.vimages[v.name]
 
     async def fail_vimage(self, v: Vimage, error: str) -> None:

@@ -394,3 +394,20 @@ def test_autostart_at_boot_and_operator_intent_after_a_restart(
     vimages = daemon.vimages()
     assert (vimages["router"]["state"], vimages["web"]["state"]) == ("running", "stopped")
     assert [j.name for j in sim_host.jails()] == ["router"]
+
+
+def test_a_removed_vimage_stays_visible_while_its_nic_is_pending(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config('vimage_list="db web"\nvimage_db_vnets="em1"\nvimage_web_bridges="em0"\n')
+    daemon.start()
+    daemon.ok("start", "db")
+    sim_host.set_faults("dying=2, reclaim_fail=1000")
+    daemon.ok("stop", "db")
+    daemon.write_config('vimage_list="web"\nvimage_web_bridges="em0"\n')
+    daemon.ok("reload")
+    db = daemon.vimages()["db"]  # removed from the config, but em1 is not home yet
+    assert db["config_changed"] is True
+    assert [(i["name"], i["where"]) for i in db["interfaces"]] == [("em1", "pending-return")]
+    daemon.wait_until(lambda: "db" not in daemon.vimages(), timeout=30, what="db gone")
+    assert sim_host.vnet_of("em1") == 0
