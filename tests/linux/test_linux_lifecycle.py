@@ -86,8 +86,11 @@ async def test_cancelling_exec_kills_the_command(world: World, plat: LinuxPlatfo
         with trio.move_on_after(0.3):
             await plat.exec_in_jail(jid, "sleep 30; sleep 30")
         # The whole group got SIGKILL; the orphaned sleep is reaped by init a moment later.
-        while world.netns_pids(f"{world.prefix}a"):
+        for _ in range(80):
+            if not world.netns_pids(f"{world.prefix}a"):
+                break
             await trio.sleep(0.05)
+    assert world.netns_pids(f"{world.prefix}a") == []
 
 
 async def test_lingering_process_keeps_the_nic_until_it_is_reclaimed(
