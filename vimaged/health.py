@@ -15,6 +15,7 @@ that failed. A circuit breaker stops the restarts after ``_restart_limit`` failu
 from __future__ import annotations
 
 import errno as errnos
+import math
 import random
 from collections import deque
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ log = structlog.get_logger()
 
 RESTART_FIRST_DELAY = 1.0
 RESTART_MAX_DELAY = 60.0
+WIRING_MAX_AGE = 2.0
 
 
 class HealthMonitor:
@@ -41,6 +43,8 @@ class HealthMonitor:
         self._polls: dict[str, trio.CancelScope] = {}
         self._failures: dict[str, deque[float]] = {}
         self._waiting: list[Vimage] = []
+        self._wiring: dict[str, str] = {}
+        self._wiring_at = -math.inf
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -114,12 +118,15 @@ class HealthMonitor:
             return "failed", "jail gone", False
         problems: list[str] = []
         present = {i.name: i for i in await platform.list_ifnets(jid)}
+        wiring = await self._bridged_parents({b.ifname for b in v.cfg.bridges})
         for b in v.cfg.bridges:
             ifnet = present.get(b.ifname)
             if ifnet is None:
                 problems.append(f"{b.ifname} missing")
             elif not ifnet.up:
                 problems.append(f"{b.ifname} down")
+            elif wiring.get(b.ifname) != b.parent:
+                problems.append(f"{b.ifname} not bridged to {b.parent}")
         for nic in v.cfg.vnets:
             pending = self._sup.watcher.pending.get(nic)
             if pending is not None:
@@ -136,6 +143,20 @@ class HealthMonitor:
         if problems:
             return "degraded", ", ".join(problems), False
         return "ok", None, False
+
+    async def _bridged_parents(self, names: set[str]) -> dict[str, str]:
+        """Which parent each bridged interface of ours hangs on (its netgraph wiring on
+        FreeBSD). One listing serves every vimage polled within :data:`WIRING_MAX_AGE`, since
+        it walks the whole graph; a name it does not know yet (a vimage started since) makes a
+        fresh one."""
+        if not names:
+            return {}
+        now = trio.current_time()
+        if now - self._wiring_at > WIRING_MAX_AGE or not names <= self._wiring.keys():
+            listed = await self._sup.platform.list_bridged_ifnets()
+            self._wiring = {b.name: b.parent for b in listed}
+            self._wiring_at = now
+        return self._wiring
 
     async def _recover(self, v: Vimage, reason: str | None) -> None:
         """Act on a failed vimage: clean up a vanished jail, restart per policy."""

@@ -12,9 +12,13 @@ import threading
 from typing import TYPE_CHECKING
 
 import pytest
+import trio
 
 from tests.sim.daemon_harness import Daemon
 from vimaged.macs import jng_mac
+from vimaged.netgraph.bridges import eiface_name
+from vimaged.netgraph.ngsocket import open_ng_socket
+from vimaged.netgraph.sim_transport import open_sim_transport
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -411,3 +415,27 @@ def test_a_removed_vimage_stays_visible_while_its_nic_is_pending(
     assert [(i["name"], i["where"]) for i in db["interfaces"]] == [("em1", "pending-return")]
     daemon.wait_until(lambda: "db" not in daemon.vimages(), timeout=30, what="db gone")
     assert sim_host.vnet_of("em1") == 0
+
+
+def test_health_sees_a_bridged_interface_cut_from_its_bridge(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config(
+        'vimage_list="web"\nvimage_web_bridges="em0"\nvimage_web_health_interval="0.2"\n'
+    )
+    daemon.start()
+    daemon.ok("start", "web")
+    daemon.wait_until(lambda: daemon.vimages()["web"]["health"] == "ok", what="health ok")
+
+    async def cut() -> None:  # what an admin's stray `ngctl rmhook` would do
+        async with (
+            open_sim_transport(sim_host.socket_path) as transport,
+            open_ng_socket(transport) as sock,
+        ):
+            await sock.rmhook(eiface_name("ng0_web") + ":", "ether")
+
+    trio.run(cut)
+    daemon.wait_until(
+        lambda: daemon.vimages()["web"]["health"] == "degraded", what="health degraded"
+    )
+    assert daemon.ctl("health", "web").code == 1  # Nagios WARNING
