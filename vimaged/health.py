@@ -1,8 +1,9 @@
 """Health of running vimages, and restarts by policy.
 
 Each running vimage is polled every ``_health_interval``: its jail must be alive (not gone, not
-dying), its interfaces present inside it, no NIC of it pending return, and the optional
-``_health_cmd`` must exit 0 within ``_health_timeout``. The result is ``ok``, ``degraded``
+dying), its interfaces present and up inside it, each bridged one wired to its parent's bridge,
+no NIC of it pending return, and the optional ``_health_cmd`` must exit 0 within
+``_health_timeout``. The result is ``ok``, ``degraded``
 (something is off but the vimage runs) or ``failed`` (the jail is gone, or the command failed
 ``_health_retries`` times in a row after ``_health_start_period``).
 
