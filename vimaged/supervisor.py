@@ -192,8 +192,12 @@ class Supervisor:
             self._get(name)
         if not everything:
             return [await self._guarded(self._get(n), self.stop_vimage) for n in names]
+        configured = [n for n in self.vimages if self.cfg.get(n) is not None]
+        levels = list(reversed(self.cfg.start_order(configured)))
+        # Vimages a reload removed while they ran are in no dependency graph: stop them first.
+        levels.insert(0, [n for n in self.vimages if self.cfg.get(n) is None])
         outcomes: dict[str, Outcome] = {}
-        for level in reversed(self.cfg.start_order(self.vimages)):
+        for level in levels:
             async with trio.open_nursery() as nursery:
                 for name in level:
                     if name in self.vimages:

@@ -439,3 +439,19 @@ def test_health_sees_a_bridged_interface_cut_from_its_bridge(
         lambda: daemon.vimages()["web"]["health"] == "degraded", what="health degraded"
     )
     assert daemon.ctl("health", "web").code == 1  # Nagios WARNING
+
+
+def test_stop_all_after_a_reload_removed_a_running_vimage(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config(SEED)
+    daemon.start()
+    daemon.ok("start", "--all")
+    daemon.write_config('vimage_list="web"\nvimage_web_bridges="em0 em0"\n')
+    assert daemon.ok("--json", "reload").json()["removed"] == ["router"]
+    assert daemon.vimages()["router"]["state"] == "running"  # kept until stopped
+    daemon.ok("stop", "--all")
+    assert "router" not in daemon.vimages()
+    assert sim_host.jails() == []
+    for nic in ("em1", "fxp0", "igb0"):
+        assert sim_host.vnet_of(nic) == 0
