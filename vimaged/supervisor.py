@@ -85,6 +85,8 @@ class Vimage:
         self.health: HealthState = "unknown"
         self.error: str | None = None
         self.restarts = 0
+        self.start_scope: trio.CancelScope | None = None
+        """The scope of a start in progress, so that a stop can interrupt it."""
 
     @property
     def name(self) -> str:
@@ -344,7 +346,10 @@ class Supervisor:
             v.error = None
             self.events.emit("vimage.starting", v.name)
             try:
-                await self._start_steps(v, cfg)
+                with trio.CancelScope() as v.start_scope:
+                    await self._start_steps(v, cfg)
+                if v.start_scope.cancelled_caught:
+                    raise OperationFailedError(f"{v.name}: start interrupted by a stop")
             except BaseException as exc:
                 v.jid = None
                 v.error = _error_text(exc)
@@ -436,7 +441,13 @@ class Supervisor:
 
     async def stop_vimage(self, v: Vimage, *, restarting: bool = False) -> None:
         """Stop ``v``. The journal learns first that it should stay stopped (unless this is
-        the first half of a restart), so a daemon killed midway does not start it again."""
+        the first half of a restart), so a daemon killed midway does not start it again.
+
+        A start still in progress (an ``exec_start`` that hangs, say) is interrupted and
+        rolled back first, as an interrupted jail(8) would be.
+        """
+        if v.state == "starting" and v.start_scope is not None:
+            v.start_scope.cancel()
         async with v.lock:
             if v.state == "stopped":
                 return

@@ -455,3 +455,28 @@ def test_stop_all_after_a_reload_removed_a_running_vimage(
     assert sim_host.jails() == []
     for nic in ("em1", "fxp0", "igb0"):
         assert sim_host.vnet_of(nic) == 0
+
+
+def test_stop_interrupts_a_hanging_start(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    daemon.write_config(SEED)
+    daemon.start()
+    sim_host.script_exec("router", "/etc/rc", duration=300.0)  # an rc that never finishes
+    starting = subprocess.Popen(
+        [sys.executable, "-m", "vimagectl", "-s", daemon.socket_path, "start", "router"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        daemon.wait_until(
+            lambda: any(e.outcome == "running" for e in sim_host.exec_log()),
+            what="exec_start running",
+        )
+        daemon.ok("stop", "router")
+        assert starting.wait(timeout=30) != 0  # the start reports it was interrupted
+    finally:
+        starting.kill()
+        starting.wait()
+    assert daemon.vimages()["router"]["state"] == "stopped"
+    assert sim_host.jails() == [] or all(j.dying for j in sim_host.jails())
+    for nic in ("em1", "fxp0", "igb0"):
+        daemon.wait_until(lambda nic=nic: sim_host.vnet_of(nic) == 0, what=f"{nic} home")
