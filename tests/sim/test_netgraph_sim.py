@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,8 @@ from vimaged.simhost import rpc
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+
+    from vimaged.netgraph.transport import NgTransport
 
 pytestmark = pytest.mark.sim
 
@@ -690,6 +693,170 @@ async def test_two_processes_share_one_bridge(sim: Sim) -> None:
         links = [h.name for h in bridges[0].hooks if h.name not in ("uplink1", "link0")]
         assert sorted(links) == sorted(f"link{n}" for n in range(1, 41))
         assert len(await second.list()) == 40
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+# What the bridges cost: requests and reply bytes, counted on the transport.
+
+
+class CountingTransport:
+    """An NgTransport that counts the requests sent and the reply bytes received."""
+
+    def __init__(self, inner: NgTransport) -> None:
+        self.inner = inner
+        self.requests = 0
+        self.reply_bytes = 0
+
+    async def bind(self, sockaddr: bytes) -> None:
+        await self.inner.bind(sockaddr)
+
+    async def sendto(self, message: bytes, sockaddr: bytes) -> None:
+        self.requests += 1
+        await self.inner.sendto(message, sockaddr)
+
+    async def recvfrom(self) -> tuple[bytes, bytes]:
+        message, source = await self.inner.recvfrom()
+        self.reply_bytes += len(message)
+        return message, source
+
+    async def set_rcvbuf(self, size: int) -> None:
+        await self.inner.set_rcvbuf(size)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def take(self) -> tuple[int, int]:
+        """``(requests, reply bytes)`` since the last call."""
+        counts = (self.requests, self.reply_bytes)
+        self.requests = self.reply_bytes = 0
+        return counts
+
+
+@pytest.fixture
+async def counted(sim: Sim) -> AsyncIterator[tuple[NetgraphBridges, CountingTransport]]:
+    transports: list[CountingTransport] = []
+
+    @asynccontextmanager
+    async def open_counting() -> AsyncIterator[NgTransport]:
+        async with open_sim_transport(sim.path) as inner:
+            transports.append(CountingTransport(inner))
+            yield transports[-1]
+
+    nb = NetgraphBridges(open_counting, sim.rename_ifnet, sim.set_ifnet_up)
+    try:
+        await nb.socket()
+        yield nb, transports[0]
+    finally:
+        await nb.aclose()
+
+
+def _mac(i: int) -> str:
+    return f"02:00:00:00:{i // 256:02x}:{i % 256:02x}"
+
+
+async def _links(sim: Sim, parent: str = "em0") -> dict[str, str]:
+    """Hook of the bridge -> name of the eiface on it, as the sim host has them."""
+    nodes = await sim.nodes()
+    by_id = {n.id: n.name for n in nodes.values()}
+    return {
+        h.name: by_id[h.peer_id]
+        for h in nodes[bridge_name(parent)].hooks
+        if nodes[by_id[h.peer_id]].type == "eiface"
+    }
+
+
+async def test_adding_to_a_big_bridge_costs_what_adding_to_a_small_one(
+    counted: tuple[NetgraphBridges, CountingTransport],
+) -> None:
+    nb, transport = counted
+    await nb.create("em0", "ng0_w", _mac(0))
+    transport.take()
+    await nb.create("em0", "ng1_w", _mac(1))
+    small = transport.take()
+    for i in range(2, 80):
+        await nb.create("em0", f"ng{i}_w", _mac(i))
+    transport.take()
+    await nb.create("em0", "ng80_w", _mac(80))
+    assert transport.take() == small
+    # Stopping one of many: destroy, then a release that finds the bridge still in use.
+    await nb.destroy("ng40_w")
+    assert not await nb.release("em0")
+    requests, reply_bytes = transport.take()
+    assert requests == 2
+    assert reply_bytes < 200  # one NODEINFO, not the 80-link LISTHOOKS (~80 * 64 bytes)
+
+
+async def test_list_asks_per_bridge_not_per_interface(
+    sim: Sim, counted: tuple[NetgraphBridges, CountingTransport]
+) -> None:
+    nb, transport = counted
+    for i in range(30):
+        await nb.create(NICS[i % 2], f"ng{i}_w", _mac(i))
+    await nb.destroy("ng7_w")
+    transport.take()
+    listed = await nb.list()
+    # LISTNODES, then LISTHOOKS and GETIFNAME of each of the two bridges.
+    assert transport.take()[0] == 5
+    assert len(listed) == 29
+    assert {b.name: b.parent for b in listed} == {
+        f"ng{i}_w": NICS[i % 2] for i in range(30) if i != 7
+    }
+
+
+async def test_link_freed_here_is_reused(sim: Sim, bridges: NetgraphBridges) -> None:
+    for i in range(4):
+        await bridges.create("em0", f"ng{i}_w", _mac(i))
+    await bridges.destroy("ng1_w")
+    await bridges.create("em0", "ng9_w", _mac(9))
+    assert (await _links(sim))["link2"] == eiface_name("ng9_w")
+
+
+async def test_link_taken_by_another_process_is_skipped(sim: Sim) -> None:
+    first, second = (
+        NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+        for _ in range(2)
+    )
+    try:
+        await first.create("em0", "ng0_a", _mac(0))  # link1; first now knows the bridge
+        await second.create("em0", "ng0_b", _mac(1))  # link2, which first believes free
+        await second.create("em0", "ng1_b", _mac(2))  # link3
+        await first.create("em0", "ng1_a", _mac(3))  # EEXIST on link2, learns, takes link4
+        assert await _links(sim) == {
+            "link1": eiface_name("ng0_a"),
+            "link2": eiface_name("ng0_b"),
+            "link3": eiface_name("ng1_b"),
+            "link4": eiface_name("ng1_a"),
+        }
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_stale_views_never_decide(sim: Sim) -> None:
+    """Another process empties and releases a bridge this process knew, then it is rebuilt."""
+    first, second = (
+        NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+        for _ in range(2)
+    )
+    try:
+        await first.create("em0", "ng0_a", _mac(0))
+        await first.create("em0", "ng1_a", _mac(1))
+        await second.destroy("ng0_a")
+        await second.destroy("ng1_a")
+        # first still believes both links in use; its release finds the bridge empty.
+        assert await first.release("em0")
+        assert bridge_name("em0") not in await sim.nodes()
+        await first.create("em0", "ng2_a", _mac(2))
+        await first.destroy("ng2_a")
+        assert await second.release("em0")
+        # first's view says the bridge exists: mkpeer's ENOENT makes it build a new one.
+        await first.create("em0", "ng3_a", _mac(3))
+        assert await _links(sim) == {"link1": eiface_name("ng3_a")}
+        assert await second.list() == [BridgedIfnet(name="ng3_a", parent="em0")]
+        sock = await first.socket()
+        assert (await sock.ether_getpromisc("em0:"), await sock.ether_getautosrc("em0:")) == (1, 0)
     finally:
         await first.aclose()
         await second.aclose()

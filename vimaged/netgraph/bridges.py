@@ -84,6 +84,67 @@ class _Wiring:
         self.first_eiface_link = 1 if uplink else 2
 
 
+def _link_number(hook: str) -> int | None:
+    """N of a canonical ``linkN`` hook name; None for any other hook (``uplink1``, ...)."""
+    digits = hook.removeprefix("link")
+    if digits == hook or not digits.isdecimal() or str(int(digits)) != digits:
+        return None
+    return int(digits)
+
+
+class _LinkView:
+    """This process's picture of one bridge's ``linkN`` hooks.
+
+    Learnt from one LISTHOOKS when the process first touches the bridge, then kept by every
+    add and remove made here, so choosing a link costs no request. It is only a hint: a link
+    another process took since is refused by ``mkpeer`` (EEXIST, and the view is learnt
+    again); a link another process freed is merely skipped until then. Nothing is decided on
+    the view alone.
+    """
+
+    def __init__(self, wiring: _Wiring) -> None:
+        self.wiring = wiring
+        self.taken: set[int] = set()
+        self.eifaces: dict[int, str] = {}
+        """Link number -> name of the eiface on it, as far as this process knows."""
+        self._lowest = wiring.first_eiface_link
+
+    @classmethod
+    def from_hooks(cls, hooks: codec.HookList) -> _LinkView:
+        view = cls(_Wiring(uplink=any(link.ourhook == UPLINK_HOOK for link in hooks.links)))
+        view.learn(hooks)
+        return view
+
+    def learn(self, hooks: codec.HookList) -> None:
+        """Replace the picture with the bridge's hooks as LISTHOOKS shows them now."""
+        self.taken.clear()
+        self.eifaces.clear()
+        for link in hooks.links:
+            number = _link_number(link.ourhook)
+            if number is None:
+                continue
+            self.taken.add(number)
+            if link.peer.type == abi.NG_EIFACE_NODE_TYPE:
+                self.eifaces[number] = link.peer.name
+        self._lowest = self.wiring.first_eiface_link
+
+    def lowest_free(self) -> int:
+        number = self._lowest
+        while number in self.taken:
+            number += 1
+        self._lowest = number  # everything below is taken: the next search starts here
+        return number
+
+    def add(self, number: int, eiface: str) -> None:
+        self.taken.add(number)
+        self.eifaces[number] = eiface
+
+    def remove(self, number: int) -> None:
+        self.taken.discard(number)
+        self.eifaces.pop(number, None)
+        self._lowest = max(min(self._lowest, number), self.wiring.first_eiface_link)
+
+
 class NetgraphBridges:
     """Bridged ifnets as ng_eiface nodes on per-parent ng_bridge nodes.
 
@@ -108,6 +169,10 @@ class NetgraphBridges:
         self._open_lock = trio.Lock()
         self._parent_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self._bridge_cookies: dict[str, int] = {}
+        self._views: dict[str, _LinkView] = {}
+        """Bridge name -> this process's view of its links."""
+        self._link_of: dict[str, tuple[str, int]] = {}
+        """Eiface node name -> (bridge name, link number), to update the view on destroy."""
 
     async def socket(self) -> NgSocket:
         """The shared ``NgSocket``, opened on first use."""
@@ -124,15 +189,36 @@ class NetgraphBridges:
 
     # Bridges.
 
-    async def _existing_wiring(self, sock: NgSocket, bridge: str) -> _Wiring | None:
+    def _learn(self, bridge: str, hooks: codec.HookList) -> _LinkView:
+        """Make ``hooks`` this process's view of ``bridge`` (kept in place if it has one)."""
+        view = self._views.get(bridge)
+        if view is None:
+            view = self._views[bridge] = _LinkView.from_hooks(hooks)
+        else:
+            view.learn(hooks)
+        for number, eiface in view.eifaces.items():
+            self._link_of[eiface] = (bridge, number)
+        return view
+
+    def _forget(self, bridge: str) -> None:
+        self._views.pop(bridge, None)
+        self._bridge_cookies.pop(bridge, None)
+
+    async def _view_of(self, sock: NgSocket, parent: str) -> tuple[_LinkView, bool]:
+        """This process's view of ``parent``'s bridge, learnt or built if it has none:
+        ``(view, True)`` if this call built the bridge."""
+        bridge = bridge_name(parent)
+        view = self._views.get(bridge)
+        if view is not None:
+            return view, False
         try:
             hooks = await sock.listhooks(bridge + ":")
         except FileNotFoundError:
-            return None
-        return _Wiring(uplink=any(link.ourhook == UPLINK_HOOK for link in hooks.links))
+            return await self._build_bridge(sock, parent)
+        return self._learn(bridge, hooks), False
 
-    async def _build_bridge(self, sock: NgSocket, parent: str) -> tuple[_Wiring, bool]:
-        """Build ``parent``'s bridge: ``(wiring, True)``, or ``(wiring, False)`` when another
+    async def _build_bridge(self, sock: NgSocket, parent: str) -> tuple[_LinkView, bool]:
+        """Build ``parent``'s bridge: ``(view, True)``, or ``(view, False)`` when another
         process built it at the same moment and this call adopted it."""
         ether = ether_node_name(parent) + ":"
         try:
@@ -149,7 +235,7 @@ class NetgraphBridges:
                 raise
             adopted = await self._adopt_concurrent_build(sock, parent)
             if adopted is not None:
-                return adopted, False
+                return self._learn(bridge_name(parent), adopted), False
             # The NIC's lower hook belongs to a graph that is not ours (jng, ngbuddy, ...):
             # EBUSY, so it is not mistaken for "ifname exists".
             raise netgraph_error(errno_codes.EBUSY, ether + "lower", "mkpeer") from None
@@ -160,10 +246,11 @@ class NetgraphBridges:
             with trio.move_on_after(5, shield=True):
                 await sock.shutdown(ether + "lower")
             raise
-        return wiring, True
+        view = self._views[bridge_name(parent)] = _LinkView(wiring)
+        return view, True
 
-    async def _adopt_concurrent_build(self, sock: NgSocket, parent: str) -> _Wiring | None:
-        """The wiring of our bridge on ``parent``'s lower hook, once another process has
+    async def _adopt_concurrent_build(self, sock: NgSocket, parent: str) -> codec.HookList | None:
+        """The hooks of our bridge on ``parent``'s lower hook, once another process has
         named it; None if what hangs there is not (and is not becoming) ours."""
         lower = ether_node_name(parent) + ":lower"
         for _ in range(ADOPT_POLLS):
@@ -172,7 +259,10 @@ class NetgraphBridges:
             except FileNotFoundError:
                 return None  # gone again: let the caller fail rather than loop
             if peer.name == bridge_name(parent):
-                return await self._existing_wiring(sock, peer.name)
+                try:
+                    return await sock.listhooks(peer.name + ":")
+                except FileNotFoundError:
+                    return None
             if peer.name or peer.type != abi.NG_BRIDGE_NODE_TYPE:
                 return None
             await trio.sleep(ADOPT_POLL_INTERVAL)  # an unnamed bridge: being built right now
@@ -213,6 +303,9 @@ class NetgraphBridges:
         the name taken). On any failure the eiface, and the bridge if this call built it,
         are shut down again.
 
+        Cost: a fixed number of requests whatever the bridge's size, once this process knows
+        the bridge (the first call learns it with one LISTHOOKS).
+
         Cancellation: safe; the rollback runs shielded.
         """
         _check_ifname(parent, "parent NIC")
@@ -230,17 +323,22 @@ class NetgraphBridges:
             else:
                 raise netgraph_error(errno_codes.EEXIST, node + ":", "create")
             bridge = bridge_name(parent)
-            wiring = await self._existing_wiring(sock, bridge)
             built = False
+            number: int | None = None
             eiface: str | None = None
             try:
-                if wiring is None:
-                    wiring, built = await self._build_bridge(sock, parent)
+                view, built = await self._view_of(sock, parent)
                 ether = ether_node_name(parent) + ":"
                 await sock.ether_setpromisc(ether, True)
                 await sock.ether_setautosrc(ether, False)  # keep the eifaces' source MACs
-                link = await self._add_eiface(sock, bridge, wiring)
-                info = await sock.nodeinfo(f"{bridge}:{link}")
+                try:
+                    number = await self._add_eiface(sock, bridge, view, node)
+                except FileNotFoundError:
+                    # The bridge this process knew is gone: another process released it.
+                    self._forget(bridge)
+                    view, built = await self._view_of(sock, parent)
+                    number = await self._add_eiface(sock, bridge, view, node)
+                info = await sock.nodeinfo(f"{bridge}:link{number}")
                 eiface = info.address
                 born = await sock.eiface_getifname(eiface)
                 try:
@@ -255,32 +353,56 @@ class NetgraphBridges:
                 await self._set_ifnet_up(ifname)
             except BaseException:
                 with trio.move_on_after(5, shield=True):
-                    await self._rollback(sock, parent, eiface, built)
+                    await self._rollback(sock, parent, node, number, eiface, built)
                 raise
 
-    async def _add_eiface(self, sock: NgSocket, bridge: str, wiring: _Wiring) -> str:
-        """``mkpeer BRIDGE: eiface linkN ether`` on the lowest free N; the hook taken."""
-        used = {link.ourhook for link in (await sock.listhooks(bridge + ":")).links}
-        number = wiring.first_eiface_link
+    async def _add_eiface(self, sock: NgSocket, bridge: str, view: _LinkView, node: str) -> int:
+        """``mkpeer BRIDGE: eiface linkN ether`` on the lowest N free in ``view``; N.
+
+        EEXIST means another process took that link (or the view is stale): the view is
+        learnt again and the next free N tried. The hook itself is the claim, never a probe.
+        """
         for _ in range(MAX_LINK_ATTEMPTS):
-            while f"link{number}" in used:
-                number += 1
-            hook = f"link{number}"
+            number = view.lowest_free()
             try:
-                await sock.mkpeer(bridge + ":", abi.NG_EIFACE_NODE_TYPE, hook, "ether")
+                await sock.mkpeer(bridge + ":", abi.NG_EIFACE_NODE_TYPE, f"link{number}", "ether")
             except FileExistsError:
-                used.add(hook)  # taken by another process since listhooks
+                self._learn(bridge, await sock.listhooks(bridge + ":"))
+                view.taken.add(number)  # moves on even if the taker has freed it again
                 continue
-            return hook
+            view.add(number, node)
+            self._link_of[node] = (bridge, number)
+            return number
         raise netgraph_error(errno_codes.EAGAIN, bridge + ":", "mkpeer")
 
-    async def _rollback(self, sock: NgSocket, parent: str, eiface: str | None, built: bool) -> None:
-        if eiface is not None:
+    async def _rollback(
+        self,
+        sock: NgSocket,
+        parent: str,
+        node: str,
+        number: int | None,
+        eiface: str | None,
+        built: bool,
+    ) -> None:
+        bridge = bridge_name(parent)
+        if number is not None:
+            # The eiface hangs on our link even when its address was never learnt.
             with suppress(FileNotFoundError):
-                await sock.shutdown(eiface)
+                await sock.shutdown(eiface or f"{bridge}:link{number}")
+            self._drop_link(node)
         if built:
             # Another process may have adopted the bridge meanwhile: only an empty one goes.
             await self._release_locked(sock, parent)
+
+    def _drop_link(self, node: str) -> None:
+        """Take the eiface ``node``'s link out of this process's view, if it is there."""
+        place = self._link_of.pop(node, None)
+        if place is None:
+            return
+        bridge, number = place
+        view = self._views.get(bridge)
+        if view is not None and view.eifaces.get(number) == node:
+            view.remove(number)
 
     async def destroy(self, ifname: str) -> None:
         """Shut down the eiface of ``ifname``, destroying its ifnet wherever it lives.
@@ -289,7 +411,13 @@ class NetgraphBridges:
         """
         _check_ifname(ifname, "interface name")
         sock = await self.socket()
-        await sock.shutdown(eiface_name(ifname) + ":")
+        node = eiface_name(ifname)
+        try:
+            await sock.shutdown(node + ":")
+        except FileNotFoundError:
+            self._drop_link(node)  # gone already: neither is its link
+            raise
+        self._drop_link(node)
 
     async def release(self, parent: str) -> bool:
         """Remove ``parent``'s bridge if no eiface is left on it; True if it was removed.
@@ -301,19 +429,39 @@ class NetgraphBridges:
         async with self._parent_locks[parent]:
             return await self._release_locked(sock, parent)
 
-    async def _release_locked(self, sock: NgSocket, parent: str) -> bool:
-        bridge = bridge_name(parent) + ":"
+    async def _holds_eiface(self, sock: NgSocket, bridge: str) -> bool:
+        """True if one link this process's view names is (still) an eiface: a NODEINFO
+        through that link, instead of a LISTHOOKS whose reply grows with the bridge."""
+        view = self._views.get(bridge)
+        if view is None or not view.eifaces:
+            return False
+        number = next(iter(view.eifaces))
         try:
-            hooks = await sock.listhooks(bridge)
+            peer = await sock.nodeinfo(f"{bridge}:link{number}")
         except FileNotFoundError:
+            view.remove(number)  # freed by another process (or the bridge is gone)
+            return False
+        return peer.type == abi.NG_EIFACE_NODE_TYPE
+
+    async def _release_locked(self, sock: NgSocket, parent: str) -> bool:
+        bridge = bridge_name(parent)
+        if await self._holds_eiface(sock, bridge):
+            return False
+        # No eiface this process knows of: the kernel's own list decides.
+        try:
+            hooks = await sock.listhooks(bridge + ":")
+        except FileNotFoundError:
+            self._forget(bridge)
             return False
         if any(link.peer.type == abi.NG_EIFACE_NODE_TYPE for link in hooks.links):
+            self._learn(bridge, hooks)
             return False
         try:
-            await sock.shutdown(bridge)
+            await sock.shutdown(bridge + ":")
         except FileNotFoundError:
             return False  # another process released it first
-        self._bridge_cookies.pop(bridge_name(parent), None)
+        finally:
+            self._forget(bridge)
         await self._reset_parent(sock, parent)
         return True
 
@@ -321,24 +469,33 @@ class NetgraphBridges:
         """Every eiface of ours, with the parent NIC of the bridge it hangs on.
 
         ``parent`` is ``""`` for an eiface no longer on a bridge of ours; ``jid`` is None.
+        One LISTNODES, then a LISTHOOKS and a GETIFNAME per bridge of ours: each bridge's
+        hooks name the eifaces on it, so no eiface is asked on its own.
         """
         sock = await self.socket()
         nodes = await sock.listnodes()
-        parent_of_bridge: dict[int, str] = {}
+        parent_of_eiface: dict[int, str] = {}
         for bridge in nodes:
-            if bridge.type == abi.NG_BRIDGE_NODE_TYPE and bridge.name.startswith(BRIDGE_PREFIX):
-                for link in (await sock.listhooks(bridge.address)).links:
-                    if link.peer.type == abi.NG_ETHER_NODE_TYPE:
-                        parent_of_bridge[bridge.id] = await sock.ether_getifname(link.peer.address)
-                        break
-        found = []
-        for node in nodes:
-            if node.type != abi.NG_EIFACE_NODE_TYPE or not node.name.startswith(EIFACE_PREFIX):
+            if bridge.type != abi.NG_BRIDGE_NODE_TYPE or not bridge.name.startswith(BRIDGE_PREFIX):
                 continue
-            parent = ""
-            for link in (await sock.listhooks(node.address)).links:
-                parent = parent_of_bridge.get(link.peer.id, "")
-            found.append(BridgedIfnet(name=node.name.removeprefix(EIFACE_PREFIX), parent=parent))
+            hooks = await sock.listhooks(bridge.address)
+            ether = next(
+                (link.peer for link in hooks.links if link.peer.type == abi.NG_ETHER_NODE_TYPE),
+                None,
+            )
+            if ether is None:
+                continue
+            parent = await sock.ether_getifname(ether.address)
+            for link in hooks.links:
+                if link.peer.type == abi.NG_EIFACE_NODE_TYPE:
+                    parent_of_eiface[link.peer.id] = parent
+        found = [
+            BridgedIfnet(
+                name=node.name.removeprefix(EIFACE_PREFIX), parent=parent_of_eiface.get(node.id, "")
+            )
+            for node in nodes
+            if node.type == abi.NG_EIFACE_NODE_TYPE and node.name.startswith(EIFACE_PREFIX)
+        ]
         return sorted(found, key=lambda b: b.name)
 
     async def link_stats(self, ifname: str) -> codec.LinkStats:
