@@ -1,6 +1,7 @@
-"""Benchmark of the netgraph binding (not a test): codec cost and round trips to the sim kernel.
+"""Benchmark of the netgraph binding (not a test): codec cost, round trips to the sim kernel,
+and what adding an eiface costs as one bridge grows (requests, reply bytes, time).
 
-    /work/venv/bin/python benchmarks/bench_netgraph.py [--sim SOCKET] [--requests N]
+    /work/venv/bin/python benchmarks/bench_netgraph.py [--sim SOCKET] [--requests N] [--eifaces N]
 
 Without ``--sim`` it starts its own simulated host (``python -m vimaged.simhost``) in a temp
 directory and stops it afterwards.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,9 +23,19 @@ import trio
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from contextlib import asynccontextmanager  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
 from vimaged.netgraph import abi, codec  # noqa: E402
+from vimaged.netgraph.bridges import NetgraphBridges  # noqa: E402
 from vimaged.netgraph.ngsocket import open_ng_socket  # noqa: E402
 from vimaged.netgraph.sim_transport import open_sim_transport  # noqa: E402
+from vimaged.simhost import rpc  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from vimaged.netgraph.transport import NgTransport
 
 
 def bench_codec(rounds: int) -> list[str]:
@@ -79,16 +91,117 @@ async def bench_round_trips(sim: str, requests: int) -> list[str]:
     return lines
 
 
+class CountingTransport:
+    """The sim transport, counting requests sent and reply bytes received."""
+
+    def __init__(self, inner: NgTransport) -> None:
+        self.inner = inner
+        self.requests = 0
+        self.reply_bytes = 0
+
+    async def bind(self, sockaddr: bytes) -> None:
+        await self.inner.bind(sockaddr)
+
+    async def sendto(self, message: bytes, sockaddr: bytes) -> None:
+        self.requests += 1
+        await self.inner.sendto(message, sockaddr)
+
+    async def recvfrom(self) -> tuple[bytes, bytes]:
+        message, source = await self.inner.recvfrom()
+        self.reply_bytes += len(message)
+        return message, source
+
+    async def set_rcvbuf(self, size: int) -> None:
+        await self.inner.set_rcvbuf(size)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _rpc(sim: str, request: rpc.Request) -> None:
+    """One request to the sim host's RPC socket; raises OSError if it failed."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(sim)
+        sock.sendall(rpc.frame(request))
+        data = b""
+        while len(data) < rpc.HEADER.size or len(data) < rpc.HEADER.size + rpc.frame_length(
+            data[: rpc.HEADER.size]
+        ):
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("sim host closed the RPC connection")
+            data += chunk
+    reply = rpc.REPLY_DECODER.decode(data[rpc.HEADER.size :])
+    if isinstance(reply, rpc.Failed):
+        raise OSError(reply.errno, reply.message)
+
+
+async def bench_bridge_growth(sim: str, eifaces: int) -> list[str]:
+    """Fill one bridge with ``eifaces`` eifaces; the cost of the first and last tenth."""
+    counting: list[CountingTransport] = []
+
+    @asynccontextmanager
+    async def open_counting() -> AsyncIterator[NgTransport]:
+        async with open_sim_transport(sim) as inner:
+            counting.append(CountingTransport(inner))
+            yield counting[-1]
+
+    async def rename(old: str, new: str) -> None:
+        await trio.to_thread.run_sync(_rpc, sim, rpc.RenameIfnet(name=old, newname=new))
+
+    async def set_up(name: str) -> None:
+        await trio.to_thread.run_sync(_rpc, sim, rpc.SetIfnetUp(name=name))
+
+    await trio.to_thread.run_sync(_rpc, sim, rpc.Reset(nics=["em0", "em1"], kernel=14))
+    nb = NetgraphBridges(open_counting, rename, set_up)
+    lines = []
+    try:
+        await nb.socket()
+        transport = counting[0]
+        tenth = max(eifaces // 10, 1)
+        for label, numbers in (
+            ("first", range(tenth)),
+            ("", range(tenth, eifaces - tenth)),
+            ("last", range(eifaces - tenth, eifaces)),
+        ):
+            transport.requests = transport.reply_bytes = 0
+            start = time.perf_counter()
+            for i in numbers:
+                await nb.create("em0", f"ng{i}_b", f"02:00:00:00:{i // 256:02x}:{i % 256:02x}")
+            elapsed = time.perf_counter() - start
+            if label:
+                lines.append(
+                    f"create, {label} {tenth} of {eifaces} on one bridge: "
+                    f"{transport.requests / tenth:.1f} requests, "
+                    f"{transport.reply_bytes / tenth:.0f} reply bytes, "
+                    f"{elapsed / tenth * 1e3:.2f} ms per eiface"
+                )
+        transport.requests = 0
+        start = time.perf_counter()
+        await nb.list()
+        elapsed = time.perf_counter() - start
+        lines.append(
+            f"list() of {eifaces} eifaces: {transport.requests} requests, {elapsed * 1e3:.1f} ms"
+        )
+    finally:
+        await nb.aclose()
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sim", metavar="SOCKET")
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=50000)
+    parser.add_argument("--eifaces", type=int, default=1000)
     options = parser.parse_args()
     for line in bench_codec(options.rounds):
         print(line)
     if options.sim:
         for line in trio.run(bench_round_trips, options.sim, options.requests):
+            print(line)
+        for line in trio.run(bench_bridge_growth, options.sim, options.eifaces):
             print(line)
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,6 +219,8 @@ def main() -> None:
                     raise SystemExit("simulated host did not start")
                 time.sleep(0.02)
             for line in trio.run(bench_round_trips, path, options.requests):
+                print(line)
+            for line in trio.run(bench_bridge_growth, path, options.eifaces):
                 print(line)
         finally:
             proc.terminate()

@@ -20,7 +20,10 @@ fall back to the pre-12.2 one on EINVAL.
 
 Races: links are taken by ``mkpeer`` on a chosen free ``linkN`` (EEXIST, another process got
 it first, moves on to the next), never probed and then used; inside the process one
-``trio.Lock`` per parent serializes build, add and release. Bridges are not made persistent:
+``trio.Lock`` per parent serializes build, add and release. N is chosen from the process's own
+view of the bridge's links (learnt once by LISTHOOKS, kept by its own adds and removes), so an
+add costs a fixed number of requests however big the bridge; the kernel's EEXIST and ENOENT
+correct a stale view. Bridges are not made persistent:
 a shared bridge should die with its last link, and ``release`` removes it explicitly anyway.
 """
 
