@@ -154,11 +154,72 @@ def ifreq_bytes(name: str, jid: int) -> bytes:
     return name.encode().ljust(16, b"\0") + struct.pack("<i", jid) + bytes(12)
 
 
-async def test_move_ifnet_issues_sifvnet_with_name_and_jid(
+async def test_move_of_a_down_ifnet_reads_flags_then_issues_sifvnet(
     libc: RecordingLibc, plat: freebsd.FreeBSDPlatform
 ) -> None:
+    libc.flags["em1"] = 0x8842  # not UP: nothing to restore inside the jail
     await plat.move_ifnet("em1", 7)
-    assert libc.ioctls() == [(0xC020695A, ifreq_bytes("em1", 7))]
+    assert [request for request, _ in libc.ioctls()] == [0xC0206911, 0xC020695A]
+    assert libc.ioctls()[1] == (0xC020695A, ifreq_bytes("em1", 7))
+
+
+async def test_move_of_an_up_ifnet_raises_it_again_inside_the_jail(
+    libc: RecordingLibc, plat: freebsd.FreeBSDPlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # if_vmove → if_detach_internal → if_down (sys/net/if.c@d87a5f2a): the kernel delivers
+    # it down, so the platform brings it up in the jail's vnet (a jail_attach-ing child).
+    libc.flags["em1"] = 0x8843
+    monkeypatch.setattr(
+        freebsd, "_UP_CHILD", "import sys; assert sys.argv[1:] == ['7', 'em1'], sys.argv"
+    )
+    await plat.move_ifnet("em1", 7)
+    assert [request for request, _ in libc.ioctls()] == [0xC0206911, 0xC020695A]
+
+
+async def test_move_of_an_up_ifnet_reports_the_childs_errno(
+    libc: RecordingLibc, plat: freebsd.FreeBSDPlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    libc.flags["em1"] = 0x8843
+    monkeypatch.setattr(
+        freebsd, "_UP_CHILD", "import sys; sys.stdout.write('{\"errno\": 22}'); sys.exit(3)"
+    )
+    with pytest.raises(OSError, check=lambda exc: exc.errno == errno.EINVAL):
+        await plat.move_ifnet("em1", 7)
+
+
+async def test_move_of_a_missing_ifnet_is_enxio_before_sifvnet(
+    libc: RecordingLibc, plat: freebsd.FreeBSDPlatform
+) -> None:
+    with pytest.raises(OSError, check=lambda exc: exc.errno == errno.ENXIO):
+        await plat.move_ifnet("em9", 7)
+    assert [request for request, _ in libc.ioctls()] == [0xC0206911]
+
+
+def test_up_child_attaches_then_sets_iff_up(
+    libc: RecordingLibc, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    attached: list[int] = []
+    libc.jail_attach = attached.append
+    libc.flags["em1"] = 0x8842
+    assert freebsd.raise_ifnet_in_jail(7, "em1") == 0
+    assert attached == [7]
+    assert libc.ioctls()[-1] == (
+        0x80206910,
+        b"em1".ljust(16, b"\0") + struct.pack("<HH", 0x8843, 0) + bytes(12),
+    )
+    assert capsysbinary.readouterr().out == b""
+
+
+def test_up_child_reports_the_attach_errno(
+    libc: RecordingLibc, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    def refuse(jid: int) -> int:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), "jail_attach")
+
+    libc.jail_attach = refuse
+    assert freebsd.raise_ifnet_in_jail(7, "em1") == freebsd.CHILD_ERRNO_STATUS
+    assert msgspec.json.decode(capsysbinary.readouterr().out) == {"errno": errno.EINVAL}
+    assert libc.ioctls() == []
 
 
 async def test_reclaim_ifnet_issues_sifrvnet(

@@ -94,9 +94,22 @@ def test_jail_name_rules() -> None:
     host = SimHost()
     host.create_jail("web")
     assert errno_of(host.create_jail, "web") == errno.EEXIST
-    assert errno_of(host.create_jail, "42") == errno.EINVAL
     assert errno_of(host.create_jail, "a.b") == errno.ENOENT
     assert errno_of(host.remove_jail, 9) == errno.EINVAL
+
+
+def test_a_numeric_jail_name_is_the_jid_it_creates() -> None:
+    # kern_jail.c@002c06d2 kern_jail_set: JAIL_CREATE with an all-digit name and no jid
+    # takes the name as the jid; only that jid's normal form is allowed as the name.
+    host = SimHost(faults=parse_faults("dying=10"))
+    assert host.create_jail("42") == 42
+    assert host.jails[42].name == "42"
+    assert errno_of(host.create_jail, "42") == errno.EEXIST  # prison_find(42)
+    host.remove_jail(42)
+    assert errno_of(host.create_jail, "42") == errno.EEXIST  # a dying prison keeps its jid
+    for name in ("0", "042", str(JAIL_MAX + 1)):
+        assert errno_of(host.create_jail, name) == errno.EINVAL, name
+    assert host.create_jail("web") == 1  # an explicit jid does not move lastprid
 
 
 def test_dying_jail_on_a_clock() -> None:
@@ -105,9 +118,12 @@ def test_dying_jail_on_a_clock() -> None:
     jid = host.create_jail("web")
     host.move_ifnet("em1", jid)
     host.remove_jail(jid)
-    # The name is free again while the old jail is dying (only live jails count).
+    # The name is free again while the old jail is dying: kern_jail_set's sibling walk
+    # answers EEXIST only for pr_uref > 0 (kern_jail.c@002c06d2), so JAIL_CREATE makes a
+    # second prison of that name beside the dying one.
     new = host.create_jail("web")
     assert new == jid + 1
+    assert [(j.name, j.dying) for j in host.jails.values()] == [("web", True), ("web", False)]
     clock.now += 9.9
     host.tick()
     assert host.jails[jid].dying
@@ -131,17 +147,86 @@ def test_vanish_on_a_clock() -> None:
     assert errno_of(host.start_exec, jid, "true") == errno.EINVAL
 
 
+def in_jail(host: SimHost, name: str, jid: int) -> Ifnet:
+    ifnet = host.find_ifnet(name, jid)
+    assert ifnet is not None, name
+    return ifnet
+
+
 def test_move_fault_and_up_flag() -> None:
+    # if_vmove → if_detach_internal → if_down clears IFF_UP (sys/net/if.c@d87a5f2a): an
+    # interface arrives down whichever way it moves.
     host = SimHost(faults=parse_faults("move_fail=1:EBUSY"))
     jid = host.create_jail("web")
     host.set_up("em0", True)
     assert errno_of(host.move_ifnet, "em0", jid) == errno.EBUSY
     assert host.locate("em0") == 0
+    assert on_host(host, "em0").up  # a refused move changes nothing
     host.move_ifnet("em0", jid)
+    assert not in_jail(host, "em0", jid).up
     assert errno_of(host.set_up, "em0", False) == errno.ENXIO  # not on the host any more
+    host.set_up("em0", True, jid)
     host.reclaim_ifnet("em0", jid)
-    assert on_host(host, "em0").up
+    assert not on_host(host, "em0").up
     assert errno_of(host.reclaim_ifnet, "em0", jid) == errno.ENXIO
+
+
+def test_ifnets_come_home_down_when_the_vnet_is_destroyed() -> None:
+    # prison_deref → vnet_destroy → vnet_if_return → if_vmove: down again (if.c@d87a5f2a).
+    host = SimHost()
+    jid = host.create_jail("web")
+    host.move_ifnet("em1", jid)
+    host.set_up("em1", True, jid)
+    host.remove_jail(jid)
+    assert host.locate("em1") == 0
+    assert not on_host(host, "em1").up
+
+
+def test_the_platforms_move_keeps_an_up_interface_up() -> None:
+    host = SimHost()
+    jid = host.create_jail("web")
+    host.set_up("em0", True)
+    host.move_ifnet_keeping_up("em0", jid)
+    host.move_ifnet_keeping_up("em1", jid)  # down before: stays down
+    assert in_jail(host, "em0", jid).up
+    assert not in_jail(host, "em1", jid).up
+
+
+def test_set_up_inside_a_jail_needs_it_live() -> None:
+    host = SimHost(faults=parse_faults("dying=10"))
+    jid = host.create_jail("web")
+    host.move_ifnet("em0", jid)
+    assert errno_of(host.set_up, "em1", True, jid) == errno.ENXIO  # not in that vnet
+    assert errno_of(host.set_up, "em0", True, 99) == errno.EINVAL
+    host.remove_jail(jid)
+    assert errno_of(host.set_up, "em0", True, jid) == errno.EINVAL  # jail_attach: dying
+
+
+def test_rename_errnos_in_ifioctl_order() -> None:
+    # ifioctl's ifunit_ref (ENXIO) runs before ifhwioctl's copyinstr (ENAMETOOLONG); if_rename
+    # accepts the current name as a no-op (if.c@d87a5f2a).
+    host = SimHost()
+    assert errno_of(host.rename_ifnet, "em9", "x" * 16) == errno.ENXIO
+    assert errno_of(host.rename_ifnet, "em0", "x" * 16) == errno.ENAMETOOLONG
+    assert errno_of(host.rename_ifnet, "em0", "") == errno.EINVAL
+    assert errno_of(host.rename_ifnet, "em0", "em1") == errno.EEXIST
+    host.rename_ifnet("em0", "em0")
+    assert host.ng.named("em0") is not None
+
+
+def test_renaming_renames_ng_ether_but_not_ng_eiface() -> None:
+    # ng_ether_ifnet_arrival_event (ng_ether.c) renames a NIC's node on if_rename's arrival
+    # event; ng_eiface.c@01cb2c87 registers no such handler, so an eiface node keeps its name.
+    host = SimHost()
+    host.rename_ifnet("em0", "lan0")
+    assert host.ng.named("em0") is None
+    ether = host.ng.named("lan0")
+    assert ether is not None
+    assert ether.type_name == "ether"
+    eiface = host.ng.make_node("eiface")
+    host.rename_ifnet("ngeth0", "ng0_web")
+    assert host.ng.named("ngeth0") is eiface
+    assert host.ng.named("ng0_web") is None  # no ng_ether companion while on the host
 
 
 def test_non_vnet_jail_sees_the_host_vnet() -> None:

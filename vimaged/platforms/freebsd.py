@@ -143,6 +143,31 @@ def report_ifnets_in_jail(jid: int) -> int:
     return status
 
 
+def raise_ifnet_in_jail(jid: int, ifname: str) -> int:
+    """Child side of :meth:`FreeBSDPlatform.move_ifnet`: attach, ``ifconfig IFNAME up``.
+
+    Prints ``{"errno": N}`` and returns :data:`CHILD_ERRNO_STATUS` on failure, else prints
+    nothing and returns 0.
+    """
+    try:
+        _libc.libc().jail_attach(jid)
+        _raise_ifnet(ifname)
+    except OSError as exc:
+        sys.stdout.buffer.write(msgspec.json.encode({"errno": exc.errno}))
+        sys.stdout.flush()
+        return CHILD_ERRNO_STATUS
+    return 0
+
+
+def _raise_ifnet(ifname: str) -> None:
+    """SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP added unless it is there already."""
+    req = abi.ifreq(ifname)
+    _ifnet_ioctl(abi.SIOCGIFFLAGS, req)
+    flags = abi.ifreq_get_flags(req)
+    if not flags & abi.IFF_UP:
+        _ifnet_ioctl(abi.SIOCSIFFLAGS, abi.ifreq_flags(ifname, flags | abi.IFF_UP))
+
+
 CHILD_ERRNO_STATUS = 3
 """Exit status of the child that reports an errno; Python itself exits 1 on a traceback."""
 
@@ -151,6 +176,27 @@ _CHILD = (
     "from vimaged.platforms import freebsd\n"
     "sys.exit(freebsd.report_ifnets_in_jail(int(sys.argv[1])))\n"
 )
+_UP_CHILD = (
+    "import sys\n"
+    "from vimaged.platforms import freebsd\n"
+    "sys.exit(freebsd.raise_ifnet_in_jail(int(sys.argv[1]), sys.argv[2]))\n"
+)
+
+
+async def _run_child(script: str, jid: int, *args: str) -> bytes:
+    """Run a ``jail_attach(2)``-ing child; its stdout, or its errno as ``OSError``."""
+    result = await trio.run_process(
+        [sys.executable, "-c", script, str(jid), *args],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    if result.returncode == CHILD_ERRNO_STATUS:
+        err = msgspec.json.decode(result.stdout, type=dict[str, int])["errno"]
+        raise OSError(err, os.strerror(err), f"jail {jid}")
+    if result.returncode != 0:
+        raise OSError(errno.EIO, result.stderr.decode(errors="replace").strip(), sys.executable)
+    return result.stdout
 
 
 # --- jail.conf generation ------------------------------------------------------------------
@@ -339,18 +385,7 @@ class FreeBSDPlatform:
     async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
         if jid == HOST_JID:
             return _ifnets_here()
-        result = await trio.run_process(
-            [sys.executable, "-c", _CHILD, str(jid)],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-        if result.returncode == CHILD_ERRNO_STATUS:
-            err = msgspec.json.decode(result.stdout, type=dict[str, int])["errno"]
-            raise OSError(err, os.strerror(err), f"jail {jid}")
-        if result.returncode != 0:
-            raise OSError(errno.EIO, result.stderr.decode(errors="replace").strip(), sys.executable)
-        return msgspec.json.decode(result.stdout, type=list[IfnetInfo])
+        return msgspec.json.decode(await _run_child(_CHILD, jid), type=list[IfnetInfo])
 
     async def locate_ifnet(self, ifname: str) -> int | None:
         abi.check_ifname(ifname)
@@ -368,7 +403,16 @@ class FreeBSDPlatform:
         return None
 
     async def move_ifnet(self, ifname: str, jid: int) -> None:
+        """SIOCSIFVNET, then ``up`` inside the jail for an interface that was up.
+
+        if_vmove's if_detach_internal calls if_down, so the kernel delivers the interface
+        down (sys/net/if.c@d87a5f2a); the Platform contract says the up flag survives.
+        """
+        flags = abi.ifreq(ifname)
+        _ifnet_ioctl(abi.SIOCGIFFLAGS, flags)
         _ifnet_ioctl(abi.SIOCSIFVNET, abi.ifreq_jid(ifname, jid))
+        if abi.ifreq_get_flags(flags) & abi.IFF_UP:
+            await _run_child(_UP_CHILD, jid, ifname)
 
     async def reclaim_ifnet(self, ifname: str, jid: int) -> None:
         _ifnet_ioctl(abi.SIOCSIFRVNET, abi.ifreq_jid(ifname, jid))
@@ -378,11 +422,7 @@ class FreeBSDPlatform:
         _ifnet_ioctl(abi.SIOCSIFNAME, abi.ifreq_rename(ifname, buf))
 
     async def set_ifnet_up(self, ifname: str) -> None:
-        req = abi.ifreq(ifname)
-        _ifnet_ioctl(abi.SIOCGIFFLAGS, req)
-        flags = abi.ifreq_get_flags(req)
-        if not flags & abi.IFF_UP:
-            _ifnet_ioctl(abi.SIOCSIFFLAGS, abi.ifreq_flags(ifname, flags | abi.IFF_UP))
+        _raise_ifnet(ifname)
 
     # -- bridged interfaces (netgraph)
 

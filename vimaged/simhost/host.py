@@ -211,7 +211,7 @@ class SimHost:
         self._vmove(ifnet, HOST_JID)
 
     def _vmove(self, ifnet: Ifnet, vnet: int) -> None:
-        """if_vmove: detach (ng_ether goes), re-attach in the new vnet; if_flags kept.
+        """if_vmove: detach (ng_ether goes, the ifnet goes down), re-attach in the new vnet.
 
         An eiface's ifnet is IFT_ETHER too: at creation its node already holds the name, so
         ng_ether skips it, but coming home renamed (``ng0_web``) it gets an ether node of
@@ -219,30 +219,62 @@ class SimHost:
         """
         if ifnet.kind in ETHER_KINDS and ifnet.vnet == HOST_JID:
             self.ng.detach_ether(ifnet)
+        # if_detach_internal calls if_down for a vmove too, which clears IFF_UP: an ifnet
+        # arrives in its new vnet down, whichever way it moves (if.c@d87a5f2a).
+        ifnet.up = False
         ifnet.vnet = vnet
         if ifnet.kind in ETHER_KINDS and vnet == HOST_JID:
             self.ng.attach_ether(ifnet)
 
     def rename_ifnet(self, name: str, newname: str) -> None:
-        """SIOCSIFNAME on the host (ifhwioctl → if_rename, sys/net/if.c)."""
-        if len(newname.encode()) >= IFNAMSIZ:
-            # copyinstr into an IFNAMSIZ buffer: "File name too long" (field survey #7).
-            fail(errno.ENAMETOOLONG, newname)
+        """SIOCSIFNAME on the host (ifioctl → ifhwioctl → if_rename, if.c@d87a5f2a).
+
+        ifioctl looks the interface up (ENXIO) before ifhwioctl copies the new name in
+        (ENAMETOOLONG); if_rename then answers EINVAL for "", 0 for the current name and
+        EEXIST for a name taken in the caller's vnet. Its ifnet_arrival_event renames an
+        ng_ether companion; an eiface node keeps its name (ng_eiface.c has no such handler).
+        """
         ifnet = self.find_ifnet(name, HOST_JID)
         if ifnet is None:
             fail(errno.ENXIO, name)
+        if len(newname.encode()) >= IFNAMSIZ:
+            # copyinstr into an IFNAMSIZ buffer: "File name too long" (field survey #7).
+            fail(errno.ENAMETOOLONG, newname)
         if not newname:
             fail(errno.EINVAL, "empty interface name")
+        if newname == ifnet.name:
+            return
         if self.find_ifnet(newname, HOST_JID) is not None:
             fail(errno.EEXIST, newname)
         ifnet.name = newname
         self.ng.rename_ether(ifnet)
 
-    def set_up(self, name: str, up: bool) -> None:
-        ifnet = self.find_ifnet(name, HOST_JID)
+    def set_up(self, name: str, up: bool, jid: int = HOST_JID) -> None:
+        """SIOCSIFFLAGS in the host or, attached to jail ``jid``, in that jail's vnet.
+
+        Attaching needs a live jail (EINVAL, as jail_attach(2)); ENXIO if the interface is
+        not in that vnet (ifunit_ref).
+        """
+        if jid != HOST_JID:
+            jail = self.jails.get(jid)
+            if jail is None or jail.dying:
+                fail(errno.EINVAL, f"cannot attach to jail {jid}")
+        ifnet = self.find_ifnet(name, self._vnet_of_jail(jid))
         if ifnet is None:
             fail(errno.ENXIO, name)
         ifnet.up = up
+
+    def move_ifnet_keeping_up(self, name: str, jid: int) -> None:
+        """What a platform's ``move_ifnet`` does: SIOCSIFVNET, then ``up`` again inside.
+
+        The kernel brings a moved interface down (:meth:`_vmove`), so the freebsd platform
+        re-raises IFF_UP in the jail for one that was up; the RPC ``move_ifnet`` does the same.
+        """
+        ifnet = self.find_ifnet(name, HOST_JID)
+        was_up = ifnet is not None and ifnet.up
+        self.move_ifnet(name, jid)
+        if was_up:
+            self.set_up(name, True, jid)
 
     # -- jails -----------------------------------------------------------------------------
 
@@ -252,15 +284,25 @@ class SimHost:
         """jail_set(JAIL_CREATE) of a persistent jail (kern_jail.c kern_jail_set)."""
         if not name:
             fail(errno.EINVAL, "a vimage jail needs a name")
-        if name.isdigit() and name != "0":
-            fail(errno.EINVAL, f"jail name {name!r} is numeric")  # "cannot be numeric"
+        jid: int | None = None
+        if name.isascii() and name.isdigit():
+            # kern_jail_set takes an all-digit name as the jid to create; it must then be
+            # that jid in normal form ("name cannot be numeric (unless it is the jid)").
+            if name[0] == "0" or int(name) > JAIL_MAX:
+                fail(errno.EINVAL, f"jail name {name!r} is numeric")
+            jid = int(name)
+            if jid in self.jails:  # prison_find: a dying prison holds its jid too
+                fail(errno.EEXIST, f"jail {jid} exists")
         if "." in name:
             fail(errno.ENOENT, f"jail {name!r}: no parent jail {name.rsplit('.', 1)[0]!r}")
         if len(name.encode()) >= 256:
             fail(errno.ENAMETOOLONG, name)  # MAXHOSTNAMELEN
+        # Only a live sibling blocks the name; a dying one (pr_uref == 0) is passed over, so
+        # JAIL_CREATE makes a new prison beside it (kern_jail.c@002c06d2 kern_jail_set).
         if any(j.name == name and not j.dying for j in self.jails.values()):
             fail(errno.EEXIST, f"jail {name!r} exists")
-        jid = self._next_jid()
+        if jid is None:
+            jid = self._next_jid()
         self.jails[jid] = Jail(jid, name, hostname or name, path, vnet, persist=True)
         if vnet:
             self._add_ifnet(Ifnet("lo0", "loopback", 0, vnet=jid, home=jid))

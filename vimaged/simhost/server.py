@@ -100,7 +100,7 @@ class SimHostServer:
             case rpc.LocateIfnet(name=name):
                 return rpc.Location(jid=host.locate(name))
             case rpc.MoveIfnet(name=name, jid=jid):
-                host.move_ifnet(name, jid)
+                host.move_ifnet_keeping_up(name, jid)
             case rpc.ReclaimIfnet(name=name, jid=jid):
                 host.reclaim_ifnet(name, jid)
             case rpc.RenameIfnet(name=name, newname=newname):
