@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -860,3 +860,27 @@ async def test_stale_views_never_decide(sim: Sim) -> None:
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_losing_a_name_race_frees_only_its_own_link(
+    sim: Sim, bridges: NetgraphBridges
+) -> None:
+    async def add(parent: str) -> None:
+        with suppress(FileExistsError):
+            await bridges.create(parent, "ng0_web", _mac(0))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(add, "em0")
+        nursery.start_soon(add, "em1")
+    (winner,) = await bridges.list()
+    loser = "em1" if winner.parent == "em0" else "em0"
+    await bridges.create(winner.parent, "ng1_web", _mac(1))
+    await bridges.create(loser, "ng2_web", _mac(2))
+    assert await _links(sim, winner.parent) == {
+        "link1": eiface_name("ng0_web"),
+        "link2": eiface_name("ng1_web"),
+    }
+    assert await _links(sim, loser) == {"link1": eiface_name("ng2_web")}
+    await bridges.destroy("ng0_web")
+    await bridges.create(winner.parent, "ng3_web", _mac(3))
+    assert (await _links(sim, winner.parent))["link1"] == eiface_name("ng3_web")

@@ -200,7 +200,8 @@ class NetgraphBridges:
         else:
             view.learn(hooks)
         for number, eiface in view.eifaces.items():
-            self._link_of[eiface] = (bridge, number)
+            if eiface:  # an unnamed one is still being created, by this process or another
+                self._link_of[eiface] = (bridge, number)
         return view
 
     def _forget(self, bridge: str) -> None:
@@ -351,6 +352,7 @@ class NetgraphBridges:
                         raise
                     # Another task or process created ``ifname`` meanwhile.
                     raise netgraph_error(errno_codes.EEXIST, node + ":", "name") from None
+                self._link_of[node] = (bridge, number)
                 await self._rename_ifnet(born, ifname)
                 await sock.eiface_set(eiface, mac)
                 await self._set_ifnet_up(ifname)
@@ -374,7 +376,6 @@ class NetgraphBridges:
                 view.taken.add(number)  # moves on even if the taker has freed it again
                 continue
             view.add(number, node)
-            self._link_of[node] = (bridge, number)
             return number
         raise netgraph_error(errno_codes.EAGAIN, bridge + ":", "mkpeer")
 
@@ -392,7 +393,12 @@ class NetgraphBridges:
             # The eiface hangs on our link even when its address was never learnt.
             with suppress(FileNotFoundError):
                 await sock.shutdown(eiface or f"{bridge}:link{number}")
-            self._drop_link(node)
+            # Exactly the link this call took: ``node`` may be another task's on another parent.
+            view = self._views.get(bridge)
+            if view is not None and view.eifaces.get(number) == node:
+                view.remove(number)
+            if self._link_of.get(node) == (bridge, number):
+                del self._link_of[node]
         if built:
             # Another process may have adopted the bridge meanwhile: only an empty one goes.
             await self._release_locked(sock, parent)
