@@ -443,10 +443,20 @@ async def test_create_jail_failure_leaves_no_conf(libc: RecordingLibc, tmp_path:
 async def test_create_jail_with_taken_name_is_eexist(libc: RecordingLibc, tmp_path: Path) -> None:
     tool = fake_jail_tool(tmp_path, status=0)
     plat = freebsd.FreeBSDPlatform(run_dir=str(tmp_path / "run"), jail_command=str(tool))
-    libc.jails = [JailInfo(jid=3, name="db", dying=True)]
+    libc.jails = [JailInfo(jid=3, name="db", dying=False)]
     with pytest.raises(FileExistsError):
         await plat.create_jail(JailSpec(name="db", hostname="db"))
     assert not (tmp_path / "argv").exists()
+
+
+async def test_create_jail_beside_a_dying_namesake_runs_jail(
+    libc: RecordingLibc, tmp_path: Path
+) -> None:
+    # kern_jail.c@002c06d2 kern_jail_set: a dying sibling does not hold the name.
+    tool = fake_jail_tool(tmp_path, status=0)
+    plat = freebsd.FreeBSDPlatform(run_dir=str(tmp_path / "run"), jail_command=str(tool))
+    libc.jails = [JailInfo(jid=3, name="db", dying=True)]
+    assert await plat.create_jail(JailSpec(name="db", hostname="db")) == 12
 
 
 async def test_remove_jail_uses_the_conf_then_drops_it(libc: RecordingLibc, tmp_path: Path) -> None:

@@ -324,14 +324,16 @@ class FreeBSDPlatform:
     async def create_jail(self, spec: JailSpec) -> int:
         conf = jail_conf(spec)  # ValueError before anything is done
         try:
-            existing = _find_jail(name=spec.name)
+            existing = _find_jail(name=spec.name)  # prison_find_name: a live one first
         except FileNotFoundError:
             pass
         else:
-            state = "dying" if existing.dying else "running"
-            raise FileExistsError(
-                errno.EEXIST, f"a {state} jail named {spec.name} exists", spec.name
-            )
+            # Only a live jail holds its name: kern_jail_set (JAIL_CREATE) passes over a dying
+            # sibling (pr_uref == 0) and creates a new prison beside it (kern_jail.c@002c06d2).
+            if not existing.dying:
+                raise FileExistsError(
+                    errno.EEXIST, f"a running jail named {spec.name} exists", spec.name
+                )
         path = self._conf_path(spec.name)
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.write_text(conf)
