@@ -192,6 +192,17 @@ def test_the_platforms_move_keeps_an_up_interface_up() -> None:
     assert not in_jail(host, "em1", jid).up
 
 
+def test_the_platforms_move_into_a_dying_jail_moves_then_fails() -> None:
+    # prison_find_child finds a dying jail (SIOCSIFVNET works); jail_attach refuses it.
+    host = SimHost(faults=parse_faults("dying=10"))
+    jid = host.create_jail("web")
+    host.remove_jail(jid)
+    host.set_up("em0", True)
+    assert errno_of(host.move_ifnet_keeping_up, "em0", jid) == errno.EINVAL
+    assert host.locate("em0") == jid
+    assert not in_jail(host, "em0", jid).up
+
+
 def test_set_up_inside_a_jail_needs_it_live() -> None:
     host = SimHost(faults=parse_faults("dying=10"))
     jid = host.create_jail("web")
