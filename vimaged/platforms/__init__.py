@@ -91,7 +91,9 @@ class Platform(Protocol):
         """Where ``ifname`` is: ``HOST_JID``, the jid of the jail holding it, or ``None``."""
 
     async def move_ifnet(self, ifname: str, jid: int) -> None:
-        """``ifconfig IF vnet JID``."""
+        """``ifconfig IF vnet JID``. An interface that was up is up inside the vimage:
+        FreeBSD's if_vmove takes it down (if_detach_internal → if_down), so the platform
+        raises it again there."""
 
     async def reclaim_ifnet(self, ifname: str, jid: int) -> None:
         """``ifconfig IF -vnet JID``: bring the interface back to the host."""
@@ -100,7 +102,7 @@ class Platform(Protocol):
         """``ifconfig IF name NEW`` on the host (SIOCSIFNAME)."""
 
     async def set_ifnet_up(self, ifname: str) -> None:
-        """``ifconfig IF up`` on the host; the flag survives a move into a vnet."""
+        """``ifconfig IF up`` on the host; :meth:`move_ifnet` keeps it up inside a vimage."""
 
     async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
         """Create interface ``ifname`` on the host, bridged to NIC ``parent``, with ``mac``, up.

@@ -330,12 +330,13 @@ class LinuxPlatform:
         ]
 
     def _move(self, source: nl.Rtnl, ifname: str, target_fd: int, target: nl.Rtnl) -> None:
-        """Move ``ifname`` between namespaces, keeping it up if it was (as on FreeBSD)."""
+        """Move ``ifname`` between namespaces, keeping it up if it was (the Platform contract;
+        the freebsd platform raises it again after if_vmove took it down)."""
         link = _enodev_is_enoent(lambda: source.get_link(ifname), ifname)
         body = nl.ifinfo(link.index) + nl.attr(nl.IFLA_NET_NS_FD, nl.u32(target_fd))
         source.set_link(body, ifname)
         if link.flags & nl.IFF_UP:
-            # Linux closes an interface that changes namespace; FreeBSD keeps IFF_UP.
+            # Linux closes an interface that changes namespace, as FreeBSD's if_vmove does.
             up = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP) + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
             target.set_link(up, ifname)
 
@@ -383,7 +384,7 @@ class LinuxPlatform:
         self._host.new_link(nl.ifinfo() + common + linkinfo, ifname)
         try:
             # The kernel ignores IFLA_IFALIAS in RTM_NEWLINK, hence a second message; it also
-            # brings the link up, as ng_eiface's are on FreeBSD (the flag survives the move).
+            # brings the link up, as ng_eiface's are on FreeBSD (kept up across the move).
             alias = nl.attr(nl.IFLA_IFALIAS, nl.cstr(BRIDGED_ALIAS + parent))
             self._host.set_link(
                 nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP)
