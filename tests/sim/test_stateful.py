@@ -22,6 +22,7 @@ tests at the end put the journal and kernel where a SIGKILL between two writes l
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import signal
@@ -119,7 +120,10 @@ class Snapshot:
         for jail in self.jails:
             try:
                 self.ifnets[jail.jid] = sim.ifnets(jail.jid)
-            except FileNotFoundError:
+            except OSError as exc:
+                # ENOENT: gone meanwhile; EINVAL: dying, so not enterable (jail_attach)
+                if exc.errno not in (errno.ENOENT, errno.EINVAL):
+                    raise
                 self.ifnets[jail.jid] = []
                 self.torn = True
         self.nodes: list[NgNodeRecord] = sim.ng_nodes()
