@@ -74,12 +74,12 @@ def main() -> None:
                 f"({listing / baseline:.2f}x)"
             )
             started = time.perf_counter()
-            result = daemon.ctl("start", "--all", timeout=3600)
+            result = daemon.ctl("--timeout", "3600", "start", "--all", timeout=3600)
             took = time.perf_counter() - started
             assert result.code == 0, result
             print(f"start --all: {took:.2f} s, {args.vimages / took:.1f} vimages/s")
             started = time.perf_counter()
-            result = daemon.ctl("stop", "--all", timeout=3600)
+            result = daemon.ctl("--timeout", "3600", "stop", "--all", timeout=3600)
             took = time.perf_counter() - started
             assert result.code == 0, result
             print(f"stop --all: {took:.2f} s, {args.vimages / took:.1f} vimages/s")

@@ -119,14 +119,14 @@ class HealthMonitor:
             return "failed", "jail gone", False
         problems: list[str] = []
         present = {i.name: i for i in await platform.list_ifnets(jid)}
-        wiring = await self._bridged_parents({b.ifname for b in v.cfg.bridges})
+        wiring = await self._bridged_parents() if v.cfg.bridges else {}
         for b in v.cfg.bridges:
             ifnet = present.get(b.ifname)
             if ifnet is None:
                 problems.append(f"{b.ifname} missing")
             elif not ifnet.up:
                 problems.append(f"{b.ifname} down")
-            elif wiring.get(b.ifname) != b.parent:
+            elif wiring.get(b.ifname, b.parent) != b.parent:  # not listed yet: next round
                 problems.append(f"{b.ifname} not bridged to {b.parent}")
         for nic in v.cfg.vnets:
             pending = self._sup.watcher.pending.get(nic)
@@ -145,15 +145,12 @@ class HealthMonitor:
             return "degraded", ", ".join(problems), False
         return "ok", None, False
 
-    async def _bridged_parents(self, names: set[str]) -> dict[str, str]:
+    async def _bridged_parents(self) -> dict[str, str]:
         """Which parent each bridged interface of ours hangs on (its netgraph wiring on
-        FreeBSD). One listing serves every vimage polled within :data:`WIRING_MAX_AGE`, since
-        it walks the whole graph; a name it does not know yet (a vimage started since) makes a
-        fresh one."""
-        if not names:
-            return {}
+        FreeBSD). The listing walks the whole graph, so one serves every vimage polled within
+        :data:`WIRING_MAX_AGE`; an interface created since is checked by a later round."""
         now = trio.current_time()
-        if now - self._wiring_at > WIRING_MAX_AGE or not names <= self._wiring.keys():
+        if now - self._wiring_at > WIRING_MAX_AGE:
             listed = await self._sup.platform.list_bridged_ifnets()
             self._wiring = {b.name: b.parent for b in listed}
             self._wiring_at = now

@@ -55,7 +55,8 @@ class BridgedIfnet(msgspec.Struct, frozen=True, kw_only=True):
     parent: str
     """The host NIC it is bridged to."""
     jid: int | None = None
-    """Where the interface is now, as :meth:`Platform.locate_ifnet` would say."""
+    """Where the interface is now, when the platform knows it without searching (linux);
+    ``None`` otherwise (freebsd, sim)."""
 
 
 class Platform(Protocol):

@@ -233,11 +233,8 @@ class SimPlatform:
 
     async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
         await self._ensure_host()
-        found = await self._bridges.list()
-        return [
-            BridgedIfnet(name=b.name, parent=b.parent, jid=await self.locate_ifnet(b.name))
-            for b in found
-        ]
+        # jid left None, as on FreeBSD: locating each one would cost two RPCs per interface
+        return await self._bridges.list()
 
     @asynccontextmanager
     async def open_netgraph(self) -> AsyncIterator[NgTransport]:
