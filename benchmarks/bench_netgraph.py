@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 from contextlib import asynccontextmanager  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
+from tests.sim.ngcount import CountingTransport  # noqa: E402
 from vimaged.netgraph import abi, codec  # noqa: E402
 from vimaged.netgraph.bridges import NetgraphBridges  # noqa: E402
 from vimaged.netgraph.ngsocket import open_ng_socket  # noqa: E402
@@ -89,33 +90,6 @@ async def bench_round_trips(sim: str, requests: int) -> list[str]:
         elapsed = time.perf_counter() - start
         lines.append(f"50 tasks, one socket    {requests / elapsed:9.0f} round trips/s")
     return lines
-
-
-class CountingTransport:
-    """The sim transport, counting requests sent and reply bytes received."""
-
-    def __init__(self, inner: NgTransport) -> None:
-        self.inner = inner
-        self.requests = 0
-        self.reply_bytes = 0
-
-    async def bind(self, sockaddr: bytes) -> None:
-        await self.inner.bind(sockaddr)
-
-    async def sendto(self, message: bytes, sockaddr: bytes) -> None:
-        self.requests += 1
-        await self.inner.sendto(message, sockaddr)
-
-    async def recvfrom(self) -> tuple[bytes, bytes]:
-        message, source = await self.inner.recvfrom()
-        self.reply_bytes += len(message)
-        return message, source
-
-    async def set_rcvbuf(self, size: int) -> None:
-        await self.inner.set_rcvbuf(size)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def _rpc(sim: str, request: rpc.Request) -> None:

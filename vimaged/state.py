@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 ResourceKind = Literal["jail", "bridge", "vnet"]
-Phase = Literal["intent", "done", "undoing"]
+Phase = Literal["intent", "done"]
 Desired = Literal["running", "stopped"]
 
 P = ParamSpec("P")

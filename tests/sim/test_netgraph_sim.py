@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
+from tests.sim.ngcount import CountingTransport
 from vimaged.netgraph import __main__ as netgraph_tool
 from vimaged.netgraph import abi, codec
 from vimaged.netgraph.bridges import NetgraphBridges, bridge_name, eiface_name
@@ -699,39 +700,6 @@ async def test_two_processes_share_one_bridge(sim: Sim) -> None:
 
 
 # What the bridges cost: requests and reply bytes, counted on the transport.
-
-
-class CountingTransport:
-    """An NgTransport that counts the requests sent and the reply bytes received."""
-
-    def __init__(self, inner: NgTransport) -> None:
-        self.inner = inner
-        self.requests = 0
-        self.reply_bytes = 0
-
-    async def bind(self, sockaddr: bytes) -> None:
-        await self.inner.bind(sockaddr)
-
-    async def sendto(self, message: bytes, sockaddr: bytes) -> None:
-        self.requests += 1
-        await self.inner.sendto(message, sockaddr)
-
-    async def recvfrom(self) -> tuple[bytes, bytes]:
-        message, source = await self.inner.recvfrom()
-        self.reply_bytes += len(message)
-        return message, source
-
-    async def set_rcvbuf(self, size: int) -> None:
-        await self.inner.set_rcvbuf(size)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    def take(self) -> tuple[int, int]:
-        """``(requests, reply bytes)`` since the last call."""
-        counts = (self.requests, self.reply_bytes)
-        self.requests = self.reply_bytes = 0
-        return counts
 
 
 @pytest.fixture
