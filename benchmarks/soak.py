@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.sim.conftest import SimHostHandle
-from tests.sim.daemon_harness import Daemon
+from tests.sim.daemon_harness import Daemon, exchange
 from tests.sim.test_stateful import Snapshot
 from vimagectl.client import Client, ClientError
 from vimaged.protocol import Done, ListVimages, Restart, Start, Stop, Vimages
@@ -80,14 +80,14 @@ class Soak:
         return self.client
 
     def infos(self) -> dict[str, VimageInfo]:
-        reply = self.connect().request(ListVimages())
+        reply = exchange(self.connect(), ListVimages())
         assert isinstance(reply, Vimages), reply
         return {v.name: v for v in reply.vimages}
 
     def operate(self) -> None:
         verb = self.rng.choice((Start, Stop, Restart))
         name = self.rng.choice(NAMES)
-        reply = self.connect().request(verb(names=(name,)))
+        reply = exchange(self.connect(), verb(names=(name,)))
         if not isinstance(reply, Done):
             self.outcomes[f"{verb.__name__.lower()} error {type(reply).__name__}"] += 1
             return
@@ -196,7 +196,7 @@ def main() -> int:
             elapsed = time.perf_counter() - started
             sim.set_faults("")
             soak.check(settle=True)
-            reply = soak.connect().request(Stop(all_=True))
+            reply = exchange(soak.connect(), Stop(all_=True))
             assert isinstance(reply, Done), reply
             leftovers = soak.final_host_is_clean()
             if soak.client is not None:

@@ -107,7 +107,7 @@ def collect(root: Path, python: str) -> list[Entry]:
         for source in sorted(base.rglob("*")):
             if "__pycache__" in source.parts or not source.is_file():
                 continue
-            if source.suffix not in (".py", ".typed"):
+            if source.suffix not in (".py", ".typed", ".json"):
                 continue
             entries.append(
                 Entry(f"{site}/{source.relative_to(root).as_posix()}", source.read_bytes())

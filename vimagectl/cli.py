@@ -2,45 +2,27 @@
 
 One function per verb; human output like jls(8), ``--json`` for scripts, and ``health`` as a
 Nagios plugin. Exit statuses follow sysexits(3) through the single :data:`EXIT_STATUS` table
-(also in docs/protocol.md). Imports neither trio nor structlog, so it starts fast.
+(also in docs/protocol.md). Imports only the standard library (not even typing), so it starts
+fast: docs/performance.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
+import json
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-import msgspec
-
-from vimagectl.client import DEFAULT_SOCKET, Client, ClientError
+from vimagectl.client import DEFAULT_SOCKET, SCHEMA, Client, ClientError
 from vimaged import __version__
-from vimaged.protocol import (
-    VIMAGE_NAME_PATTERN,
-    Done,
-    Error,
-    Health,
-    ListVimages,
-    Reload,
-    Reloaded,
-    Restart,
-    Start,
-    Status,
-    Stop,
-    Version,
-    VersionInfo,
-    Vimages,
-)
 
+TYPE_CHECKING = False  # see schema.py: typing is not imported at run time
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from typing import Any
 
-    from vimaged.protocol import Reply, Request, VimageInfo
-
-ReplyT = TypeVar("ReplyT", bound="Reply")
+    from vimagectl.replies import Done, Reloaded, Request, VersionInfo, VimageInfo, Vimages
 
 EX_OK = 0
 EX_USAGE = 64
@@ -76,6 +58,7 @@ EXIT_STATUS: dict[str, int] = {
     "timeout": EX_TEMPFAIL,
     "bad_frame": EX_PROTOCOL,
     "bad_version": EX_PROTOCOL,
+    "bad_request": EX_PROTOCOL,
 }
 """Error code → sysexits(3) status; a code this vimagectl does not know exits 70."""
 
@@ -85,8 +68,9 @@ NAGIOS_STATUS = {"ok": 0, "degraded": 1, "failed": 2, "unknown": 3}
 NAGIOS_LABEL = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
 NAGIOS_UNKNOWN = 3
 
-_NAME = re.compile(VIMAGE_NAME_PATTERN)
-_JSON = msgspec.json.Encoder()
+# The protocol's own rule for names, so that a bad one is a usage error, not a refusal; re
+# compiles it on first use (most commands name no vimage).
+NAME_PATTERN = SCHEMA.pattern("Status", "names")
 
 
 def exit_status(code: str | None) -> int:
@@ -100,39 +84,62 @@ class UsageError(Exception):
         self.status = status
 
 
-class _Parser(argparse.ArgumentParser):
-    """Exits 64 (EX_USAGE) on bad usage, not argparse's 2; ``health``'s exits 3 (UNKNOWN)."""
+VERBS: dict[str, tuple[str, str]] = {
+    "list": ("", "table of all vimages"),
+    "status": ("name ...", "details of the named vimages"),
+    "start": ("name ... | --all", "start the named vimages, or all of them"),
+    "stop": ("name ... | --all", "stop the named vimages, or all of them"),
+    "restart": ("name ...", "stop then start the named vimages"),
+    "health": ("[name ...]", "Nagios plugin: the worst health (exit 0-3)"),
+    "reload": ("", "re-read rc.conf(5)"),
+    "version": ("", "client, daemon and protocol versions"),
+    "events": ("", "stream events as JSON lines until interrupted"),
+}
+"""Each verb: its operands for the usage line, and its help."""
 
-    def __init__(self, *args: Any, usage_status: int = EX_USAGE, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.usage_status = usage_status
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message}\n{self.format_usage().rstrip()}", self.usage_status)
+OPTIONS = "[-s socket] [--json] [--timeout seconds]"
+USAGE = f"usage: vimagectl {OPTIONS} command [argument ...]"
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's formatter, told the width so that argparse does not import shutil for it.
+def help_text() -> str:
+    verbs = "\n".join(f"  {verb:<9} {text}" for verb, (_, text) in VERBS.items())
+    return (
+        f"{USAGE}\n\n"
+        "Control vimaged, the supervisor of FreeBSD vimages (VNET jails).\n\n"
+        "options (before or after the command):\n"
+        "  -s, --socket socket  the control socket\n"
+        "  --json               JSON output\n"
+        f"  --timeout seconds    wait for each answer (default {DEFAULT_TIMEOUT:g})\n"
+        "  -h, --help           this help\n\n"
+        f"commands:\n{verbs}\n\n"
+        f"socket: -s, else $VIMAGED_SOCKET, else {DEFAULT_SOCKET}.\n"
+        "exit status: sysexits(3); health exits 0-3 like a Nagios plugin."
+    )
 
-    argparse builds a formatter for every add_argument, and its default asks
-    shutil.get_terminal_size, whose import (with zlib, bz2 and lzma) costs vimagectl about 4 ms
-    of a start-up budget of ~40; os answers the same question.
-    """
 
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24) -> None:
-        try:
-            columns = int(os.environ["COLUMNS"])
-        except (KeyError, ValueError):
-            try:
-                columns = os.get_terminal_size().columns  # of stdout
-            except OSError:
-                columns = 80
-        super().__init__(prog, indent_increment, max_help_position, width=max(columns, 40) - 2)
+def verb_usage(verb: str) -> str:
+    operands = VERBS[verb][0]
+    return f"usage: vimagectl {OPTIONS} {verb}{' ' + operands if operands else ''}"
+
+
+class Arguments:
+    """The parsed command line."""
+
+    __slots__ = ("all", "help", "json", "names", "socket", "timeout", "verb")
+
+    def __init__(self) -> None:
+        self.verb = ""
+        self.names: list[str] = []
+        self.all = False
+        self.json = False
+        self.socket: str | None = None
+        self.timeout = DEFAULT_TIMEOUT
+        self.help = False
 
 
 def vimage_name(text: str) -> str:
-    if _NAME.search(text) is None:
-        raise argparse.ArgumentTypeError(
+    if re.search(NAME_PATTERN, text) is None:
+        raise ValueError(
             f"bad vimage name {text!r}: letters, digits and _, at most 64, not all digits"
         )
     return text
@@ -142,104 +149,98 @@ def positive_seconds(text: str) -> float:
     try:
         seconds = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        raise ValueError(f"--timeout: not a number of seconds: {text!r}") from None
     if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"timeout must be positive and finite, got {text}")
+        raise ValueError(f"--timeout must be positive and finite, got {text}")
     return seconds
 
 
-VERBS: dict[str, str] = {
-    "list": "table of all vimages",
-    "status": "details of the named vimages",
-    "start": "start the named vimages, or --all",
-    "stop": "stop the named vimages, or --all",
-    "restart": "stop then start the named vimages",
-    "health": "Nagios plugin: the worst health (exit 0-3)",
-    "reload": "re-read rc.conf(5)",
-    "version": "client, daemon and protocol versions",
-    "events": "stream events as JSON lines until interrupted",
-}
+def parse(argv: Sequence[str]) -> Arguments:
+    """Parse the command line, getopt(3) style with long options, like the base system's tools.
 
-
-def _add_global_options(parser: argparse.ArgumentParser, *, default: bool) -> None:
-    # Given before or after the verb (`vimagectl list --json`). The verb's parser leaves
-    # unset options unset (SUPPRESS), so it never overwrites one given before the verb.
-    unset = argparse.SUPPRESS
-    parser.add_argument("-s", "--socket", default=None if default else unset, help="socket")
-    parser.add_argument(
-        "--json", action="store_true", default=False if default else unset, help="JSON output"
-    )
-    parser.add_argument(
-        "--timeout",
-        type=positive_seconds,
-        default=DEFAULT_TIMEOUT if default else unset,
-        help=f"seconds to wait for each answer (default {DEFAULT_TIMEOUT:g})",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser; the verb's own one is built only for the verb given.
-
-    Building all nine up front costs several milliseconds of start-up (argparse looks up
-    gettext catalogs for every parser), a tenth of vimagectl's budget.
-    """
-    verbs = "\n".join(f"  {verb:<9} {text}" for verb, text in VERBS.items())
-    parser = _Parser(
-        prog="vimagectl",
-        description="Control vimaged, the supervisor of FreeBSD vimages (VNET jails).",
-        epilog=f"commands:\n{verbs}\n\n"
-        f"socket: -s, else $VIMAGED_SOCKET, else {DEFAULT_SOCKET}.\n"
-        "exit status: sysexits(3); health exits 0-3 like a Nagios plugin.",
-        formatter_class=_Formatter,
-    )
-    _add_global_options(parser, default=True)
-    parser.add_argument("verb", choices=VERBS, metavar="COMMAND")
-    parser.add_argument("arguments", nargs=argparse.REMAINDER, metavar="ARGUMENTS")
-    return parser
-
-
-def build_verb_parser(verb: str) -> argparse.ArgumentParser:
-    status = NAGIOS_UNKNOWN if verb == "health" else EX_USAGE
-    parser = _Parser(
-        prog=f"vimagectl {verb}",
-        description=VERBS[verb],
-        formatter_class=_Formatter,
-        usage_status=status,
-    )
-    _add_global_options(parser, default=False)
-    if verb in ("status", "restart"):
-        parser.add_argument("names", nargs="+", type=vimage_name, metavar="NAME")
-    elif verb in ("start", "stop", "health"):
-        parser.add_argument("names", nargs="*", type=vimage_name, metavar="NAME")
-    if verb in ("start", "stop"):
-        parser.add_argument("--all", action="store_true", help="every configured vimage")
-    return parser
-
-
-def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse the command line.
+    Options may come before or after the command (``vimagectl list --json``); ``--`` ends them.
+    Hand-written rather than argparse: argparse with its gettext and locale lookups costs
+    vimagectl about 6 ms of start-up, a fifth of its budget (docs/performance.md).
 
     Raises:
         UsageError: with the exit status to use (64, or 3 for ``health``).
     """
-    args = build_parser().parse_args(argv)
-    build_verb_parser(args.verb).parse_args(args.arguments, namespace=args)
-    if args.verb in ("start", "stop") and bool(args.names) == bool(args.all):
-        raise UsageError(f"{args.verb}: give vimage names or --all, not both or neither", 64)
+    args = Arguments()
+    operands: list[str] = []
+    words = iter(argv)
+    options_done = False
+    try:
+        for word in words:
+            if options_done or word == "-" or not word.startswith("-"):
+                if args.verb:
+                    operands.append(word)
+                elif word in VERBS:
+                    args.verb = word
+                else:
+                    raise ValueError(f"unknown command {word!r}")
+                continue
+            name, equals, value = word.partition("=")
+            if word == "--":
+                options_done = True
+            elif name in ("--help", "--json", "--all") and equals:
+                raise ValueError(f"{name} takes no value")
+            elif word in ("-h", "--help"):
+                args.help = True
+            elif name == "--json":
+                args.json = True
+            elif name == "--all" and args.verb in ("start", "stop"):
+                args.all = True
+            elif name in ("--socket", "--timeout") or word.startswith("-s"):
+                if not word.startswith("--"):  # -s socket or -ssocket, as getopt(3) takes it
+                    name, value = "-s", word[2:]
+                    equals = "=" if value else ""
+                if not equals:
+                    following = next(words, None)
+                    if following is None:
+                        raise ValueError(f"{name} needs a value")
+                    value = following
+                if not value:
+                    raise ValueError(f"{name} needs a value")
+                if name == "--timeout":
+                    args.timeout = positive_seconds(value)
+                else:
+                    args.socket = value
+            else:
+                raise ValueError(f"unknown option {name}")
+        if args.help:
+            return args
+        if not args.verb:
+            raise ValueError("no command given")
+        _take_operands(args, operands)
+    except ValueError as exc:
+        status = NAGIOS_UNKNOWN if args.verb == "health" else EX_USAGE
+        usage = verb_usage(args.verb) if args.verb else USAGE
+        raise UsageError(f"{exc}\n{usage}", status) from None
     return args
+
+
+def _take_operands(args: Arguments, operands: list[str]) -> None:
+    verb = args.verb
+    if verb in ("status", "restart", "start", "stop", "health"):
+        args.names = [vimage_name(name) for name in operands]
+    elif operands:
+        raise ValueError(f"{verb} takes no arguments, got {' '.join(operands)}")
+    if verb in ("status", "restart") and not args.names:
+        raise ValueError(f"{verb}: name at least one vimage")
+    if verb in ("start", "stop") and bool(args.names) == args.all:
+        raise ValueError(f"{verb}: give vimage names or --all, not both or neither")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The vimagectl command: its exit status. The process is expected to exit right after."""
-    try:
-        return _run(argv)
-    finally:
-        # Interpreter exit collects over every object left (typing's and msgspec's included),
-        # about 4 ms, a tenth of vimagectl's start-to-exit time; frozen objects are skipped.
-        gc.freeze()
+    # Short-lived and cycle-free: the collector would only walk the decoded reply, again and
+    # again as it grows (~1 ms for 1,000 vimages), and once more at interpreter exit.
+    gc.disable()
+    gc.freeze()
+    return _run(sys.argv[1:] if argv is None else argv)
 
 
-def _run(argv: Sequence[str] | None) -> int:
+def _run(argv: Sequence[str]) -> int:
     try:
         args = parse(argv)
     except UsageError as exc:
@@ -247,6 +248,9 @@ def _run(argv: Sequence[str] | None) -> int:
             print(f"VIMAGED UNKNOWN - usage: {exc}".splitlines()[0])
         print(f"vimagectl: {exc}", file=sys.stderr)
         return exc.status
+    if args.help:
+        print(f"{verb_usage(args.verb)}\n\n{VERBS[args.verb][1]}" if args.verb else help_text())
+        return EX_OK
     path = args.socket or os.environ.get("VIMAGED_SOCKET") or DEFAULT_SOCKET
     run = RUN[args.verb]
     try:
@@ -266,30 +270,33 @@ def _run(argv: Sequence[str] | None) -> int:
         return EX_OK
 
 
-def _ask(client: Client, request: Request, expected: type[ReplyT]) -> ReplyT:
-    """The reply, which must be ``expected``; an ``Error`` becomes a :class:`ClientError`."""
+def _ask(client: Client, request: Request, expected: str) -> Any:
+    """The reply, whose tag must be ``expected``; an ``Error`` becomes a :class:`ClientError`.
+
+    Typed ``Any``: each caller names the reply type its ``expected`` tag stands for.
+    """
     reply = client.request(request)
-    if isinstance(reply, Error):
-        raise ClientError(reply.code, reply.message)
-    if not isinstance(reply, expected):
-        tag = reply.__struct_config__.tag
-        raise ClientError(
-            "bad_frame", f"unexpected reply {tag!r} to {request.__struct_config__.tag}"
-        )
+    if reply["reply"] == "error":
+        raise ClientError(reply["code"], reply["message"])
+    if reply["reply"] != expected:
+        raise ClientError("bad_frame", f"unexpected reply {reply['reply']!r} to {request['op']}")
     return reply
 
 
 def _write_json(value: object) -> None:
-    sys.stdout.buffer.write(_JSON.encode(value) + b"\n")
+    # Compact UTF-8, as the daemon sends it; check_circular is pointless for decoded JSON.
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
-def _vimages(client: Client, request: Request) -> tuple[VimageInfo, ...]:
-    return _ask(client, request, Vimages).vimages
+def _vimages(client: Client, request: Request) -> list[VimageInfo]:
+    reply: Vimages = _ask(client, request, "vimages")
+    return reply["vimages"]
 
 
-def cmd_list(client: Client, args: argparse.Namespace) -> int:
-    vimages = _vimages(client, ListVimages())
+def cmd_list(client: Client, args: Arguments) -> int:
+    vimages = _vimages(client, {"op": "list"})
     if args.json:
         _write_json(vimages)
     else:
@@ -297,34 +304,35 @@ def cmd_list(client: Client, args: argparse.Namespace) -> int:
     return EX_OK
 
 
-def cmd_status(client: Client, args: argparse.Namespace) -> int:
-    vimages = _vimages(client, Status(names=tuple(args.names)))
+def cmd_status(client: Client, args: Arguments) -> int:
+    vimages = _vimages(client, {"op": "status", "names": args.names})
     if args.json:
         _write_json(vimages)
         return EX_OK
     for info in vimages:
-        jid = "-" if info.jid is None else str(info.jid)
-        changed = "  (config changed: restart to apply)" if info.config_changed else ""
+        jid = "-" if info["jid"] is None else str(info["jid"])
+        changed = "  (config changed: restart to apply)" if info["config_changed"] else ""
         print(
-            f"{info.name}: {info.state}, jid {jid}, health {info.health}, "
-            f"restarts {info.restarts}{changed}"
+            f"{info['name']}: {info['state']}, jid {jid}, health {info['health']}, "
+            f"restarts {info['restarts']}{changed}"
         )
-        if info.error:
-            print(f"  error: {info.error}")
-        for ifc in info.interfaces:
-            holder = f" (held by jid {ifc.holder_jid})" if ifc.holder_jid is not None else ""
+        if info["error"]:
+            print(f"  error: {info['error']}")
+        for ifc in info["interfaces"]:
+            holder = f" (held by jid {ifc['holder_jid']})" if ifc["holder_jid"] is not None else ""
             print(
-                f"  {ifc.name}  {ifc.kind}  parent {ifc.parent or '-'}  mac {ifc.mac or '-'}"
-                f"  {ifc.where}{holder}"
+                f"  {ifc['name']}  {ifc['kind']}  parent {ifc['parent'] or '-'}"
+                f"  mac {ifc['mac'] or '-'}  {ifc['where']}{holder}"
             )
     return EX_OK
 
 
 def _interface_column(info: VimageInfo) -> str:
     words = []
-    for ifc in info.interfaces:
-        word = f"{ifc.name}>{ifc.parent}" if ifc.kind == "bridge" and ifc.parent else ifc.name
-        words.append(word if ifc.where == "vimage" else f"{word}[{ifc.where}]")
+    for ifc in info["interfaces"]:
+        name, parent = ifc["name"], ifc["parent"]
+        word = f"{name}>{parent}" if ifc["kind"] == "bridge" and parent else name
+        words.append(word if ifc["where"] == "vimage" else f"{word}[{ifc['where']}]")
     return ",".join(words) or "-"
 
 
@@ -332,8 +340,8 @@ def format_table(vimages: Sequence[VimageInfo]) -> str:
     """jls(8)-style columns: NAME STATE JID HEALTH INTERFACES."""
     rows = [("NAME", "STATE", "JID", "HEALTH", "INTERFACES")]
     for info in vimages:
-        jid = "-" if info.jid is None else str(info.jid)
-        rows.append((info.name, info.state, jid, info.health, _interface_column(info)))
+        jid = "-" if info["jid"] is None else str(info["jid"])
+        rows.append((info["name"], info["state"], jid, info["health"], _interface_column(info)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + f"  {row[4]}"
@@ -342,36 +350,37 @@ def format_table(vimages: Sequence[VimageInfo]) -> str:
     return "".join(line.rstrip() + "\n" for line in lines)
 
 
-def _change(client: Client, request: Request, args: argparse.Namespace) -> int:
-    reply = _ask(client, request, Done)
+def _change(client: Client, request: Request, args: Arguments) -> int:
+    reply: Done = _ask(client, request, "done")
     if args.json:
-        _write_json(reply.outcomes)
+        _write_json(reply["outcomes"])
     status = EX_OK
-    for outcome in reply.outcomes:
-        if outcome.ok:
+    for outcome in reply["outcomes"]:
+        if outcome["ok"]:
             if not args.json:
-                print(f"{outcome.name}: {outcome.state}")
+                print(f"{outcome['name']}: {outcome['state']}")
             continue
+        code = outcome["code"]
         if status == EX_OK:
-            status = exit_status(outcome.code)  # the first failure decides
+            status = exit_status(code)  # the first failure decides
         print(
-            f"vimagectl: {outcome.name}: {outcome.message or outcome.code or 'failed'}"
-            f" ({outcome.code or 'failed'}; now {outcome.state})",
+            f"vimagectl: {outcome['name']}: {outcome['message'] or code or 'failed'}"
+            f" ({code or 'failed'}; now {outcome['state']})",
             file=sys.stderr,
         )
     return status
 
 
-def cmd_start(client: Client, args: argparse.Namespace) -> int:
-    return _change(client, Start(names=tuple(args.names), all_=args.all), args)
+def cmd_start(client: Client, args: Arguments) -> int:
+    return _change(client, {"op": "start", "names": args.names, "all": args.all}, args)
 
 
-def cmd_stop(client: Client, args: argparse.Namespace) -> int:
-    return _change(client, Stop(names=tuple(args.names), all_=args.all), args)
+def cmd_stop(client: Client, args: Arguments) -> int:
+    return _change(client, {"op": "stop", "names": args.names, "all": args.all}, args)
 
 
-def cmd_restart(client: Client, args: argparse.Namespace) -> int:
-    return _change(client, Restart(names=tuple(args.names)), args)
+def cmd_restart(client: Client, args: Arguments) -> int:
+    return _change(client, {"op": "restart", "names": args.names}, args)
 
 
 def health_verdict(vimages: Sequence[VimageInfo], *, named: bool) -> tuple[int, str]:
@@ -386,18 +395,19 @@ def health_verdict(vimages: Sequence[VimageInfo], *, named: bool) -> tuple[int, 
     stopped = 0
     problems: list[tuple[int, str]] = []
     for info in vimages:
-        if info.state == "stopped" and not named:
+        state = info["state"]
+        if state == "stopped" and not named:
             stopped += 1
             continue
-        if info.state in ("stopped", "failed"):
-            level, detail = "failed", info.error or info.state
-        elif info.state in ("starting", "stopping"):
-            level, detail = "degraded", info.state
+        if state in ("stopped", "failed"):
+            level, detail = "failed", info["error"] or state
+        elif state in ("starting", "stopping"):
+            level, detail = "degraded", state
         else:
-            level, detail = info.health, _health_detail(info)
+            level, detail = info["health"], _health_detail(info)
         counts[level] += 1
         if level != "ok":
-            problems.append((NAGIOS_STATUS[level], f"{info.name}: {detail}"))
+            problems.append((NAGIOS_STATUS[level], f"{info['name']}: {detail}"))
     status = max((severity for severity, _ in problems), default=0)
     if problems:
         problems.sort(key=lambda problem: -problem[0])
@@ -409,17 +419,18 @@ def health_verdict(vimages: Sequence[VimageInfo], *, named: bool) -> tuple[int, 
 
 
 def _health_detail(info: VimageInfo) -> str:
-    if info.error:
-        return info.error
-    pending = [ifc.name for ifc in info.interfaces if ifc.where == "pending-return"]
+    if info["error"]:
+        return info["error"]
+    interfaces = info["interfaces"]
+    pending = [ifc["name"] for ifc in interfaces if ifc["where"] == "pending-return"]
     if pending:
         return f"{' '.join(pending)} pending return"
-    misplaced = [f"{ifc.name} {ifc.where}" for ifc in info.interfaces if ifc.where != "vimage"]
-    return ", ".join(misplaced) or info.health
+    misplaced = [f"{ifc['name']} {ifc['where']}" for ifc in interfaces if ifc["where"] != "vimage"]
+    return ", ".join(misplaced) or info["health"]
 
 
-def cmd_health(client: Client, args: argparse.Namespace) -> int:
-    vimages = _vimages(client, Health(names=tuple(args.names)))
+def cmd_health(client: Client, args: Arguments) -> int:
+    vimages = _vimages(client, {"op": "health", "names": args.names})
     status, line = health_verdict(vimages, named=bool(args.names))
     if args.json:
         _write_json(vimages)
@@ -428,15 +439,15 @@ def cmd_health(client: Client, args: argparse.Namespace) -> int:
     return status
 
 
-def cmd_reload(client: Client, args: argparse.Namespace) -> int:
-    reply = _ask(client, Reload(), Reloaded)
+def cmd_reload(client: Client, args: Arguments) -> int:
+    reply: Reloaded = _ask(client, {"op": "reload"}, "reloaded")
     if args.json:
         _write_json(reply)
-    elif reply.added or reply.removed or reply.changed:
+    elif reply["added"] or reply["removed"] or reply["changed"]:
         for label, names in (
-            ("added", reply.added),
-            ("removed", reply.removed),
-            ("changed", reply.changed),
+            ("added", reply["added"]),
+            ("removed", reply["removed"]),
+            ("changed", reply["changed"]),
         ):
             if names:
                 print(f"{label}: {' '.join(names)}")
@@ -445,30 +456,26 @@ def cmd_reload(client: Client, args: argparse.Namespace) -> int:
     return EX_OK
 
 
-def cmd_version(client: Client, args: argparse.Namespace) -> int:
-    reply = _ask(client, Version(), VersionInfo)
+def cmd_version(client: Client, args: Arguments) -> int:
+    reply: VersionInfo = _ask(client, {"op": "version"}, "version")
+    daemon, protocol, platform = reply["daemon"], reply["protocol"], reply["platform"]
     if args.json:
         _write_json(
-            {
-                "vimagectl": __version__,
-                "daemon": reply.daemon,
-                "protocol": reply.protocol,
-                "platform": reply.platform,
-            }
+            {"vimagectl": __version__, "daemon": daemon, "protocol": protocol, "platform": platform}
         )
     else:
         print(f"vimagectl {__version__}")
-        print(f"vimaged {reply.daemon} (protocol {reply.protocol}, platform {reply.platform})")
+        print(f"vimaged {daemon} (protocol {protocol}, platform {platform})")
     return EX_OK
 
 
-def cmd_events(client: Client, args: argparse.Namespace) -> int:
+def cmd_events(client: Client, args: Arguments) -> int:
     for event in client.events():
         _write_json(event)
     return EX_OK  # unreachable: the stream ends with ClientError("closed")
 
 
-RUN: dict[str, Callable[[Client, argparse.Namespace], int]] = {
+RUN: dict[str, Callable[[Client, Arguments], int]] = {
     "list": cmd_list,
     "status": cmd_status,
     "start": cmd_start,

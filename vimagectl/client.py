@@ -1,40 +1,43 @@
 """Blocking client of the vimaged control socket (vimagectl layer).
 
-A plain AF_UNIX ``socket.socket`` with a deadline per request, speaking docs/protocol.md through
-:mod:`vimaged.protocol`. No trio and no structlog: they would multiply vimagectl's start-up time
-(tests/unit/test_import_hygiene.py holds this).
+A plain blocking AF_UNIX socket with a deadline per request, speaking docs/protocol.md:
+requests and replies are JSON objects, each behind a 4-byte big-endian length. Replies are
+decoded with the standard library and checked against the protocol's JSON Schema (schema.py);
+requests are checked against it before they leave. Neither msgspec nor trio nor structlog is
+imported: they would multiply vimagectl's start-up time (tests/unit/test_import_hygiene.py).
 """
 
 from __future__ import annotations
 
-import socket
+import _socket  # socket.py's own core: socket.py adds enum and selectors, ~3 ms of start-up
+import json
 import time
-from typing import TYPE_CHECKING
 
-import msgspec
+from vimagectl.schema import Schema, WireError
 
-from vimaged.protocol import (
-    HEADER,
-    PROTOCOL_VERSION,
-    REPLY_DECODER,
-    Error,
-    Event,
-    Events,
-    Hello,
-    frame,
-    frame_length,
-)
-
+TYPE_CHECKING = False  # see schema.py: typing is not imported at run time
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import TracebackType
 
-    from vimaged.protocol import Reply, Request
+    from vimagectl.replies import Event, Hello, Reply, Request
 
 DEFAULT_SOCKET = "/var/run/vimaged.sock"
+HEADER_SIZE = 4
+SCHEMA = Schema.load()
+PROTOCOL_VERSION = int(SCHEMA.document["x-protocol"])  # type: ignore[call-overload]  # a JSON int
+MAX_FRAME = int(SCHEMA.document["x-max-frame"])  # type: ignore[call-overload]  # a JSON int
 KNOWN_PROTOCOLS = frozenset({PROTOCOL_VERSION})
 
-CLIENT_CODES = ("unreachable", "closed", "socket_permission", "timeout", "bad_frame", "bad_version")
+CLIENT_CODES = (
+    "unreachable",
+    "closed",
+    "socket_permission",
+    "timeout",
+    "bad_frame",
+    "bad_version",
+    "bad_request",
+)
 """Codes of failures seen by the client itself, alongside the daemon's ``Error.code`` values."""
 
 
@@ -66,7 +69,7 @@ class Client:
         self.path = path
         self.timeout = timeout
         self.hello: Hello | None = None
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
 
     def __enter__(self) -> Client:
         self.connect()
@@ -93,7 +96,7 @@ class Client:
                 protocol version.
         """
         deadline = time.monotonic() + self.timeout
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self._sock = sock
         sock.settimeout(self.timeout)
         try:
@@ -120,23 +123,28 @@ class Client:
             self.close()
             raise ClientError("unreachable", f"{self.path}: {exc.strerror}") from None
         first = self._receive(deadline)
-        if isinstance(first, Error):
-            raise ClientError(first.code, first.message)
-        if not isinstance(first, Hello):
-            raise ClientError("bad_frame", f"expected hello, daemon sent {_tag(first)}")
-        if first.protocol not in KNOWN_PROTOCOLS:
+        if first["reply"] == "error":
+            raise ClientError(first["code"], first["message"])
+        if first["reply"] != "hello":
+            raise ClientError("bad_frame", f"expected hello, daemon sent {first['reply']}")
+        if first["protocol"] not in KNOWN_PROTOCOLS:
             raise ClientError(
                 "bad_version",
-                f"daemon {first.daemon} speaks protocol {first.protocol}; "
+                f"daemon {first['daemon']} speaks protocol {first['protocol']}; "
                 f"this vimagectl knows {', '.join(map(str, sorted(KNOWN_PROTOCOLS)))}",
             )
         self.hello = first
         return first
 
     def request(self, request: Request) -> Reply:
-        """Send ``request`` and return the daemon's reply (an ``Error`` reply is returned)."""
+        """Send ``request`` and return the daemon's reply (an ``Error`` reply is returned).
+
+        Raises:
+            ClientError: ``bad_request`` if ``request`` does not fit the protocol (nothing is
+                sent), else a failure of the connection or of the reply's frame.
+        """
         deadline = time.monotonic() + self.timeout
-        self._send(frame(request), deadline)
+        self._send(_frame(request), deadline)
         return self._receive(deadline)
 
     def events(self) -> Iterator[Event]:
@@ -146,22 +154,22 @@ class Client:
             ClientError: ``closed`` when the daemon ends the stream, or the code of an
                 ``Error`` it sends.
         """
-        self._send(frame(Events()), time.monotonic() + self.timeout)
+        self._send(_frame({"op": "events"}), time.monotonic() + self.timeout)
         while True:
             reply = self._receive(None)
-            if isinstance(reply, Error):
-                raise ClientError(reply.code, reply.message)
-            if not isinstance(reply, Event):
-                raise ClientError("bad_frame", f"expected event, daemon sent {_tag(reply)}")
+            if reply["reply"] == "error":
+                raise ClientError(reply["code"], reply["message"])
+            if reply["reply"] != "event":
+                raise ClientError("bad_frame", f"expected event, daemon sent {reply['reply']}")
             yield reply
 
-    def _socket(self) -> socket.socket:
+    def _connected(self) -> _socket.socket:
         if self._sock is None:
             raise ClientError("closed", "not connected")
         return self._sock
 
     def _send(self, data: bytes, deadline: float) -> None:
-        sock = self._socket()
+        sock = self._connected()
         sock.settimeout(_remaining(deadline))
         try:
             sock.sendall(data)
@@ -171,20 +179,17 @@ class Client:
             raise ClientError("closed", f"daemon closed the connection: {exc.strerror}") from None
 
     def _receive(self, deadline: float | None) -> Reply:
-        header = self._read_exactly(HEADER.size, deadline, first=True)
-        try:
-            length = frame_length(header)
-        except ValueError as exc:
-            raise ClientError("bad_frame", str(exc)) from None
+        header = self._read_exactly(HEADER_SIZE, deadline, first=True)
+        length = int.from_bytes(header, "big")
+        if length > MAX_FRAME:
+            raise ClientError(
+                "bad_frame", f"frame of {length} bytes exceeds MAX_FRAME ({MAX_FRAME})"
+            )
         body = self._read_exactly(length, deadline, first=False)
-        try:
-            reply: Reply = REPLY_DECODER.decode(body)
-        except msgspec.DecodeError as exc:
-            raise ClientError("bad_frame", f"undecodable reply: {exc}") from None
-        return reply
+        return decode_reply(body)
 
     def _read_exactly(self, size: int, deadline: float | None, *, first: bool) -> bytes:
-        sock = self._socket()
+        sock = self._connected()
         data = bytearray()
         while len(data) < size:
             sock.settimeout(None if deadline is None else _remaining(deadline))
@@ -209,5 +214,35 @@ def _remaining(deadline: float) -> float:
     return left
 
 
-def _tag(reply: Reply) -> str:
-    return str(reply.__struct_config__.tag)
+def decode_reply(body: bytes) -> Reply:
+    """A reply frame's body, decoded and checked against the schema.
+
+    Raises:
+        ClientError: ``bad_frame``, naming the first thing that does not fit.
+    """
+    try:
+        value = json.loads(body, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ClientError("bad_frame", f"undecodable reply: {exc}") from None
+    try:
+        reply: Reply = SCHEMA.check("Reply", value)  # type: ignore[assignment]  # checked
+    except WireError as exc:
+        raise ClientError("bad_frame", f"malformed reply: {exc}") from None
+    return reply
+
+
+def _refuse_constant(name: str) -> object:
+    # Python's json reads NaN and Infinity; JSON (and msgspec, which writes the replies) has none.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _frame(request: Request) -> bytes:
+    """``request`` checked against the schema, encoded with its length prefix."""
+    try:
+        checked = SCHEMA.check("Request", request)
+    except WireError as exc:
+        raise ClientError("bad_request", f"not sent: {exc}") from None
+    body = json.dumps(checked, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(body) > MAX_FRAME:
+        raise ClientError("bad_request", f"request of {len(body)} bytes exceeds MAX_FRAME")
+    return len(body).to_bytes(HEADER_SIZE, "big") + body

@@ -180,6 +180,25 @@ ERROR_CODES = (
 """Every ``Error.code`` the daemon sends; docs/protocol.md lists each one."""
 
 
+def wire_schema() -> dict[str, object]:
+    """The protocol as one JSON Schema document (draft 2020-12), derived from the types above.
+
+    ``$defs`` holds every message, with the unions ``Request`` and ``Reply``; ``x-protocol`` and
+    ``x-max-frame`` carry :data:`PROTOCOL_VERSION` and :data:`MAX_FRAME`. vimagectl validates
+    replies against it without importing msgspec (its start-up budget); the copy it ships,
+    vimagectl/protocol.schema.json, is written by scripts/gen-wire-schema.py and held equal to
+    this by tests/unit/test_wire_schema.py.
+    """
+    (request, reply), defs = msgspec.json.schema_components((AnyRequest, AnyReply))
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"vimaged control protocol {PROTOCOL_VERSION}",
+        "x-protocol": PROTOCOL_VERSION,
+        "x-max-frame": MAX_FRAME,
+        "$defs": {**defs, "Request": request, "Reply": reply},
+    }
+
+
 def frame(message: Request | Reply) -> bytes:
     """Encode ``message`` with its length prefix."""
     body = ENCODER.encode(message)

@@ -12,10 +12,28 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
+from vimaged.protocol import AnyReply
+
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from vimagectl.client import Client
+    from vimaged.protocol import Reply, Request
+
 READY_TIMEOUT = 20.0
+
+
+def exchange(client: Client, request: Request) -> Reply:
+    """``request`` through vimagectl's own client, its reply as protocol.py's type.
+
+    The client checks the reply against the JSON Schema and hands back a dict; converting that
+    dict with msgspec doubles as a check that vimagectl and the wire types agree.
+    """
+    reply = client.request(json.loads(msgspec.json.encode(request)))  # as JSON has it: lists
+    typed: Reply = msgspec.convert(reply, AnyReply)
+    return typed
 
 
 @dataclass

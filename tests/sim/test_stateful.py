@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from tests.sim.daemon_harness import Daemon
+from tests.sim.daemon_harness import Daemon, exchange
 from vimagectl.client import Client
 from vimaged.protocol import (
     Done,
@@ -233,7 +233,7 @@ class DaemonMachine(RuleBasedStateMachine):
 
     def request(self, req: Request) -> Reply:
         with Client(self.daemon.socket_path, REQUEST_TIMEOUT) as client:
-            return client.request(req)
+            return exchange(client, req)
 
     def infos(self) -> dict[str, VimageInfo]:
         reply = self.request(ListVimages())
@@ -388,7 +388,7 @@ def check_agree(d: Daemon, sim: SimHostHandle) -> dict[str, VimageInfo]:
     problems: list[str] = []
     while time.monotonic() < deadline:
         with Client(d.socket_path, REQUEST_TIMEOUT) as client:
-            reply = client.request(ListVimages())
+            reply = exchange(client, ListVimages())
         assert isinstance(reply, Vimages), reply
         infos = {v.name: v for v in reply.vimages}
         snapshot = Snapshot(infos, sim, NICS)

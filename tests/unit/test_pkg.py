@@ -131,12 +131,17 @@ def test_python_packages_are_complete_and_compile(
     sources = {
         path.relative_to(ROOT).as_posix()
         for package in ("vimaged", "vimagectl")
-        for path in (ROOT / package).rglob("*.py")
+        for pattern in ("*.py", "*.json")  # the JSON Schema vimagectl checks replies with
+        for path in (ROOT / package).rglob(pattern)
         if "__pycache__" not in path.parts
     }
+    assert "vimagectl/protocol.schema.json" in sources
     assert packed == sources
     for name in packed:
-        compile(members[site + name][1], name, "exec")
+        if name.endswith(".json"):
+            assert members[site + name][1] == (ROOT / name).read_bytes()
+        else:
+            compile(members[site + name][1], name, "exec")
 
 
 def test_entry_points_run_the_clis(members: dict[str, tuple[tarfile.TarInfo, bytes]]) -> None:

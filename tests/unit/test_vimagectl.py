@@ -23,10 +23,11 @@ import msgspec
 import pytest
 import trio
 
-from vimagectl.cli import EXIT_STATUS
+from vimagectl.cli import EXIT_STATUS, VERBS, UsageError, parse
 from vimagectl.client import CLIENT_CODES
 from vimaged.protocol import (
     ERROR_CODES,
+    HEADER,
     Done,
     Error,
     Event,
@@ -350,12 +351,76 @@ async def test_interrupted_events_exit_130_quietly(
         pytest.param(["status", "web!"], id="bad-name"),
         pytest.param(["--timeout", "-1", "list"], id="negative-timeout"),
         pytest.param(["--timeout", "soon", "list"], id="timeout-not-a-number"),
+        pytest.param(["--json=yes", "list"], id="flag-with-value"),
+        pytest.param(["list", "--socket"], id="option-without-value"),
+        pytest.param(["list", "--socket="], id="empty-socket"),
+        pytest.param(["list", "web"], id="list-takes-no-names"),
+        pytest.param(["list", "--all"], id="all-is-for-start-and-stop"),
+        pytest.param(["--all", "start"], id="all-before-the-verb"),
+        pytest.param(["list", "--verbose"], id="unknown-option"),
     ],
 )
 async def test_usage_errors_exit_64(socket_path: str, args: list[str]) -> None:
     done = await vimagectl("-s", socket_path, *args)
     assert done.returncode == 64
     assert done.stdout == b""
+
+
+@pytest.mark.parametrize(
+    ("argv", "socket", "timeout", "json_"),
+    [
+        pytest.param(["-s", "/a", "list"], "/a", 60.0, False, id="short"),
+        pytest.param(["-s/a", "list"], "/a", 60.0, False, id="short-attached"),
+        pytest.param(["--socket", "/a", "list"], "/a", 60.0, False, id="long"),
+        pytest.param(["--socket=/a", "list"], "/a", 60.0, False, id="long-equals"),
+        pytest.param(["list", "--json", "-s", "/a"], "/a", 60.0, True, id="after-the-verb"),
+        pytest.param(["--timeout=2.5", "list"], None, 2.5, False, id="timeout-equals"),
+        pytest.param(["list", "--timeout", "3"], None, 3.0, False, id="timeout-after"),
+    ],
+)
+def test_options_are_read_as_getopt_long_reads_them(
+    argv: list[str], socket: str | None, timeout: float, json_: bool
+) -> None:
+    args = parse(argv)
+    assert (args.verb, args.socket, args.timeout, args.json) == ("list", socket, timeout, json_)
+
+
+def test_double_dash_ends_the_options() -> None:
+    args = parse(["stop", "--", "web", "db"])
+    assert (args.verb, args.names, args.all) == ("stop", ["web", "db"], False)
+    with pytest.raises(UsageError, match="bad vimage name '--all'"):
+        parse(["stop", "--", "--all"])  # after --, a name, and not a valid one
+
+
+async def test_help_lists_every_command_and_exits_0() -> None:
+    done = await vimagectl("-h")
+    assert done.returncode == 0
+    text = done.stdout.decode()
+    assert text.startswith("usage: vimagectl ")
+    assert all(f"\n  {verb} " in text for verb in VERBS)
+    done = await vimagectl("stop", "--help")
+    assert done.returncode == 0
+    assert done.stdout.decode().startswith("usage: vimagectl [-s socket] [--json]")
+    assert "stop name ... | --all" in done.stdout.decode()
+
+
+async def test_a_malformed_reply_exits_76_naming_the_field(
+    nursery: trio.Nursery, socket_path: str
+) -> None:
+    listener = await open_control_listener(socket_path)
+    bad = b'{"reply":"vimages","vimages":[{"name":"web","state":"running","jid":"3"}]}'
+
+    async def answer_badly() -> None:
+        async with listener, await listener.accept() as stream:
+            await stream.send_all(frame(Hello(protocol=1, daemon="9")))
+            await stream.receive_some()
+            await stream.send_all(HEADER.pack(len(bad)) + bad)
+
+    nursery.start_soon(answer_badly)
+    done = await vimagectl("-s", socket_path, "--json", "list")
+    assert done.returncode == 76
+    assert done.stdout == b""
+    assert b"vimages[0].jid: expected an integer or null" in done.stderr
 
 
 async def test_unreachable_daemon_exits_69(socket_path: str) -> None:

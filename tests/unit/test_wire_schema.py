@@ -1,0 +1,414 @@
+"""vimagectl's side of the wire: the shipped JSON Schema, its checker, and the typed dicts
+(tests, unit tier).
+
+vimaged/protocol.py owns the message types. vimagectl reads replies without msgspec, checking
+them against vimagectl/protocol.schema.json (derived from protocol.py) and typing them with
+vimagectl/replies.py. These tests hold all three to protocol.py, and hold the checker to what
+msgspec itself accepts and produces.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import typing
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vimagectl import replies
+from vimagectl.client import (
+    MAX_FRAME,
+    PROTOCOL_VERSION,
+    SCHEMA,
+    ClientError,
+    _frame,
+    decode_reply,
+)
+from vimagectl.schema import SCHEMA_FILE, Schema, SchemaError, WireError
+from vimaged import protocol
+from vimaged.protocol import (
+    REPLY_DECODER,
+    REQUEST_DECODER,
+    AnyReply,
+    AnyRequest,
+    Done,
+    Error,
+    Event,
+    Hello,
+    Interface,
+    Outcome,
+    Reloaded,
+    VersionInfo,
+    VimageInfo,
+    Vimages,
+    wire_schema,
+)
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# --- the shipped schema -----------------------------------------------------------------------
+
+
+def test_the_shipped_schema_is_current() -> None:
+    shipped = Path(SCHEMA_FILE).read_text()
+    assert shipped == json.dumps(wire_schema(), indent=2) + "\n", (
+        "vimagectl/protocol.schema.json is stale: run python3 scripts/gen-wire-schema.py"
+    )
+    assert Path(SCHEMA_FILE) == ROOT / "vimagectl" / "protocol.schema.json"
+
+
+def test_the_client_takes_version_and_frame_cap_from_the_protocol() -> None:
+    assert (PROTOCOL_VERSION, MAX_FRAME) == (protocol.PROTOCOL_VERSION, protocol.MAX_FRAME)
+    assert SCHEMA.pattern("Status", "names") == protocol.VIMAGE_NAME_PATTERN
+
+
+def test_every_definition_compiles() -> None:
+    Schema.load().compile_all()
+
+
+@pytest.mark.parametrize(
+    "definition",
+    [
+        pytest.param({"type": "integer", "minimum": 0}, id="minimum"),
+        pytest.param({"type": "string", "format": "date-time"}, id="format"),
+        pytest.param({"type": "array", "items": {"type": "string"}, "maxItems": 3}, id="maxItems"),
+        pytest.param({"$ref": "other.json#/X"}, id="foreign-ref"),
+        pytest.param({"type": "object", "properties": {}, "patternProperties": {}}, id="pattern"),
+        pytest.param({"oneOf": [{"type": "string"}]}, id="oneOf"),
+    ],
+)
+def test_a_keyword_it_does_not_understand_is_refused(definition: dict[str, object]) -> None:
+    """So that a protocol change can never be checked more loosely than msgspec checks it."""
+    with pytest.raises(SchemaError):
+        Schema({"$defs": {"X": definition}}).compile_all()
+
+
+# --- the checker against msgspec ---------------------------------------------------------------
+
+ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)  # msgspec's range
+floats = st.floats(allow_nan=False, allow_infinity=False)
+texts = st.text(max_size=12)
+maybe_texts = st.none() | texts
+states = st.sampled_from(typing.get_args(protocol.State))
+
+interfaces = st.builds(
+    Interface,
+    name=texts,
+    kind=st.sampled_from(typing.get_args(protocol.InterfaceKind)),
+    parent=maybe_texts,
+    mac=maybe_texts,
+    where=st.sampled_from(typing.get_args(protocol.Where)),
+    holder_jid=st.none() | ints,
+    holder_dying=st.none() | st.booleans(),
+)
+vimage_infos = st.builds(
+    VimageInfo,
+    name=texts,
+    state=states,
+    jid=st.none() | ints,
+    health=st.sampled_from(typing.get_args(protocol.HealthState)),
+    interfaces=st.lists(interfaces, max_size=3).map(tuple),
+    config_changed=st.booleans(),
+    error=maybe_texts,
+    restarts=ints,
+)
+outcomes = st.builds(
+    Outcome, name=texts, ok=st.booleans(), state=states, code=maybe_texts, message=maybe_texts
+)
+names = st.lists(texts, max_size=3).map(tuple)
+event_values = st.none() | st.booleans() | ints | floats | texts
+REPLIES: dict[type, st.SearchStrategy[typing.Any]] = {
+    Hello: st.builds(Hello, protocol=ints, daemon=texts),
+    Done: st.builds(Done, outcomes=st.lists(outcomes, max_size=3).map(tuple)),
+    Vimages: st.builds(Vimages, vimages=st.lists(vimage_infos, max_size=3).map(tuple)),
+    Reloaded: st.builds(Reloaded, added=names, removed=names, changed=names),
+    VersionInfo: st.builds(VersionInfo, daemon=texts, protocol=ints, platform=texts),
+    Event: st.builds(
+        Event,
+        time=floats,
+        event=texts,
+        name=maybe_texts,
+        data=st.dictionaries(texts, event_values, max_size=3),
+    ),
+    Error: st.builds(Error, code=texts, message=texts, errno=st.none() | ints),
+}
+json_values = st.recursive(
+    st.none() | st.booleans() | ints | floats | texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def test_strategies_cover_every_reply() -> None:
+    assert set(REPLIES) == set(typing.get_args(AnyReply))
+
+
+def msgspec_view(value: object) -> object:
+    """What msgspec makes of ``value`` as a reply: the decoded struct as JSON, or None."""
+    try:
+        decoded = REPLY_DECODER.decode(msgspec.json.encode(value))
+    except msgspec.DecodeError:
+        return None
+    return json.loads(msgspec.json.encode(decoded))
+
+
+def checker_view(value: object) -> object:
+    try:
+        return SCHEMA.check("Reply", value)
+    except WireError:
+        return None
+
+
+@given(st.one_of(*REPLIES.values()))
+def test_every_reply_passes_unchanged(reply: AnyReply) -> None:
+    wire = json.loads(msgspec.json.encode(reply))
+    assert SCHEMA.check("Reply", wire) == wire
+    assert SCHEMA.check("Reply", wire) is wire  # the fast path: nothing copied
+
+
+@given(st.one_of(*REPLIES.values()), st.data())
+def test_omitted_defaults_are_filled_in_as_msgspec_does(
+    reply: AnyReply, data: st.DataObject
+) -> None:
+    wire = json.loads(msgspec.json.encode(reply))
+    dropped = data.draw(st.sets(st.sampled_from(sorted(wire))))
+    sparse = {key: value for key, value in wire.items() if key not in dropped}
+    assert checker_view(sparse) == msgspec_view(sparse)
+
+
+@settings(max_examples=300)
+@given(st.one_of(*REPLIES.values()), st.data())
+def test_the_checker_accepts_and_refuses_what_msgspec_does(
+    reply: AnyReply, data: st.DataObject
+) -> None:
+    """A field (at any depth) replaced, deleted or added: both agree on the outcome and value."""
+    wire = json.loads(msgspec.json.encode(reply))
+    mutated = data.draw(mutations(wire))
+    assert checker_view(mutated) == msgspec_view(mutated), mutated
+
+
+def mutations(value: object) -> st.SearchStrategy[object]:
+    """``value`` with one thing changed somewhere inside it."""
+    here: st.SearchStrategy[object] = json_values
+    if isinstance(value, dict) and value:
+        key = st.sampled_from(sorted(value))
+        here = st.one_of(
+            json_values,
+            key.map(lambda k: {i: v for i, v in value.items() if i != k}),  # deleted
+            st.tuples(texts, json_values).map(lambda kv: {**value, kv[0]: kv[1]}),  # added
+            key.flatmap(lambda k: mutations(value[k]).map(lambda v: {**value, k: v})),
+        )
+    elif isinstance(value, list) and value:
+        index = st.integers(0, len(value) - 1)
+        here = st.one_of(
+            json_values,
+            index.flatmap(
+                lambda i: mutations(value[i]).map(lambda v: [*value[:i], v, *value[i + 1 :]])
+            ),
+        )
+    return here
+
+
+@pytest.mark.parametrize(
+    ("reply", "where", "problem"),
+    [
+        pytest.param(
+            {"reply": "vimages", "vimages": [{"name": "a", "state": "running", "jid": "3"}]},
+            "vimages[0].jid",
+            'expected an integer or null, got "3"',
+            id="string-jid",
+        ),
+        pytest.param(
+            {"reply": "vimages", "vimages": [{"name": "a", "state": "running", "jid": True}]},
+            "vimages[0].jid",
+            "expected an integer or null, got true",
+            id="bool-is-not-an-integer",
+        ),
+        pytest.param(
+            {"reply": "vimages", "vimages": [{"name": "a", "state": "gone"}]},
+            "vimages[0].state",
+            'expected one of "failed", "running", "starting", "stopped", "stopping", got "gone"',
+            id="unknown-state",
+        ),
+        pytest.param(
+            {"reply": "vimages", "vimages": [{"name": "a"}]},
+            "vimages[0]",
+            "VimageInfo lacks its field 'state'",
+            id="missing-field",
+        ),
+        pytest.param(
+            {
+                "reply": "vimages",
+                "vimages": [
+                    {"name": "a", "state": "running"},
+                    {"name": "b", "state": "running", "interfaces": [{"name": "em0"}]},
+                ],
+            },
+            "vimages[1].interfaces[0]",
+            "Interface lacks its field 'kind'",
+            id="nested",
+        ),
+        pytest.param(
+            {"reply": "goodbye"},
+            "reply",
+            'expected one of "hello", "done", "vimages", "reloaded", "version", "event", '
+            '"error", got "goodbye"',
+            id="unknown-tag",
+        ),
+        pytest.param(
+            {"reply": "event", "time": 1.5, "event": "x", "data": {"k": [1]}},
+            "data.k",
+            "expected a string or an integer or a number or a boolean or null, got an array",
+            id="event-data",
+        ),
+        pytest.param([1], "", "expected an object, got an array", id="not-an-object"),
+    ],
+)
+def test_a_malformed_reply_is_named_where_it_breaks(
+    reply: object, where: str, problem: str
+) -> None:
+    with pytest.raises(WireError) as caught:
+        SCHEMA.check("Reply", reply)
+    assert (caught.value.where, caught.value.problem) == (where, problem)
+
+
+def test_unknown_fields_of_a_reply_are_dropped_and_defaults_filled() -> None:
+    checked = SCHEMA.check(
+        "Reply", {"reply": "vimages", "vimages": [{"name": "a", "state": "stopped", "new": 1}]}
+    )
+    assert checked == {
+        "reply": "vimages",
+        "vimages": [
+            {
+                "name": "a",
+                "state": "stopped",
+                "jid": None,
+                "health": "unknown",
+                "interfaces": [],
+                "config_changed": False,
+                "error": None,
+                "restarts": 0,
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"reply":"event","time":NaN,"event":"x"}', id="NaN"),
+        pytest.param(b'{"reply":"event","time":Infinity,"event":"x"}', id="Infinity"),
+        pytest.param(b'{"reply":"hello"', id="truncated"),
+        pytest.param(b"\xff\xfe", id="not-utf8"),
+        pytest.param(b'{"reply":"hello","protocol":1}', id="incomplete"),
+    ],
+)
+def test_decode_reply_refuses_what_is_not_a_protocol_reply(body: bytes) -> None:
+    with pytest.raises(ClientError) as caught:
+        decode_reply(body)
+    assert caught.value.code == "bad_frame"
+    with pytest.raises(msgspec.DecodeError):
+        REPLY_DECODER.decode(body)  # as the daemon's own decoder would
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
+    ({"op": "start", "names": ["web"], "all": False}, protocol.Start(names=("web",))),
+    ({"op": "stop", "names": [], "all": True}, protocol.Stop(all_=True)),
+    ({"op": "restart", "names": ["a", "b"]}, protocol.Restart(names=("a", "b"))),
+    ({"op": "list"}, protocol.ListVimages()),
+    ({"op": "status", "names": ["db"]}, protocol.Status(names=("db",))),
+    ({"op": "health", "names": []}, protocol.Health()),
+    ({"op": "reload"}, protocol.Reload()),
+    ({"op": "version"}, protocol.Version()),
+    ({"op": "events"}, protocol.Events()),
+]
+
+
+def test_requests_cover_every_verb() -> None:
+    assert {type(typed) for _, typed in VIMAGECTL_REQUESTS} == set(typing.get_args(AnyRequest))
+
+
+@pytest.mark.parametrize(("request_", "expected"), VIMAGECTL_REQUESTS)
+def test_what_vimagectl_sends_is_what_the_daemon_decodes(
+    request_: replies.Request, expected: AnyRequest
+) -> None:
+    framed = _frame(request_)
+    assert int.from_bytes(framed[:4], "big") == len(framed) - 4
+    assert REQUEST_DECODER.decode(framed[4:]) == expected
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        pytest.param({"op": "list", "verbose": True}, id="unknown-field"),
+        pytest.param({"op": "status", "names": ["web!"]}, id="bad-name"),
+        pytest.param({"op": "status", "names": ["1234"]}, id="all-digits"),
+        pytest.param({"op": "status", "names": ["web\n"]}, id="trailing-newline"),
+        pytest.param({"op": "frobnicate"}, id="unknown-op"),
+    ],
+)
+def test_a_request_the_daemon_would_refuse_is_never_sent(request_: typing.Any) -> None:
+    with pytest.raises(ClientError) as caught:
+        _frame(request_)
+    assert caught.value.code == "bad_request"
+    with pytest.raises(msgspec.ValidationError):
+        REQUEST_DECODER.decode(msgspec.json.encode(request_))
+
+
+# --- the typed dicts ---------------------------------------------------------------------------
+
+
+def shapes(types: typing.Iterable[object]) -> dict[str, object]:
+    """Each type's JSON Schema properties, without titles, docs and defaults.
+
+    And without patterns: a TypedDict types a name as str; the schema checks its pattern.
+    """
+    _, defs = msgspec.json.schema_components(types)
+
+    def strip(node: object) -> object:
+        if isinstance(node, dict):
+            return {
+                key: strip(value)
+                for key, value in node.items()
+                if key not in ("title", "description", "default", "pattern")
+            }
+        if isinstance(node, list):
+            return [strip(value) for value in node]
+        return node
+
+    return {name: strip(schema["properties"]) for name, schema in defs.items()}
+
+
+def test_the_typed_dicts_match_the_wire_types() -> None:
+    wire = shapes([*typing.get_args(AnyRequest), *typing.get_args(AnyReply)])
+    # msgspec takes no union of TypedDicts: their members, then.
+    typed = shapes([*typing.get_args(replies.Request), *typing.get_args(replies.Reply)])
+    assert typed == wire
+
+
+def test_checked_replies_need_no_default_the_typed_dicts_lack() -> None:
+    # The TypedDicts say every field is present: the checker fills in every default.
+    for cls in typing.get_args(AnyReply):
+        minimal = json.loads(msgspec.json.encode(REPLIES_MINIMAL[cls]))
+        required = msgspec.json.schema(cls)["$defs"][cls.__name__].get("required", [])
+        sparse = {key: value for key, value in minimal.items() if key in required}
+        assert set(SCHEMA.check("Reply", sparse)) == set(minimal), cls  # type: ignore[call-overload]
+
+
+REPLIES_MINIMAL: dict[type, AnyReply] = {
+    Hello: Hello(protocol=1, daemon="0"),
+    Done: Done(),
+    Vimages: Vimages(),
+    Reloaded: Reloaded(),
+    VersionInfo: VersionInfo(daemon="0", protocol=1, platform="sim"),
+    Event: Event(time=math.pi, event="vimage.started"),
+    Error: Error(code="internal", message="x"),
+}
