@@ -1,17 +1,19 @@
 """Benchmark: the daemon on the sim host (docs/performance.md records the figures).
 
-- ``vimagectl list --json`` wall time with N configured vimages, against bare
-  ``python3 -c pass`` (target: at most 4x);
+- ``vimagectl --json list`` wall time with N configured vimages, stopped and then running,
+  against bare ``python3 -c pass``, the two taking turns (target: at most 4x);
 - start and stop throughput of N bridged vimages (``vimagectl start --all`` / ``stop --all``).
 
-Run: ``.venv/bin/python benchmarks/bench_daemon.py --vimages 1000``
+Run it from an install without development tools, as a user has it (docs/performance.md):
+``python3 -m venv /tmp/v && /tmp/v/bin/pip install . &&
+/tmp/v/bin/python benchmarks/bench_daemon.py --vimages 1000``
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,18 +21,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_vimagectl import interleaved, report
 
 from tests.sim.daemon_harness import Daemon
-
-
-def wall(command: list[str], runs: int) -> float:
-    """Median wall time of ``command`` over ``runs`` runs, in milliseconds."""
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        times.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -65,19 +60,23 @@ def main() -> None:
             daemon = Daemon(sim_socket=sim_socket, workdir=work, log_level="warning")
             daemon.write_config("\n".join(lines) + "\n")
             daemon.start()
-            ctl = [sys.executable, "-m", "vimagectl", "-s", daemon.socket_path]
-            baseline = wall([sys.executable, "-c", "pass"], args.runs)
-            listing = wall([*ctl, "--json", "list"], args.runs)
-            print(f"python3 -c pass: {baseline:.1f} ms (median of {args.runs})")
-            print(
-                f"vimagectl list --json, {args.vimages} vimages: {listing:.1f} ms "
-                f"({listing / baseline:.2f}x)"
-            )
+            # The installed script, as a user runs it: `python -m` from the checkout would
+            # import (and, without bytecode, compile) the source tree instead.
+            script = shutil.which("vimagectl", path=os.path.dirname(sys.executable))
+            ctl = [script or "vimagectl", "-s", daemon.socket_path]
+            commands = {
+                "python -c pass": [sys.executable, "-c", "pass"],
+                "vimagectl --json list": [*ctl, "--json", "list"],
+            }
+            print(f"{args.vimages} vimages, stopped; {args.runs} runs each, taking turns:")
+            report(interleaved(commands, args.runs, dict(os.environ)), "python -c pass")
             started = time.perf_counter()
             result = daemon.ctl("--timeout", "3600", "start", "--all", timeout=3600)
             took = time.perf_counter() - started
             assert result.code == 0, result
             print(f"start --all: {took:.2f} s, {args.vimages / took:.1f} vimages/s")
+            print(f"{args.vimages} vimages, running:")
+            report(interleaved(commands, args.runs, dict(os.environ)), "python -c pass")
             started = time.perf_counter()
             result = daemon.ctl("--timeout", "3600", "stop", "--all", timeout=3600)
             took = time.perf_counter() - started

@@ -1,12 +1,13 @@
 """Benchmark: ``vimagectl list --json`` start-to-exit wall time (control layer).
 
 Serves N vimages (two interfaces each) from vimaged.server with a fixed handler in a child, then
-times the real ``vimagectl -s SOCK list --json`` against bare ``python -c pass`` on
-the same interpreter (with and without site, whose .pth files include an editable install's
-import hook here) and on the system's ``/usr/bin/python3``. Target: at most 4x. For the real
-daemon, see benchmarks/bench_daemon.py.
+times the real ``vimagectl -s SOCK --json list`` against bare ``python -c pass`` on the same
+interpreter, the two taking turns. Target: at most 4x. ``vimagectl -h`` shows the start-up
+alone. For the real daemon, see benchmarks/bench_daemon.py.
 
-Run: ``/work/venv/bin/python benchmarks/bench_vimagectl.py [--vimages 1000] [--runs 30]``
+Run it from an install without development tools, as a user has it (docs/performance.md):
+``python3 -m venv /tmp/v && /tmp/v/bin/pip install . &&
+/tmp/v/bin/python benchmarks/bench_vimagectl.py [--vimages 1000] [--runs 30]``
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 
     from vimaged.peercred import Peer
     from vimaged.protocol import AnyRequest, Reply
-
-SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 class FixedVimages:
@@ -90,22 +89,34 @@ async def serve(path: str, count: int) -> None:
         print("ready", flush=True)
 
 
-def wall_ms(command: list[str], runs: int, env: dict[str, str]) -> tuple[float, float]:
-    """Median and minimum wall time of ``command``, in ms, after one warm-up run."""
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
+def interleaved(
+    commands: dict[str, list[str]], runs: int, env: dict[str, str]
+) -> dict[str, list[float]]:
+    """Wall times of each command in ms, after a warm-up run of each.
+
+    The commands take turns, so that a slow spell of this shared machine hits all of them
+    alike: the ratios stay steady where separate series drifted by 30%.
+    """
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    for command in commands.values():
         subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times), min(times)
+    for _ in range(runs):
+        for label, command in commands.items():
+            started = time.perf_counter()
+            subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+            times[label].append((time.perf_counter() - started) * 1000)
+    return times
 
 
-SCRIPT = "import sys; from vimagectl.cli import main; sys.exit(main(sys.argv[1:]))"
-"""What the installed vimagectl script runs."""
-LEAN = "import sys; sys.modules['typing_extensions'] = None; " + SCRIPT
-"""vimagectl as on a host without typing_extensions (msgspec then uses typing; this venv has it
-for mypy, and msgspec's import of it pulls in inspect)."""
+def report(times: dict[str, list[float]], baseline: str) -> None:
+    """Median and minimum of each, and the ratio of medians to ``baseline`` (target <= 4x)."""
+    base = statistics.median(times[baseline])
+    for label, series in times.items():
+        median = statistics.median(series)
+        print(
+            f"{label:<28} median {median:6.1f} ms  min {min(series):6.1f} ms  "
+            f"{median / base:.2f}x {baseline}"
+        )
 
 
 def main() -> int:
@@ -122,13 +133,7 @@ def main() -> int:
     path = os.path.join(directory, "vimaged.sock")
     # Installed packages have their bytecode compiled; let the warm-up run write ours.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = str(ROOT)
     python = sys.executable
-    argv = ["-s", path, "list", "--json"]
-    # -S skips site and its .pth files (an editable install's finder costs every start-up
-    # ~12 ms here); PYTHONPATH then supplies msgspec.
-    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
-    no_site = {**env, "PYTHONPATH": os.pathsep.join([str(ROOT), site_packages])}
     server = subprocess.Popen(
         [python, __file__, "--serve", path, "--vimages", str(args.vimages)],
         stdout=subprocess.PIPE,
@@ -139,44 +144,22 @@ def main() -> int:
             print("bench_vimagectl: server did not start", file=sys.stderr)
             return 1
         script = shutil.which("vimagectl", path=os.path.dirname(python))
-        ctl = [script, *argv] if script else [python, "-m", "vimagectl", *argv]
-        size = len(subprocess.run(ctl, env=env, check=True, capture_output=True).stdout)
-        runs = args.runs
-        results = {
-            "vimagectl list --json": wall_ms(ctl, runs, env),
-            "python -c pass": wall_ms([python, "-c", "pass"], runs, env),
-            "python -S: vimagectl list --json": wall_ms(
-                [python, "-S", "-c", SCRIPT, *argv], runs, no_site
-            ),
-            "  same, without typing_extensions": wall_ms(
-                [python, "-S", "-c", LEAN, *argv], runs, no_site
-            ),
-            "python -S -c pass": wall_ms([python, "-S", "-c", "pass"], runs, no_site),
+        ctl = [script] if script else [python, "-m", "vimagectl"]
+        listing = [*ctl, "-s", path, "--json", "list"]
+        size = len(subprocess.run(listing, env=env, check=True, capture_output=True).stdout)
+        commands = {
+            "python -c pass": [python, "-c", "pass"],
+            "vimagectl -h": [*ctl, "-h"],
+            "vimagectl --json list": listing,
+            "vimagectl list": [*ctl, "-s", path, "list"],
         }
-        if os.path.exists(SYSTEM_PYTHON):
-            results[f"{SYSTEM_PYTHON} -c pass"] = wall_ms([SYSTEM_PYTHON, "-c", "pass"], runs, env)
+        times = interleaved(commands, args.runs, env)
     finally:
         server.terminate()
         server.wait()
         shutil.rmtree(directory)
-    print(f"{' '.join(ctl[:1])}: {args.vimages} vimages, {size} bytes of JSON, {runs} runs")
-    for label, (median, fastest) in results.items():
-        print(f"{label:<36} median {median:6.1f} ms  min {fastest:6.1f} ms")
-
-    def ratio(command: str, baseline: str) -> str:
-        if baseline not in results:
-            return "-"
-        (median, fastest), (base_median, base_fastest) = results[command], results[baseline]
-        return f"{median / base_median:.2f}x (minima {fastest / base_fastest:.2f}x)"
-
-    print("ratios of medians, of minima in brackets (target <= 4x):")
-    venv = ratio("vimagectl list --json", "python -c pass")
-    print(f"  vimagectl / python -c pass, this venv: {venv}")
-    system = ratio("vimagectl list --json", f"{SYSTEM_PYTHON} -c pass")
-    print(f"  vimagectl / {SYSTEM_PYTHON} -c pass: {system}")
-    bare = ratio("python -S: vimagectl list --json", "python -S -c pass")
-    lean = ratio("  same, without typing_extensions", "python -S -c pass")
-    print(f"  without site: {bare}; and without typing_extensions: {lean}")
+    print(f"{ctl[-1]}: {args.vimages} vimages, {size} bytes of JSON, {args.runs} runs each")
+    report(times, "python -c pass")
     return 0
 
 
