@@ -80,6 +80,9 @@ class VimageConfig(msgspec.Struct, frozen=True, kw_only=True):
     devfs_ruleset: int | None = None
     exec_start: str = DEFAULT_EXEC_START
     exec_stop: str = DEFAULT_EXEC_STOP
+    exec_timeout: float = 0.0
+    """Seconds ``exec_start`` may run before the start fails and is rolled back; 0: no limit,
+    as jail(8)'s ``exec.timeout``."""
     stop_timeout: float = 10.0
     parameters: tuple[str, ...] = ()
     """Extra jail(8) parameters, ``key=value`` or a bare boolean ``key``, split as sh words."""
@@ -484,6 +487,7 @@ VIMAGE_SETTINGS = (
     "devfs_ruleset",
     "exec_start",
     "exec_stop",
+    "exec_timeout",
     "stop_timeout",
     "parameters",
     "depend",
@@ -540,6 +544,7 @@ _RESERVED_PARAMETERS = {
     "stop.timeout": "vimage_NAME_stop_timeout",
     "exec.start": "vimage_NAME_exec_start",
     "exec.stop": "vimage_NAME_exec_stop",
+    "exec.timeout": "vimage_NAME_exec_timeout",
 }
 
 
@@ -722,6 +727,7 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
         devfs_ruleset=devfs_ruleset,
         exec_start=take("exec_start") or DEFAULT_EXEC_START,
         exec_stop=take("exec_stop") or DEFAULT_EXEC_STOP,
+        exec_timeout=seconds("exec_timeout"),
         stop_timeout=seconds("stop_timeout"),
         parameters=parameters,
         depend=tuple(depend),
@@ -826,7 +832,9 @@ def _jail_parameters(name: str, value: str | None, problems: _Problems) -> tuple
         if not _JAIL_PARAMETER.match(word):
             problems.add(name, f"{word!r} is not a jail(8) parameter (key=value or key)")
         elif key in _RESERVED_PARAMETERS or key.startswith(("exec.", "mount.")):
+            # vimage_NAME_exec_stop, spelled with this vimage's name
             instead = _RESERVED_PARAMETERS.get(key, "vimaged")
+            instead = instead.replace("vimage_NAME_", name.removesuffix("parameters"))
             problems.add(name, f"{key} is set by {instead}, not here")
     return tuple(words)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno as errnos
+import math
 from collections import defaultdict
 from functools import partial
 from typing import TYPE_CHECKING
@@ -401,7 +402,13 @@ class Supervisor:
                 await self.platform.move_ifnet(nic, jid)
                 await self.journal.mark("vnet", nic, "done")
                 self.events.emit("ifnet.moved", cfg.name, ifname=nic, jid=jid)
-            status = await self.platform.exec_in_jail(jid, cfg.exec_start)
+            with trio.move_on_after(cfg.exec_timeout or math.inf) as limit:
+                status = await self.platform.exec_in_jail(jid, cfg.exec_start)
+            if limit.cancelled_caught:
+                raise OperationFailedError(
+                    f"{cfg.name}: exec_start {cfg.exec_start!r} still running after "
+                    f"{cfg.exec_timeout:g} s (vimage_{cfg.name}_exec_timeout)"
+                )
             if status != 0:
                 raise OperationFailedError(
                     f"{cfg.name}: exec_start {cfg.exec_start!r} exited with status {status}"

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -455,6 +456,25 @@ def test_stop_all_after_a_reload_removed_a_running_vimage(
     assert sim_host.jails() == []
     for nic in ("em1", "fxp0", "igb0"):
         assert sim_host.vnet_of(nic) == 0
+
+
+def test_a_start_past_its_exec_timeout_fails_and_rolls_back(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config(SEED + 'vimage_router_exec_timeout="1"\n')
+    daemon.start()
+    sim_host.script_exec("router", "/etc/rc", duration=300.0)  # an rc that never finishes
+    started = time.monotonic()
+    failed = daemon.ctl("start", "router")
+    assert failed.code == 70, failed  # EX_SOFTWARE: the start failed
+    assert time.monotonic() - started < 30
+    assert "still running after 1 s (vimage_router_exec_timeout)" in failed.stderr
+    router = daemon.vimages()["router"]
+    assert router["state"] in ("stopped", "failed")
+    assert "vimage_router_exec_timeout" in (router["error"] or "")
+    for nic in ("em1", "fxp0", "igb0"):
+        daemon.wait_until(lambda nic=nic: sim_host.vnet_of(nic) == 0, what=f"{nic} home")
+    assert all(jail.dying for jail in sim_host.jails())
 
 
 def test_stop_interrupts_a_hanging_start(daemon: Daemon, sim_host: SimHostHandle) -> None:
