@@ -25,6 +25,7 @@ import structlog
 import trio
 
 from vimaged import macs
+from vimaged.config import VimageConfig
 from vimaged.errors import (
     ConflictError,
     NotFoundError,
@@ -47,7 +48,7 @@ from vimaged.vnets import ReturnWatcher
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
-    from vimaged.config import Bridge, Config, VimageConfig
+    from vimaged.config import Bridge, Config
     from vimaged.events import EventHub
     from vimaged.platforms import Platform
     from vimaged.state import Journal, Resource
@@ -635,6 +636,8 @@ class Supervisor:
             await self._undo_resources(name, owned)
             await self.journal.set_vimage(name, desired="stopped", jid=None)
             self.events.emit("vimage.recovered", name)
+            if v is None and self._pending_nics(name):
+                self._keep_in_view(name)
             if record is not None and record.desired == "running" and v is not None:
                 retry.append(name)
         await self._remove_orphans()
@@ -646,6 +649,13 @@ class Supervisor:
                         vimage=outcome.name,
                         error=outcome.message,
                     )
+
+    def _keep_in_view(self, name: str) -> None:
+        """List a vimage gone from the configuration while one of its NICs is pending return,
+        as a reload does, until the NIC is home: a NIC is never out of sight."""
+        v = Vimage(VimageConfig(name=name, hostname=name, ifname=name))
+        v.removed = True
+        self.vimages[name] = v
 
     async def _resources_in_place(self, owned: list[Resource], jid: int) -> bool:
         for res in owned:

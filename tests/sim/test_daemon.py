@@ -418,6 +418,28 @@ def test_a_removed_vimage_stays_visible_while_its_nic_is_pending(
     assert sim_host.vnet_of("em1") == 0
 
 
+def test_a_nic_pending_return_stays_visible_across_a_daemon_restart(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    """The daemon dies while db's NIC is stuck in a dying jail, and comes back with a
+    configuration that no longer has db: the NIC is still listed until it is home."""
+    daemon.write_config('vimage_list="db web"\nvimage_db_vnets="em1"\nvimage_web_bridges="em0"\n')
+    daemon.start()
+    daemon.ok("start", "db")
+    sim_host.set_faults("dying=6, reclaim_fail=1000")
+    daemon.ok("stop", "db")
+    daemon.kill(signal.SIGKILL)
+    daemon.write_config('vimage_list="web"\nvimage_web_bridges="em0"\n')
+    daemon.start()
+    db = daemon.vimages()["db"]
+    assert (db["state"], db["config_changed"]) == ("stopped", True)
+    [em1] = db["interfaces"]
+    assert (em1["name"], em1["where"]) == ("em1", "pending-return")
+    assert daemon.ctl("start", "db").code == 68  # EX_NOHOST: not configured any more
+    daemon.wait_until(lambda: "db" not in daemon.vimages(), timeout=30, what="db gone")
+    assert sim_host.vnet_of("em1") == 0
+
+
 def test_health_sees_a_bridged_interface_cut_from_its_bridge(
     daemon: Daemon, sim_host: SimHostHandle
 ) -> None:
