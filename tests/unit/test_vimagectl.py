@@ -385,6 +385,14 @@ def test_options_are_read_as_getopt_long_reads_them(
     assert (args.verb, args.socket, args.timeout, args.json) == ("list", socket, timeout, json_)
 
 
+def test_the_rcd_scripts_command_lines_parse() -> None:
+    # etc/rc.d/vimaged's shutdown and etc/rc.d/vimage's delegation, with vimaged_socket set.
+    args = parse(["--socket", "/var/run/v.sock", "--timeout", "80", "stop", "--all"])
+    assert (args.verb, args.socket, args.timeout, args.all) == ("stop", "/var/run/v.sock", 80, True)
+    args = parse(["--socket", "/var/run/v.sock", "status", "web"])
+    assert (args.verb, args.names) == ("status", ["web"])
+
+
 def test_double_dash_ends_the_options() -> None:
     args = parse(["stop", "--", "web", "db"])
     assert (args.verb, args.names, args.all) == ("stop", ["web", "db"], False)
