@@ -2,7 +2,8 @@
 
 - ``vimagectl --json list`` wall time with N configured vimages, stopped and then running,
   against bare ``python3 -c pass``, the two taking turns (target: at most 4x);
-- start and stop throughput of N bridged vimages (``vimagectl start --all`` / ``stop --all``).
+- start and stop throughput of N bridged vimages (``vimagectl start --all`` / ``stop --all``);
+- memory: vimaged and the sim host with N vimages running, and vimagectl's peak for a listing.
 
 Run it from an install without development tools, as a user has it (docs/performance.md):
 ``python3 -m venv /tmp/v && /tmp/v/bin/pip install . &&
@@ -26,6 +27,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_vimagectl import interleaved, report
 
 from tests.sim.daemon_harness import Daemon
+
+
+def memory(pid: int) -> str:
+    """Resident and peak resident size of a live process (Linux /proc), in MiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.split()
+    rss, peak = (int(fields[key][0]) / 1024 for key in ("VmRSS", "VmHWM"))
+    return f"{rss:.1f} MiB resident, peak {peak:.1f} MiB"
+
+
+PEAK = """
+import atexit, sys
+def report():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            print(line.split()[1], file=sys.stderr)
+atexit.register(report)
+if sys.argv[1:]:
+    from vimagectl.cli import main
+    sys.exit(main(sys.argv[1:]))
+"""
+"""Runs vimagectl (or nothing) and prints its peak RSS in KiB at exit. VmHWM belongs to the
+process image and starts afresh at exec; wait4's ru_maxrss would keep the forking parent's."""
+
+
+def peak_of(argv: list[str]) -> float:
+    """Peak resident size of vimagectl ``argv`` (none: a bare interpreter), in MiB."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return int(done.stderr.split()[-1]) / 1024
 
 
 def main() -> None:
@@ -77,6 +115,11 @@ def main() -> None:
             print(f"start --all: {took:.2f} s, {args.vimages / took:.1f} vimages/s")
             print(f"{args.vimages} vimages, running:")
             report(interleaved(commands, args.runs, dict(os.environ)), "python -c pass")
+            assert daemon.proc is not None
+            print(f"memory: vimaged {memory(daemon.proc.pid)}; sim host {memory(sim.pid)}")
+            bare = peak_of([])
+            listing = peak_of(["-s", daemon.socket_path, "--json", "list"])
+            print(f"peak: vimagectl --json list {listing:.1f} MiB; a bare python {bare:.1f} MiB")
             started = time.perf_counter()
             result = daemon.ctl("--timeout", "3600", "stop", "--all", timeout=3600)
             took = time.perf_counter() - started
