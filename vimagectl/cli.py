@@ -320,9 +320,10 @@ def cmd_status(client: Client, args: Arguments) -> int:
             print(f"  error: {info['error']}")
         for ifc in info["interfaces"]:
             holder = f" (held by jid {ifc['holder_jid']})" if ifc["holder_jid"] is not None else ""
+            addresses = "".join(f"  {address}" for address in ifc["addresses"])
             print(
                 f"  {ifc['name']}  {ifc['kind']}  parent {ifc['parent'] or '-'}"
-                f"  mac {ifc['mac'] or '-'}  {ifc['where']}{holder}"
+                f"  mac {ifc['mac'] or '-'}  {ifc['where']}{holder}{addresses}"
             )
     return EX_OK
 

@@ -84,6 +84,7 @@ class Interface(TypedDict):
     where: Where
     holder_jid: int | None
     holder_dying: bool | None
+    addresses: list[str]
 
 
 class VimageInfo(TypedDict):

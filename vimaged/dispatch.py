@@ -79,6 +79,8 @@ class Dispatcher:
             case Status(names=names) | Health(names=names):
                 if not names:
                     return Vimages(vimages=tuple(sup.infos()))
+                if isinstance(request, Status):
+                    await sup.observe_addresses(names)
                 return Vimages(vimages=tuple(sup.info(n) for n in names))
             case Reload():
                 return await self.reload()

@@ -119,6 +119,7 @@ class HealthMonitor:
             return "failed", "jail gone", False
         problems: list[str] = []
         present = {i.name: i for i in await platform.list_ifnets(jid)}
+        v.addresses = {name: ifnet.addresses for name, ifnet in present.items()}  # for list
         wiring = await self._bridged_parents() if v.cfg.bridges else {}
         for b in v.cfg.bridges:
             ifnet = present.get(b.ifname)

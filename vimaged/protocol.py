@@ -101,6 +101,10 @@ class Interface(msgspec.Struct, frozen=True, kw_only=True):
     holder_jid: int | None = None
     """For ``pending-return``: the jail still holding the NIC."""
     holder_dying: bool | None = None
+    addresses: tuple[str, ...] = ()
+    """Its IPv4 and IPv6 addresses inside the vimage (``192.0.2.10/24``), as of the last
+    health poll (``status`` of named vimages looks again); empty unless ``where`` is
+    ``vimage``. jls(8) cannot show a VNET jail's addresses; this does."""
 
 
 class VimageInfo(msgspec.Struct, frozen=True, kw_only=True):

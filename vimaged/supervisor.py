@@ -67,6 +67,9 @@ ALLOWED: dict[State, frozenset[State]] = {
 CLEANUP_GRACE = 60.0
 """How long shielded cleanup (rollback, reconciliation) may take once cancelled."""
 
+ADDRESS_LOOK_TIMEOUT = 5.0
+"""How long ``status`` may spend looking at the addresses inside the vimages it names."""
+
 PARALLEL_STARTS = 8
 """At most this many vimages start or stop at once (``vimage_parallel_start``)."""
 
@@ -89,6 +92,9 @@ class Vimage:
         self.restarts = 0
         self.start_scope: trio.CancelScope | None = None
         """The scope of a start in progress, so that a stop can interrupt it."""
+        self.addresses: dict[str, tuple[str, ...]] = {}
+        """IPv4/IPv6 addresses of each interface inside the vimage, last time anyone looked
+        (a health poll, or ``status``)."""
 
     @property
     def name(self) -> str:
@@ -283,6 +289,21 @@ class Supervisor:
                 del self.vimages[name]  # its last NIC came home
         return [self._info(v) for v in self.vimages.values()]
 
+    async def observe_addresses(self, names: Iterable[str]) -> None:
+        """Look again at the addresses inside the named running vimages (``status``). Bounded:
+        a slow platform leaves the last poll's addresses in the reply."""
+        with trio.move_on_after(ADDRESS_LOOK_TIMEOUT):
+            for name in names:
+                v = self.vimages.get(name)
+                if v is None or v.state != "running" or v.jid is None:
+                    continue
+                try:
+                    ifnets = await self.platform.list_ifnets(v.jid)
+                except OSError as exc:  # the jail is going away: the health poll will see it
+                    log.info("vimage.addresses_unreadable", vimage=name, error=_error_text(exc))
+                    continue
+                v.addresses = {ifnet.name: ifnet.addresses for ifnet in ifnets}
+
     def _pending_nics(self, vimage: str) -> list[str]:
         return [p.ifname for p in self.watcher.pending.values() if p.vimage == vimage]
 
@@ -298,6 +319,7 @@ class Supervisor:
                     parent=b.parent,
                     mac=b.mac or macs_now.get((v.name, b.index)),
                     where="vimage" if running else "absent",
+                    addresses=v.addresses.get(b.ifname, ()) if running else (),
                 )
             )
         # a NIC on its way home stays visible even if a reload took it out of the vnets
@@ -320,7 +342,12 @@ class Supervisor:
                 )
             else:
                 interfaces.append(
-                    Interface(name=nic, kind="vnet", where="vimage" if running else "host")
+                    Interface(
+                        name=nic,
+                        kind="vnet",
+                        where="vimage" if running else "host",
+                        addresses=v.addresses.get(nic, ()) if running else (),
+                    )
                 )
         return VimageInfo(
             name=v.name,
@@ -346,6 +373,7 @@ class Supervisor:
             cfg = v.cfg
             v.transition("starting")
             v.error = None
+            v.addresses = {}
             self.events.emit("vimage.starting", v.name)
             try:
                 with trio.CancelScope() as v.start_scope:

@@ -81,3 +81,30 @@ def test_daemon_starts_adopts_after_sigkill_and_stops(world: World, daemon: Linu
     assert f"ng0_{name}" not in on_host
     with pytest.raises(subprocess.CalledProcessError):
         world.ip("link", "show", "nic0", netns=netns)
+
+
+def test_status_shows_the_addresses_inside_the_vimage(world: World, daemon: LinuxDaemon) -> None:
+    """jls(8) cannot show a VNET jail's addresses (field survey problem 19); vimagectl can."""
+    name = world.tag
+    world.extra_netns.append(f"vimage-{name}")
+    world.add_nic("lan0", "peer0")
+    ifname = f"ng0_{name}"
+    daemon.write_config(
+        f'vimage_enable="NO"\nvimage_list="{name}"\nvimage_{name}_bridges="lan0"\n'
+        f'vimage_{name}_exec_start="ip addr add 192.0.2.10/24 dev {ifname} && '
+        f'ip addr add 2001:db8::10/64 dev {ifname} nodad"\n'
+        f'vimage_{name}_exec_stop="true"\n'
+    )
+    daemon.start()
+    daemon.ok("start", name)
+    daemon.wait_until(  # the first health poll, right after the start, looks
+        lambda: "192.0.2.10/24" in daemon.vimages()[name]["interfaces"][0]["addresses"],
+        what="addresses in list",
+    )
+    [ng0] = daemon.ok("--json", "status", name).json()[0]["interfaces"]
+    assert ng0["name"] == ifname
+    assert {"192.0.2.10/24", "2001:db8::10/64"} <= set(ng0["addresses"])
+    assert "192.0.2.10/24" in daemon.ok("status", name).stdout
+    daemon.ok("stop", name)
+    [ng0] = daemon.ok("--json", "status", name).json()[0]["interfaces"]
+    assert ng0["addresses"] == []

@@ -32,7 +32,10 @@ async def test_jail_is_an_ip_netns_whose_jid_is_its_inode(
     out = world.run("ip", "netns", "exec", f"{world.prefix}web", "ip", "-o", "link")
     assert "lo:" in out
     assert await plat.list_jails() == [JailInfo(jid=jid, name="web")]
-    assert await plat.list_ifnets(jid) == [IfnetInfo(name="lo", mac=None, up=True)]
+    # the platform brings lo up, and Linux gives an up loopback its addresses
+    assert await plat.list_ifnets(jid) == [
+        IfnetInfo(name="lo", mac=None, up=True, addresses=("127.0.0.1/8", "::1/128"))
+    ]
 
     await plat.remove_jail(jid)
     assert not world.exists(path)

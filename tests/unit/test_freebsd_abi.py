@@ -8,6 +8,7 @@ wrong formula in freebsd_abi cannot agree with itself. Citations are
 from __future__ import annotations
 
 import ctypes
+import socket
 import struct
 
 import pytest
@@ -174,3 +175,26 @@ def test_netgraph_modules_load_netgraph_first() -> None:
         "ng_bridge",
         "ng_eiface",
     }
+
+
+def _sin6(address: bytes) -> bytes:
+    return bytes([28, abi.AF_INET6]) + bytes(6) + address + bytes(4)
+
+
+def test_inet_address_of_other_families_is_none() -> None:
+    assert abi.inet_address(bytes([16, abi.AF_LINK]) + bytes(14), None) is None
+
+
+def test_inet_address_refuses_a_truncated_sockaddr() -> None:
+    with pytest.raises(ValueError, match="truncated"):
+        abi.inet_address(bytes([6, abi.AF_INET, 0, 0, 192, 0]), None)
+
+
+def test_inet_address_clears_an_embedded_zone_only_where_kame_puts_one() -> None:
+    # sys/netinet6/scope6.c: link-local unicast and link/interface-local multicast carry it.
+    for scoped in ("fe80::1", "ff02::1", "ff01::1"):
+        raw = bytearray(socket.inet_pton(socket.AF_INET6, scoped))
+        raw[2:4] = b"\x00\x05"
+        assert abi.inet_address(_sin6(bytes(raw)), None) == f"{scoped}/128"
+    site = socket.inet_pton(socket.AF_INET6, "ff05:5::1")  # site-local multicast: no zone
+    assert abi.inet_address(_sin6(site), None) == "ff05:5::1/128"

@@ -11,6 +11,7 @@ import ctypes
 import errno
 import itertools
 import os
+import socket
 import struct
 import sys
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,8 @@ class RecordingLibc:
         self.modules: set[str] = set()
         self.loadable: set[str] = set()
         self.links: list[tuple[str, bytes | None, int]] = []
+        self.inet: list[tuple[str, bytes, bytes | None]] = []
+        """getifaddrs entries after the links: (name, sockaddr, netmask sockaddr)."""
         self.jail_attach: Callable[[int], object] = lambda jid: self.calls.append(
             ("jail_attach", jid)
         )
@@ -123,6 +126,18 @@ class RecordingLibc:
             node.ifa_flags = if_flags
             node.ifa_addr = ctypes.addressof(sdl_buf)
             self._keep += [sdl_buf, name_buf, node]
+            nodes.append(node)
+        for name, addr, netmask in self.inet:
+            name_buf = ctypes.create_string_buffer(name.encode())
+            addr_buf = ctypes.create_string_buffer(addr, len(addr))
+            node = abi.Ifaddrs()
+            node.ifa_name = ctypes.cast(name_buf, ctypes.c_char_p).value
+            node.ifa_addr = ctypes.addressof(addr_buf)
+            if netmask is not None:
+                mask_buf = ctypes.create_string_buffer(netmask, max(len(netmask), 1))
+                node.ifa_netmask = ctypes.addressof(mask_buf)
+                self._keep.append(mask_buf)
+            self._keep += [addr_buf, name_buf, node]
             nodes.append(node)
         for node, following in itertools.pairwise(nodes):
             node.ifa_next = ctypes.pointer(following)
@@ -297,6 +312,44 @@ async def test_list_ifnets_on_host_reads_af_link(
         IfnetInfo(name="em0", mac="02:00:27:1b:1e:18", up=False),
     ]
     assert ("freeifaddrs",) in libc.calls
+
+
+def sockaddr_in(address: str, size: int = 16) -> bytes:
+    """struct sockaddr_in, sin_len ``size`` (the routing socket shortens netmasks)."""
+    return (bytes([size, abi.AF_INET, 0, 0]) + socket.inet_aton(address) + bytes(8))[:size]
+
+
+def sockaddr_in6(address: str, scope_id: int = 0, size: int = 28) -> bytes:
+    raw = bytes([size, abi.AF_INET6]) + bytes(6) + socket.inet_pton(socket.AF_INET6, address)
+    return (raw + struct.pack("<I", scope_id))[:size]
+
+
+async def test_list_ifnets_reads_inet_and_inet6_addresses_with_their_prefixes(
+    libc: RecordingLibc, plat: freebsd.FreeBSDPlatform
+) -> None:
+    libc.links = [("em0", bytes.fromhex("0200271b1e18"), 1), ("em1", bytes(6), 1)]
+    embedded = bytearray(socket.inet_pton(socket.AF_INET6, "fe80::1"))
+    embedded[3] = 2  # KAME form: the zone (if_index 2) inside the address
+    libc.inet = [
+        ("em0", sockaddr_in("192.0.2.10"), sockaddr_in("255.255.255.0", size=7)),
+        ("em0", sockaddr_in("198.51.100.1"), sockaddr_in("255.255.255.255")),
+        ("em0", sockaddr_in6("2001:db8::10"), sockaddr_in6("ffff:ffff:ffff:ffff::", size=16)),
+        (
+            "em0",
+            bytes([28, abi.AF_INET6]) + bytes(6) + bytes(embedded) + bytes(4),
+            sockaddr_in6("ffff:ffff:ffff:ffff::", size=16),
+        ),
+        ("em1", sockaddr_in6("fe80::2", scope_id=3), None),
+    ]
+    assert await plat.list_ifnets() == [
+        IfnetInfo(
+            name="em0",
+            mac="02:00:27:1b:1e:18",
+            up=True,
+            addresses=("192.0.2.10/24", "198.51.100.1/32", "2001:db8::10/64", "fe80::1/64"),
+        ),
+        IfnetInfo(name="em1", mac="00:00:00:00:00:00", up=True, addresses=("fe80::2/128",)),
+    ]
 
 
 async def test_locate_finds_a_host_nic_without_asking_jails(

@@ -68,7 +68,12 @@ WEB = VimageInfo(
     health="ok",
     interfaces=(
         Interface(
-            name="ng0_web", kind="bridge", parent="em0", mac="02:00:27:e7:1b:18", where="vimage"
+            name="ng0_web",
+            kind="bridge",
+            parent="em0",
+            mac="02:00:27:e7:1b:18",
+            where="vimage",
+            addresses=("192.0.2.10/24", "fe80::27ff:fee7:1b18/64"),
         ),
     ),
 )
@@ -217,6 +222,7 @@ async def test_list_json_is_an_array_of_vimage_info(handler: Handler, socket_pat
         "where": "vimage",
         "holder_jid": None,
         "holder_dying": None,
+        "addresses": ["192.0.2.10/24", "fe80::27ff:fee7:1b18/64"],
     }
     assert listed[1]["interfaces"][0]["where"] == "pending-return"
 
@@ -228,6 +234,20 @@ async def test_status_json_and_not_found(handler: Handler, socket_path: str) -> 
     missing = await vimagectl("-s", socket_path, "status", "mail")
     assert missing.returncode == 68
     assert missing.stdout == b""
+
+
+async def test_status_shows_each_interface_with_its_addresses(
+    handler: Handler, socket_path: str
+) -> None:
+    done = await vimagectl("-s", socket_path, "status", "web", "db")
+    assert done.returncode == 0
+    assert done.stdout.decode().splitlines() == [
+        "web: running, jid 3, health ok, restarts 0",
+        "  ng0_web  bridge  parent em0  mac 02:00:27:e7:1b:18  vimage"
+        "  192.0.2.10/24  fe80::27ff:fee7:1b18/64",
+        "db: running, jid 4, health degraded, restarts 0",
+        "  em1  vnet  parent -  mac -  pending-return (held by jid 2)",
+    ]
 
 
 async def test_socket_from_environment(handler: Handler, socket_path: str) -> None:

@@ -45,6 +45,9 @@ class IfnetInfo(msgspec.Struct, frozen=True, kw_only=True):
     mac: str | None = None
     """``xx:xx:xx:xx:xx:xx`` in lower case, ``None`` for interfaces without one (lo0)."""
     up: bool = False
+    addresses: tuple[str, ...] = ()
+    """Its IPv4 and IPv6 addresses with prefix length (``192.0.2.10/24``, ``fe80::1/64``), in
+    the kernel's order. The sim host has no network layer: always empty there."""
 
 
 class BridgedIfnet(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,6 +14,7 @@ import ctypes
 import errno
 import os
 import re
+import socket
 from typing import Final
 
 # --- sys/sys/ioccom.h: the ioctl request encoding ----------------------------------------
@@ -226,6 +227,9 @@ class JailQuery:
 
 # --- sys/net/if_dl.h, include/ifaddrs.h, sys/sys/socket.h: reading MACs -----------------
 
+AF_INET: Final = 2
+AF_INET6: Final = 28
+"""sys/sys/socket.h (AF_INET6 is 28 on FreeBSD, 10 on Linux)."""
 AF_LINK: Final = 18
 IFT_ETHER: Final = 0x6
 """sys/net/if_types.h."""
@@ -286,3 +290,37 @@ NETGRAPH_MODULES: Final = ("netgraph", "ng_socket", "ng_ether", "ng_bridge", "ng
 
 ERRNO_NOT_A_JAIL: Final = errno.ENOENT
 """jail_get(2) with no matching jail (and the end of a ``lastjid`` walk)."""
+
+
+_ADDRESS_AT = {AF_INET: (4, 4), AF_INET6: (8, 16)}
+"""Offset and size of the address in ``struct sockaddr_in`` (sin_len, sin_family, sin_port,
+sin_addr) and ``struct sockaddr_in6`` (..., sin6_flowinfo, sin6_addr, sin6_scope_id)."""
+
+
+def inet_address(addr: bytes, netmask: bytes | None) -> str | None:
+    """An AF_INET or AF_INET6 ``ifa_addr`` with its ``ifa_netmask`` as ``address/prefix``;
+    ``None`` for other families.
+
+    A netmask from the routing socket may be shorter than its sockaddr type (``sa_len``
+    counts only its significant bytes) and may carry family 0, so only its length and bytes
+    are read. A link-local IPv6 address has its zone in ``sin6_scope_id``; with
+    ``net.inet6.ip6.deembed_scopeid=0`` the kernel leaves the KAME form, the zone in bytes 2-3
+    of the address (sys/netinet6/scope6.c ``sa6_recoverscope``), which is cleared here.
+    """
+    if len(addr) < 2 or addr[1] not in _ADDRESS_AT:
+        return None
+    family = addr[1]
+    offset, size = _ADDRESS_AT[family]
+    raw = bytearray(addr[offset : offset + size])
+    if len(raw) != size:
+        raise ValueError(f"truncated sockaddr of family {family}: {len(addr)} bytes")
+    prefix = size * 8  # no netmask: a host address
+    if netmask:
+        significant = netmask[offset : min(netmask[0], len(netmask), offset + size)]
+        prefix = sum(bin(byte).count("1") for byte in significant)
+    link_local = raw[0] == 0xFE and raw[1] & 0xC0 == 0x80
+    local_multicast = raw[0] == 0xFF and raw[1] & 0x0F in (0x01, 0x02)  # interface, link
+    if family == AF_INET6 and (link_local or local_multicast):
+        raw[2:4] = b"\0\0"
+    text = socket.inet_ntop(socket.AF_INET if family == AF_INET else socket.AF_INET6, raw)
+    return f"{text}/{prefix}"

@@ -323,9 +323,18 @@ class LinuxPlatform:
         return None
 
     def _list_ifnets(self, jid: int) -> list[IfnetInfo]:
-        links = self._rtnl_of(jid).dump_links()
+        rtnl = self._rtnl_of(jid)
+        links = rtnl.dump_links()
+        addresses: dict[int, list[str]] = {}
+        for address in rtnl.dump_addresses():
+            addresses.setdefault(address.index, []).append(address.text())
         return [
-            IfnetInfo(name=link.name, mac=_mac_text(link), up=bool(link.flags & nl.IFF_UP))
+            IfnetInfo(
+                name=link.name,
+                mac=_mac_text(link),
+                up=bool(link.flags & nl.IFF_UP),
+                addresses=tuple(addresses.get(link.index, ())),
+            )
             for link in links
         ]
 

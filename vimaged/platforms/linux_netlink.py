@@ -1,10 +1,11 @@
 """Kernel boundary of the linux platform: the few rtnetlink link messages vimaged sends.
 
 One :class:`Rtnl` is one ``NETLINK_ROUTE`` socket, bound to the network namespace it was
-created in. Only link messages (``RTM_NEWLINK``/``DELLINK``/``GETLINK``/``SETLINK``) are
-spoken; the layouts are those of ``<linux/netlink.h>``, ``<linux/rtnetlink.h>`` and
-``<linux/if_link.h>``. Kernel errors arrive as ``OSError`` with the kernel's errno.
-Calls block; the platform runs them under ``trio.to_thread.run_sync``.
+created in. Only link messages (``RTM_NEWLINK``/``DELLINK``/``GETLINK``/``SETLINK``) and an
+address dump (``RTM_GETADDR``) are spoken; the layouts are those of ``<linux/netlink.h>``,
+``<linux/rtnetlink.h>``, ``<linux/if_link.h>`` and ``<linux/if_addr.h>``. Kernel errors arrive
+as ``OSError`` with the kernel's errno. Calls block; the platform runs them under
+``trio.to_thread.run_sync``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,12 @@ RTM_NEWLINK = 16
 RTM_DELLINK = 17
 RTM_GETLINK = 18
 RTM_SETLINK = 19
+RTM_NEWADDR = 20
+RTM_GETADDR = 22
 
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+"""On a point-to-point link IFA_ADDRESS is the peer's; IFA_LOCAL, when present, is ours."""
 IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
 IFLA_LINK = 5
@@ -59,6 +65,8 @@ NLMSGHDR = struct.Struct("=IHHII")
 """``struct nlmsghdr { u32 nlmsg_len; u16 nlmsg_type, nlmsg_flags; u32 nlmsg_seq, nlmsg_pid; }``"""
 IFINFOMSG = struct.Struct("=BxHiII")
 """``struct ifinfomsg { u8 family, pad; u16 type; int index; u32 flags, change; }``"""
+IFADDRMSG = struct.Struct("=BBBBI")
+"""``struct ifaddrmsg { u8 ifa_family, ifa_prefixlen, ifa_flags, ifa_scope; u32 ifa_index; }``"""
 RTATTR = struct.Struct("=HH")
 """``struct rtattr { unsigned short rta_len, rta_type; }``, payload padded to 4 bytes."""
 NLMSGERR = struct.Struct("=i")
@@ -137,6 +145,31 @@ def parse_link(payload: bytes) -> Link:
     return msgspec.convert(fields, Link)
 
 
+class Address(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``RTM_NEWADDR`` reply: an address of the link ``index``."""
+
+    index: int
+    family: int
+    prefixlen: int
+    address: bytes
+
+    def text(self) -> str:
+        """``192.0.2.10/24``, ``fe80::1/64``."""
+        return f"{socket.inet_ntop(self.family, self.address)}/{self.prefixlen}"
+
+
+def parse_address(payload: bytes) -> Address | None:
+    """An ``RTM_NEWADDR`` payload; None for a family other than IPv4 and IPv6."""
+    family, prefixlen, _flags, _scope, index = IFADDRMSG.unpack_from(payload)
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    found: dict[int, bytes] = dict(parse_attrs(payload[IFADDRMSG.size :]))
+    raw = found.get(IFA_LOCAL, found.get(IFA_ADDRESS))
+    if raw is None:
+        return None
+    return Address(index=index, family=family, prefixlen=prefixlen, address=raw)
+
+
 class Rtnl:
     """A ``NETLINK_ROUTE`` socket; thread-safe (one request at a time)."""
 
@@ -191,6 +224,12 @@ class Rtnl:
 
     def dump_links(self) -> list[Link]:
         return [parse_link(p) for p in self.request(RTM_GETLINK, NLM_F_DUMP, ifinfo(), "links")]
+
+    def dump_addresses(self) -> list[Address]:
+        """Every IPv4 and IPv6 address in this namespace, in the kernel's order."""
+        body = IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        replies = self.request(RTM_GETADDR, NLM_F_DUMP, body, "addresses")
+        return [a for a in map(parse_address, replies) if a is not None]
 
     def get_link(self, name: str) -> Link:
         """The link called ``name``; ENODEV if there is none in this namespace."""
