@@ -101,6 +101,19 @@ async def test_rename_and_up_read_back_through_getifaddrs(
         await plat.rename_ifnet("vimgtest0", epair)
 
 
+async def test_addresses_inside_a_jail_read_back_through_getifaddrs(
+    plat: freebsd.FreeBSDPlatform, jid: int, epair: str
+) -> None:
+    end = epair[:-1] + "b"
+    await plat.move_ifnet(end, jid)
+    try:
+        await trio.run_process(["jexec", str(jid), "ifconfig", end, "inet", "192.0.2.10/24"])
+        [info] = [i for i in await plat.list_ifnets(jid) if i.name == end]
+        assert "192.0.2.10/24" in info.addresses
+    finally:
+        await plat.reclaim_ifnet(end, jid)
+
+
 async def test_create_taken_name_is_eexist(plat: freebsd.FreeBSDPlatform, jid: int) -> None:
     with pytest.raises(FileExistsError):
         await plat.create_jail(JailSpec(name="vimgtest", hostname="x"))
