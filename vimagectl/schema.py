@@ -274,10 +274,15 @@ class Schema:
 
     def _compile_array(self, items: dict[str, object]) -> Check:
         check_item = self._compile(items)
+        scalar = self._scalar(items)
+        # Items that only need their type checked (addresses: strings) are checked at once.
+        plain_types = scalar.types if scalar and not scalar.values and not scalar.pattern else None
 
         def check_array(value: object) -> object:
             if type(value) is not list:
                 raise WireError("", f"expected an array, got {_describe(value)}")
+            if plain_types is not None and set(map(type, value)) <= plain_types:
+                return value
             checked = value
             for index, item in enumerate(value):
                 try:
@@ -324,7 +329,8 @@ class Schema:
         fields: list[tuple[str, bool, object, Check]] = []
         # Fields whose value needs more than its type checked (enums, patterns, containers).
         # An enum's values are looked up inline: the signature has already checked the type.
-        deep: list[tuple[str, frozenset[type], frozenset[object] | None, Check]] = []
+        # Arrays and maps are skipped when empty: no keyword this checker takes refuses that.
+        deep: list[tuple[str, frozenset[type], frozenset[object] | None, bool, Check]] = []
         signature_parts: list[frozenset[type]] = []
         for name, sub in properties.items():
             node = self._node(sub, name)
@@ -334,13 +340,13 @@ class Schema:
             if scalar is not None:
                 signature_parts.append(scalar.signature_types())
                 if scalar.pattern is not None:
-                    deep.append((name, scalar.types, None, check))
+                    deep.append((name, scalar.types, None, False, check))
                 elif scalar.values:
                     plain = frozenset(value for _, value in scalar.values)
-                    deep.append((name, scalar.types, plain, check))
+                    deep.append((name, scalar.types, plain, False, check))
             else:
                 signature_parts.append(self._container_types(node))
-                deep.append((name, frozenset(), None, check))
+                deep.append((name, frozenset(), None, self._empty_is_valid(node), check))
         keys = tuple(properties)
         signatures = _signatures(signature_parts)
         field_names = frozenset(keys)
@@ -375,9 +381,11 @@ class Schema:
                 return check_fields(value)
             # The fast path: every field present, in order, with an allowed type.
             checked = value
-            for name, types, plain, check in deep:
+            for name, types, plain, container, check in deep:
                 item = value[name]
                 if plain is not None and (type(item) in types or item in plain):
+                    continue
+                if container and not item:
                     continue
                 try:
                     result = check(item)
@@ -390,6 +398,16 @@ class Schema:
             return checked
 
         return check_struct
+
+    def _empty_is_valid(self, schema: dict[str, object]) -> bool:
+        """Whether an empty value of this (container) schema always passes: an array or a map
+        does, an object with properties need not (it may require some)."""
+        ref = schema.get("$ref")
+        if ref is not None:
+            return self._empty_is_valid(self._node(self._defs.get(self._ref_name(ref)), str(ref)))
+        return schema.get("type") == "array" or (
+            schema.get("type") == "object" and "properties" not in schema
+        )
 
     def _container_types(self, schema: dict[str, object]) -> frozenset[type]:
         ref = schema.get("$ref")

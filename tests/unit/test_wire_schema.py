@@ -412,3 +412,33 @@ REPLIES_MINIMAL: dict[type, AnyReply] = {
     Event: Event(time=math.pi, event="vimage.started"),
     Error: Error(code="internal", message="x"),
 }
+
+
+def test_an_empty_object_in_a_struct_field_is_still_checked() -> None:
+    """The fast path skips empty arrays and maps, never an empty object that has fields."""
+    schema = Schema(
+        {
+            "$defs": {
+                "Inner": {
+                    "type": "object",
+                    "properties": {"x": {"type": "integer"}},
+                    "required": ["x"],
+                },
+                "Outer": {
+                    "type": "object",
+                    "properties": {
+                        "inner": {"$ref": "#/$defs/Inner"},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "required": ["inner", "tags"],
+                },
+            }
+        }
+    )
+    assert schema.check("Outer", {"inner": {"x": 1}, "tags": []}) == {"inner": {"x": 1}, "tags": []}
+    with pytest.raises(WireError) as caught:
+        schema.check("Outer", {"inner": {}, "tags": []})
+    assert (caught.value.where, caught.value.problem) == ("inner", "object lacks its field 'x'")
+    with pytest.raises(WireError) as caught:
+        schema.check("Outer", {"inner": {"x": 1}, "tags": ["a", 2]})
+    assert caught.value.where == "tags[1]"
