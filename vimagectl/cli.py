@@ -338,17 +338,37 @@ def _interface_column(info: VimageInfo) -> str:
 
 
 def format_table(vimages: Sequence[VimageInfo]) -> str:
-    """jls(8)-style columns: NAME STATE JID HEALTH INTERFACES."""
-    rows = [("NAME", "STATE", "JID", "HEALTH", "INTERFACES")]
+    """jls(8)-style columns: NAME STATE JID HEALTH IP INTERFACES.
+
+    IP is what jls(8) shows for a jail and cannot for a VNET jail: the vimage's first IPv4
+    address, else its first IPv6 address that is not link-local, without the prefix length.
+    """
+    rows = [("NAME", "STATE", "JID", "HEALTH", "IP", "INTERFACES")]
     for info in vimages:
         jid = "-" if info["jid"] is None else str(info["jid"])
-        rows.append((info["name"], info["state"], jid, info["health"], _interface_column(info)))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        rows.append(
+            (
+                info["name"],
+                info["state"],
+                jid,
+                info["health"],
+                _primary_address(info),
+                _interface_column(info),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + f"  {row[4]}"
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + f"  {row[5]}"
         for row in rows
     ]
     return "".join(line.rstrip() + "\n" for line in lines)
+
+
+def _primary_address(info: VimageInfo) -> str:
+    addresses = [a for ifc in info["interfaces"] for a in ifc["addresses"]]
+    ipv4 = [a for a in addresses if ":" not in a]
+    ipv6 = [a for a in addresses if ":" in a and not a.lower().startswith("fe80:")]
+    return (ipv4 or ipv6 or ["-/"])[0].partition("/")[0]
 
 
 def _change(client: Client, request: Request, args: Arguments) -> int:

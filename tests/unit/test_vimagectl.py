@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import typing
 from contextlib import asynccontextmanager
 from functools import cache, partial
 from pathlib import Path
@@ -23,7 +24,7 @@ import msgspec
 import pytest
 import trio
 
-from vimagectl.cli import EXIT_STATUS, VERBS, UsageError, parse
+from vimagectl.cli import EXIT_STATUS, VERBS, UsageError, format_table, parse
 from vimagectl.client import CLIENT_CODES
 from vimaged.protocol import (
     ERROR_CODES,
@@ -199,14 +200,45 @@ async def test_list_prints_a_jls_style_table(handler: Handler, socket_path: str)
     done = await vimagectl("-s", socket_path, "list")
     assert done.returncode == 0
     rows = [line.split() for line in done.stdout.decode().splitlines()]
-    assert rows[0] == ["NAME", "STATE", "JID", "HEALTH", "INTERFACES"]
-    assert [row[:4] for row in rows[1:]] == [
-        ["web", "running", "3", "ok"],
-        ["db", "running", "4", "degraded"],
-        ["old", "stopped", "-", "unknown"],
+    assert rows[0] == ["NAME", "STATE", "JID", "HEALTH", "IP", "INTERFACES"]
+    assert [row[:5] for row in rows[1:]] == [
+        ["web", "running", "3", "ok", "192.0.2.10"],
+        ["db", "running", "4", "degraded", "-"],
+        ["old", "stopped", "-", "unknown", "-"],
     ]
-    assert "ng0_web" in rows[1][4]
-    assert "em1" in rows[2][4]
+    assert "ng0_web" in rows[1][5]
+    assert "em1" in rows[2][5]
+
+
+@pytest.mark.parametrize(
+    ("addresses", "shown"),
+    [
+        pytest.param(
+            [["fe80::1/64", "2001:db8::1/64"], ["198.51.100.7/24"]], "198.51.100.7", id="ipv4-first"
+        ),
+        pytest.param([["fe80::1/64"], ["2001:db8::1/64"]], "2001:db8::1", id="ipv6-not-local"),
+        pytest.param([["FE80::1/64"]], "-", id="only-link-local"),
+        pytest.param([], "-", id="no-interfaces"),
+    ],
+)
+def test_the_ip_column_shows_what_jls_would(addresses: list[list[str]], shown: str) -> None:
+    info: typing.Any = {
+        "name": "web",
+        "state": "running",
+        "jid": 3,
+        "health": "ok",
+        "interfaces": [
+            {
+                "name": f"ng{i}_web",
+                "kind": "bridge",
+                "parent": "em0",
+                "where": "vimage",
+                "addresses": listed,
+            }
+            for i, listed in enumerate(addresses)
+        ],
+    }
+    assert format_table([info]).splitlines()[1].split()[4] == shown
 
 
 async def test_list_json_is_an_array_of_vimage_info(handler: Handler, socket_path: str) -> None:
