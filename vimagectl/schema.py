@@ -140,7 +140,11 @@ class Schema:
             # A forward cell first, so that a definition may refer to itself.
             cell: list[Check] = []
             self._compiled[name] = lambda value: cell[0](value)
-            compiled = self._compile(self._node(self._defs[name], name))
+            try:
+                compiled = self._compile(self._node(self._defs[name], name))
+            except SchemaError:
+                del self._compiled[name]  # not half-compiled: the next call says why again
+                raise
             cell.append(compiled)
             self._compiled[name] = compiled
         return compiled
