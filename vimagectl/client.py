@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 DEFAULT_SOCKET = "/var/run/vimaged.sock"
 HEADER_SIZE = 4
 SCHEMA = Schema.load()
-PROTOCOL_VERSION = int(SCHEMA.document["x-protocol"])  # type: ignore[call-overload]  # a JSON int
-MAX_FRAME = int(SCHEMA.document["x-max-frame"])  # type: ignore[call-overload]  # a JSON int
+PROTOCOL_VERSION = SCHEMA.integer("x-protocol")
+MAX_FRAME = SCHEMA.integer("x-max-frame")
 KNOWN_PROTOCOLS = frozenset({PROTOCOL_VERSION})
 
 CLIENT_CODES = (

@@ -153,6 +153,13 @@ class Schema:
         """``value`` checked against definition ``name``; :class:`WireError` if it does not fit."""
         return self.checker(name)(value)
 
+    def integer(self, key: str) -> int:
+        """A top-level integer of the document (``x-protocol``, ``x-max-frame``)."""
+        value = self.document.get(key)
+        if type(value) is not int:
+            raise SchemaError(f"the schema's {key} is missing or not an integer")
+        return value
+
     def pattern(self, definition: str, field: str) -> str:
         """The pattern of a string field, or of the strings of an array field.
 
