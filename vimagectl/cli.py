@@ -318,6 +318,8 @@ def cmd_status(client: Client, args: Arguments) -> int:
         )
         if info["error"]:
             print(f"  error: {info['error']}")
+        if info["health_reason"]:
+            print(f"  health: {info['health_reason']}")
         for ifc in info["interfaces"]:
             holder = f" (held by jid {ifc['holder_jid']})" if ifc["holder_jid"] is not None else ""
             addresses = "".join(f"  {address}" for address in ifc["addresses"])
@@ -442,6 +444,8 @@ def health_verdict(vimages: Sequence[VimageInfo], *, named: bool) -> tuple[int, 
 def _health_detail(info: VimageInfo) -> str:
     if info["error"]:
         return info["error"]
+    if info["health_reason"]:
+        return info["health_reason"]
     interfaces = info["interfaces"]
     pending = [ifc["name"] for ifc in interfaces if ifc["where"] == "pending-return"]
     if pending:

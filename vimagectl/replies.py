@@ -92,6 +92,7 @@ class VimageInfo(TypedDict):
     state: State
     jid: int | None
     health: HealthState
+    health_reason: str | None
     interfaces: list[Interface]
     config_changed: bool
     error: str | None

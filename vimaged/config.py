@@ -83,6 +83,9 @@ class VimageConfig(msgspec.Struct, frozen=True, kw_only=True):
     exec_timeout: float = 0.0
     """Seconds ``exec_start`` may run before the start fails and is rolled back; 0: no limit,
     as jail(8)'s ``exec.timeout``."""
+    exec_consolelog: str | None = None
+    """File that ``exec_start`` and ``exec_stop`` append their output to (jail(8)'s
+    ``exec.consolelog``); ``None``: the daemon's own output."""
     stop_timeout: float = 10.0
     parameters: tuple[str, ...] = ()
     """Extra jail(8) parameters, ``key=value`` or a bare boolean ``key``, split as sh words."""
@@ -488,6 +491,7 @@ VIMAGE_SETTINGS = (
     "exec_start",
     "exec_stop",
     "exec_timeout",
+    "exec_consolelog",
     "stop_timeout",
     "parameters",
     "depend",
@@ -545,6 +549,7 @@ _RESERVED_PARAMETERS = {
     "exec.start": "vimage_NAME_exec_start",
     "exec.stop": "vimage_NAME_exec_stop",
     "exec.timeout": "vimage_NAME_exec_timeout",
+    "exec.consolelog": "vimage_NAME_exec_consolelog",
 }
 
 
@@ -664,6 +669,9 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
     rootdir = take("rootdir") or "/"
     if not rootdir.startswith("/"):
         problems.add(var("rootdir"), f"{rootdir!r} is not an absolute path")
+    consolelog = take("exec_consolelog") or None
+    if consolelog is not None and not consolelog.startswith("/"):
+        problems.add(var("exec_consolelog"), f"{consolelog!r} is not an absolute path")
     hostname = take("hostname") or name
     if len(hostname) > 255 or any(char.isspace() for char in hostname):
         problems.add(var("hostname"), "must be at most 255 characters without blanks")
@@ -728,6 +736,7 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
         exec_start=take("exec_start") or DEFAULT_EXEC_START,
         exec_stop=take("exec_stop") or DEFAULT_EXEC_STOP,
         exec_timeout=seconds("exec_timeout"),
+        exec_consolelog=consolelog,
         stop_timeout=seconds("stop_timeout"),
         parameters=parameters,
         depend=tuple(depend),

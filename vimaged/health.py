@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
+from vimaged.command_output import CommandOutput
 from vimaged.errors import VimagedError
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class HealthMonitor:
         self._failures.pop(name, None)
 
     async def _poll(self, v: Vimage, scope: trio.CancelScope) -> None:
+        # Spawned by whichever request started the vimage; its log lines are not that request's.
+        structlog.contextvars.clear_contextvars()
         with scope:
             started = trio.current_time()
             cmd_failures = 0
@@ -106,7 +109,7 @@ class HealthMonitor:
     def _set(self, v: Vimage, health: HealthState, reason: str | None) -> None:
         if health != v.health:
             self._sup.events.emit(f"health.{health}", v.name, reason=reason)
-        v.health = health
+        v.health, v.health_reason = health, reason
 
     async def check(self, v: Vimage) -> tuple[HealthState, str | None, bool]:
         """One round of checks: ``(health, reason, health_cmd failed)``."""
@@ -137,11 +140,12 @@ class HealthMonitor:
                 problems.append(f"{nic} missing")
         if v.cfg.health_cmd:
             status: int | None = None
-            with trio.move_on_after(v.cfg.health_timeout):
-                status = await platform.exec_in_jail(jid, v.cfg.health_cmd)
-            if status != 0:
-                why = "timed out" if status is None else f"exited {status}"
-                return "failed", f"health_cmd {why}", True
+            with CommandOutput.capture() as output:
+                with trio.move_on_after(v.cfg.health_timeout):
+                    status = await platform.exec_in_jail(jid, v.cfg.health_cmd, output=output.fd)
+                if status != 0:
+                    why = "timed out" if status is None else f"exited {status}"
+                    return "failed", f"health_cmd {why}{output.said()}", True
         if problems:
             return "degraded", ", ".join(problems), False
         return "ok", None, False

@@ -112,6 +112,9 @@ class VimageInfo(msgspec.Struct, frozen=True, kw_only=True):
     state: State
     jid: int | None = None
     health: HealthState = "unknown"
+    health_reason: str | None = None
+    """Why ``health`` is not ``ok``: ``ng0_web down``, ``health_cmd exited 1: <its last line
+    of output>``."""
     interfaces: tuple[Interface, ...] = ()
     config_changed: bool = False
     """The configuration changed since this vimage started; a restart applies it."""

@@ -25,6 +25,7 @@ import structlog
 import trio
 
 from vimaged import macs
+from vimaged.command_output import CommandOutput
 from vimaged.config import VimageConfig
 from vimaged.errors import (
     ConflictError,
@@ -88,6 +89,7 @@ class Vimage:
         self.jid: int | None = None
         self.lock = trio.Lock()
         self.health: HealthState = "unknown"
+        self.health_reason: str | None = None
         self.error: str | None = None
         self.restarts = 0
         self.start_scope: trio.CancelScope | None = None
@@ -354,6 +356,7 @@ class Supervisor:
             state=v.state,
             jid=v.jid,
             health=v.health if v.state == "running" else "unknown",
+            health_reason=v.health_reason if v.state == "running" else None,
             interfaces=tuple(interfaces),
             config_changed=v.next_cfg is not None or v.removed,
             error=v.error,
@@ -387,7 +390,7 @@ class Supervisor:
                 self.events.emit("vimage.start_failed", v.name, error=v.error)
                 raise
             v.transition("running")
-            v.health = "unknown"
+            v.health, v.health_reason = "unknown", None
             self.health.watch(v)
             self.events.emit("vimage.started", v.name, jid=v.jid)
 
@@ -431,17 +434,7 @@ class Supervisor:
                 await self.platform.move_ifnet(nic, jid)
                 await self.journal.mark("vnet", nic, "done")
                 self.events.emit("ifnet.moved", cfg.name, ifname=nic, jid=jid)
-            with trio.move_on_after(cfg.exec_timeout or math.inf) as limit:
-                status = await self.platform.exec_in_jail(jid, cfg.exec_start)
-            if limit.cancelled_caught:
-                raise OperationFailedError(
-                    f"{cfg.name}: exec_start {cfg.exec_start!r} still running after "
-                    f"{cfg.exec_timeout:g} s (vimage_{cfg.name}_exec_timeout)"
-                )
-            if status != 0:
-                raise OperationFailedError(
-                    f"{cfg.name}: exec_start {cfg.exec_start!r} exited with status {status}"
-                )
+            await self._exec_start(cfg, jid)
         except BaseException:
             with trio.move_on_after(CLEANUP_GRACE, shield=True):
                 for step in reversed(undo):
@@ -522,25 +515,53 @@ class Supervisor:
                 v.transition("failed")
                 self.events.emit("vimage.failed", v.name, error=error)
 
+    async def _exec_start(self, cfg: VimageConfig, jid: int) -> None:
+        variable = f"vimage_{cfg.name}_exec_consolelog"
+        with CommandOutput.console_log(cfg.exec_consolelog, variable) as output:
+            with trio.move_on_after(cfg.exec_timeout or math.inf) as limit:
+                status = await self.platform.exec_in_jail(jid, cfg.exec_start, output=output.fd)
+            if limit.cancelled_caught:
+                raise OperationFailedError(
+                    f"{cfg.name}: exec_start {cfg.exec_start!r} still running after "
+                    f"{cfg.exec_timeout:g} s (vimage_{cfg.name}_exec_timeout){output.said()}"
+                )
+            if status != 0:
+                raise OperationFailedError(
+                    f"{cfg.name}: exec_start {cfg.exec_start!r} exited with status {status}"
+                    f"{output.said()}"
+                )
+
+    async def _exec_stop(self, cfg: VimageConfig, jid: int) -> None:
+        """``exec_stop`` within ``stop_timeout``; its failures are logged, never fatal: the
+        NICs and interfaces inside still have to come home."""
+        variable = f"vimage_{cfg.name}_exec_consolelog"
+        try:
+            with CommandOutput.console_log(cfg.exec_consolelog, variable) as output:
+                with trio.move_on_after(cfg.stop_timeout) as timeout:
+                    status = await self.platform.exec_in_jail(jid, cfg.exec_stop, output=output.fd)
+                if timeout.cancelled_caught:
+                    log.warning(
+                        "vimage.exec_stop_timed_out",
+                        vimage=cfg.name,
+                        timeout=cfg.stop_timeout,
+                        said=output.last_line(),
+                    )
+                elif status != 0:
+                    log.warning(
+                        "vimage.exec_stop_failed",
+                        vimage=cfg.name,
+                        status=status,
+                        said=output.last_line(),
+                    )
+        except (OSError, OperationFailedError) as exc:
+            # the jail vanished meanwhile, or the console log cannot be opened
+            log.warning("vimage.exec_stop_failed", vimage=cfg.name, error=_error_text(exc))
+
     async def _stop_steps(self, v: Vimage) -> None:
         cfg, jid = v.cfg, v.jid
         with trio.CancelScope(shield=True):
             if jid is not None and await self._jail_alive(jid):
-                with trio.move_on_after(cfg.stop_timeout) as timeout:
-                    try:
-                        status = await self.platform.exec_in_jail(jid, cfg.exec_stop)
-                    except OSError as exc:
-                        # the jail vanished meanwhile: its NICs and interfaces still need us
-                        log.warning(
-                            "vimage.exec_stop_failed", vimage=cfg.name, error=_error_text(exc)
-                        )
-                    else:
-                        if status != 0:
-                            log.warning("vimage.exec_stop_failed", vimage=cfg.name, status=status)
-                if timeout.cancelled_caught:
-                    log.warning(
-                        "vimage.exec_stop_timed_out", vimage=cfg.name, timeout=cfg.stop_timeout
-                    )
+                await self._exec_stop(cfg, jid)
             if jid is not None:
                 for nic in reversed(cfg.vnets):
                     await self._return_nic(cfg.name, nic, jid)

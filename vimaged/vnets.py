@@ -101,6 +101,8 @@ class ReturnWatcher:
         return False
 
     async def _watch(self, ifname: str) -> None:
+        # Spawned by whichever request or rollback gave up on the NIC; it outlives that.
+        structlog.contextvars.clear_contextvars()
         pending = self.pending[ifname]
         while ifname in self.pending:
             try:

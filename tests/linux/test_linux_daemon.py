@@ -84,16 +84,20 @@ def test_daemon_starts_adopts_after_sigkill_and_stops(world: World, daemon: Linu
 
 
 def test_status_shows_the_addresses_inside_the_vimage(world: World, daemon: LinuxDaemon) -> None:
-    """jls(8) cannot show a VNET jail's addresses (field survey problem 19); vimagectl can."""
+    """jls(8) cannot show a VNET jail's addresses (field survey problem 19); vimagectl can.
+    And the commands' output lands in the console log."""
     name = world.tag
     world.extra_netns.append(f"vimage-{name}")
     world.add_nic("lan0", "peer0")
     ifname = f"ng0_{name}"
+    console = daemon.workdir / "console.log"
     daemon.write_config(
         f'vimage_enable="NO"\nvimage_list="{name}"\nvimage_{name}_bridges="lan0"\n'
-        f'vimage_{name}_exec_start="ip addr add 192.0.2.10/24 dev {ifname} && '
+        f'vimage_{name}_exec_start="echo configuring {ifname}; '
+        f"ip addr add 192.0.2.10/24 dev {ifname} && "
         f'ip addr add 2001:db8::10/64 dev {ifname} nodad"\n'
-        f'vimage_{name}_exec_stop="true"\n'
+        f'vimage_{name}_exec_stop="echo stopping >&2"\n'
+        f'vimage_{name}_exec_consolelog="{console}"\n'
     )
     daemon.start()
     daemon.ok("start", name)
@@ -108,3 +112,4 @@ def test_status_shows_the_addresses_inside_the_vimage(world: World, daemon: Linu
     daemon.ok("stop", name)
     [ng0] = daemon.ok("--json", "status", name).json()[0]["interfaces"]
     assert ng0["addresses"] == []
+    assert console.read_text() == f"configuring {ifname}\nstopping\n"  # stdout and stderr

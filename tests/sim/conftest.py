@@ -57,9 +57,16 @@ class SimHostHandle:
         self._client.expect(rpc.SetFaults(spec=spec), rpc.Ok)
 
     def script_exec(
-        self, jail: str, match: str = "", status: int = 0, duration: float = 0.0
+        self,
+        jail: str,
+        match: str = "",
+        status: int = 0,
+        duration: float = 0.0,
+        output: str = "",
     ) -> None:
-        request = rpc.ScriptExec(jail=jail, match=match, status=status, duration=duration)
+        request = rpc.ScriptExec(
+            jail=jail, match=match, status=status, duration=duration, output=output
+        )
         self._client.expect(request, rpc.Ok)
 
     def exec_log(self) -> list[rpc.ExecEntry]:

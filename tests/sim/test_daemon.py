@@ -248,6 +248,49 @@ def test_health_is_a_nagios_plugin(daemon: Daemon, sim_host: SimHostHandle) -> N
     daemon.wait_until(lambda: daemon.ctl("health", "web").code == 2, what="health critical")
 
 
+def test_health_names_what_the_failing_check_said(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    daemon.write_config(
+        'vimage_list="web"\nvimage_web_bridges="em0"\nvimage_web_health_cmd="check"\n'
+        'vimage_web_health_interval="0.2"\nvimage_web_health_retries="3"\n'
+    )
+    daemon.start()
+    sim_host.script_exec("web", "check", status=0, output="nginx is running as pid 41.\n")
+    daemon.ok("start", "web")
+    daemon.wait_until(lambda: daemon.ctl("health", "web").code == 0, what="health ok")
+    sim_host.script_exec("web", "check", status=1, output="nginx is not running.\n")
+    daemon.wait_until(lambda: daemon.ctl("health", "web").code == 1, what="health warning")
+    web = daemon.vimages()["web"]
+    assert web["health_reason"] == "health_cmd exited 1: nginx is not running."
+    line = daemon.ctl("health", "web").stdout
+    assert line.startswith("VIMAGED WARNING - web: health_cmd exited 1: nginx is not running.")
+    assert "health: health_cmd exited 1" in daemon.ok("status", "web").stdout
+    log = daemon.log()
+    assert "running as pid" not in log  # a check every 0.2 s, never into the log
+    [changed] = [line for line in log.splitlines() if '"health.degraded"' in line]
+    assert '"op"' not in changed  # the poll is not the start request that spawned it
+
+
+def test_exec_output_goes_to_the_console_log_and_ends_a_failed_starts_error(
+    daemon: Daemon, sim_host: SimHostHandle, tmp_path: Path
+) -> None:
+    console = tmp_path / "router.console"
+    daemon.write_config(SEED + f'vimage_router_exec_consolelog="{console}"\n')
+    daemon.start()
+    sim_host.script_exec(
+        "router", "/etc/rc", status=1, output="Starting pf.\npfctl: /etc/pf.conf: bad rule\n"
+    )
+    failed = daemon.ctl("start", "router")
+    assert failed.code == 70
+    assert "exited with status 1: pfctl: /etc/pf.conf: bad rule" in failed.stderr
+    assert console.read_text() == "Starting pf.\npfctl: /etc/pf.conf: bad rule\n"
+    assert console.stat().st_mode & 0o777 == 0o600
+    sim_host.script_exec("router", "/etc/rc", status=0, output="Starting pf.\n")
+    sim_host.script_exec("router", "rc.shutdown", status=0, output="Stopping pf.\n")
+    daemon.ok("start", "router")
+    daemon.ok("stop", "router")
+    assert console.read_text().endswith("bad rule\nStarting pf.\nStopping pf.\n")
+
+
 def test_a_second_daemon_never_takes_a_live_socket(daemon: Daemon) -> None:
     daemon.write_config(SEED)
     daemon.start()

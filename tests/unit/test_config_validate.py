@@ -84,6 +84,7 @@ vimage_web_devfs_ruleset="11"
 vimage_web_exec_start="/bin/sh /etc/rc start"
 vimage_web_exec_stop="/bin/true"
 vimage_web_exec_timeout="120"
+vimage_web_exec_consolelog="/var/log/vimage_web.console"
 vimage_web_stop_timeout="2.5"
 vimage_web_parameters="allow.raw_sockets 'osrelease=14.1 custom' enforce_statfs=1"
 vimage_web_depend="db"
@@ -116,6 +117,7 @@ vimage_db_vnets="em1"
         exec_start="/bin/sh /etc/rc start",
         exec_stop="/bin/true",
         exec_timeout=120.0,
+        exec_consolelog="/var/log/vimage_web.console",
         stop_timeout=2.5,
         parameters=("allow.raw_sockets", "osrelease=14.1 custom", "enforce_statfs=1"),
         depend=("db",),
@@ -219,6 +221,8 @@ def test_variables_of_the_rc_d_scripts_are_tolerated() -> None:
         ("vimage_list=w\nvimage_w_stop_timeout=10s", "vimage_w_stop_timeout"),
         ("vimage_list=w\nvimage_w_stop_timeout=inf", "vimage_w_stop_timeout"),
         ("vimage_list=w\nvimage_w_exec_timeout=-1", "vimage_w_exec_timeout"),
+        ("vimage_list=w\nvimage_w_exec_consolelog=w.log", "vimage_w_exec_consolelog"),
+        ("vimage_list=w\nvimage_w_parameters=exec.consolelog=/x", "vimage_w_exec_consolelog"),
         ("vimage_list=w\nvimage_w_parameters=exec.timeout=5", "vimage_w_exec_timeout"),
         ("vimage_list=w\nvimage_w_health_interval=0", "vimage_w_health_interval"),
         ("vimage_list=w\nvimage_w_health_timeout=-5", "vimage_w_health_timeout"),

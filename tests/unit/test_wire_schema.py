@@ -292,6 +292,7 @@ def test_unknown_fields_of_a_reply_are_dropped_and_defaults_filled() -> None:
                 "state": "stopped",
                 "jid": None,
                 "health": "unknown",
+                "health_reason": None,
                 "interfaces": [],
                 "config_changed": False,
                 "error": None,

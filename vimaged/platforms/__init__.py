@@ -82,10 +82,12 @@ class Platform(Protocol):
     async def list_jails(self) -> list[JailInfo]:
         """All jails, dying ones included (``jls -d``)."""
 
-    async def exec_in_jail(self, jid: int, command: str) -> int:
+    async def exec_in_jail(self, jid: int, command: str, *, output: int | None = None) -> int:
         """Run ``command`` with ``/bin/sh -c`` inside the jail; return its exit status.
 
-        Cancellation: the caller owns the deadline; on cancel the command is killed.
+        ``output``: a file descriptor for the command's stdout and stderr (a console log, a
+        capture); ``None`` leaves them the daemon's own. Cancellation: the caller owns the
+        deadline; on cancel the command is killed.
         """
 
     async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:

@@ -382,13 +382,15 @@ class FreeBSDPlatform:
     async def list_jails(self) -> list[JailInfo]:
         return _jails()
 
-    async def exec_in_jail(self, jid: int, command: str) -> int:
+    async def exec_in_jail(self, jid: int, command: str, *, output: int | None = None) -> int:
         # jexec(8) exits 1 for a missing jail, which would read as the command's status.
         if _find_jail(jid=jid).dying:
             raise ProcessLookupError(errno.ESRCH, f"jail {jid} is dying", str(jid))
         result = await trio.run_process(
             [self.jexec_command, str(jid), "/bin/sh", "-c", command],
             stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
             check=False,
         )
         return result.returncode

@@ -496,7 +496,7 @@ class LinuxPlatform:
     async def list_jails(self) -> list[JailInfo]:
         return await trio.to_thread.run_sync(self._list_jails)
 
-    async def exec_in_jail(self, jid: int, command: str) -> int:
+    async def exec_in_jail(self, jid: int, command: str, *, output: int | None = None) -> int:
         """Run ``/bin/sh -c command`` in the namespace (chrooted to the vimage's path).
 
         Cancellation: the command's whole process group is killed with SIGKILL.
@@ -511,6 +511,8 @@ class LinuxPlatform:
             argv,
             check=False,
             stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
             start_new_session=True,
             deliver_cancel=_kill_group,
         )

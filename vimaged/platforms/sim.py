@@ -183,12 +183,19 @@ class SimPlatform:
         reply = await self._call(rpc.ListJails(), rpc.Jails)
         return [JailInfo(jid=j.jid, name=j.name, dying=j.dying) for j in reply.jails]
 
-    async def exec_in_jail(self, jid: int, command: str) -> int:
+    async def exec_in_jail(self, jid: int, command: str, *, output: int | None = None) -> int:
         await self._ensure_host()
         # A connection of its own: on cancellation it closes, and the sim kills the command.
         async with await trio.open_unix_socket(self.socket_path) as stream:
             reply = await _exchange(stream, rpc.Exec(jid=jid, command=command))
-        return _expect(reply, rpc.ExitStatus).status
+        exited = _expect(reply, rpc.ExitStatus)
+        if exited.output:
+            # What the simulated command wrote, where a real one's stdout would have gone.
+            written = exited.output.encode()
+            fd = sys.stdout.fileno() if output is None else output
+            while written:
+                written = written[os.write(fd, written) :]
+        return exited.status
 
     async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
         if jid != HOST_JID and not await self._attachable(jid):

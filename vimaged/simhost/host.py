@@ -92,6 +92,7 @@ class ExecScript:
     match: str
     status: int = 0
     duration: float = 0.0
+    output: str = ""
 
 
 SIGKILL_STATUS = 128 + 9

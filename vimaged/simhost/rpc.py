@@ -92,12 +92,14 @@ class SetFaults(Request, frozen=True, tag="set_faults"):
 
 
 class ScriptExec(Request, frozen=True, tag="script_exec"):
-    """Commands in ``jail`` (``*`` for any) containing ``match`` end with ``status``."""
+    """Commands in ``jail`` (``*`` for any) containing ``match`` end with ``status`` after
+    writing ``output``."""
 
     jail: str
     match: str = ""
     status: int = 0
     duration: float = 0.0
+    output: str = ""
 
 
 class GetExecLog(Request, frozen=True, tag="exec_log"):
@@ -168,6 +170,8 @@ class Jails(Reply, frozen=True, tag="jails"):
 
 class ExitStatus(Reply, frozen=True, tag="exit_status"):
     status: int
+    output: str = ""
+    """What the command wrote to stdout and stderr (scripted by ``script_exec``)."""
 
 
 class IfnetRecord(msgspec.Struct, frozen=True, kw_only=True):

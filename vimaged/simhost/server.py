@@ -114,7 +114,13 @@ class SimHostServer:
             case rpc.ScriptExec():
                 host.scripts.insert(
                     0,
-                    ExecScript(request.jail, request.match, request.status, request.duration),
+                    ExecScript(
+                        request.jail,
+                        request.match,
+                        request.status,
+                        request.duration,
+                        request.output,
+                    ),
                 )
             case rpc.GetExecLog():
                 return rpc.ExecLog(
@@ -170,12 +176,13 @@ class SimHostServer:
             return _failed(exc)
         status = script.status if script is not None else 0
         duration = script.duration if script is not None else 0.0
+        output = script.output if script is not None else ""
         if duration > 0:
             await self._wait_exec(stream, record, duration)
         if record.outcome == "killed":
-            return rpc.ExitStatus(status=SIGKILL_STATUS)
+            return rpc.ExitStatus(status=SIGKILL_STATUS, output=output)
         host.finish_exec(record, status)
-        return rpc.ExitStatus(status=status)
+        return rpc.ExitStatus(status=status, output=output)
 
     async def _wait_exec(self, stream: trio.SocketStream, record: ExecRecord, delay: float) -> None:
         async def watch_peer(scope: trio.CancelScope) -> None:
