@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from vimaged import __version__
+
+if TYPE_CHECKING:
+    from vimaged.config import Config
 
 EX_USAGE = 64
 EX_SOFTWARE = 70
@@ -48,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="rc.conf(5) file to read; repeatable, later files override earlier ones "
         "(default: /etc/rc.conf, /etc/rc.conf.local, /etc/rc.conf.d/vimaged, "
         "/usr/local/etc/rc.conf.d/vimaged)",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check the configuration (and, but on an unstarted sim, that its NICs exist), "
+        "print what was read, exit 0 or 78; nothing is started",
     )
     parser.add_argument("--socket", default=DEFAULT_SOCKET, help="control socket path")
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="journal and MACs")
@@ -88,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             options[key] = value
     try:
         cfg = config.load(args.config)
+        if args.check_config:
+            return _check_config(cfg, args)
         platform = platforms.load(args.platform, **options)
         trio.run(
             lambda: daemon.run(
@@ -106,6 +117,45 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vimaged: {exc}", file=sys.stderr)
         return next(status for cls, status in exit_statuses if isinstance(exc, cls))
+    return 0
+
+
+def _check_config(cfg: Config, args: argparse.Namespace) -> int:
+    """``--check-config``: the configuration is valid (``load`` raised otherwise); then every
+    NIC it names must be on the host or inside a jail (moved in by a running vimage).
+
+    The sim platform is asked only when ``--sim-host`` names a running one: checking must not
+    start a simulated host.
+    """
+    import trio
+
+    from vimaged import config, platforms
+
+    names = ", ".join(v.name for v in cfg.vimages) or "none"
+    nics = sorted({n for v in cfg.vimages for n in (*v.vnets, *(b.parent for b in v.bridges))})
+    checked = "no NICs to look for"
+    if nics and (args.platform != "sim" or args.sim_host):
+        options = {"sim_host": args.sim_host} if args.sim_host else {}
+        platform = platforms.load(args.platform, **options)
+
+        async def present() -> set[str]:
+            try:
+                found = {i.name for i in await platform.list_ifnets()}
+                for nic in set(nics) - found:
+                    if await platform.locate_ifnet(nic) is not None:
+                        found.add(nic)  # inside a jail: moved in by a running vimage
+                return found
+            finally:
+                await platform.aclose()
+
+        config.check_host_nics(cfg, trio.run(present))
+        checked = f"NICs present: {' '.join(nics)}"
+    elif nics:
+        checked = "NICs not checked (no --sim-host)"
+    print(
+        f"vimaged: configuration OK: {len(cfg.vimages)} vimage(s) ({names}); {checked}; "
+        f"read {', '.join(cfg.sources) or 'no file'}"
+    )
     return 0
 
 

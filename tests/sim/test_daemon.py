@@ -125,6 +125,26 @@ def test_config_errors_refuse_to_start(
     assert result.returncode == EX_CONFIG, result
     assert variable in result.stderr
     assert sim_host.jails() == []
+    daemon.extra_args = ["--check-config"]  # `service vimaged configtest` says the same
+    checked = daemon.run_to_exit()
+    assert (checked.returncode, checked.stdout) == (EX_CONFIG, ""), checked
+    assert variable in checked.stderr
+
+
+def test_check_config_finds_nics_on_the_host_or_inside_running_vimages(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config(SEED)
+    checker = Daemon(sim_socket=sim_host.socket_path, workdir=daemon.workdir)
+    checker.extra_args = ["--check-config"]
+    checked = checker.run_to_exit()
+    assert checked.returncode == 0, checked
+    assert checked.stdout.startswith("vimaged: configuration OK: 2 vimage(s) (router, web); ")
+    assert "NICs present: em0 em1 fxp0 igb0" in checked.stdout
+    assert sim_host.jails() == []  # checking starts nothing
+    daemon.start()
+    daemon.ok("start", "router")  # em1 fxp0 igb0 now inside router's jail
+    assert checker.run_to_exit().returncode == 0
 
 
 def test_failed_start_rolls_back_everything(daemon: Daemon, sim_host: SimHostHandle) -> None:

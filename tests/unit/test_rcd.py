@@ -46,8 +46,11 @@ class Harness:
     def rc_conf(self, text: str) -> None:
         (self.tmp / "rc.conf").write_text(text)
 
-    def run(self, script: str, *args: str, shutdown: str | None = None) -> list[str]:
-        """``service SCRIPT ARGS`` or, with ``shutdown``, what rc.shutdown(8) does."""
+    def run(
+        self, script: str, *args: str, shutdown: str | None = None, status: int = 0
+    ) -> list[str]:
+        """``service SCRIPT ARGS`` or, with ``shutdown``, what rc.shutdown(8) does; the script
+        must exit ``status``."""
         path = self.install(script)
         env = {
             "PATH": os.environ["PATH"],
@@ -60,7 +63,8 @@ class Harness:
             # rc.shutdown: rc_shutdown=${1:-"unspecified"}; run_rc_script $file faststop,
             # which sources the script in a subshell with "set $_arg".
             argv = ["/bin/sh", "-c", f'rc_shutdown={shutdown}; set -- faststop; . "$0"', str(path)]
-        subprocess.run(argv, env=env, check=True, timeout=10)
+        done = subprocess.run(argv, env=env, check=False, timeout=10)
+        assert done.returncode == status
         return self.log.read_text().splitlines() if self.log.exists() else []
 
 
@@ -72,6 +76,18 @@ def rc(tmp_path: Path) -> Harness:
     ctl = bindir / "vimagectl"
     ctl.write_text(f'#!/bin/sh\necho "VIMAGECTL: $*" >> "{harness.log}"\n')
     ctl.chmod(0o755)
+    # The daemon itself runs only as --check-config here (daemon(8) is recorded, not run);
+    # it exits with the status in the file "configtest", 0 when there is none.
+    sbindir = harness.prefix / "sbin"
+    sbindir.mkdir()
+    daemon = sbindir / "vimaged"
+    status = tmp_path / "configtest"
+    daemon.write_text(
+        f'#!/bin/sh\necho "VIMAGED: $*" >> "{harness.log}"\n'
+        f'echo "vimaged: configuration OK"\n'
+        f'[ -f "{status}" ] && exit "$(cat "{status}")"\nexit 0\n'
+    )
+    daemon.chmod(0o755)
     harness.rc_conf(f'vimaged_enable="YES"\nvimaged_state_dir="{tmp_path}/db"\n')
     return harness
 
@@ -83,7 +99,13 @@ def test_start_runs_vimaged_under_daemon_with_its_flags_last(rc: Harness) -> Non
         'vimaged_config="/etc/rc.conf /usr/local/etc/vimaged.conf"\n'
         'vimaged_flags="--log-level debug"\n'
     )
-    [line] = rc.run("vimaged", "start")
+    check, line = rc.run("vimaged", "start")
+    assert check.split() == [
+        "VIMAGED:",
+        *("--platform", "freebsd", "--check-config"),
+        *("--config", "/etc/rc.conf"),
+        *("--config", "/usr/local/etc/vimaged.conf"),
+    ]
     assert line.split() == [
         "EXEC:",
         "/usr/sbin/daemon",
@@ -106,14 +128,14 @@ def test_disabled_vimaged_does_not_start(rc: Harness) -> None:
 
 def test_onestart_ignores_the_rcvar(rc: Harness) -> None:
     rc.rc_conf(f'vimaged_state_dir="{rc.tmp}/db"\n')
-    [line] = rc.run("vimaged", "onestart")
+    line = rc.run("vimaged", "onestart")[-1]
     assert line.startswith("EXEC: /usr/sbin/daemon ")
 
 
 def test_stop_and_restart_keep_the_vimages_running(rc: Harness) -> None:
     assert rc.run("vimaged", "stop") == ["KILL: TERM /var/run/vimaged.pid"]
     lines = rc.run("vimaged", "restart")
-    assert [line.split(":")[0] for line in lines] == ["KILL", "KILL", "EXEC"]
+    assert [line.split(":")[0] for line in lines] == ["KILL", "KILL", "VIMAGED", "EXEC"]
     assert not [line for line in lines if line.startswith("VIMAGECTL")]
 
 
@@ -132,6 +154,23 @@ def test_shutdown_goes_on_when_vimagectl_fails(rc: Harness) -> None:
     assert lines[0] == "VIMAGECTL: --timeout 80 stop --all"
     assert lines[1].startswith("WARN: ")
     assert lines[2] == "KILL: TERM /var/run/vimaged.pid"
+
+
+def test_a_bad_configuration_is_said_once_and_nothing_starts(rc: Harness) -> None:
+    # vimaged would exit 78, and daemon(8) -r would start it again every second.
+    (rc.tmp / "configtest").write_text("78")
+    lines = rc.run("vimaged", "start", status=1)
+    assert lines[0].startswith("VIMAGED: --platform freebsd --check-config")
+    assert lines[1] == "WARN: vimaged not started: its configuration has errors (above)"
+    assert not [line for line in lines if line.startswith("EXEC")]
+    assert not (rc.tmp / "db").exists()
+
+
+def test_configtest_checks_what_start_would_read(rc: Harness) -> None:
+    rc.rc_conf('vimaged_enable="YES"\nvimaged_config="/usr/local/etc/vimaged.conf"\n')
+    assert rc.run("vimaged", "configtest") == [
+        "VIMAGED: --platform freebsd --check-config --config /usr/local/etc/vimaged.conf"
+    ]
 
 
 def test_other_socket_reaches_vimagectl(rc: Harness) -> None:
