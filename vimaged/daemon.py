@@ -26,7 +26,7 @@ from vimaged.state import Journal
 from vimaged.supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     from vimaged.config import Config
     from vimaged.platforms import Platform
@@ -57,24 +57,32 @@ async def run(
         config.check_host_nics(cfg, {i.name for i in host} | held)
         sup = Supervisor(cfg, platform, journal, EventHub())
         dispatcher = Dispatcher(sup, config_paths)
-        async with trio.open_nursery() as handlers:  # connection handlers outlive the accept loop
-            async with trio.open_nursery() as main:
-                marker = trio.Path(socket_path).with_name(BOOT_MARKER)
-                boot = not await marker.exists()
-                await main.start(partial(sup.run, boot=boot))  # reconciled when this returns
-                listener = await open_control_listener(socket_path, group=cfg.group)
-                socket_inode = os.stat(socket_path).st_ino
-                await main.start(
-                    partial(serve_control, listener, dispatcher, handler_nursery=handlers)
-                )
-                await marker.touch()
-                log.info(
-                    "daemon.ready", socket=socket_path, platform=platform.name, version=__version__
-                )
-                await _wait_for_stop_signal(dispatcher)
-                sup.stopping = True  # new mutations get ShuttingDownError
-                main.cancel_scope.cancel()
-            handlers.cancel_scope.deadline = trio.current_time() + GRACE
+        # Caught from here on and queued until the daemon is ready: a SIGHUP that came once the
+        # socket answered, but before a handler was in place, used to end the daemon.
+        with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as received:
+            async with (
+                trio.open_nursery() as handlers
+            ):  # connection handlers outlive the accept loop
+                async with trio.open_nursery() as main:
+                    marker = trio.Path(socket_path).with_name(BOOT_MARKER)
+                    boot = not await marker.exists()
+                    await main.start(partial(sup.run, boot=boot))  # reconciled when this returns
+                    listener = await open_control_listener(socket_path, group=cfg.group)
+                    socket_inode = os.stat(socket_path).st_ino
+                    await main.start(
+                        partial(serve_control, listener, dispatcher, handler_nursery=handlers)
+                    )
+                    await marker.touch()
+                    log.info(
+                        "daemon.ready",
+                        socket=socket_path,
+                        platform=platform.name,
+                        version=__version__,
+                    )
+                    await _wait_for_stop_signal(received, dispatcher)
+                    sup.stopping = True  # new mutations get ShuttingDownError
+                    main.cancel_scope.cancel()
+                handlers.cancel_scope.deadline = trio.current_time() + GRACE
         _unlink_own_socket(socket_path, socket_inode)
     finally:
         with trio.CancelScope(shield=True):
@@ -83,18 +91,18 @@ async def run(
     log.info("daemon.stopped")
 
 
-async def _wait_for_stop_signal(dispatcher: Dispatcher) -> None:
-    with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            if signum != signal.SIGHUP:
-                log.info("daemon.stopping", signal=signal.Signals(signum).name)
-                return
-            try:
-                reloaded = await dispatcher.reload()
-            except ConfigError as exc:
-                log.error("config.reload_failed", error=str(exc))
-            else:
-                log.info("config.reloaded", added=reloaded.added, removed=reloaded.removed)
+async def _wait_for_stop_signal(signals: AsyncIterator[int], dispatcher: Dispatcher) -> None:
+    """Reload on SIGHUP until SIGTERM or SIGINT."""
+    async for signum in signals:
+        if signum != signal.SIGHUP:
+            log.info("daemon.stopping", signal=signal.Signals(signum).name)
+            return
+        try:
+            reloaded = await dispatcher.reload()
+        except ConfigError as exc:
+            log.error("config.reload_failed", error=str(exc))
+        else:
+            log.info("config.reloaded", added=reloaded.added, removed=reloaded.removed)
 
 
 def _unlink_own_socket(path: str, inode: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -350,6 +351,23 @@ def test_sighup_rereads_the_configuration(daemon: Daemon) -> None:
     )
     assert "extra" in daemon.vimages()
     assert daemon.ctl("reload").code == EX_CONFIG
+
+
+def test_a_sighup_as_soon_as_the_socket_exists_is_a_reload(daemon: Daemon) -> None:
+    """SIGHUP is caught before the socket exists: the default action (exit) used to win when
+    it came between the socket's creation and the handler's."""
+    daemon.write_config(SEED)
+    for _ in range(5):
+        log = daemon.log_path.open("ab")
+        daemon.proc = subprocess.Popen(daemon.command(), stdout=log, stderr=log)
+        log.close()
+        while not os.path.exists(daemon.socket_path):  # sooner than the harness's start()
+            assert daemon.proc.poll() is None, daemon.log()
+            time.sleep(0.0002)
+        daemon.kill_signal(signal.SIGHUP)
+        daemon.wait_until(lambda: daemon.ctl("version").code == 0, what="daemon answering")
+        assert daemon.proc.poll() is None, daemon.log()
+        daemon.kill(signal.SIGTERM)
 
 
 def test_unknown_names_and_refused_operations(daemon: Daemon) -> None:
