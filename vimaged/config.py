@@ -83,6 +83,14 @@ class VimageConfig(msgspec.Struct, frozen=True, kw_only=True):
     exec_timeout: float = 0.0
     """Seconds ``exec_start`` may run before the start fails and is rolled back; 0: no limit,
     as jail(8)'s ``exec.timeout``."""
+    exec_prestart: str | None = None
+    """Host commands around the vimage (jail(8)'s ``exec.prestart`` family), ``sh -c`` with
+    ``VIMAGE_NAME``, ``VIMAGE_JID``, ``VIMAGE_PATH`` and ``VIMAGE_INTERFACES`` set:
+    ``exec_prestart`` before the jail exists, ``exec_poststart`` after ``exec_start``,
+    ``exec_prestop`` before ``exec_stop``, ``exec_poststop`` once the jail is gone."""
+    exec_poststart: str | None = None
+    exec_prestop: str | None = None
+    exec_poststop: str | None = None
     exec_consolelog: str | None = None
     """File that ``exec_start`` and ``exec_stop`` append their output to (jail(8)'s
     ``exec.consolelog``); ``None``: the daemon's own output."""
@@ -491,6 +499,10 @@ VIMAGE_SETTINGS = (
     "exec_start",
     "exec_stop",
     "exec_timeout",
+    "exec_prestart",
+    "exec_poststart",
+    "exec_prestop",
+    "exec_poststop",
     "exec_consolelog",
     "stop_timeout",
     "parameters",
@@ -550,6 +562,10 @@ _RESERVED_PARAMETERS = {
     "exec.stop": "vimage_NAME_exec_stop",
     "exec.timeout": "vimage_NAME_exec_timeout",
     "exec.consolelog": "vimage_NAME_exec_consolelog",
+    "exec.prestart": "vimage_NAME_exec_prestart",
+    "exec.poststart": "vimage_NAME_exec_poststart",
+    "exec.prestop": "vimage_NAME_exec_prestop",
+    "exec.poststop": "vimage_NAME_exec_poststop",
 }
 
 
@@ -736,6 +752,10 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
         exec_start=take("exec_start") or DEFAULT_EXEC_START,
         exec_stop=take("exec_stop") or DEFAULT_EXEC_STOP,
         exec_timeout=seconds("exec_timeout"),
+        exec_prestart=take("exec_prestart") or None,
+        exec_poststart=take("exec_poststart") or None,
+        exec_prestop=take("exec_prestop") or None,
+        exec_poststop=take("exec_poststop") or None,
         exec_consolelog=consolelog,
         stop_timeout=seconds("stop_timeout"),
         parameters=parameters,

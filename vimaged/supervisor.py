@@ -398,6 +398,10 @@ class Supervisor:
         await self._check_available(cfg)
         undo: list[Callable[[], Awaitable[None]]] = []
         try:
+            if cfg.exec_prestart is not None:
+                await self._host_hook(cfg, "prestart", cfg.exec_prestart, None)
+                # as jail(8) does: what exec_prestart set up, exec_poststop takes down
+                undo.append(partial(self._host_hook_logged, cfg, "poststop", None))
             await self.journal.set_vimage(cfg.name, desired="running", jid=None)
             await self.journal.intend("jail", cfg.name, vimage=cfg.name)
             undo.append(partial(self.journal.forget, "jail", cfg.name))
@@ -435,6 +439,8 @@ class Supervisor:
                 await self.journal.mark("vnet", nic, "done")
                 self.events.emit("ifnet.moved", cfg.name, ifname=nic, jid=jid)
             await self._exec_start(cfg, jid)
+            if cfg.exec_poststart is not None:
+                await self._host_hook(cfg, "poststart", cfg.exec_poststart, jid)
         except BaseException:
             with trio.move_on_after(CLEANUP_GRACE, shield=True):
                 for step in reversed(undo):
@@ -560,6 +566,8 @@ class Supervisor:
     async def _stop_steps(self, v: Vimage) -> None:
         cfg, jid = v.cfg, v.jid
         with trio.CancelScope(shield=True):
+            if jid is not None:
+                await self._host_hook_logged(cfg, "prestop", jid)
             if jid is not None and await self._jail_alive(jid):
                 await self._exec_stop(cfg, jid)
             if jid is not None:
@@ -571,8 +579,49 @@ class Supervisor:
                 await self._remove_jail(cfg.name, jid)
             await self._release_bridges({b.parent for b in cfg.bridges})
             await self.journal.set_vimage(cfg.name, desired="stopped", jid=None)
+            if jid is not None:
+                await self._host_hook_logged(cfg, "poststop", jid)
 
     # ------------------------------------------------------------------ steps
+
+    async def _host_hook(self, cfg: VimageConfig, hook: str, command: str, jid: int | None) -> None:
+        """``vimage_NAME_exec_<hook>`` on the host, within ``exec_timeout`` for the start
+        side and ``stop_timeout`` for the stop side.
+
+        Raises:
+            OperationFailedError: it failed or ran too long; ends with its last line.
+        """
+        variable = f"vimage_{cfg.name}_exec_{hook}"
+        limit = cfg.stop_timeout if hook in ("prestop", "poststop") else cfg.exec_timeout
+        env = {
+            "VIMAGE_NAME": cfg.name,
+            "VIMAGE_JID": "" if jid is None else str(jid),
+            "VIMAGE_PATH": cfg.rootdir,
+            "VIMAGE_INTERFACES": " ".join([b.ifname for b in cfg.bridges] + list(cfg.vnets)),
+        }
+        consolelog = f"vimage_{cfg.name}_exec_consolelog"
+        with CommandOutput.console_log(cfg.exec_consolelog, consolelog) as output:
+            with trio.move_on_after(limit or math.inf) as deadline:
+                status = await self.platform.exec_on_host(command, env=env, output=output.fd)
+            if deadline.cancelled_caught:
+                raise OperationFailedError(
+                    f"{cfg.name}: {variable} still running after {limit:g} s{output.said()}"
+                )
+            if status != 0:
+                raise OperationFailedError(
+                    f"{cfg.name}: {variable} {command!r} exited with status {status}{output.said()}"
+                )
+        self.events.emit(f"hook.{hook}", cfg.name)
+
+    async def _host_hook_logged(self, cfg: VimageConfig, hook: str, jid: int | None) -> None:
+        """A stop-side hook: a failure is logged, and the stop goes on."""
+        command = cfg.exec_prestop if hook == "prestop" else cfg.exec_poststop
+        if command is None:
+            return
+        try:
+            await self._host_hook(cfg, hook, command, jid)
+        except (OSError, OperationFailedError) as exc:
+            log.warning("vimage.hook_failed", vimage=cfg.name, hook=hook, error=_error_text(exc))
 
     async def _jail_alive(self, jid: int) -> bool:
         return any(j.jid == jid and not j.dying for j in await self.platform.list_jails())

@@ -91,6 +91,7 @@ def test_status_shows_the_addresses_inside_the_vimage(world: World, daemon: Linu
     world.add_nic("lan0", "peer0")
     ifname = f"ng0_{name}"
     console = daemon.workdir / "console.log"
+    marker = daemon.workdir / "poststart"
     daemon.write_config(
         f'vimage_enable="NO"\nvimage_list="{name}"\nvimage_{name}_bridges="lan0"\n'
         f'vimage_{name}_exec_start="echo configuring {ifname}; '
@@ -98,6 +99,9 @@ def test_status_shows_the_addresses_inside_the_vimage(world: World, daemon: Linu
         f'ip addr add 2001:db8::10/64 dev {ifname} nodad"\n'
         f'vimage_{name}_exec_stop="echo stopping >&2"\n'
         f'vimage_{name}_exec_consolelog="{console}"\n'
+        # host commands; single quotes keep $VIMAGE_JID for the shell, as in sh
+        f"vimage_{name}_exec_poststart='echo \"$VIMAGE_JID $VIMAGE_INTERFACES\" > {marker}'\n"
+        f"vimage_{name}_exec_poststop='rm {marker}'\n"
     )
     daemon.start()
     daemon.ok("start", name)
@@ -107,9 +111,12 @@ def test_status_shows_the_addresses_inside_the_vimage(world: World, daemon: Linu
     )
     [ng0] = daemon.ok("--json", "status", name).json()[0]["interfaces"]
     assert ng0["name"] == ifname
+    jid = daemon.vimages()[name]["jid"]
+    assert marker.read_text() == f"{jid} {ifname}\n"  # exec_poststart ran on the host
     assert {"192.0.2.10/24", "2001:db8::10/64"} <= set(ng0["addresses"])
     assert "192.0.2.10/24" in daemon.ok("status", name).stdout
     daemon.ok("stop", name)
     [ng0] = daemon.ok("--json", "status", name).json()[0]["interfaces"]
     assert ng0["addresses"] == []
     assert console.read_text() == f"configuring {ifname}\nstopping\n"  # stdout and stderr
+    assert not marker.exists()  # exec_poststop

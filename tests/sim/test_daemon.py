@@ -312,6 +312,64 @@ def test_exec_output_goes_to_the_console_log_and_ends_a_failed_starts_error(
     assert console.read_text().endswith("bad rule\nStarting pf.\nStopping pf.\n")
 
 
+def test_host_hooks_run_around_the_vimage_with_its_environment(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config(
+        SEED + 'vimage_router_exec_prestart="pf-load"\nvimage_router_exec_poststart="route-add"\n'
+        'vimage_router_exec_prestop="route-del"\nvimage_router_exec_poststop="pf-flush"\n'
+    )
+    daemon.start()
+    daemon.ok("start", "router")
+    jid = daemon.vimages()["router"]["jid"]
+    daemon.ok("stop", "router")
+    ran = [(e.jail, e.command.split()[-1]) for e in sim_host.exec_log()]
+    assert ran == [
+        ("", "pf-load"),
+        ("router", "/etc/rc"),
+        ("", "route-add"),
+        ("", "route-del"),
+        ("router", "jail"),  # /bin/sh /etc/rc.shutdown jail
+        ("", "pf-flush"),
+    ]
+    hooks = {e.command: e.env for e in sim_host.exec_log() if e.jid == 0}
+    assert hooks["pf-load"] == {
+        "VIMAGE_NAME": "router",
+        "VIMAGE_JID": "",
+        "VIMAGE_PATH": "/",
+        "VIMAGE_INTERFACES": "em1 fxp0 igb0",
+    }
+    assert hooks["route-add"]["VIMAGE_JID"] == str(jid)
+    assert hooks["pf-flush"]["VIMAGE_JID"] == str(jid)
+
+
+def test_a_failing_poststart_rolls_back_and_runs_poststop(
+    daemon: Daemon, sim_host: SimHostHandle, tmp_path: Path
+) -> None:
+    daemon.write_config(
+        SEED + 'vimage_router_exec_prestart="pf-load"\nvimage_router_exec_poststart="route-add"\n'
+        'vimage_router_exec_poststop="pf-flush"\nvimage_router_exec_prestop="route-del"\n'
+        f'vimage_router_exec_consolelog="{tmp_path / "router.console"}"\n'
+    )
+    daemon.start()
+    sim_host.script_exec("", "route-add", status=2, output="route: writing to routing socket\n")
+    failed = daemon.ctl("start", "router")
+    assert failed.code == 70
+    assert "vimage_router_exec_poststart 'route-add' exited with status 2: route:" in failed.stderr
+    for nic in ("em1", "fxp0", "igb0"):
+        daemon.wait_until(lambda nic=nic: sim_host.vnet_of(nic) == 0, what=f"{nic} home")
+    assert [e.command for e in sim_host.exec_log() if e.jid == 0] == [
+        "pf-load",
+        "route-add",
+        "pf-flush",  # what exec_prestart set up is taken down; prestop never ran: no stop
+    ]
+    sim_host.script_exec("", "route-add", status=0)
+    sim_host.script_exec("", "route-del", status=1)  # a failing stop-side hook: logged only
+    daemon.ok("start", "router")
+    daemon.ok("stop", "router")
+    assert "vimage.hook_failed" in daemon.log()
+
+
 def test_a_second_daemon_never_takes_a_live_socket(daemon: Daemon) -> None:
     daemon.write_config(SEED)
     daemon.start()

@@ -85,6 +85,8 @@ vimage_web_exec_start="/bin/sh /etc/rc start"
 vimage_web_exec_stop="/bin/true"
 vimage_web_exec_timeout="120"
 vimage_web_exec_consolelog="/var/log/vimage_web.console"
+vimage_web_exec_prestart="pfctl -a vimage/web -f /etc/pf.web"
+vimage_web_exec_poststop="pfctl -a vimage/web -F all"
 vimage_web_stop_timeout="2.5"
 vimage_web_parameters="allow.raw_sockets 'osrelease=14.1 custom' enforce_statfs=1"
 vimage_web_depend="db"
@@ -118,6 +120,8 @@ vimage_db_vnets="em1"
         exec_stop="/bin/true",
         exec_timeout=120.0,
         exec_consolelog="/var/log/vimage_web.console",
+        exec_prestart="pfctl -a vimage/web -f /etc/pf.web",
+        exec_poststop="pfctl -a vimage/web -F all",
         stop_timeout=2.5,
         parameters=("allow.raw_sockets", "osrelease=14.1 custom", "enforce_statfs=1"),
         depend=("db",),
@@ -223,6 +227,7 @@ def test_variables_of_the_rc_d_scripts_are_tolerated() -> None:
         ("vimage_list=w\nvimage_w_exec_timeout=-1", "vimage_w_exec_timeout"),
         ("vimage_list=w\nvimage_w_exec_consolelog=w.log", "vimage_w_exec_consolelog"),
         ("vimage_list=w\nvimage_w_parameters=exec.consolelog=/x", "vimage_w_exec_consolelog"),
+        ("vimage_list=w\nvimage_w_parameters=exec.poststart=true", "vimage_w_exec_poststart"),
         ("vimage_list=w\nvimage_w_parameters=exec.timeout=5", "vimage_w_exec_timeout"),
         ("vimage_list=w\nvimage_w_health_interval=0", "vimage_w_health_interval"),
         ("vimage_list=w\nvimage_w_health_timeout=-5", "vimage_w_health_timeout"),

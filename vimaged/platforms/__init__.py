@@ -11,9 +11,12 @@ PEP 3151 classes (``FileExistsError``, ``ProcessLookupError``, ...).
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 PLATFORM_NAMES = ("freebsd", "sim", "linux")
 
@@ -89,6 +92,14 @@ class Platform(Protocol):
         capture); ``None`` leaves them the daemon's own. Cancellation: the caller owns the
         deadline; on cancel the command is killed.
         """
+
+    async def exec_on_host(
+        self, command: str, *, env: Mapping[str, str], output: int | None = None
+    ) -> int:
+        """Run ``command`` with ``/bin/sh -c`` on the host, outside any jail, with ``env``
+        added to the daemon's environment (the ``exec_prestart`` family, as jail(8)'s
+        ``exec.prestart``); return its exit status. ``output`` and cancellation as for
+        :meth:`exec_in_jail`."""
 
     async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
         """Interfaces visible in the vnet of ``jid`` (``HOST_JID`` for the host)."""

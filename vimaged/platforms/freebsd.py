@@ -32,9 +32,10 @@ import trio
 from vimaged.errors import PlatformError
 from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo, JailSpec, _libc
 from vimaged.platforms import freebsd_abi as abi
+from vimaged.platforms.host_command import run_host_command
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.netgraph.bridges import NetgraphBridges
@@ -394,6 +395,11 @@ class FreeBSDPlatform:
             check=False,
         )
         return result.returncode
+
+    async def exec_on_host(
+        self, command: str, *, env: Mapping[str, str], output: int | None = None
+    ) -> int:
+        return await run_host_command(command, env=env, output=output)
 
     # -- interfaces
 

@@ -18,7 +18,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import threading
 import uuid
@@ -30,9 +29,10 @@ from vimaged.errors import PlatformError
 from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo
 from vimaged.platforms import linux_kernel as kernel
 from vimaged.platforms import linux_netlink as nl
+from vimaged.platforms.host_command import exit_status, kill_process_group, run_host_command
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from vimaged.platforms import JailSpec
 
@@ -514,9 +514,14 @@ class LinuxPlatform:
             stdout=output,
             stderr=output,
             start_new_session=True,
-            deliver_cancel=_kill_group,
+            deliver_cancel=kill_process_group,
         )
-        return done.returncode if done.returncode >= 0 else 128 - done.returncode
+        return exit_status(done.returncode)
+
+    async def exec_on_host(
+        self, command: str, *, env: Mapping[str, str], output: int | None = None
+    ) -> int:
+        return await run_host_command(command, env=env, output=output)
 
     async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
         return await trio.to_thread.run_sync(self._list_ifnets, jid)
@@ -577,11 +582,6 @@ def _enodev_is_enoent(call: Callable[[], T], ifname: str) -> T:
         if exc.errno == errno.ENODEV:
             raise _enoent(ifname) from None
         raise
-
-
-async def _kill_group(process: trio.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _read_host_uuid() -> str:

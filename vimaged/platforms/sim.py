@@ -31,7 +31,7 @@ from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo
 from vimaged.simhost import rpc
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
 
     from vimaged.netgraph.transport import NgTransport
     from vimaged.platforms import JailSpec
@@ -184,10 +184,20 @@ class SimPlatform:
         return [JailInfo(jid=j.jid, name=j.name, dying=j.dying) for j in reply.jails]
 
     async def exec_in_jail(self, jid: int, command: str, *, output: int | None = None) -> int:
+        return await self._exec(jid, command, {}, output)
+
+    async def exec_on_host(
+        self, command: str, *, env: Mapping[str, str], output: int | None = None
+    ) -> int:
+        return await self._exec(HOST_JID, command, env, output)
+
+    async def _exec(
+        self, jid: int, command: str, env: Mapping[str, str], output: int | None
+    ) -> int:
         await self._ensure_host()
         # A connection of its own: on cancellation it closes, and the sim kills the command.
         async with await trio.open_unix_socket(self.socket_path) as stream:
-            reply = await _exchange(stream, rpc.Exec(jid=jid, command=command))
+            reply = await _exchange(stream, rpc.Exec(jid=jid, command=command, env=dict(env)))
         exited = _expect(reply, rpc.ExitStatus)
         if exited.output:
             # What the simulated command wrote, where a real one's stdout would have gone.

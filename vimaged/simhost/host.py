@@ -79,6 +79,7 @@ class ExecRecord:
     jail: str
     command: str
     started: float
+    env: dict[str, str] = field(default_factory=dict)
     outcome: str = "running"  # running | exited | killed
     status: int | None = None
     duration: float | None = None
@@ -375,15 +376,21 @@ class SimHost:
 
     # -- commands --------------------------------------------------------------------------
 
-    def start_exec(self, jid: int, command: str) -> tuple[ExecRecord, ExecScript | None]:
-        """jail_attach + sh -c: EINVAL for a jail that is absent or dying (kern_jail.c)."""
-        jail = self.jails.get(jid)
-        if jail is None or jail.dying:
-            fail(errno.EINVAL, f"cannot attach to jail {jid}")
-        record = ExecRecord(jid, jail.name, command, time.time())
+    def start_exec(
+        self, jid: int, command: str, env: dict[str, str] | None = None
+    ) -> tuple[ExecRecord, ExecScript | None]:
+        """jail_attach + sh -c: EINVAL for a jail that is absent or dying (kern_jail.c).
+        jid 0 is the host itself: a command outside any jail, recorded with no jail name."""
+        name = ""
+        if jid != 0:
+            jail = self.jails.get(jid)
+            if jail is None or jail.dying:
+                fail(errno.EINVAL, f"cannot attach to jail {jid}")
+            name = jail.name
+        record = ExecRecord(jid, name, command, time.time(), dict(env or {}))
         self.exec_log.append(record)
         script = next(
-            (s for s in self.scripts if s.jail in (jail.name, "*") and s.match in command),
+            (s for s in self.scripts if s.jail in (name, "*") and s.match in command),
             None,
         )
         return record, script

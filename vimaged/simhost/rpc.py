@@ -47,8 +47,12 @@ class ListJails(Request, frozen=True, tag="list_jails"):
 
 
 class Exec(Request, frozen=True, tag="exec"):
+    """``sh -c command`` in jail ``jid``, or on the host for jid 0 (the ``exec_prestart``
+    family), with ``env`` added to its environment."""
+
     jid: int
     command: str
+    env: dict[str, str] = {}
 
 
 class ListIfnets(Request, frozen=True, tag="list_ifnets"):
@@ -192,7 +196,9 @@ class Location(Reply, frozen=True, tag="location"):
 class ExecEntry(msgspec.Struct, frozen=True, kw_only=True):
     jid: int
     jail: str
+    """The jail's name; empty for a command on the host (jid 0)."""
     command: str
+    env: dict[str, str] = {}
     started: float
     outcome: str
     status: int | None

@@ -129,6 +129,7 @@ class SimHostServer:
                             jid=r.jid,
                             jail=r.jail,
                             command=r.command,
+                            env=r.env,
                             started=r.started,
                             outcome=r.outcome,
                             status=r.status,
@@ -171,7 +172,7 @@ class SimHostServer:
         host = self.host
         host.tick()
         try:
-            record, script = host.start_exec(request.jid, request.command)
+            record, script = host.start_exec(request.jid, request.command, request.env)
         except OSError as exc:
             return _failed(exc)
         status = script.status if script is not None else 0
