@@ -10,6 +10,7 @@ reason ends with its last line (``health_cmd exited 1: nginx is not running``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from typing import TYPE_CHECKING
@@ -38,16 +39,21 @@ class CommandOutput:
     def console_log(cls, path: str | None, variable: str) -> Iterator[CommandOutput]:
         """Append to ``path``, created mode 0600 (output may hold secrets); ``None``: inherit.
 
+        A symbolic link as the file itself is refused (O_NOFOLLOW): root appending to whatever
+        a link in a shared directory points at is how a log clobbers /etc.
+
         Raises:
             OperationFailedError: the file cannot be opened; names ``variable``.
         """
         if path is None:
             yield cls(None)
             return
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(path, flags, 0o600)
         except OSError as exc:
-            raise OperationFailedError(f"{variable}: cannot open {path}: {exc.strerror}") from exc
+            why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            raise OperationFailedError(f"{variable}: cannot open {path}: {why}") from exc
         try:
             yield cls(fd, os.fstat(fd).st_size)
         finally:

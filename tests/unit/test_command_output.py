@@ -44,6 +44,18 @@ def test_an_unopenable_console_log_names_its_variable(tmp_path: Path) -> None:
         pass
 
 
+def test_a_console_log_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "passwd"
+    target.write_text("root:*:0:0\n")
+    (tmp_path / "web.console").symlink_to(target)
+    with (
+        pytest.raises(OperationFailedError, match="it is a symbolic link"),
+        CommandOutput.console_log(str(tmp_path / "web.console"), "vimage_web_exec_consolelog"),
+    ):
+        pass
+    assert target.read_text() == "root:*:0:0\n"
+
+
 def test_without_a_console_log_output_is_the_daemons_and_unread() -> None:
     with CommandOutput.console_log(None, "vimage_web_exec_consolelog") as output:
         assert (output.fd, output.last_line(), output.said()) == (None, None, "")
