@@ -110,7 +110,8 @@ def help_text() -> str:
         "  -s, --socket socket  the control socket\n"
         "  --json               JSON output\n"
         f"  --timeout seconds    wait for each answer (default {DEFAULT_TIMEOUT:g})\n"
-        "  -h, --help           this help\n\n"
+        "  -h, --help           this help\n"
+        "  --version            vimagectl's version; the command version adds the daemon's\n\n"
         f"commands:\n{verbs}\n\n"
         f"socket: -s, else $VIMAGED_SOCKET, else {DEFAULT_SOCKET}.\n"
         "exit status: sysexits(3); health exits 0-3 like a Nagios plugin."
@@ -125,7 +126,7 @@ def verb_usage(verb: str) -> str:
 class Arguments:
     """The parsed command line."""
 
-    __slots__ = ("all", "help", "json", "names", "socket", "timeout", "verb")
+    __slots__ = ("all", "help", "json", "names", "socket", "timeout", "verb", "version")
 
     def __init__(self) -> None:
         self.verb = ""
@@ -135,6 +136,7 @@ class Arguments:
         self.socket: str | None = None
         self.timeout = DEFAULT_TIMEOUT
         self.help = False
+        self.version = False
 
 
 def vimage_name(text: str) -> str:
@@ -182,10 +184,12 @@ def parse(argv: Sequence[str]) -> Arguments:
             name, equals, value = word.partition("=")
             if word == "--":
                 options_done = True
-            elif name in ("--help", "--json", "--all") and equals:
+            elif name in ("--help", "--json", "--all", "--version") and equals:
                 raise ValueError(f"{name} takes no value")
             elif word in ("-h", "--help"):
                 args.help = True
+            elif word == "--version":
+                args.version = True
             elif name == "--json":
                 args.json = True
             elif name == "--all" and args.verb in ("start", "stop"):
@@ -207,7 +211,7 @@ def parse(argv: Sequence[str]) -> Arguments:
                     args.socket = value
             else:
                 raise ValueError(f"unknown option {name}")
-        if args.help:
+        if args.help or args.version:
             return args
         if not args.verb:
             raise ValueError("no command given")
@@ -248,6 +252,9 @@ def _run(argv: Sequence[str]) -> int:
             print(f"VIMAGED UNKNOWN - usage: {exc}".splitlines()[0])
         print(f"vimagectl: {exc}", file=sys.stderr)
         return exc.status
+    if args.version:  # this program's alone; the command `version` asks the daemon too
+        print(f"vimagectl {__version__}")
+        return EX_OK
     if args.help:
         print(f"{verb_usage(args.verb)}\n\n{VERBS[args.verb][1]}" if args.verb else help_text())
         return EX_OK

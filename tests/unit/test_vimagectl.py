@@ -26,6 +26,7 @@ import trio
 
 from vimagectl.cli import EXIT_STATUS, VERBS, UsageError, format_table, parse
 from vimagectl.client import CLIENT_CODES
+from vimaged import __version__
 from vimaged.protocol import (
     ERROR_CODES,
     HEADER,
@@ -462,6 +463,11 @@ async def test_help_lists_every_command_and_exits_0() -> None:
     assert done.returncode == 0
     assert done.stdout.decode().startswith("usage: vimagectl [-s socket] [--json]")
     assert "stop name ... | --all" in done.stdout.decode()
+
+
+async def test_version_option_needs_no_daemon(socket_path: str) -> None:
+    done = await vimagectl("-s", socket_path, "--version")  # nothing listens there
+    assert (done.returncode, done.stdout) == (0, f"vimagectl {__version__}\n".encode())
 
 
 async def test_a_malformed_reply_exits_76_naming_the_field(
