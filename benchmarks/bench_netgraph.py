@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from vimaged.netgraph.bridges import NetgraphBridges  # noqa: E402
 from vimaged.netgraph.ngsocket import open_ng_socket  # noqa: E402
 from vimaged.netgraph.sim_transport import open_sim_transport  # noqa: E402
 from vimaged.simhost import rpc  # noqa: E402
+from vimaged.simhost.client import SimHostClient, raise_failed  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -94,21 +94,8 @@ async def bench_round_trips(sim: str, requests: int) -> list[str]:
 
 def _rpc(sim: str, request: rpc.Request) -> None:
     """One request to the sim host's RPC socket; raises OSError if it failed."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(sim)
-        sock.sendall(rpc.frame(request))
-        data = b""
-        while len(data) < rpc.HEADER.size or len(data) < rpc.HEADER.size + rpc.frame_length(
-            data[: rpc.HEADER.size]
-        ):
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("sim host closed the RPC connection")
-            data += chunk
-    reply = rpc.REPLY_DECODER.decode(data[rpc.HEADER.size :])
-    if isinstance(reply, rpc.Failed):
-        raise OSError(reply.errno, reply.message)
+    with SimHostClient(sim) as client:
+        raise_failed(client.call(request), type(request).__name__)
 
 
 async def bench_bridge_growth(sim: str, eifaces: int) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from vimaged.netgraph.ngsocket import NetgraphError, NgSocket, open_ng_socket
 from vimaged.netgraph.sim_transport import open_sim_transport
 from vimaged.platforms import BridgedIfnet
 from vimaged.simhost import rpc
+from vimaged.simhost.client import SimHostClient, raise_failed
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -43,21 +43,10 @@ NICS = ["em0", "em1"]
 
 
 def _rpc_sync(path: str, request: rpc.Request) -> rpc.Reply:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(path)
-        sock.sendall(rpc.frame(request))
-        data = b""
-        while len(data) < rpc.HEADER.size or len(data) < rpc.HEADER.size + rpc.frame_length(
-            data[: rpc.HEADER.size]
-        ):
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("sim host closed the RPC connection")
-            data += chunk
-    reply: rpc.Reply = rpc.REPLY_DECODER.decode(data[rpc.HEADER.size :])
-    if isinstance(reply, rpc.Failed):
-        raise OSError(reply.errno, reply.message)
+    """One request on a connection of its own; OSError with the simulated errno if it failed."""
+    with SimHostClient(path) as client:
+        reply = client.call(request)
+    raise_failed(reply, type(request).__name__)
     return reply
 
 
