@@ -401,7 +401,9 @@ class Supervisor:
             if cfg.exec_prestart is not None:
                 await self._host_hook(cfg, "prestart", cfg.exec_prestart, None)
                 # as jail(8) does: what exec_prestart set up, exec_poststop takes down
-                undo.append(partial(self._host_hook_logged, cfg, "poststop", None))
+                undo.append(
+                    partial(self._host_hook_logged, cfg, "poststop", cfg.exec_poststop, None)
+                )
             await self.journal.set_vimage(cfg.name, desired="running", jid=None)
             await self.journal.intend("jail", cfg.name, vimage=cfg.name)
             undo.append(partial(self.journal.forget, "jail", cfg.name))
@@ -522,19 +524,43 @@ class Supervisor:
                 self.events.emit("vimage.failed", v.name, error=error)
 
     async def _exec_start(self, cfg: VimageConfig, jid: int) -> None:
-        variable = f"vimage_{cfg.name}_exec_consolelog"
-        with CommandOutput.console_log(cfg.exec_consolelog, variable) as output:
-            with trio.move_on_after(cfg.exec_timeout or math.inf) as limit:
-                status = await self.platform.exec_in_jail(jid, cfg.exec_start, output=output.fd)
-            if limit.cancelled_caught:
+        await self._run_command(
+            cfg,
+            "exec_start",
+            cfg.exec_start,
+            partial(self.platform.exec_in_jail, jid, cfg.exec_start),
+            limit=cfg.exec_timeout,
+            limit_variable=f"vimage_{cfg.name}_exec_timeout",
+        )
+
+    async def _run_command(
+        self,
+        cfg: VimageConfig,
+        what: str,
+        command: str,
+        run: Callable[..., Awaitable[int]],
+        *,
+        limit: float,
+        limit_variable: str,
+    ) -> None:
+        """``run(output=fd)``, one of the vimage's commands, with its output in the console log.
+
+        Raises:
+            OperationFailedError: it exited non-zero or outlived ``limit`` (0: no limit); the
+                message ends with the last line it wrote.
+        """
+        consolelog = f"vimage_{cfg.name}_exec_consolelog"
+        with CommandOutput.console_log(cfg.exec_consolelog, consolelog) as output:
+            with trio.move_on_after(limit or math.inf) as deadline:
+                status = await run(output=output.fd)
+            if deadline.cancelled_caught:
                 raise OperationFailedError(
-                    f"{cfg.name}: exec_start {cfg.exec_start!r} still running after "
-                    f"{cfg.exec_timeout:g} s (vimage_{cfg.name}_exec_timeout){output.said()}"
+                    f"{cfg.name}: {what} {command!r} still running after {limit:g} s "
+                    f"({limit_variable}){output.said()}"
                 )
             if status != 0:
                 raise OperationFailedError(
-                    f"{cfg.name}: exec_start {cfg.exec_start!r} exited with status {status}"
-                    f"{output.said()}"
+                    f"{cfg.name}: {what} {command!r} exited with status {status}{output.said()}"
                 )
 
     async def _exec_stop(self, cfg: VimageConfig, jid: int) -> None:
@@ -567,7 +593,7 @@ class Supervisor:
         cfg, jid = v.cfg, v.jid
         with trio.CancelScope(shield=True):
             if jid is not None:
-                await self._host_hook_logged(cfg, "prestop", jid)
+                await self._host_hook_logged(cfg, "prestop", cfg.exec_prestop, jid)
             if jid is not None and await self._jail_alive(jid):
                 await self._exec_stop(cfg, jid)
             if jid is not None:
@@ -580,7 +606,7 @@ class Supervisor:
             await self._release_bridges({b.parent for b in cfg.bridges})
             await self.journal.set_vimage(cfg.name, desired="stopped", jid=None)
             if jid is not None:
-                await self._host_hook_logged(cfg, "poststop", jid)
+                await self._host_hook_logged(cfg, "poststop", cfg.exec_poststop, jid)
 
     # ------------------------------------------------------------------ steps
 
@@ -591,31 +617,27 @@ class Supervisor:
         Raises:
             OperationFailedError: it failed or ran too long; ends with its last line.
         """
-        variable = f"vimage_{cfg.name}_exec_{hook}"
-        limit = cfg.stop_timeout if hook in ("prestop", "poststop") else cfg.exec_timeout
+        stop_side = hook in ("prestop", "poststop")
         env = {
             "VIMAGE_NAME": cfg.name,
             "VIMAGE_JID": "" if jid is None else str(jid),
             "VIMAGE_PATH": cfg.rootdir,
             "VIMAGE_INTERFACES": " ".join([b.ifname for b in cfg.bridges] + list(cfg.vnets)),
         }
-        consolelog = f"vimage_{cfg.name}_exec_consolelog"
-        with CommandOutput.console_log(cfg.exec_consolelog, consolelog) as output:
-            with trio.move_on_after(limit or math.inf) as deadline:
-                status = await self.platform.exec_on_host(command, env=env, output=output.fd)
-            if deadline.cancelled_caught:
-                raise OperationFailedError(
-                    f"{cfg.name}: {variable} still running after {limit:g} s{output.said()}"
-                )
-            if status != 0:
-                raise OperationFailedError(
-                    f"{cfg.name}: {variable} {command!r} exited with status {status}{output.said()}"
-                )
+        await self._run_command(
+            cfg,
+            f"vimage_{cfg.name}_exec_{hook}",
+            command,
+            partial(self.platform.exec_on_host, command, env=env),
+            limit=cfg.stop_timeout if stop_side else cfg.exec_timeout,
+            limit_variable=f"vimage_{cfg.name}_{'stop' if stop_side else 'exec'}_timeout",
+        )
         self.events.emit(f"hook.{hook}", cfg.name)
 
-    async def _host_hook_logged(self, cfg: VimageConfig, hook: str, jid: int | None) -> None:
-        """A stop-side hook: a failure is logged, and the stop goes on."""
-        command = cfg.exec_prestop if hook == "prestop" else cfg.exec_poststop
+    async def _host_hook_logged(
+        self, cfg: VimageConfig, hook: str, command: str | None, jid: int | None
+    ) -> None:
+        """A stop-side hook, if configured: a failure is logged, and the stop goes on."""
         if command is None:
             return
         try:
