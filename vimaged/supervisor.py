@@ -819,6 +819,12 @@ class Supervisor:
         await self.journal.forget("jail", name)
 
     async def _remove_orphans(self) -> None:
+        # First what a killed daemon left half-made (an eiface not named yet): only now,
+        # before any start, can it not be a create in flight.
+        strays = await self.platform.remove_stray_bridged_ifnets()
+        for stray in strays:
+            log.warning("reconcile.stray_removed", ifname=stray.name, parent=stray.parent)
+        await self._release_bridges({s.parent for s in strays})
         journaled = {r.key for r in await self.journal.resources() if r.kind == "bridge"}
         orphans = [b for b in await self.platform.list_bridged_ifnets() if b.name not in journaled]
         for orphan in orphans:

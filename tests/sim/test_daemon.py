@@ -18,7 +18,7 @@ import trio
 
 from tests.sim.daemon_harness import Daemon
 from vimaged.macs import jng_mac
-from vimaged.netgraph.bridges import eiface_name
+from vimaged.netgraph.bridges import bridge_name, eiface_name
 from vimaged.netgraph.ngsocket import open_ng_socket
 from vimaged.netgraph.sim_transport import open_sim_transport
 
@@ -602,6 +602,31 @@ def test_health_sees_a_bridged_interface_cut_from_its_bridge(
         lambda: daemon.vimages()["web"]["health"] == "degraded", what="health degraded"
     )
     assert daemon.ctl("health", "web").code == 1  # Nagios WARNING
+
+
+def test_reconciliation_removes_an_eiface_a_killed_daemon_left_unnamed(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config('vimage_list="web"\nvimage_web_bridges="em0"\n')
+    daemon.start()
+    daemon.ok("start", "web")
+
+    async def half_create() -> None:  # a kill between mkpeer and name_node leaves this
+        async with (
+            open_sim_transport(sim_host.socket_path) as transport,
+            open_ng_socket(transport) as sock,
+        ):
+            await sock.mkpeer(bridge_name("em0") + ":", "eiface", "link7", "ether")
+
+    trio.run(half_create)
+    daemon.kill(signal.SIGKILL)
+    daemon.start()
+    eifaces = [n.name for n in sim_host.ng_nodes() if n.type == "eiface"]
+    assert eifaces == [eiface_name("ng0_web")]  # the stray is gone, web's own is adopted
+    assert "reconcile.stray_removed" in daemon.log()
+    assert daemon.vimages()["web"]["state"] == "running"
+    daemon.ok("stop", "web")
+    assert not [n for n in sim_host.ng_nodes() if n.type == "bridge"]  # nothing holds it
 
 
 def test_stop_all_after_a_reload_removed_a_running_vimage(

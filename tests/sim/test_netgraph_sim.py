@@ -841,3 +841,19 @@ async def test_losing_a_name_race_frees_only_its_own_link(
     await bridges.destroy("ng0_web")
     await bridges.create(winner.parent, "ng3_web", _mac(3))
     assert (await _links(sim, winner.parent))["link1"] == eiface_name("ng3_web")
+
+
+async def test_remove_strays_shuts_down_eifaces_a_killed_process_left_unnamed(
+    sim: Sim, bridges: NetgraphBridges, sock: NgSocket
+) -> None:
+    await bridges.create("em0", "ng0_w", _mac(0))  # link1
+    # A process killed between mkpeer and name_node: the eiface keeps ng_eiface's own name.
+    await sock.mkpeer(bridge_name("em0") + ":", "eiface", "link5", "ether")
+    stray = (await sock.nodeinfo(bridge_name("em0") + ":link5")).name
+    assert stray.startswith("ngeth")
+    assert [b.name for b in await bridges.list()] == ["ng0_w"]  # invisible to list()
+    assert await bridges.remove_strays() == [BridgedIfnet(name=stray, parent="em0")]
+    assert await _links(sim) == {"link1": eiface_name("ng0_w")}
+    assert await bridges.remove_strays() == []
+    await bridges.destroy("ng0_w")
+    assert await bridges.release("em0")  # nothing holds the bridge any more

@@ -41,7 +41,7 @@ from vimaged.netgraph.ngsocket import NgSocket, netgraph_error, open_ng_socket
 from vimaged.platforms import BridgedIfnet
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.netgraph.transport import NgTransport
@@ -474,6 +474,44 @@ class NetgraphBridges:
         await self._reset_parent(sock, parent)
         return True
 
+    async def remove_strays(self) -> list[BridgedIfnet]:
+        """Shut down the eifaces a killed process left on our bridges before it named them,
+        and return them (``name``: the node's own name, ``ngethN``; ``parent``: the NIC).
+
+        Between ``mkpeer`` and ``name_node`` an eiface is ours only by the link it hangs on,
+        so :meth:`list` cannot see it and it would hold its bridge forever. Call this only
+        when no :meth:`create` is running in any process (reconciliation at start-up): a
+        create in flight looks the same.
+        """
+        sock = await self.socket()
+        strays: list[BridgedIfnet] = []
+        async for parent, hooks in self._our_bridges(sock, await sock.listnodes()):
+            for link in hooks.links:
+                peer = link.peer
+                if peer.type != abi.NG_EIFACE_NODE_TYPE or peer.name.startswith(EIFACE_PREFIX):
+                    continue
+                with suppress(FileNotFoundError):
+                    await sock.shutdown(peer.address)
+                strays.append(BridgedIfnet(name=peer.name or peer.address, parent=parent))
+                self._forget(bridge_name(parent))  # its view counted that link
+        return strays
+
+    async def _our_bridges(
+        self, sock: NgSocket, nodes: Sequence[codec.NodeInfo]
+    ) -> AsyncIterator[tuple[str, codec.HookList]]:
+        """``(parent NIC, hooks)`` of each bridge of ours among ``nodes`` that still hangs
+        on an ng_ether node."""
+        for bridge in nodes:
+            if bridge.type != abi.NG_BRIDGE_NODE_TYPE or not bridge.name.startswith(BRIDGE_PREFIX):
+                continue
+            hooks = await sock.listhooks(bridge.address)
+            ether = next(
+                (link.peer for link in hooks.links if link.peer.type == abi.NG_ETHER_NODE_TYPE),
+                None,
+            )
+            if ether is not None:
+                yield await sock.ether_getifname(ether.address), hooks
+
     async def list(self) -> list[BridgedIfnet]:
         """Every eiface of ours, with the parent NIC of the bridge it hangs on.
 
@@ -484,17 +522,7 @@ class NetgraphBridges:
         sock = await self.socket()
         nodes = await sock.listnodes()
         parent_of_eiface: dict[int, str] = {}
-        for bridge in nodes:
-            if bridge.type != abi.NG_BRIDGE_NODE_TYPE or not bridge.name.startswith(BRIDGE_PREFIX):
-                continue
-            hooks = await sock.listhooks(bridge.address)
-            ether = next(
-                (link.peer for link in hooks.links if link.peer.type == abi.NG_ETHER_NODE_TYPE),
-                None,
-            )
-            if ether is None:
-                continue
-            parent = await sock.ether_getifname(ether.address)
+        async for parent, hooks in self._our_bridges(sock, nodes):
             for link in hooks.links:
                 if link.peer.type == abi.NG_EIFACE_NODE_TYPE:
                     parent_of_eiface[link.peer.id] = parent

@@ -143,6 +143,11 @@ class Platform(Protocol):
     async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
         """Every interface of ours that exists, for reconciliation after a restart."""
 
+    async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
+        """Remove what a killed daemon left of a bridged interface it was still making, which
+        :meth:`list_bridged_ifnets` cannot name; return them. Only at reconciliation, while
+        nothing is being created."""
+
     async def aclose(self) -> None:
         """Release what the platform holds (connections, fds). Idempotent."""
 

@@ -472,6 +472,9 @@ class FreeBSDPlatform:
     async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
         return await self._netgraph().list()
 
+    async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
+        return await self._netgraph().remove_strays()
+
     async def aclose(self) -> None:
         self._closed = True
         bridges, self._bridges = self._bridges, None

@@ -560,6 +560,10 @@ class LinuxPlatform:
     async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
         return await trio.to_thread.run_sync(self._list_bridged_ifnets)
 
+    async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
+        """None can exist: one RTM_NEWLINK creates a macvlan (or veth) with its final name."""
+        return []
+
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self._aclose)
 

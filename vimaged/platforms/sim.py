@@ -253,6 +253,10 @@ class SimPlatform:
         # jid left None, as on FreeBSD: locating each one would cost two RPCs per interface
         return await self._bridges.list()
 
+    async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
+        await self._ensure_host()
+        return await self._bridges.remove_strays()
+
     @asynccontextmanager
     async def open_netgraph(self) -> AsyncIterator[NgTransport]:
         """A simulated netgraph socket on this host, for the dev tool."""
