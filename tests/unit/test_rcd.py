@@ -216,10 +216,44 @@ def test_vimage_restart_with_empty_list_does_nothing(rc: Harness) -> None:
     assert rc.run("vimage", "restart") == []
 
 
-def test_vimage_disabled_needs_onestart(rc: Harness) -> None:
-    rc.rc_conf("")
-    assert rc.run("vimage", "start", "web") == ["DISABLED: vimage_enable"]
-    assert rc.run("vimage", "onestart", "web")[-1] == "VIMAGECTL: start web"
+@pytest.mark.parametrize("autostart", ["", 'vimage_enable="NO"\n', 'vimage_enable="YES"\n'])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("start", "web"), "start web"),
+        (("stop", "web"), "stop web"),
+        (("restart", "web"), "restart web"),
+        (("onestart", "web"), "start web"),
+        (("onestop", "web"), "stop web"),
+    ],
+)
+def test_vimage_works_whatever_the_autostart_setting(
+    rc: Harness, autostart: str, args: tuple[str, ...], expected: str
+) -> None:
+    # vimage_enable is vimaged's "autostart vimage_list", not this script's rcvar: with it as
+    # rcvar, run_rc_command said "Cannot 'start' vimage" and exited 0 whenever it was off.
+    rc.rc_conf(autostart + 'vimage_list="web"\n')
+    assert rc.run("vimage", *args) == [f"VIMAGECTL: {expected}"]
+
+
+@pytest.mark.parametrize(
+    "args", [("start", "web"), ("stop", "web"), ("restart", "web"), ("start",), ("status",)]
+)
+def test_vimage_exits_nonzero_when_vimagectl_fails(rc: Harness, args: tuple[str, ...]) -> None:
+    (rc.prefix / "bin" / "vimagectl").write_text(
+        f'#!/bin/sh\necho "VIMAGECTL: $*" >> "{rc.log}"\nexit 69\n'
+    )
+    rc.rc_conf('vimage_list="web"\n')
+    # run_rc_command returns 1 when a ${rc_arg}_cmd fails (rc.subr's _run_rc_doit).
+    lines = rc.run("vimage", *args, status=1)
+    assert len(lines) == 1
+    assert lines[0].startswith("VIMAGECTL: ")
+
+
+def test_vimage_has_no_rcvar() -> None:
+    # service -e lists scripts whose rcvar is YES; this one never runs at boot.
+    text = (RC_D / "vimage").read_text()
+    assert not [line for line in text.splitlines() if line.lstrip().startswith("rcvar=")]
 
 
 def test_vimage_never_runs_at_boot_or_shutdown() -> None:
