@@ -6,6 +6,13 @@ import os
 import sys
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests must not depend on the machine's speed (a slow or emulated CPU, a busy CI
+# host): no per-example deadline and no too_slow health check, for every test that does
+# not say otherwise.
+settings.register_profile("vimaged", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("vimaged")
 
 TIERS = ("unit", "sim", "linux", "freebsd")
 

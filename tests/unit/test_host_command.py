@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -42,6 +44,12 @@ async def test_cancellation_kills_the_whole_process_group(tmp_path: Path) -> Non
 
 def alive(pid: int) -> bool:
     """Running, or sleeping: not gone and not a zombie its new parent has yet to reap."""
+    if not sys.platform.startswith("linux"):
+        # FreeBSD mounts no /proc by default (procfs(5)): ask ps(1) for the state.
+        done = subprocess.run(
+            ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, check=False
+        )
+        return done.returncode == 0 and not done.stdout.strip().startswith("Z")
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:

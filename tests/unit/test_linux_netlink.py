@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 
 import pytest
 
 from vimaged.platforms import linux_netlink as nl
 
-pytestmark = pytest.mark.unit
+pytestmark = [
+    pytest.mark.unit,
+    # The linux platform's rtnetlink: Linux address family numbers (socket.AF_PACKET exists
+    # only there), and nothing of it runs on FreeBSD.
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="rtnetlink messages exist only on Linux"
+    ),
+]
 
 
 def rtattr(kind: int, payload: bytes) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vimaged import macs
@@ -20,6 +20,9 @@ VBOX_EM0 = "08:00:27:e7:1b:18"
 
 names = st.from_regex(VIMAGE_NAME_PATTERN, fullmatch=True)
 uuids = st.uuids().map(str)
+# The properties must not depend on the machine's speed: a slow (emulated) CPU made
+# hypothesis's too_slow health check fail them on FreeBSD.
+machine_independent = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.mark.parametrize(
@@ -39,6 +42,7 @@ def test_host_mac_is_frozen(
     assert macs.host_mac(host_uuid, vimage, index, attempt) == expected
 
 
+@machine_independent
 @given(uuids, names, st.integers(0, 4096), st.integers(0, 300))
 def test_host_mac_is_unicast_locally_administered(
     host_uuid: str, vimage: str, index: int, attempt: int
@@ -50,6 +54,7 @@ def test_host_mac_is_unicast_locally_administered(
     assert mac == macs.host_mac(host_uuid, vimage, index, attempt)
 
 
+@machine_independent
 @given(st.lists(st.tuples(uuids, names, st.integers(0, 64)), min_size=2, max_size=50, unique=True))
 def test_host_mac_distinct_inputs_give_distinct_macs(
     inputs: list[tuple[str, str, int]],
@@ -83,6 +88,7 @@ def test_jng_mac_reproduces_derive_mac(
     assert macs.jng_mac(vimage, parent, counter) == expected
 
 
+@machine_independent
 @given(names, st.binary(min_size=6, max_size=6), st.integers(0, 1000))
 def test_jng_mac_is_unicast_locally_administered(vimage: str, parent: bytes, counter: int) -> None:
     mac = macs.jng_mac(vimage, macs.format_mac(parent), counter)
@@ -123,6 +129,7 @@ def test_parse_mac_refuses(text: str) -> None:
         macs.parse_mac(text)
 
 
+@machine_independent
 @given(st.binary(min_size=6, max_size=6))
 def test_format_then_normalize_round_trips(octets: bytes) -> None:
     text = macs.format_mac(octets)
@@ -181,3 +188,10 @@ def test_choose_mac_gives_up_with_conflict() -> None:
             jng_counter=0,
             taken=taken,
         )
+
+
+def test_property_tests_do_not_depend_on_the_machines_speed() -> None:
+    # tests/conftest.py loads this profile for every property test that says nothing else.
+    default = settings()
+    assert default.deadline is None
+    assert HealthCheck.too_slow in default.suppress_health_check
