@@ -7,13 +7,22 @@ build of the Python package: the sources are pure Python and go to
 
 The archive is what ``pkg create`` writes (freebsd/pkg:libpkg/pkg_create.c@00f5629d,
 ``pkg_create_from_dir``): ``+COMPACT_MANIFEST`` then ``+MANIFEST`` first, then each file
-under its absolute path (``/usr/local/sbin/vimaged``). The manifests are JSON, which is valid
+under its absolute path (``/usr/local/sbin/vimaged``), then each directory the package owns.
+The manifests are JSON, which is valid
 UCL; each file's sum is ``1$<sha256 hex>`` (``PKG_HASH_TYPE_SHA256_HEX`` = 1 and ``$`` as
 separator, libpkg/pkg_checksum.c ``pkg_checksum_generate_file``). The tar is xz-compressed:
 pkg reads archives through libarchive with every filter enabled, xz was its ``txz`` default
 for years (every pkg 1.x reads it), and Python's stdlib writes xz but not zstd, pkg's newer
 default. The name ends in ``.pkg`` as pkg names every format since 1.17. Builds are
 reproducible: sorted entries, root:wheel, fixed mtime (``SOURCE_DATE_EPOCH``, else 0).
+
+``--python X.Y`` picks the flavor: site-packages of pythonX.Y, the ``#!`` of the entry
+points and dependencies named ``pyXY-trio`` ... as the ports tree's ``${PYTHON_PKGNAMEPREFIX}``
+names them. ``pkg delete`` leaves nothing behind: the manifest lists every directory the
+package creates (``directories``, what ``@dir`` gives; pkg_manifest.c ``pkg_emit_object``),
+bytecode is compiled by a ``post-install`` script with the target's own interpreter (the
+build host's Python may be another version), and ``pre-deinstall`` removes the
+``__pycache__`` directories that script, or a run as root, wrote.
 """
 
 from __future__ import annotations
@@ -40,10 +49,26 @@ COMMENT = "Supervisor for vimages (VNET jails) with netgraph bridging"
 PACKAGES = ("vimaged", "vimagectl")
 RUNTIME_DEPS = {
     # pkg name stem -> (port origin, lowest version pyproject.toml accepts)
-    "trio": ("devel/py-trio", "0.25"),
+    "trio": ("net/py-trio", "0.25"),  # devel/py-trio moved in 2020
     "msgspec": ("devel/py-msgspec", "0.18"),
     "structlog": ("devel/py-structlog", "24.1"),
 }
+# Directories of the base layout (freebsd-ports Templates/BSD.local.dist) and of the
+# interpreter's package: never the package's own, never removed with it.
+SHARED_DIRS = frozenset(
+    {
+        "bin",
+        "etc",
+        "etc/rc.d",
+        "lib",
+        "sbin",
+        "share",
+        "share/examples",
+        "share/man",
+        "share/man/man5",
+        "share/man/man8",
+    }
+)
 MESSAGE = """\
 Enable and start the daemon:
   sysrc vimaged_enable=YES
@@ -126,6 +151,34 @@ def collect(root: Path, python: str) -> list[Entry]:
     return sorted(entries, key=lambda entry: entry.path)
 
 
+def directories(entries: list[Entry], python: str) -> list[str]:
+    """Every directory (under PREFIX, no slash at the end) holding an entry that the base
+    layout or lang/pythonXY does not already own, sorted."""
+    shared = SHARED_DIRS | {f"lib/python{python}", f"lib/python{python}/site-packages"}
+    found: set[str] = set()
+    for entry in entries:
+        parent = entry.path.rpartition("/")[0]
+        while parent and parent not in shared:
+            found.add(parent)
+            parent = parent.rpartition("/")[0]
+    return sorted(found)
+
+
+def scripts(python: str) -> dict[str, str]:
+    """post-install compiles the bytecode, pre-deinstall removes it (pkg runs both with
+    PKG_PREFIX set, pkg-install(8))."""
+    site = f'"${{PKG_PREFIX}}/lib/python{python}/site-packages'
+    trees = " ".join(f'{site}/{package}"' for package in PACKAGES)
+    return {
+        "post-install": (
+            f'"${{PKG_PREFIX}}/bin/python{python}" -m compileall -q {trees} >/dev/null || :'
+        ),
+        "pre-deinstall": (
+            f"find {trees} -type d -name __pycache__ -prune -exec rm -rf {{}} + || :"
+        ),
+    }
+
+
 def read(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -165,13 +218,18 @@ def manifests(root: Path, version: str, python: str, entries: list[Entry]) -> tu
     full = {
         **compact,
         "files": {entry.abspath: entry.sum for entry in entries},
+        "directories": {f"{PREFIX}/{path}": "y" for path in directories(entries, python)},
+        "scripts": scripts(python),
         "messages": [{"message": MESSAGE.replace("%%PREFIX%%", PREFIX)}],
     }
     return (json.dumps(compact, indent=2).encode(), json.dumps(full, indent=2).encode())
 
 
-def tar_member(name: str, data: bytes, mode: int, mtime: int) -> tuple[tarfile.TarInfo, io.BytesIO]:
+def tar_member(
+    name: str, data: bytes, mode: int, mtime: int, kind: bytes = tarfile.REGTYPE
+) -> tuple[tarfile.TarInfo, io.BytesIO]:
     info = tarfile.TarInfo(name)
+    info.type = kind
     info.size = len(data)
     info.mode = mode
     info.mtime = mtime
@@ -200,6 +258,8 @@ def build(root: Path, outdir: Path, python: str = "3.11") -> Path:
             tar.addfile(*tar_member("+MANIFEST", full, 0o644, mtime))
             for entry in entries:
                 tar.addfile(*tar_member(entry.abspath, entry.data, entry.mode, mtime))
+            for path in directories(entries, python):
+                tar.addfile(*tar_member(f"{PREFIX}/{path}", b"", 0o755, mtime, tarfile.DIRTYPE))
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)
@@ -210,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build vimaged-VERSION.pkg for pkg(8).")
     parser.add_argument("-o", "--output", default=".", help="directory for the .pkg")
     parser.add_argument("--root", default=str(ROOT), help="the checkout (default: this one)")
-    parser.add_argument("--python", default="3.11", help="Python of the target (default 3.11)")
+    parser.add_argument(
+        "--python",
+        default="3.11",
+        help="Python of the target, X.Y: its site-packages and pyXY-* dependencies (default 3.11)",
+    )
     args = parser.parse_args(argv)
     path = build(Path(args.root), Path(args.output), args.python)
     print(path)
