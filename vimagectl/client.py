@@ -36,8 +36,9 @@ REFUSED_RETRY_DELAY = 0.05
 """FreeBSD refuses connects (ECONNREFUSED) while a live daemon's listen queue is full, so a
 refusal on a socket of ours is retried this long (capped by the timeout) before we call it down.
 Linux makes connect wait on a full queue instead: there a refusal means nobody listens."""
-SOL_LOCAL, LOCAL_PEERCRED, XUCRED_SIZE = 0, 1, 80
-"""FreeBSD <sys/un.h>, <sys/ucred.h>: ``struct xucred``, ``cr_uid`` at offset 4."""
+SOL_LOCAL, LOCAL_PEERCRED, XUCRED_SIZE = 0, 1, 88
+"""FreeBSD <sys/un.h>, <sys/ucred.h>: ``struct xucred`` (88 bytes on LP64; the kernel copies
+at most what is asked), ``cr_uid`` at offset 4."""
 
 CLIENT_CODES = (
     "unreachable",
