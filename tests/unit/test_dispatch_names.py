@@ -8,7 +8,17 @@ import pytest
 
 from vimaged.dispatch import Dispatcher
 from vimaged.peercred import Peer
-from vimaged.protocol import MAX_NAMES, Done, Error, Health, Outcome, Start, Status, VimageInfo
+from vimaged.protocol import (
+    MAX_NAMES,
+    Done,
+    Error,
+    Health,
+    Outcome,
+    Start,
+    Status,
+    VimageInfo,
+    Vimages,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -20,7 +30,7 @@ pytestmark = pytest.mark.unit
 ROOT = Peer(uid=0, gid=0, groups=frozenset({0}))
 
 
-class Supervisor_:
+class RecordingSupervisor:
     """Records what the dispatcher asks of the supervisor."""
 
     def __init__(self) -> None:
@@ -40,15 +50,16 @@ class Supervisor_:
         return [Outcome(name=n, ok=True, state="running") for n in names]
 
 
-def dispatcher() -> tuple[Dispatcher, Supervisor_]:
-    sup = Supervisor_()
+def dispatcher() -> tuple[Dispatcher, RecordingSupervisor]:
+    sup = RecordingSupervisor()
     return Dispatcher(cast("Supervisor", sup), None), sup
 
 
 async def test_repeated_names_are_answered_once() -> None:
     dispatch, sup = dispatcher()
     reply = await dispatch.handle(Status(names=("web", "db") * 75000), ROOT)
-    assert [v.name for v in reply.vimages] == ["web", "db"]  # type: ignore[union-attr]
+    assert isinstance(reply, Vimages)
+    assert [v.name for v in reply.vimages] == ["web", "db"]
     assert sup.observed == [("web", "db")]
     assert sup.infos == ["web", "db"]
     started = await dispatch.handle(Start(names=("web", "web", "db")), ROOT)

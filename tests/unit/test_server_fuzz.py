@@ -12,17 +12,16 @@ import random
 import pytest
 import trio
 
-from tests.unit.test_server import (  # noqa: F401  # _close_clients, socket_*: fixtures
-    TIMEOUT,
-    Conn,
-    _close_clients,
-    socket_dir,
-    socket_path,
-    start_server,
-)
+from tests.unit import test_server
+from tests.unit.test_server import TIMEOUT, Conn, start_server
 from vimaged.protocol import HEADER, MAX_FRAME, Error, ListVimages, Vimages
 
 pytestmark = pytest.mark.unit
+
+# test_server's fixtures, shared by name.
+_close_clients = test_server._close_clients
+socket_dir = test_server.socket_dir
+socket_path = test_server.socket_path
 
 SEED = 20261204
 FRAMES = 1500

@@ -14,16 +14,9 @@ import structlog
 import trio
 import trio.testing
 
-from tests.unit.test_server import (  # noqa: F401  # _close_clients, socket_*: fixtures
-    NOBODY,
-    Conn,
-    Handler,
-    _close_clients,
-    socket_dir,
-    socket_path,
-    start_server,
-)
-from vimaged import server
+from tests.unit import test_server
+from tests.unit.test_server import NOBODY, Conn, Handler, start_server
+from vimaged import peercred, protocol, server
 from vimaged.peercred import Peer
 from vimaged.protocol import (
     Error,
@@ -35,11 +28,14 @@ from vimaged.protocol import (
 from vimaged.server import DaemonRunningError, Limits, open_control_listener
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from vimaged.protocol import AnyRequest, Reply
 
 pytestmark = pytest.mark.unit
+
+# test_server's fixtures, shared by name.
+_close_clients = test_server._close_clients
+socket_dir = test_server.socket_dir
+socket_path = test_server.socket_path
 
 DEEP_OBJECT = b'{"a":' * 1000 + b"1" + b"}" * 1000  # 6,001 bytes: RecursionError in msgspec
 
@@ -58,7 +54,9 @@ class HugeHandler(Handler):
     "body",
     [
         pytest.param(DEEP_OBJECT, id="deep-unknown-field"),
-        pytest.param(b'{"op":"status","names":' + b"[" * 5000 + b"]" * 5000 + b"}", id="deep-names"),
+        pytest.param(
+            b'{"op":"status","names":' + b"[" * 5000 + b"]" * 5000 + b"}", id="deep-names"
+        ),
         pytest.param(b"[" * 100000, id="deep-unclosed"),
         pytest.param(b'{"op":"list","x":' + b"[{" * 9 + b"}]" * 9 + b"}", id="just-too-deep"),
     ],
@@ -79,7 +77,7 @@ async def test_a_deeply_nested_frame_is_refused_and_the_daemon_serves_on(
 async def test_a_decoder_bug_is_internal_logged_once_and_the_connection_stays(
     nursery: trio.Nursery, socket_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = server.REQUEST_DECODER
+    real = protocol.REQUEST_DECODER
 
     class Buggy:
         def decode(self, body: bytes) -> AnyRequest:
@@ -103,7 +101,7 @@ async def test_a_decoder_bug_is_internal_logged_once_and_the_connection_stays(
 async def test_a_bug_outside_any_request_costs_one_connection_not_the_daemon(
     nursery: trio.Nursery, socket_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = server.peer_credentials
+    real = peercred.peer_credentials
     calls = iter(range(100))
 
     def first_one_buggy(sock: socket.socket) -> Peer:
@@ -148,7 +146,7 @@ async def _serve(nursery: trio.Nursery, listener: server.ControlListener, handle
 
 
 @pytest.fixture
-def peers_as(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+def peers_as(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Each new connection's peer gets the next uid of this list (root once it is empty)."""
     uids: list[int] = []
 
@@ -157,7 +155,7 @@ def peers_as(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
         return Peer(uid=uid, gid=uid, groups=frozenset({uid}))
 
     monkeypatch.setattr(server, "peer_credentials", fake)
-    yield uids
+    return uids
 
 
 async def _refused_busy(path: str) -> bool:
@@ -245,9 +243,7 @@ async def test_an_impostor_socket_is_replaced_never_obeyed(socket_path: str) -> 
         nursery.cancel_scope.cancel()
 
 
-async def test_a_link_at_the_socket_path_is_not_followed(
-    socket_dir: str, socket_path: str
-) -> None:
+async def test_a_link_at_the_socket_path_is_not_followed(socket_dir: str, socket_path: str) -> None:
     target = os.path.join(socket_dir, "target")
     with open(target, "w") as file:  # noqa: ASYNC230  # test setup
         file.write("root's file")
