@@ -17,7 +17,6 @@ import errno
 import grp
 import itertools
 import os
-import secrets
 import socket
 import stat
 import tempfile
@@ -201,13 +200,14 @@ async def open_control_listener(path: str, *, group: str | None = None) -> Contr
         While probing an existing socket or binding; nothing is left behind.
     """
     gid = admin_gid(group)
-    await _refuse_live_daemon(path)
-    directory, name = os.path.split(path)
-    staging_name = f".{name}.{secrets.token_hex(4)}"
-    if len(os.fsencode(os.path.join(directory, staging_name, "s"))) >= SUN_PATH_MAX:
+    if len(os.fsencode(path)) >= SUN_PATH_MAX:
         raise OSError(errno.ENAMETOOLONG, "control socket path too long for sockaddr_un", path)
-    staging = tempfile.mkdtemp(prefix=staging_name, dir=directory or ".")
+    await _refuse_live_daemon(path)
+    directory = os.path.dirname(path)
+    staging = tempfile.mkdtemp(prefix=".vs", dir=directory or ".")  # short: sun_path
     try:
+        if len(os.fsencode(os.path.join(staging, "s"))) >= SUN_PATH_MAX:
+            raise OSError(errno.ENAMETOOLONG, "control socket path too long for sockaddr_un", path)
         sock = await _bind_in(staging, gid, path)
     finally:
         with contextlib.suppress(OSError):
