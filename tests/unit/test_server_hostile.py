@@ -17,6 +17,7 @@ import trio.testing
 from tests.unit import test_server
 from tests.unit.test_server import NOBODY, Conn, Handler, start_server
 from vimaged import peercred, protocol, server
+from vimaged.listener import PROBE_REFUSED_DELAY, PROBE_REFUSED_TRIES
 from vimaged.peercred import Peer
 from vimaged.protocol import (
     Error,
@@ -266,7 +267,7 @@ async def test_a_refused_probe_is_retried_before_the_socket_is_called_stale(
         async with trio.open_nursery() as nursery:
 
             async def drain() -> None:
-                await trio.sleep(server.PROBE_REFUSED_DELAY * 2.5)
+                await trio.sleep(PROBE_REFUSED_DELAY * 2.5)
                 busy.listen()
 
             nursery.start_soon(drain)
@@ -283,5 +284,5 @@ async def test_a_socket_refused_every_time_is_stale_and_replaced(
         started = trio.current_time()
         listener = await open_control_listener(socket_path)
         waited = trio.current_time() - started
-    assert waited >= server.PROBE_REFUSED_DELAY * (server.PROBE_REFUSED_TRIES - 1)
+    assert waited >= PROBE_REFUSED_DELAY * (PROBE_REFUSED_TRIES - 1)
     await listener.aclose()
