@@ -51,6 +51,7 @@ EXIT_STATUS: dict[str, int] = {
     "os_error": EX_OSERR,
     "internal": EX_SOFTWARE,
     "busy": EX_TEMPFAIL,
+    "reply_too_large": EX_PROTOCOL,
     # Failures the client sees itself (client.CLIENT_CODES).
     "unreachable": EX_UNAVAILABLE,
     "closed": EX_UNAVAILABLE,
@@ -59,6 +60,7 @@ EXIT_STATUS: dict[str, int] = {
     "bad_frame": EX_PROTOCOL,
     "bad_version": EX_PROTOCOL,
     "bad_request": EX_PROTOCOL,
+    "untrusted_socket": EX_NOPERM,
 }
 """Error code → sysexits(3) status; a code this vimagectl does not know exits 70."""
 

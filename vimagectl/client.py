@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import _socket  # socket.py's own core: socket.py adds enum and selectors, ~3 ms of start-up
 import json
+import os
+import stat
+import sys
 import time
 
 from vimagectl.schema import Schema, WireError
@@ -28,6 +31,14 @@ SCHEMA = Schema.load()
 PROTOCOL_VERSION = SCHEMA.integer("x-protocol")
 MAX_FRAME = SCHEMA.integer("x-max-frame")
 KNOWN_PROTOCOLS = frozenset({PROTOCOL_VERSION})
+REFUSED_RETRY_FOR = 0.0 if sys.platform.startswith("linux") else 2.0
+REFUSED_RETRY_DELAY = 0.05
+"""FreeBSD refuses connects (ECONNREFUSED) while a live daemon's listen queue is full, so a
+refusal on a socket of ours is retried this long (capped by the timeout) before we call it down.
+Linux makes connect wait on a full queue instead: there a refusal means nobody listens."""
+SOL_LOCAL, LOCAL_PEERCRED, XUCRED_SIZE = 0, 1, 88
+"""FreeBSD <sys/un.h>, <sys/ucred.h>: ``struct xucred`` (88 bytes on LP64; the kernel copies
+at most what is asked), ``cr_uid`` at offset 4."""
 
 CLIENT_CODES = (
     "unreachable",
@@ -37,6 +48,7 @@ CLIENT_CODES = (
     "bad_frame",
     "bad_version",
     "bad_request",
+    "untrusted_socket",
 )
 """Codes of failures seen by the client itself, alongside the daemon's ``Error.code`` values."""
 
@@ -61,13 +73,18 @@ class Client:
         path: the control socket.
         timeout: seconds allowed for connecting plus reading ``Hello``, and then for each
             request until its whole reply has arrived. Event streams wait without limit.
+        refused_retry: seconds to keep retrying a refused connect (see
+            :data:`REFUSED_RETRY_FOR`, the default).
     """
 
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(
+        self, path: str, timeout: float, *, refused_retry: float = REFUSED_RETRY_FOR
+    ) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         self.path = path
         self.timeout = timeout
+        self.refused_retry = refused_retry
         self.hello: Hello | None = None
         self._sock: _socket.socket | None = None
 
@@ -96,32 +113,22 @@ class Client:
                 protocol version.
         """
         deadline = time.monotonic() + self.timeout
-        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        self._sock = sock
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.path)
-        except FileNotFoundError:
-            self.close()
-            raise ClientError(
-                "unreachable", f"{self.path}: no such socket; is vimaged running?"
-            ) from None
-        except ConnectionRefusedError:
-            self.close()
-            raise ClientError(
-                "unreachable", f"{self.path}: connection refused; vimaged is down"
-            ) from None
-        except PermissionError:
-            self.close()
-            raise ClientError(
-                "socket_permission", f"{self.path}: permission denied (root or vimaged_group)"
-            ) from None
-        except TimeoutError:
-            self.close()
-            raise ClientError("timeout", f"{self.path}: connect timed out") from None
-        except OSError as exc:
-            self.close()
-            raise ClientError("unreachable", f"{self.path}: {exc.strerror}") from None
+        refused_until = time.monotonic() + min(self.refused_retry, self.timeout)
+        while True:
+            self._check_owner()
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            self._sock = sock
+            sock.settimeout(_remaining(deadline))
+            try:
+                self._connect(sock)
+                break
+            except ClientError as exc:
+                if exc.code != "refused":
+                    raise
+                if time.monotonic() >= refused_until:
+                    raise ClientError("unreachable", exc.message) from None
+                time.sleep(REFUSED_RETRY_DELAY)
+        self._check_peer(sock)
         first = self._receive(deadline)
         if first["reply"] == "error":
             raise ClientError(first["code"], first["message"])
@@ -135,6 +142,66 @@ class Client:
             )
         self.hello = first
         return first
+
+    def _check_owner(self) -> None:
+        """Refuse a socket file that is not owned by root or by us, before connecting to it.
+
+        Anyone who can write its directory could plant a listener there that answers like
+        vimaged (issue 10); lstat, so a link planted at the path is refused too.
+        """
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            raise ClientError(
+                "unreachable", f"{self.path}: no such socket; is vimaged running?"
+            ) from None
+        except OSError as exc:
+            raise ClientError("unreachable", f"{self.path}: {exc.strerror}") from None
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ClientError("untrusted_socket", f"{self.path}: not a socket; refusing it")
+        if st.st_uid not in trusted_uids():
+            raise ClientError(
+                "untrusted_socket",
+                f"{self.path}: owned by uid {st.st_uid}, not root; refusing to talk to it",
+            )
+
+    def _check_peer(self, sock: _socket.socket) -> None:
+        """Refuse a listener not run by root or by us (the file may have changed since lstat)."""
+        uid = listener_uid(sock)
+        if uid is not None and uid not in trusted_uids():
+            self.close()
+            raise ClientError(
+                "untrusted_socket",
+                f"{self.path}: the listening process runs as uid {uid}, not root; "
+                "refusing to talk to it",
+            )
+
+    def _connect(self, sock: _socket.socket) -> None:
+        try:
+            sock.connect(self.path)
+        except FileNotFoundError:
+            self.close()
+            raise ClientError(
+                "unreachable", f"{self.path}: no such socket; is vimaged running?"
+            ) from None
+        except ConnectionRefusedError:
+            self.close()
+            raise ClientError(
+                "refused",
+                f"{self.path}: connection refused; vimaged is down, "
+                "or too busy to accept (its listen queue is full)",
+            ) from None
+        except PermissionError:
+            self.close()
+            raise ClientError(
+                "socket_permission", f"{self.path}: permission denied (root or vimaged_group)"
+            ) from None
+        except TimeoutError:
+            self.close()
+            raise ClientError("timeout", f"{self.path}: connect timed out") from None
+        except OSError as exc:
+            self.close()
+            raise ClientError("unreachable", f"{self.path}: {exc.strerror}") from None
 
     def request(self, request: Request) -> Reply:
         """Send ``request`` and return the daemon's reply (an ``Error`` reply is returned).
@@ -205,6 +272,29 @@ class Client:
                 raise ClientError("bad_frame", "daemon closed the connection mid-frame")
             data += chunk
         return bytes(data)
+
+
+def trusted_uids() -> frozenset[int]:
+    """Who may own the control socket: root, or ourselves (a daemon we run is no impostor)."""
+    return frozenset({0, os.geteuid()})
+
+
+def listener_uid(sock: _socket.socket) -> int | None:
+    """The effective uid of the process that listens at the other end, if the kernel says.
+
+    Linux: ``SO_PEERCRED`` (``struct ucred``: pid, uid, gid); FreeBSD: ``LOCAL_PEERCRED``
+    (``struct xucred``), both recorded when the listener called listen(2).
+    """
+    try:
+        if sys.platform.startswith("linux"):
+            raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+            return int.from_bytes(raw[4:8], sys.byteorder)
+        if sys.platform.startswith("freebsd"):
+            raw = sock.getsockopt(SOL_LOCAL, LOCAL_PEERCRED, XUCRED_SIZE)
+            return int.from_bytes(raw[4:8], sys.byteorder)
+    except OSError:
+        return None
+    return None
 
 
 def _remaining(deadline: float) -> float:

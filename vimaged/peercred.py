@@ -77,7 +77,14 @@ def parse_gid_list(buf: bytes) -> frozenset[int]:
 
 
 def parse_xucred(buf: bytes) -> Peer:
-    """Decode a FreeBSD ``struct xucred``; ``cr_groups[0]`` is the effective gid."""
+    """Decode a FreeBSD ``struct xucred``; ``cr_groups[0]`` is the effective gid.
+
+    True on 13, 14 and 15: before 15 the kernel's ``ucred.cr_groups[0]`` is the egid and
+    ``cru2x`` copies the array; 15 keeps ``cr_gid`` apart in ``struct ucred`` but <sys/ucred.h>
+    still puts it first in xucred (``cr_gid`` aliases ``cr_groups[0]``, ``cr_ngroups`` counts
+    it) for the ABI. The kernel copies at most XU_NGROUPS (16) groups: a member of more may be
+    seen without some; mutating access then needs the group among the first 15.
+    """
     if len(buf) < XUCRED.size:
         raise ValueError(f"struct xucred is at least {XUCRED.size} bytes, got {len(buf)}")
     version, uid, ngroups, *groups = XUCRED.unpack_from(buf)

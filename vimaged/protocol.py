@@ -11,6 +11,7 @@ change.
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Annotated, Literal
 
@@ -20,6 +21,11 @@ PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 20
 """Largest frame body accepted in either direction (1 MiB)."""
+MAX_NESTING = 16
+"""Deepest ``[``/``{`` nesting a request may have (real ones nest 2): msgspec's decoder recurses
+while it skips an unknown value, and 1,000 levels raised RecursionError (issue 10)."""
+MAX_NAMES = 1024
+"""Most names one request may carry (after duplicates are dropped)."""
 
 VIMAGE_NAME_PATTERN = r"^(?![0-9]+\Z)[A-Za-z0-9_]{1,64}\Z"
 VimageName = Annotated[str, msgspec.Meta(pattern=VIMAGE_NAME_PATTERN)]
@@ -183,6 +189,7 @@ ERROR_CODES = (
     "os_error",
     "internal",
     "busy",
+    "reply_too_large",
 )
 """Every ``Error.code`` the daemon sends; docs/protocol.md lists each one."""
 
@@ -220,3 +227,26 @@ def frame_length(header: bytes) -> int:
     if length > MAX_FRAME:
         raise ValueError(f"frame of {length} bytes exceeds MAX_FRAME ({MAX_FRAME})")
     return int(length)
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
+
+
+def nests_deeper_than(body: bytes, limit: int = MAX_NESTING) -> bool:
+    """True if ``body`` nests arrays/objects deeper than ``limit``, or its brackets do not pair.
+
+    A scan before decoding, at C speed: strings (escapes respected) are dropped, then everything
+    but brackets, braces become brackets (depth is what counts; msgspec checks the pairing), and
+    innermost ``[]`` pairs go, one level per pass; anything left after ``limit`` passes is too
+    deep or unbalanced (neither decodes as a request).
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", body).translate(_AS_SQUARE, _NOT_BRACKET)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"")
+    return bool(brackets)

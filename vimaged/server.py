@@ -1,6 +1,7 @@
 """Control socket server: the daemon's end of docs/protocol.md (control layer, trio).
 
-:func:`open_control_listener` binds the AF_UNIX socket without ever taking it from a live daemon;
+:func:`open_control_listener` (vimaged/listener.py) binds the AF_UNIX socket without ever taking
+it from a live daemon;
 :func:`serve_control` accepts connections and runs one task per connection in the handler
 nursery it is given (the daemon cancels that nursery last, with a grace deadline, so in-flight
 requests may finish). Each connection: peer credentials read once, ``Hello``, then length-prefixed
@@ -14,13 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import grp
 import itertools
-import os
-import secrets
-import socket
-import stat
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
@@ -29,11 +26,17 @@ import structlog
 import trio
 
 from vimaged import __version__
-from vimaged.errors import ConfigError
+from vimaged.listener import (  # re-exported: the daemon and tests import them from here
+    ControlListener,
+    DaemonRunningError,
+    admin_gid,
+    open_control_listener,
+)
 from vimaged.peercred import Peer, peer_credentials
 from vimaged.protocol import (
     HEADER,
     MAX_FRAME,
+    MAX_NESTING,
     MUTATING,
     PROTOCOL_VERSION,
     REQUEST_DECODER,
@@ -42,6 +45,7 @@ from vimaged.protocol import (
     Hello,
     frame,
     frame_length,
+    nests_deeper_than,
 )
 
 if TYPE_CHECKING:
@@ -50,13 +54,19 @@ if TYPE_CHECKING:
 
     from vimaged.protocol import AnyRequest, Event, Reply
 
+__all__ = [
+    "ControlListener",
+    "DaemonRunningError",
+    "Handler",
+    "Limits",
+    "admin_gid",
+    "may_mutate",
+    "open_control_listener",
+    "serve_control",
+]
+
 log = structlog.get_logger()
 
-SOCKET_MODE = 0o660
-PROBE_TIMEOUT = 1.0
-"""How long a connect to an existing socket may take before we call its owner alive."""
-SUN_PATH_MAX = 104
-"""sizeof(sockaddr_un.sun_path) minus the NUL on FreeBSD (104); Linux allows 108."""
 ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 """accept(2) failures that pass once a connection closes (trio.serve_listeners sleeps too)."""
 ACCEPT_RETRY_DELAY = 0.1
@@ -92,124 +102,38 @@ class Limits:
             ``Hello`` or the previous reply); a silent or half-sent frame is then dropped.
         send_timeout: seconds a client may take to read one reply or event before it is
             dropped, so a client that stops reading cannot hold a handler.
+        root_reserved: of ``max_connections``, slots only uid 0 may take, so idle unprivileged
+            clients cannot lock root's vimagectl out.
+        max_per_uid: open connections one non-root uid may hold at once.
+        session_timeout: seconds a connection may stay open for requests, however often it
+            sends them (a frame every minute must not hold a slot forever); it is closed
+            between requests once this passes. An ``events`` subscription is not bounded.
     """
 
     max_connections: int = 256
     idle_timeout: float = 60.0
     send_timeout: float = 10.0
+    root_reserved: int = 16
+    max_per_uid: int = 32
+    session_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {self.max_connections}")
-        for name in ("idle_timeout", "send_timeout"):
+        if not 0 <= self.root_reserved < self.max_connections:
+            raise ValueError(
+                f"root_reserved must be in 0..max_connections-1, got {self.root_reserved}"
+            )
+        if self.max_per_uid < 1:
+            raise ValueError(f"max_per_uid must be at least 1, got {self.max_per_uid}")
+        for name in ("idle_timeout", "send_timeout", "session_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
-
-class DaemonRunningError(OSError):
-    """Another process accepts connections on the control socket; vimaged exits 69."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(errno.EADDRINUSE, "a vimaged is already listening on this socket", path)
-
-
-class ControlListener(trio.abc.Listener[trio.SocketStream]):
-    """The listening control socket and the group allowed to mutate through it.
-
-    trio.SocketListener is final, so this wraps one. Closing it closes the socket and leaves
-    the file: a stale socket is replaced by the next :func:`open_control_listener`.
-    """
-
-    def __init__(self, listener: trio.SocketListener, *, path: str, admin_gid: int) -> None:
-        self.listener = listener
-        self.path = path
-        self.admin_gid = admin_gid
-
-    async def accept(self) -> trio.SocketStream:
-        return await self.listener.accept()
-
-    async def aclose(self) -> None:
-        await self.listener.aclose()
-
-
-def admin_gid(group: str | None) -> int:
-    """The gid whose members may send mutating requests: ``group`` (``vimaged_group``), or 0.
-
-    Raises:
-        ConfigError: no such group.
-    """
-    if group is None:
-        return 0
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise ConfigError(f"vimaged_group: no group named {group!r}") from None
 
 
 def may_mutate(peer: Peer, gid: int) -> bool:
     """Root, or a process whose effective or supplementary groups include ``gid``."""
     return peer.uid == 0 or peer.in_group(gid)
-
-
-async def open_control_listener(path: str, *, group: str | None = None) -> ControlListener:
-    """Listen on the control socket at ``path``, mode 0660, owned by root and ``group``.
-
-    ``group`` is ``vimaged_group``; ``None`` means gid 0. Its members, who can connect through
-    the mode, may also send mutating requests (:func:`may_mutate`).
-
-    If ``path`` accepts a connection, a daemon is live and ``path`` is left alone. Otherwise the
-    socket is bound under a temporary name in the same directory, given its mode (and owner, when
-    running as root), and renamed over ``path``, so clients never see a socket with the wrong mode
-    and a stale one is replaced atomically.
-
-    Raises:
-        DaemonRunningError: a daemon already listens on ``path``.
-        FileExistsError: ``path`` exists and is not a socket.
-        ConfigError: ``group`` does not exist.
-        OSError: binding, chmod, chown or rename failed.
-
-    Cancellation:
-        While probing an existing socket or binding; nothing is left behind.
-    """
-    gid = admin_gid(group)
-    await _refuse_live_daemon(path)
-    directory, name = os.path.split(path)
-    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(4)}")
-    if len(os.fsencode(temporary)) >= SUN_PATH_MAX:
-        raise OSError(errno.ENAMETOOLONG, "control socket path too long for sockaddr_un", path)
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        await sock.bind(temporary)
-        os.chmod(temporary, SOCKET_MODE)
-        if os.geteuid() == 0:
-            os.chown(temporary, 0, gid)
-        os.rename(temporary, path)
-        sock.listen(socket.SOMAXCONN)
-    except BaseException:
-        sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)  # gone already if the rename happened
-        raise
-    log.info("control.listening", path=path, gid=gid)
-    return ControlListener(trio.SocketListener(sock), path=path, admin_gid=gid)
-
-
-async def _refuse_live_daemon(path: str) -> None:
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise FileExistsError(errno.EEXIST, "exists and is not a socket", path)
-    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        with trio.move_on_after(PROBE_TIMEOUT):
-            try:
-                await probe.connect(path)
-            except (ConnectionRefusedError, FileNotFoundError):
-                log.info("control.stale_socket_found", path=path)
-                return
-        # Connected, or the backlog is full and connect hangs: either way someone listens.
-        raise DaemonRunningError(path)
 
 
 async def serve_control(
@@ -248,11 +172,11 @@ async def serve_control(
                 await trio.sleep(ACCEPT_RETRY_DELAY)
                 continue
             conn = next(conn_ids)
-            try:
-                server.slots.acquire_on_behalf_of_nowait(stream)
-            except trio.WouldBlock:
-                handler_nursery.start_soon(server.refuse_busy, stream, conn)
+            if server.open >= limits.max_connections:
+                busy = f"{limits.max_connections} connections open; try again later"
+                handler_nursery.start_soon(server.refuse_busy, stream, conn, busy)
             else:
+                server.open += 1
                 handler_nursery.start_soon(server.serve_connection, stream, conn)
     finally:
         with trio.CancelScope(shield=True):
@@ -319,22 +243,37 @@ class _Server:
     limits: Limits
 
     def __post_init__(self) -> None:
-        self.slots = trio.CapacityLimiter(self.limits.max_connections)
+        self.open = 0  # connections counted against max_connections (the accept loop's)
+        self.unprivileged = 0  # of those, admitted for a non-root peer
+        self.by_uid: Counter[int] = Counter()
 
-    async def refuse_busy(self, stream: trio.SocketStream, conn: int) -> None:
+    async def refuse_busy(self, stream: trio.SocketStream, conn: int, message: str) -> None:
         log.warning("connection.refused", conn=conn, reason="busy")
-        busy = Error(
-            code="busy",
-            message=f"{self.limits.max_connections} connections open; try again later",
-        )
         try:
-            await _send(stream, busy, self.limits)
+            await _send(stream, Error(code="busy", message=message), self.limits)
+        except Exception:
+            log.exception("connection.crashed", conn=conn)
         finally:
             await trio.aclose_forcefully(stream)
+
+    def _admission(self, peer: Peer) -> str | None:
+        """Why ``peer`` may not take a slot now, or None; root always may (it got one)."""
+        limits = self.limits
+        if peer.uid == 0:
+            return None
+        if self.unprivileged >= limits.max_connections - limits.root_reserved:
+            return (
+                f"{self.unprivileged} unprivileged connections open, the rest are kept for "
+                "root; try again later"
+            )
+        if self.by_uid[peer.uid] >= limits.max_per_uid:
+            return f"uid {peer.uid} already has {limits.max_per_uid} connections open"
+        return None
 
     async def serve_connection(self, stream: trio.SocketStream, conn: int) -> None:
         # trio gives each task a copy of the spawner's context: these bindings stay here.
         structlog.contextvars.bind_contextvars(conn=conn)
+        peer: Peer | None = None
         try:
             try:
                 peer = peer_credentials(stream.socket)
@@ -348,10 +287,27 @@ class _Server:
                 await _send(stream, refused, self.limits)
                 return
             structlog.contextvars.bind_contextvars(uid=peer.uid, pid=peer.pid)
+            busy = self._admission(peer)
+            if busy is not None:
+                peer = None  # counted nowhere
+                log.warning("connection.refused", reason="busy")
+                await _send(stream, Error(code="busy", message=busy), self.limits)
+                return
+            if peer.uid != 0:
+                self.unprivileged += 1
+                self.by_uid[peer.uid] += 1
             log.debug("connection.opened", gid=peer.gid)
             await _Connection(self, stream, peer).run()
+        except Exception:
+            # A bug here must cost one connection, never the handler nursery (the daemon).
+            log.exception("connection.crashed")
         finally:
-            self.slots.release_on_behalf_of(stream)
+            self.open -= 1
+            if peer is not None and peer.uid != 0:
+                self.unprivileged -= 1
+                self.by_uid[peer.uid] -= 1
+                if not self.by_uid[peer.uid]:
+                    del self.by_uid[peer.uid]
             await trio.aclose_forcefully(stream)
 
 
@@ -365,10 +321,13 @@ class _Connection:
 
     async def run(self) -> None:
         limits = self._server.limits
+        session_ends = trio.current_time() + limits.session_timeout
         if not await self.send(Hello(protocol=PROTOCOL_VERSION, daemon=__version__)):
             return
         while True:
-            with trio.move_on_after(limits.idle_timeout) as idle:
+            with trio.move_on_at(
+                min(trio.current_time() + limits.idle_timeout, session_ends)
+            ) as idle:
                 try:
                     body = await self._reader.receive_frame()
                 except _FrameTooLargeError:
@@ -387,7 +346,10 @@ class _Connection:
                     log.debug("connection.lost")
                     return
             if idle.cancelled_caught:
-                log.info("connection.closed", reason="idle_timeout")
+                expired = trio.current_time() >= session_ends
+                log.info(
+                    "connection.closed", reason="session_timeout" if expired else "idle_timeout"
+                )
                 return
             if body is None:
                 log.debug("connection.closed", reason="peer_closed")
@@ -400,10 +362,19 @@ class _Connection:
         started = time.perf_counter()
         req = next(self._request_ids)
         try:
+            if nests_deeper_than(body):
+                raise msgspec.DecodeError(
+                    f"request nests deeper than {MAX_NESTING} levels or its brackets do not pair"
+                )
             request = REQUEST_DECODER.decode(body)
-        except msgspec.DecodeError as exc:
-            # Covers ValidationError: bad JSON, wrong types, unknown op or field, bad names.
-            reply: Reply = Error(code="invalid_request", message=str(exc))
+        except Exception as exc:
+            if isinstance(exc, msgspec.DecodeError):
+                # Covers ValidationError: bad JSON, wrong types, unknown op or field, bad names.
+                reply: Reply = Error(code="invalid_request", message=str(exc))
+            else:  # a decoder bug (RecursionError was one): the frame boundary still holds
+                with structlog.contextvars.bound_contextvars(req=req):
+                    log.exception("request.crashed")
+                reply = Error(code="internal", message="internal error; see the daemon log")
             with structlog.contextvars.bound_contextvars(req=req):
                 return await self._reply(reply, started)
         op = request.__struct_config__.tag
@@ -457,7 +428,15 @@ async def _send(stream: trio.SocketStream, message: Reply, limits: Limits) -> bo
     """Send one frame; False if the client is gone or slower than ``limits.send_timeout``."""
     try:
         data = frame(message)
-    except (ValueError, msgspec.EncodeError, TypeError) as exc:
+    except ValueError as exc:  # protocol.frame: larger than MAX_FRAME
+        log.warning("reply.too_large", reply=type(message).__name__, error=str(exc))
+        data = frame(
+            Error(
+                code="reply_too_large",
+                message=f"the reply exceeds MAX_FRAME ({MAX_FRAME} bytes); ask for fewer names",
+            )
+        )
+    except (msgspec.EncodeError, TypeError) as exc:
         log.error("reply.unencodable", reply=type(message).__name__, error=str(exc))
         data = frame(Error(code="internal", message="reply could not be encoded"))
     with trio.move_on_after(limits.send_timeout):

@@ -21,6 +21,7 @@ from vimaged.protocol import (
     ERROR_CODES,
     HEADER,
     MAX_FRAME,
+    MAX_NESTING,
     MUTATING,
     REPLY_DECODER,
     REQUEST_DECODER,
@@ -41,6 +42,7 @@ from vimaged.protocol import (
     Vimages,
     frame,
     frame_length,
+    nests_deeper_than,
 )
 
 pytestmark = pytest.mark.unit
@@ -177,3 +179,12 @@ def test_every_json_example_in_the_docs_decodes() -> None:
             REQUEST_DECODER.decode(body)
         else:
             REPLY_DECODER.decode(body)
+
+
+def test_the_nesting_scan_respects_strings_and_counts_levels() -> None:
+    assert not nests_deeper_than(b'{"op":"status","names":["' + b"[{" * 500 + b'"]}')
+    assert not nests_deeper_than(b'["\\"' + b"[" * 50 + b'"]')  # escaped quote stays inside
+    assert not nests_deeper_than(b"[" * MAX_NESTING + b"]" * MAX_NESTING)
+    assert nests_deeper_than(b"[" * (MAX_NESTING + 1) + b"]" * (MAX_NESTING + 1))
+    assert nests_deeper_than(b"[{" * 9 + b"}]" * 9)  # 18 levels, of two kinds
+    assert not nests_deeper_than(b"[]" * 500000)  # wide, not deep

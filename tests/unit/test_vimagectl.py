@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import typing
 from contextlib import asynccontextmanager
 from functools import cache, partial
@@ -25,7 +27,7 @@ import pytest
 import trio
 
 from vimagectl.cli import EXIT_STATUS, VERBS, UsageError, format_table, parse
-from vimagectl.client import CLIENT_CODES
+from vimagectl.client import CLIENT_CODES, Client, ClientError
 from vimaged import __version__
 from vimaged.protocol import (
     ERROR_CODES,
@@ -640,3 +642,102 @@ async def test_permission_exits_77(
     started = await as_nobody("-s", socket_path, "start", "web")
     assert started.returncode == 77  # permission_denied
     assert handler.seen == [ListVimages()]
+
+
+# Trust in the socket (issue 10 item 9) and a refused connect (issue 11 item 16).
+
+
+@pytest.fixture
+def root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("chown to another uid needs root")
+
+
+@pytest.mark.usefixtures("root")
+async def test_a_socket_owned_by_another_uid_is_refused_before_connecting(
+    socket_path: str,
+) -> None:
+    with socket.socket(socket.AF_UNIX) as impostor:
+        impostor.bind(socket_path)
+        impostor.listen()
+        os.chown(socket_path, NOBODY, NOBODY)  # planted by uid 65534
+        done = await vimagectl("-s", socket_path, "stop", "web")
+        assert done.returncode == 77
+        impostor.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            impostor.accept()  # nobody connected: nothing was sent, no answer believed
+
+
+@pytest.mark.usefixtures("root")
+async def test_a_link_at_the_socket_path_is_refused(handler: Handler, socket_path: str) -> None:
+    link = socket_path + ".link"
+    os.symlink(socket_path, link)
+    assert (await vimagectl("-s", link, "list")).returncode == 77
+    assert handler.seen == []
+
+
+def test_a_listener_run_by_another_uid_is_refused_after_connecting(
+    socket_path: str, nobody_env: dict[str, str]
+) -> None:
+    # The file looks right (root's), but the process listening on it is uid 65534's.
+    python = unprivileged_python()
+    assert python is not None
+    directory = os.path.dirname(socket_path)
+    os.chown(directory, NOBODY, NOBODY)
+    script = (
+        "import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); "
+        "s.listen(); print('ready', flush=True); c, _ = s.accept(); c.settimeout(5); "
+        "print(len(c.recv(100)), flush=True)"
+    )
+    with subprocess.Popen(
+        [python, "-c", script, socket_path],
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        cwd="/",
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+            os.chown(socket_path, 0, 0)
+            with pytest.raises(ClientError) as refused:
+                Client(socket_path, 5).connect()
+            assert refused.value.code == "untrusted_socket"
+            assert child.stdout.readline() == "0\n"  # we closed without sending a byte
+        finally:
+            child.kill()
+
+
+def test_a_refused_connect_is_retried_until_the_daemon_accepts(socket_path: str) -> None:
+    # FreeBSD refuses connects while the listen queue is full; Linux only when nobody listens,
+    # so a socket that starts listening a little later stands in for a queue that drains.
+    with socket.socket(socket.AF_UNIX) as busy:
+        busy.bind(socket_path)
+
+        def drain() -> None:
+            time.sleep(0.2)
+            busy.listen()
+            conn, _ = busy.accept()
+            with conn:
+                conn.sendall(frame(Hello(protocol=1, daemon=__version__)))
+                conn.recv(1)
+
+        server = threading.Thread(target=drain)
+        server.start()
+        try:
+            with Client(socket_path, 5, refused_retry=3) as client:
+                assert client.hello is not None
+        finally:
+            server.join()
+
+
+def test_a_refusal_that_lasts_is_reported_unreachable(socket_path: str) -> None:
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(socket_path)
+        started = time.monotonic()
+        with pytest.raises(ClientError) as refused:
+            Client(socket_path, 5, refused_retry=0.2).connect()
+        assert refused.value.code == "unreachable"
+        assert time.monotonic() - started >= 0.2
