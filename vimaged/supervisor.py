@@ -506,6 +506,13 @@ class Supervisor:
             self.events.emit("vimage.stopped", v.name)
             if v.removed and not self._pending_nics(v.name):
                 del self.vimages[v.name]
+            unsaved = self.journal.unsaved_error
+            if unsaved is not None:
+                # Torn down all the same (NICs home); the journal catches up at its next write.
+                raise OperationFailedError(
+                    f"{v.name}: stopped, but not recorded: {unsaved}; "
+                    "recorded at the journal's next successful write"
+                )
 
     async def fail_vimage(self, v: Vimage, error: str) -> None:
         """Tear down a running vimage that failed (its jail vanished, or the circuit breaker

@@ -177,3 +177,61 @@ def test_a_state_dir_prepared_by_another_user_is_refused(
     assert str(state) in done.stderr
     assert "uid 65534" in done.stderr
     assert not (state / "vimaged.db").exists()
+
+
+@pytest.fixture
+def tiny_state_dir(daemon: Daemon) -> Iterator[Path]:
+    """The state dir on a 1 MiB tmpfs (root only)."""
+    state = daemon.workdir / "state"
+    state.mkdir(mode=0o700)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(state)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield state
+    finally:
+        daemon.stop()
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def fill_up(directory: Path) -> Path:
+    filler = directory / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_state_disk_still_brings_the_nic_home_and_says_so(
+    daemon: Daemon, sim_host: SimHostHandle, tiny_state_dir: Path
+) -> None:
+    daemon.write_config(CONFIG.format(enable="NO"))
+    daemon.start()
+    daemon.ok("start", "db")
+    filler = fill_up(tiny_state_dir)
+    stopped = daemon.ctl("stop", "db")
+    assert stopped.code != 0
+    assert "state dir full" in stopped.stderr + stopped.stdout
+    assert str(tiny_state_dir) in stopped.stderr + stopped.stdout
+    assert sim_host.vnet_of("em1") == 0  # home all the same
+    assert [j.name for j in sim_host.jails() if not j.dying] == []
+    assert daemon.vimages()["db"]["state"] == "stopped"
+    refused = daemon.ctl("start", "db")  # an intent it cannot write: nothing is done
+    assert refused.code != 0
+    assert sim_host.vnet_of("em1") == 0
+    assert daemon.vimages()["db"]["state"] != "running"
+    filler.unlink()
+    daemon.ok("start", "db")  # this write also records the stop
+    daemon.kill(signal.SIGKILL)
+    daemon.start()
+    db = daemon.vimages()["db"]
+    assert db["state"] == "running"
+    assert sim_host.vnet_of("em1") == db["jid"]
