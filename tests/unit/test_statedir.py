@@ -18,6 +18,7 @@ from vimaged.statedir import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 pytestmark = pytest.mark.unit
@@ -68,8 +69,9 @@ def test_a_symlink_in_it_is_refused(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     (state / "vimaged.db").symlink_to(tmp_path / "elsewhere.db")
-    with pytest.raises(StateDirError, match="vimaged.db"):
+    with pytest.raises(StateDirError) as raised:
         statedir.open_state_dir(str(state))
+    assert str(state / "vimaged.db") in str(raised.value)
 
 
 def test_the_state_dir_itself_may_not_be_a_symlink(tmp_path: Path) -> None:
@@ -104,15 +106,20 @@ def test_both_systems_symlink_errnos_mean_a_link(code: int) -> None:
     assert not statedir.is_symlink_error(OSError(errno.ENOENT, "x"))
 
 
+def errno_of(call: Callable[[], object]) -> int | None:
+    try:
+        call()
+    except OSError as exc:
+        return exc.errno
+    return None
+
+
 def test_state_files_are_never_read_or_written_through_a_link(tmp_path: Path) -> None:
     target = tmp_path / "target"
     target.write_text("secret")
     (tmp_path / "3.root").symlink_to(target)
-    with pytest.raises(OSError) as raised:
-        statedir.read_text(str(tmp_path / "3.root"))
-    assert raised.value.errno == errno.ELOOP
-    with pytest.raises(OSError):
-        statedir.write_text(str(tmp_path / "3.root"), "/")
+    assert errno_of(lambda: statedir.read_text(str(tmp_path / "3.root"))) == errno.ELOOP
+    assert errno_of(lambda: statedir.write_text(str(tmp_path / "3.root"), "/")) == errno.ELOOP
     assert target.read_text() == "secret"
     assert statedir.read_text(str(tmp_path / "absent")) is None
 
