@@ -3,7 +3,8 @@
 Exit status follows sysexits(3): 64 usage, 69 another daemon owns the socket or the platform
 cannot run vimages, 71 an OS error, 78 a configuration error or a state dir or journal that
 cannot be trusted or read, 73 a journal that cannot be created or written, 74 a full state dir
-or an I/O error on it, 75 another daemon holds the state dir or the socket, 70 anything else.
+or an I/O error on it, 69 also when another daemon holds the state dir or socket lock,
+75 a journal busy in another process, 70 anything else.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ SYMLINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
 LOCK_NAME = "vimaged.lock"
 
 EX_TEMPFAIL = 75
+EX_UNAVAILABLE = 69
 EX_CANTCREAT = 73
 EX_IOERR = 74
 EX_CONFIG = 78
@@ -53,9 +54,10 @@ class StateDirError(VimagedError, code="failed"):
 
 
 class DaemonRunningError(StateDirError, code="failed"):
-    """Another daemon holds the state dir or the socket."""
+    """Another daemon holds the state dir or the socket: EX_UNAVAILABLE, the status of a
+    socket another daemon answers on (server.py), so rc scripts see one status for both."""
 
-    exit_status: ClassVar[int] = EX_TEMPFAIL
+    exit_status: ClassVar[int] = EX_UNAVAILABLE
 
 
 def is_symlink_error(exc: OSError) -> bool:

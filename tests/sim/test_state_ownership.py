@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.sim
 
 EX_CONFIG = 78
-EX_TEMPFAIL = 75
+EX_UNAVAILABLE = 69
 
 CONFIG = 'vimage_enable="{enable}"\nvimage_list="db"\nvimage_db_vnets="em1"\n'
 
@@ -121,7 +121,7 @@ def test_a_second_daemon_on_the_same_state_dir_or_socket_refuses(
         argv[argv.index("--socket") + 1] = socket_path
         argv[argv.index("--state-dir") + 1] = state
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-        assert done.returncode == EX_TEMPFAIL, done.stderr
+        assert done.returncode == EX_UNAVAILABLE, done.stderr
         assert f"pid {pid}" in done.stderr
         assert "Traceback" not in done.stderr
     assert not (other_dir / "state" / "vimaged.db").exists()  # refused before the journal

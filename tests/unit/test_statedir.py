@@ -12,7 +12,7 @@ from vimaged import statedir
 from vimaged.statedir import (
     EX_CANTCREAT,
     EX_CONFIG,
-    EX_TEMPFAIL,
+    EX_UNAVAILABLE,
     DaemonRunningError,
     StateDirError,
 )
@@ -130,7 +130,7 @@ def test_a_second_holder_of_the_lock_is_refused_and_named(tmp_path: Path) -> Non
     try:
         with pytest.raises(DaemonRunningError) as raised:
             statedir.acquire_lock(path, "pid 456", what="state dir", subject="d")
-        assert raised.value.exit_status == EX_TEMPFAIL
+        assert raised.value.exit_status == EX_UNAVAILABLE
         assert "pid 123, socket /s" in str(raised.value)
     finally:
         first.close()
