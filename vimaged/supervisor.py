@@ -809,9 +809,16 @@ class Supervisor:
     async def _forget_previous_boot(self, stale: list[Resource]) -> None:
         """Rows of an earlier boot: what they name died with that boot (jails, vnets and
         netgraph nodes do not survive a reboot); their jids may be another jail's now."""
+        jids = {j.jid for j in await self.platform.list_jails()} if stale else set()
         for res in stale:
             where = await self.platform.locate_ifnet(res.key) if res.kind == "vnet" else None
-            if where not in (None, HOST_JID):
+            if res.kind == "jail" and res.jid in jids:
+                self._left_alone(
+                    res.vimage,
+                    f"jail {res.jid}",
+                    "journaled in an earlier boot; that jid is another jail's now",
+                )
+            elif where not in (None, HOST_JID):
                 self._left_alone(
                     res.vimage,
                     f"{res.kind} {res.key}",

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.sim
 
 EX_CONFIG = 78
+EX_CANTCREAT = 73
+EX_IOERR = 74
 EX_UNAVAILABLE = 69
 
 CONFIG = 'vimage_enable="{enable}"\nvimage_list="db"\nvimage_db_vnets="em1"\n'
@@ -57,7 +59,7 @@ def test_after_a_reboot_a_reused_jid_is_left_alone(daemon: Daemon, sim_host: Sim
     assert sim_host.vnet_of("em1") == other
     assert daemon.vimages()["db"]["state"] == "stopped"
     left = [e["object"] for e in daemon.events() if e.get("event") == "reconcile.left_alone"]
-    assert set(left) == {"vnet em1"}
+    assert set(left) == {"vnet em1", f"jail {other}"}
 
 
 def test_a_jail_of_another_name_with_the_journaled_jid_is_left_alone(
@@ -179,23 +181,55 @@ def test_a_state_dir_prepared_by_another_user_is_refused(
     assert not (state / "vimaged.db").exists()
 
 
-@pytest.fixture
-def tiny_state_dir(daemon: Daemon) -> Iterator[Path]:
-    """The state dir on a 1 MiB tmpfs (root only)."""
-    state = daemon.workdir / "state"
-    state.mkdir(mode=0o700)
+def mount_tmpfs(path: Path, options: str) -> None:
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(state)],
+        ["mount", "-t", "tmpfs", "-o", f"{options},mode=0700", "tmpfs", str(path)],
         capture_output=True,
         check=False,
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def tiny_state_dir(daemon: Daemon) -> Iterator[Path]:
+    """The state dir on a 1 MiB tmpfs (root only)."""
+    state = daemon.workdir / "state"
+    state.mkdir(mode=0o700)
+    mount_tmpfs(state, "size=1m")
     try:
         yield state
     finally:
         daemon.stop()
         subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def test_a_read_only_state_dir_is_ex_cantcreat(daemon: Daemon, tiny_state_dir: Path) -> None:
+    daemon.write_config(CONFIG.format(enable="NO"))
+    daemon.start()
+    daemon.kill(signal.SIGTERM)
+    remount = subprocess.run(
+        ["mount", "-o", "remount,ro", str(tiny_state_dir)], capture_output=True, check=False
+    )
+    assert remount.returncode == 0, remount.stderr
+    done = daemon.run_to_exit()
+    assert done.returncode == EX_CANTCREAT, done.stderr
+    assert str(tiny_state_dir) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_state_dir_too_small_for_the_journal_is_ex_ioerr(daemon: Daemon) -> None:
+    state = daemon.workdir / "state"
+    state.mkdir(mode=0o700)
+    mount_tmpfs(state, "size=8k")
+    try:
+        daemon.write_config(CONFIG.format(enable="NO"))
+        done = daemon.run_to_exit()
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+    assert done.returncode == EX_IOERR, done.stderr
+    assert "state dir full" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def fill_up(directory: Path) -> Path:

@@ -99,7 +99,7 @@ class FullDisk:
         verb = sql.split()[0].upper()
         if self.full and verb in ("INSERT", "UPDATE", "DELETE"):
             exc = sqlite3.OperationalError("database or disk is full")
-            exc.sqlite_errorcode = 13  # type: ignore[attr-defined]
+            exc.sqlite_errorcode = 13
             raise exc
         return self.db.execute(sql, params)
 
