@@ -3,7 +3,9 @@ beside the socket; the real daemon refuses to start and touches nothing (issue 1
 
 from __future__ import annotations
 
+import errno
 import os
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.linux.conftest import World
+    from vimaged.platforms import linux
 
 pytestmark = pytest.mark.linux
 
@@ -77,3 +80,21 @@ def test_a_socket_lock_planted_by_nobody_is_refused(daemon: LinuxDaemon) -> None
     done = daemon.run_to_exit()
     assert done.returncode == EX_CONFIG, done.stderr
     assert str(lock) in done.stderr
+
+
+async def test_the_boot_id_is_the_kernels_and_stable(plat: linux.LinuxPlatform) -> None:
+    first = await plat.boot_id()
+    assert str(uuid.UUID(first)) == first  # random(4): a UUID made at boot
+    assert await plat.boot_id() == first
+
+
+async def test_a_rootdir_file_planted_as_a_link_is_not_followed(
+    world: World, plat: linux.LinuxPlatform, tmp_path: Path
+) -> None:
+    pins = world.state_dir / "linux-netns"
+    pins.mkdir(parents=True)
+    (tmp_path / "evil").write_text("/home/nobody")
+    (pins / "7.root").symlink_to(tmp_path / "evil")
+    with pytest.raises(OSError) as raised:  # noqa: PT011 (the errno is checked)
+        plat._rootdir(7)
+    assert raised.value.errno == errno.ELOOP
