@@ -1,7 +1,10 @@
 """``vimaged``: parse arguments, read rc.conf, configure logging, load the platform, run.
 
 Exit status follows sysexits(3): 64 usage, 69 another daemon owns the socket or the platform
-cannot run vimages, 71 an OS error, 78 a configuration error, 70 anything else.
+cannot run vimages, 71 an OS error, 78 a configuration error or a state dir or journal that
+cannot be trusted or read, 73 a journal that cannot be created or written, 74 a full state dir
+or an I/O error on it, 69 also when another daemon holds the state dir or socket lock,
+75 a journal busy in another process, 70 anything else.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from vimaged import config, daemon, log, platforms
     from vimaged.errors import ConfigError, PlatformError, VimagedError
     from vimaged.server import DaemonRunningError
+    from vimaged.statedir import StateDirError
 
     # Most specific first: DaemonRunningError is an OSError, ConfigError a VimagedError.
     exit_statuses: list[tuple[type[Exception], int]] = [
@@ -116,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(exc, VimagedError | OSError):
             raise
         print(f"vimaged: {exc}", file=sys.stderr)
+        if isinstance(exc, StateDirError):
+            return exc.exit_status
         return next(status for cls, status in exit_statuses if isinstance(exc, cls))
     return 0
 

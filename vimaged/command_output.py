@@ -10,12 +10,12 @@ reason ends with its last line (``health_cmd exited 1: nginx is not running``).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import tempfile
 from typing import TYPE_CHECKING
 
 from vimaged.errors import OperationFailedError
+from vimaged.statedir import is_symlink_error
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -52,7 +52,7 @@ class CommandOutput:
         try:
             fd = os.open(path, flags, 0o600)
         except OSError as exc:
-            why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            why = "it is a symbolic link" if is_symlink_error(exc) else exc.strerror
             raise OperationFailedError(f"{variable}: cannot open {path}: {why}") from exc
         try:
             yield cls(fd, os.fstat(fd).st_size)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
-from vimaged import __version__, config
+from vimaged import __version__, config, statedir
 from vimaged.dispatch import Dispatcher
 from vimaged.errors import ConfigError
 from vimaged.events import EventHub
@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-BOOT_MARKER = "vimaged.autostarted"
-"""Created beside the control socket by the first daemon since boot. /var/run is emptied at
-boot (rc.d/cleanvar), so its absence tells a daemon that it is the one to autostart."""
 
 GRACE = 10.0
 """Seconds in-flight requests may take to finish once the daemon is told to stop."""
@@ -49,9 +46,54 @@ async def run(
     state_dir: str,
     config_paths: Sequence[str] | None,
 ) -> None:
+    # One daemon per state dir and per socket, decided before the journal is read or the
+    # kernel touched: a second one must not adopt, reconcile or health-check anything.
+    locks = await trio.to_thread.run_sync(_lock, state_dir, socket_path)
+    try:
+        await _run_locked(
+            cfg, platform, socket_path=socket_path, state_dir=state_dir, config_paths=config_paths
+        )
+    finally:
+        for held in locks:
+            held.close()
+
+
+def _lock(state_dir: str, socket_path: str) -> list[statedir.HeldLock]:
+    """Take the state dir's lock, then the socket's (``SOCKET.lock`` beside it).
+
+    Raises:
+        StateDirError: the state dir is not trusted; DaemonRunningError: another daemon has it.
+    """
+    state_dir = statedir.open_state_dir(state_dir)
+    holder = f"pid {os.getpid()}, socket {socket_path}, state dir {state_dir}"
+    held = [
+        statedir.acquire_lock(
+            os.path.join(state_dir, statedir.LOCK_NAME), holder, what="state dir", subject=state_dir
+        )
+    ]
+    try:
+        held.append(
+            statedir.acquire_lock(f"{socket_path}.lock", holder, what="socket", subject=socket_path)
+        )
+    except BaseException:
+        held[0].close()
+        raise
+    return held
+
+
+async def _run_locked(
+    cfg: Config,
+    platform: Platform,
+    *,
+    socket_path: str,
+    state_dir: str,
+    config_paths: Sequence[str] | None,
+) -> None:
     journal = await Journal.open(state_dir)
     try:
         await platform.preflight()
+        journal.boot_id = boot_id = await platform.boot_id()
+        boot = await _first_since_boot(journal, boot_id, enabled=cfg.enable)
         host = await platform.list_ifnets(HOST_JID)
         held = {r.key for r in await journal.resources() if r.kind == "vnet"}
         config.check_host_nics(cfg, {i.name for i in host} | held)
@@ -64,15 +106,14 @@ async def run(
                 trio.open_nursery() as handlers
             ):  # connection handlers outlive the accept loop
                 async with trio.open_nursery() as main:
-                    marker = trio.Path(socket_path).with_name(BOOT_MARKER)
-                    boot = not await marker.exists()
                     await main.start(partial(sup.run, boot=boot))  # reconciled when this returns
                     listener = await open_control_listener(socket_path, group=cfg.group)
                     socket_inode = os.stat(socket_path).st_ino
                     await main.start(
                         partial(serve_control, listener, dispatcher, handler_nursery=handlers)
                     )
-                    await marker.touch()
+                    if boot:
+                        await journal.set_autostarted_boot(boot_id)
                     log.info(
                         "daemon.ready",
                         socket=socket_path,
@@ -89,6 +130,29 @@ async def run(
             await platform.aclose()
             await journal.aclose()
     log.info("daemon.stopped")
+
+
+async def _first_since_boot(journal: Journal, boot_id: str, *, enabled: bool) -> bool:
+    """Whether this daemon is the first since the host booted (it then runs vimage_enable's
+    autostart): the boot recorded in the state dir by the last one that did is not this one."""
+    last = await journal.autostarted_boot()
+    first = last != boot_id
+    if not enabled:
+        log.info("autostart.skipped", reason="vimage_enable is off", boot_id=boot_id)
+    elif first:
+        log.warning(
+            "autostart.running",
+            reason="first daemon since boot" if last else "no autostart recorded in the state dir",
+            boot_id=boot_id,
+            last_boot_id=last,
+        )
+    else:
+        log.warning(
+            "autostart.skipped",
+            reason="already autostarted in this boot: restoring the recorded intent instead",
+            boot_id=boot_id,
+        )
+    return first
 
 
 async def _wait_for_stop_signal(signals: AsyncIterator[int], dispatcher: Dispatcher) -> None:

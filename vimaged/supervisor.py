@@ -506,6 +506,13 @@ class Supervisor:
             self.events.emit("vimage.stopped", v.name)
             if v.removed and not self._pending_nics(v.name):
                 del self.vimages[v.name]
+            unsaved = self.journal.unsaved_error
+            if unsaved is not None:
+                # Torn down all the same (NICs home); the journal catches up at its next write.
+                raise OperationFailedError(
+                    f"{v.name}: stopped, but not recorded: {unsaved}; "
+                    "recorded at the journal's next successful write"
+                )
 
     async def fail_vimage(self, v: Vimage, error: str) -> None:
         """Tear down a running vimage that failed (its jail vanished, or the circuit breaker
@@ -718,14 +725,25 @@ class Supervisor:
         Vimages that were running and are whole are adopted. Half-done operations are rolled
         back (and a start that was in flight is then retried). Interfaces that carry
         vimaged's naming but that nobody owns are removed; nothing else is ever touched.
+
+        Only objects it can prove it owns are acted on: a row written in this boot (jids are
+        reused after a reboot), a jail whose jid *and* name are the journaled ones, a NIC found
+        in such a jail. Anything else is left alone and reported (``reconcile.left_alone``).
         """
         self._mac_cache = await self.journal.macs()
         records = await self.journal.vimages()
         resources = await self.journal.resources()
         jails = await self.platform.list_jails()
         by_vimage: defaultdict[str, list[Resource]] = defaultdict(list)
+        stale: list[Resource] = []
         for res in resources:
-            by_vimage[res.vimage].append(res)
+            if _from_another_boot(res.boot, self.journal.boot_id):
+                stale.append(res)
+            else:
+                by_vimage[res.vimage].append(res)
+        await self._forget_previous_boot(stale)
+        for res in stale:
+            by_vimage.setdefault(res.vimage, [])
         retry: list[str] = []
         for name in sorted(set(records) | set(by_vimage)):
             record = records.get(name)
@@ -783,16 +801,58 @@ class Supervisor:
                 return False
         return True
 
+    def _left_alone(self, name: str, what: str, reason: str) -> None:
+        """Report a kernel object reconciliation will not touch: it cannot prove it is ours."""
+        log.warning("reconcile.left_alone", vimage=name, object=what, reason=reason)
+        self.events.emit("reconcile.left_alone", name, object=what, reason=reason)
+
+    async def _forget_previous_boot(self, stale: list[Resource]) -> None:
+        """Rows of an earlier boot: what they name died with that boot (jails, vnets and
+        netgraph nodes do not survive a reboot); their jids may be another jail's now."""
+        jids = {j.jid for j in await self.platform.list_jails()} if stale else set()
+        for res in stale:
+            where = await self.platform.locate_ifnet(res.key) if res.kind == "vnet" else None
+            if res.kind == "jail" and res.jid in jids:
+                self._left_alone(
+                    res.vimage,
+                    f"jail {res.jid}",
+                    "journaled in an earlier boot; that jid is another jail's now",
+                )
+            elif where not in (None, HOST_JID):
+                self._left_alone(
+                    res.vimage,
+                    f"{res.kind} {res.key}",
+                    f"journaled in an earlier boot; now inside jid {where}, not ours",
+                )
+            else:
+                log.info("reconcile.previous_boot", vimage=res.vimage, kind=res.kind, key=res.key)
+            await self.journal.forget(res.kind, res.key)
+
+    async def _ours(self, name: str, jid: int | None) -> bool | None:
+        """Whether jail ``jid`` is vimage ``name``'s: True (jid and name match), False (a jail
+        of another name has that jid), None (no such jail)."""
+        if jid is None:
+            return None
+        jail = next((j for j in await self.platform.list_jails() if j.jid == jid), None)
+        return None if jail is None else jail.name == name
+
     async def _undo_resources(self, name: str, owned: list[Resource]) -> None:
+        jail_jid = next((r.jid for r in owned if r.kind == "jail"), None)
         with trio.move_on_after(CLEANUP_GRACE, shield=True):
             for res in reversed(owned):
                 try:
                     if res.kind == "vnet":
-                        await self._return_nic(name, res.key, res.jid or 0)
+                        await self._undo_vnet(name, res, jail_jid)
                     elif res.kind == "bridge":
                         await self._destroy_bridged(res.key, res.parent or "")
                     elif res.kind == "jail" and res.jid is not None:
-                        await self._remove_jail(name, res.jid)
+                        if await self._ours(name, res.jid) is False:
+                            self._left_alone(
+                                name, f"jail {res.jid}", "its name is not the journaled one"
+                            )
+                            await self.journal.forget("jail", res.key)
+                        else:
+                            await self._remove_jail(name, res.jid)
                     elif res.kind == "jail":
                         await self._remove_unjournaled_jail(name)
                     else:
@@ -807,6 +867,23 @@ class Supervisor:
             await self._release_bridges(
                 {r.parent for r in owned if r.kind == "bridge" and r.parent}
             )
+
+    async def _undo_vnet(self, name: str, res: Resource, jail_jid: int | None) -> None:
+        """Bring a journaled NIC home only from a jail proven to be ``name``'s."""
+        where = await self.platform.locate_ifnet(res.key)
+        if where == HOST_JID:
+            await self.journal.forget("vnet", res.key)
+            return
+        holder = where if where is not None else (res.jid or jail_jid)
+        if await self._ours(name, holder) is False or (
+            where is not None and holder not in (res.jid, jail_jid)
+        ):
+            self._left_alone(
+                name, f"vnet {res.key}", f"it is inside jid {holder}, a jail vimaged does not own"
+            )
+            await self.journal.forget("vnet", res.key)
+            return
+        await self._return_nic(name, res.key, holder or 0)
 
     async def _remove_unjournaled_jail(self, name: str) -> None:
         """The daemon was killed after creating the jail and before journaling its jid: the
@@ -833,6 +910,11 @@ class Supervisor:
                 with contextlib.suppress(FileNotFoundError):
                     await self.platform.destroy_bridged_ifnet(orphan.name)
         await self._release_bridges({o.parent for o in orphans})
+
+
+def _from_another_boot(row_boot: str | None, current: str | None) -> bool:
+    # A row without a boot (written before boots were recorded) is judged by name and jid.
+    return row_boot is not None and current is not None and row_boot != current
 
 
 def _describe_oserror(exc: OSError) -> str:

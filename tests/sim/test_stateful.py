@@ -50,6 +50,7 @@ from vimaged.protocol import (
     Stop,
     Vimages,
 )
+from vimaged.simhost import rpc
 from vimaged.state import Journal
 
 if TYPE_CHECKING:
@@ -402,15 +403,18 @@ def check_agree(d: Daemon, sim: SimHostHandle) -> dict[str, VimageInfo]:
 def test_killed_between_jail_creation_and_its_journal_entry(
     daemon: Daemon, sim_host: SimHostHandle
 ) -> None:
+    boot = sim_host.call(rpc.GetBootId())
+    assert isinstance(boot, rpc.BootId)
+
     async def journal_start_intent() -> None:
-        journal = await Journal.open(str(daemon.workdir / "state"))
+        journal = await Journal.open(str(daemon.workdir / "state"), boot_id=boot.boot_id)
+        await journal.set_autostarted_boot(boot.boot_id)  # a restarted daemon, not the boot one
         await journal.set_vimage("web", desired="running", jid=None)
         await journal.intend("jail", "web", vimage="web")
         await journal.aclose()
 
     trio.run(journal_start_intent)
     orphan = sim_host.create_jail("web")  # created, then killed before marking it done
-    (daemon.workdir / "vimaged.autostarted").touch()  # a restarted daemon, not the boot one
     daemon.start()
     infos = check_agree(daemon, sim_host)
     assert infos["web"].state == "running"  # the interrupted start was retried

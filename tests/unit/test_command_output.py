@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import TYPE_CHECKING
 
@@ -74,3 +75,24 @@ def test_undecodable_output_does_not_break_the_error() -> None:
         assert output.fd is not None
         os.write(output.fd, b"caf\xe9 closed\n")
         assert output.last_line() == "caf\ufffd closed"
+
+
+@pytest.mark.parametrize("code", [errno.ELOOP, errno.EMLINK])
+def test_a_symlink_errno_of_either_system_reads_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """open(2) with O_NOFOLLOW on a link: ELOOP on Linux, EMLINK on FreeBSD (issue 11 #15)."""
+    messages = []
+    for errno_seen in (errno.ELOOP, code):
+
+        def refuse(*_args: object, errno_seen: int = errno_seen) -> int:
+            raise OSError(errno_seen, os.strerror(errno_seen))
+
+        monkeypatch.setattr(os, "open", refuse)
+        with (
+            pytest.raises(OperationFailedError) as raised,
+            CommandOutput.console_log(str(tmp_path / "web.console"), "v"),
+        ):
+            pass
+        messages.append(str(raised.value))
+    assert messages[0] == messages[1]

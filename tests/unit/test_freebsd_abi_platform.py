@@ -303,6 +303,14 @@ async def test_host_uuid_strips_the_nul(libc: RecordingLibc, plat: freebsd.FreeB
     assert await plat.host_uuid() == "3a0b4e1c-0000-4000-8000-0123456789ab"
 
 
+async def test_boot_id_is_kern_boottime(libc: RecordingLibc, plat: freebsd.FreeBSDPlatform) -> None:
+    # struct timeval on 64-bit FreeBSD: time_t tv_sec, long tv_usec (sys/_timeval.h)
+    libc.sysctls[b"kern.boottime"] = (1733300000).to_bytes(8, sys.byteorder) + (42).to_bytes(
+        8, sys.byteorder
+    )
+    assert await plat.boot_id() == "kern.boottime=1733300000.000042"
+
+
 async def test_list_ifnets_on_host_reads_af_link(
     libc: RecordingLibc, plat: freebsd.FreeBSDPlatform
 ) -> None:

@@ -76,6 +76,12 @@ class Platform(Protocol):
     async def host_uuid(self) -> str:
         """The host's identity (``kern.hostuuid`` on FreeBSD), used to derive MACs."""
 
+    async def boot_id(self) -> str:
+        """This boot's identity: it changes at every boot and only then (``kern.boottime`` on
+        FreeBSD, ``/proc/sys/kernel/random/boot_id`` on Linux). Jails, vnets and netgraph
+        nodes do not survive a reboot and jids are reused, so a journal row is acted on only
+        in the boot that wrote it."""
+
     async def create_jail(self, spec: JailSpec) -> int:
         """Create a persistent vnet jail and return its jid. EEXIST if the name is taken."""
 

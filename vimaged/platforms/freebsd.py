@@ -58,6 +58,9 @@ def _ifnet_ioctl(request: int, req: abi.Ifreq) -> None:
         _libc.libc().ioctl(sock.fileno(), request, ctypes.addressof(req))
 
 
+SYSCTL_BOOTTIME = b"kern.boottime"
+
+
 def _sysctl(name: bytes) -> bytes:
     """``sysctlbyname(name)``'s value: ask for its size, then read it."""
     lib = _libc.libc()
@@ -327,6 +330,15 @@ class FreeBSDPlatform:
 
     async def host_uuid(self) -> str:
         return _sysctl(abi.SYSCTL_HOSTUUID).rstrip(b"\0").decode()
+
+    async def boot_id(self) -> str:
+        # kern.boottime is a struct timeval (sys/kern/kern_tc.c sysctl_kern_boottime): time_t
+        # tv_sec and long tv_usec, both 8 bytes on 64-bit FreeBSD. It is set once per boot.
+        raw = _sysctl(SYSCTL_BOOTTIME)
+        half = len(raw) // 2
+        sec = int.from_bytes(raw[:half], sys.byteorder, signed=True)
+        usec = int.from_bytes(raw[half:], sys.byteorder, signed=True)
+        return f"kern.boottime={sec}.{usec:06d}"
 
     # -- jails
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
+from vimaged import statedir
 from vimaged.errors import PlatformError
 from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo
 from vimaged.platforms import linux_kernel as kernel
@@ -212,11 +213,8 @@ class LinuxPlatform:
         return os.path.join(self._pin_dir, f"{jid}.root")
 
     def _rootdir(self, jid: int) -> str | None:
-        try:
-            with open(self._root_file(jid), encoding="utf-8") as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
+        # Never through a link planted there: the health check runs this directory's /bin/sh.
+        return statedir.read_text(self._root_file(jid))
 
     def _create_jail(self, spec: JailSpec) -> int:
         if not VIMAGE_NAME.fullmatch(spec.name):
@@ -246,9 +244,8 @@ class LinuxPlatform:
             ns = _Netns(os.fstat(fd).st_ino, spec.name, path, fd, dying=False)
             ns.rtnl = rtnl
             if spec.path != "/":
-                os.makedirs(self._pin_dir, exist_ok=True)
-                with open(self._root_file(ns.jid), "w", encoding="utf-8") as f:
-                    f.write(os.path.abspath(spec.path))
+                os.makedirs(self._pin_dir, mode=0o700, exist_ok=True)
+                statedir.write_text(self._root_file(ns.jid), os.path.abspath(spec.path))
         except BaseException:
             if ns is not None:
                 ns.close()
@@ -282,7 +279,7 @@ class LinuxPlatform:
         if self._busy(ns):
             # Pin it under the state dir so a restarted daemon still finds (and reclaims
             # from) it; the name goes now, as with ip netns delete.
-            os.makedirs(self._pin_dir, exist_ok=True)
+            os.makedirs(self._pin_dir, mode=0o700, exist_ok=True)
             pin = os.path.join(self._pin_dir, f"{ns.name}@{jid}")
             os.close(os.open(pin, os.O_RDONLY | os.O_CREAT, 0o444))
             kernel.mount_bind(ns.path, pin)
@@ -479,6 +476,13 @@ class LinuxPlatform:
     async def host_uuid(self) -> str:
         return await trio.to_thread.run_sync(_read_host_uuid)
 
+    async def boot_id(self) -> str:
+        def read() -> str:
+            with open(BOOT_ID_PATH, encoding="ascii") as f:
+                return f.read().strip()
+
+        return await trio.to_thread.run_sync(read)
+
     async def create_jail(self, spec: JailSpec) -> int:
         """Create the namespace ``<prefix>NAME`` (lo up) and return its inode as the jid.
 
@@ -586,6 +590,10 @@ def _enodev_is_enoent(call: Callable[[], T], ifname: str) -> T:
         if exc.errno == errno.ENODEV:
             raise _enoent(ifname) from None
         raise
+
+
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+"""A random UUID the kernel makes at each boot (random(4), ``boot_id``)."""
 
 
 def _read_host_uuid() -> str:

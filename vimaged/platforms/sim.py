@@ -172,6 +172,9 @@ class SimPlatform:
     async def host_uuid(self) -> str:
         return (await self._call(rpc.GetHostUuid(), rpc.HostUuid)).uuid
 
+    async def boot_id(self) -> str:
+        return (await self._call(rpc.GetBootId(), rpc.BootId)).boot_id
+
     async def create_jail(self, spec: JailSpec) -> int:
         request = rpc.CreateJail(name=spec.name, hostname=spec.hostname, path=spec.path, vnet=True)
         return (await self._call(request, rpc.Jid)).jid

@@ -107,6 +107,10 @@ class SimHost:
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], float] = time.monotonic
     host_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    boot_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """Changes at every boot, as ``kern.boottime`` does (kern_tc.c sysctl_kern_boottime; set
+    by inittodr at boot): a new SimHost, or a reset, is a reboot. Jails, vnets and netgraph
+    nodes are gone and jids start again at 1 (kern_jail.c get_next_prid from lastprid 0)."""
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:

@@ -27,6 +27,10 @@ class GetHostUuid(Request, frozen=True, tag="host_uuid"):
     pass
 
 
+class GetBootId(Request, frozen=True, tag="boot_id"):
+    pass
+
+
 class SetHostUuid(Request, frozen=True, tag="set_host_uuid"):
     uuid: str
 
@@ -120,6 +124,7 @@ class ListNgNodes(Request, frozen=True, tag="ng_nodes"):
 
 AnyRequest = (
     GetHostUuid
+    | GetBootId
     | SetHostUuid
     | CreateJail
     | RemoveJail
@@ -155,6 +160,10 @@ class Failed(Reply, frozen=True, tag="failed"):
 
 class HostUuid(Reply, frozen=True, tag="host_uuid"):
     uuid: str
+
+
+class BootId(Reply, frozen=True, tag="boot_id"):
+    boot_id: str
 
 
 class Jid(Reply, frozen=True, tag="jid"):
@@ -227,7 +236,19 @@ class NgNodes(Reply, frozen=True, tag="ng_nodes"):
     nodes: list[NgNodeRecord]
 
 
-AnyReply = Ok | Failed | HostUuid | Jid | Jails | ExitStatus | Ifnets | Location | ExecLog | NgNodes
+AnyReply = (
+    Ok
+    | Failed
+    | HostUuid
+    | BootId
+    | Jid
+    | Jails
+    | ExitStatus
+    | Ifnets
+    | Location
+    | ExecLog
+    | NgNodes
+)
 
 REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)
 REPLY_DECODER = msgspec.json.Decoder(AnyReply)

@@ -74,6 +74,8 @@ class SimHostServer:
         match request:
             case rpc.GetHostUuid():
                 return rpc.HostUuid(uuid=host.host_uuid)
+            case rpc.GetBootId():
+                return rpc.BootId(boot_id=host.boot_id)
             case rpc.SetHostUuid(uuid=value):
                 host.host_uuid = value
             case rpc.CreateJail():
