@@ -26,8 +26,10 @@ import msgspec
 import pytest
 import trio
 
-from vimagectl.cli import EXIT_STATUS, VERBS, UsageError, format_table, parse
+from vimagectl.cli import VERBS, UsageError, parse
 from vimagectl.client import CLIENT_CODES, Client, ClientError
+from vimagectl.exits import EXIT_STATUS
+from vimagectl.render import format_table
 from vimaged import __version__
 from vimaged.protocol import (
     ERROR_CODES,
