@@ -443,19 +443,38 @@ class Supervisor:
             await self._exec_start(cfg, jid)
             if cfg.exec_poststart is not None:
                 await self._host_hook(cfg, "poststart", cfg.exec_poststart, jid)
-        except BaseException:
+        except BaseException as exc:
             with trio.move_on_after(CLEANUP_GRACE, shield=True):
-                for step in reversed(undo):
-                    try:
-                        await step()
-                    except (OSError, VimagedError) as exc:
-                        log.error(
-                            "vimage.rollback_step_failed", vimage=cfg.name, error=_error_text(exc)
-                        )
-                await self._release_bridges({b.parent for b in cfg.bridges})
-                await self.journal.set_vimage(cfg.name, desired="stopped", jid=None)
+                try:
+                    for step in reversed(undo):
+                        await self._rollback_step(cfg.name, step)
+                    parents = {b.parent for b in cfg.bridges}
+                    await self._rollback_step(cfg.name, partial(self._release_bridges, parents))
+                finally:
+                    # whatever the undo did, the journal must not say "running" (issue 11.3)
+                    await self.journal.set_vimage(cfg.name, desired="stopped", jid=None)
             self.events.emit("vimage.rolled_back", cfg.name)
+            if isinstance(exc, Exception) and not isinstance(exc, (OSError, VimagedError)):
+                # a bug or a refused value deep in a platform: a clear error, not "internal"
+                log.error("vimage.start_crashed", vimage=cfg.name, exc_info=exc)
+                raise OperationFailedError(
+                    f"{cfg.name}: start failed: {_error_text(exc)} ({type(exc).__name__})"
+                ) from exc
             raise
+
+    @staticmethod
+    async def _rollback_step(vimage: str, step: Callable[[], Awaitable[None]]) -> None:
+        """One undo step of a failed start. Any failure is logged and the rollback goes on:
+        a ValueError from a platform must not leave the later steps (and the NICs) undone."""
+        try:
+            await step()
+        except Exception as exc:
+            log.error(
+                "vimage.rollback_step_failed",
+                vimage=vimage,
+                error=_error_text(exc),
+                exc_info=not isinstance(exc, (OSError, VimagedError)),
+            )
 
     async def _check_available(self, cfg: VimageConfig) -> None:
         """Refuse a start whose NICs are held elsewhere, before touching anything."""
