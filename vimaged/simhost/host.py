@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vimaged.simhost.faults import Faults
-from vimaged.simhost.ngmodel import IFNAMSIZ, NgKernel, eiface_mac, fail
+from vimaged.simhost.ng_eiface import eiface_mac
+from vimaged.simhost.ng_message import IFNAMSIZ, fail
+from vimaged.simhost.ngmodel import NgKernel
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from vimaged.simhost.ngmodel import IfnetLike
+    from vimaged.simhost.ng_base import IfnetLike
 
 HOST_JID = 0
 JAIL_MAX = 999999  # kern_jail.c: jids wrap after JAIL_MAX

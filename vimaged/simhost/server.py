@@ -24,7 +24,7 @@ import trio
 from vimaged.simhost import rpc, wire
 from vimaged.simhost.faults import parse_faults
 from vimaged.simhost.host import SIGKILL_STATUS, ExecScript, SimHost, mac_text
-from vimaged.simhost.ngmodel import SocketNode
+from vimaged.simhost.ng_socket import SocketNode
 
 if TYPE_CHECKING:
     from vimaged.simhost.host import ExecRecord
