@@ -1,7 +1,8 @@
 """Health of running vimages, and restarts by policy.
 
 Each running vimage is polled every ``_health_interval``: its jail must be alive (not gone, not
-dying), its interfaces present and up inside it, each bridged one wired to its parent's bridge,
+dying), its interfaces present and up inside it, each bridged one wired to its parent's bridge
+and that parent up on the host,
 no NIC of it pending return, and the optional ``_health_cmd`` must exit 0 within
 ``_health_timeout``. The result is ``ok``, ``degraded``
 (something is off but the vimage runs) or ``failed`` (the jail is gone, or the command failed
@@ -26,6 +27,7 @@ import trio
 
 from vimaged.command_output import CommandOutput
 from vimaged.errors import VimagedError
+from vimaged.platforms import HOST_JID
 
 if TYPE_CHECKING:
     from vimaged.protocol import HealthState
@@ -57,15 +59,29 @@ class HealthMonitor:
             task_status.started()
             await trio.sleep_forever()
 
-    def watch(self, v: Vimage) -> None:
-        """Start polling a vimage that just became running."""
+    def watch(self, v: Vimage, *, checked: bool = False) -> None:
+        """Start polling a vimage that just became running. ``checked``: :meth:`first_check`
+        just ran, so the first poll waits an interval (unless a ``health_cmd`` is still to
+        give its verdict)."""
         if self._nursery is None:
             self._waiting.append(v)
             return
         self.unwatch(v)
         scope = trio.CancelScope()
         self._polls[v.name] = scope
-        self._nursery.start_soon(self._poll, v, scope)
+        wait = checked and not v.cfg.health_cmd and v.health != "failed"
+        self._nursery.start_soon(self._poll, v, scope, wait)
+
+    async def first_check(self, v: Vimage) -> None:
+        """The checks at the end of a start, without the ``health_cmd``, so that ``list``
+        shows addresses and a verdict at once instead of after ``_health_interval``."""
+        try:
+            health, reason, _ = await self.check(v, run_cmd=False)
+        except OSError as exc:
+            health, reason = "unknown", _describe(exc)
+        if health == "failed":  # the jail is already gone: the first poll acts on it
+            health, reason = "unknown", None
+        self._set(v, health, reason)
 
     def unwatch(self, v: Vimage) -> None:
         scope = self._polls.pop(v.name, None)
@@ -76,11 +92,13 @@ class HealthMonitor:
         """An operator acted: close the circuit breaker."""
         self._failures.pop(name, None)
 
-    async def _poll(self, v: Vimage, scope: trio.CancelScope) -> None:
+    async def _poll(self, v: Vimage, scope: trio.CancelScope, wait: bool = False) -> None:
         # Spawned by whichever request started the vimage; its log lines are not that request's.
         structlog.contextvars.clear_contextvars()
         with scope:
             started = trio.current_time()
+            if wait:
+                await trio.sleep(v.cfg.health_interval)
             cmd_failures = 0
             while True:
                 try:
@@ -111,8 +129,11 @@ class HealthMonitor:
             self._sup.events.emit(f"health.{health}", v.name, reason=reason)
         v.health, v.health_reason = health, reason
 
-    async def check(self, v: Vimage) -> tuple[HealthState, str | None, bool]:
-        """One round of checks: ``(health, reason, health_cmd failed)``."""
+    async def check(
+        self, v: Vimage, *, run_cmd: bool = True
+    ) -> tuple[HealthState, str | None, bool]:
+        """One round of checks: ``(health, reason, health_cmd failed)``. Without ``run_cmd``,
+        a vimage with a ``health_cmd`` whose other checks pass is ``unknown``."""
         jid = v.jid
         platform = self._sup.platform
         if jid is None:
@@ -124,6 +145,16 @@ class HealthMonitor:
         present = {i.name: i for i in await platform.list_ifnets(jid)}
         v.addresses = {name: ifnet.addresses for name, ifnet in present.items()}  # for list
         wiring = await self._bridged_parents() if v.cfg.bridges else {}
+        if v.cfg.bridges:
+            # ng_ether_rcv_lower drops what the bridge sends to a parent that is not up
+            # (ENETDOWN, sys/netgraph/ng_ether.c), and a down driver delivers nothing in
+            host = {i.name: i for i in await platform.list_ifnets(HOST_JID)}
+            for parent in dict.fromkeys(b.parent for b in v.cfg.bridges):
+                nic = host.get(parent)
+                if nic is None:
+                    problems.append(f"parent {parent} is missing")
+                elif not nic.up:
+                    problems.append(f"parent {parent} is down")
         for b in v.cfg.bridges:
             ifnet = present.get(b.ifname)
             if ifnet is None:
@@ -138,6 +169,10 @@ class HealthMonitor:
                 problems.append(f"{nic} pending return")
             elif nic not in present:
                 problems.append(f"{nic} missing")
+        if v.cfg.health_cmd and not run_cmd:
+            return (
+                ("degraded", ", ".join(problems), False) if problems else ("unknown", None, False)
+            )
         if v.cfg.health_cmd:
             status: int | None = None
             with CommandOutput.capture() as output:

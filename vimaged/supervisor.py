@@ -391,8 +391,10 @@ class Supervisor:
                 raise
             v.transition("running")
             v.health, v.health_reason = "unknown", None
-            self.health.watch(v)
             self.events.emit("vimage.started", v.name, jid=v.jid)
+            with trio.move_on_after(ADDRESS_LOOK_TIMEOUT):
+                await self.health.first_check(v)  # list shows a verdict now (issue 15.4)
+            self.health.watch(v, checked=True)
 
     async def _start_steps(self, v: Vimage, cfg: VimageConfig) -> None:
         await self._check_available(cfg)

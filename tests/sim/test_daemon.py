@@ -21,6 +21,7 @@ from vimaged.macs import jng_mac
 from vimaged.netgraph.bridges import bridge_name, eiface_name
 from vimaged.netgraph.ngsocket import open_ng_socket
 from vimaged.netgraph.sim_transport import open_sim_transport
+from vimaged.simhost import rpc
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -43,6 +44,8 @@ EX_CONFIG = 78
 @pytest.fixture
 def daemon(sim_host: SimHostHandle, tmp_path: Path) -> Iterator[Daemon]:
     sim_host.reset(nics=["em0", "em1", "fxp0", "igb0"])
+    for nic in ("em0", "em1", "fxp0", "igb0"):  # as ifconfig_<nic> in rc.conf leaves them
+        sim_host.call(rpc.SetIfnetUp(name=nic))
     d = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path)
     yield d
     d.stop()
@@ -687,3 +690,36 @@ def test_stop_interrupts_a_hanging_start(daemon: Daemon, sim_host: SimHostHandle
     assert sim_host.jails() == [] or all(j.dying for j in sim_host.jails())
     for nic in ("em1", "fxp0", "igb0"):
         daemon.wait_until(lambda nic=nic: sim_host.vnet_of(nic) == 0, what=f"{nic} home")
+
+
+def test_list_shows_a_health_verdict_as_soon_as_a_start_returns(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    # An hour between polls: only the check at the end of the start can give the verdict.
+    daemon.write_config(
+        'vimage_list="web router"\nvimage_web_bridges="em0"\nvimage_router_vnets="em1"\n'
+        'vimage_web_health_interval="3600"\nvimage_router_health_interval="3600"\n'
+    )
+    daemon.start()
+    daemon.ok("start", "web", "router")
+    vimages = daemon.vimages()
+    assert (vimages["web"]["health"], vimages["router"]["health"]) == ("ok", "ok")
+    assert daemon.ctl("health", "web").code == 0
+
+
+def test_a_down_parent_makes_health_degraded_with_that_reason(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config(
+        'vimage_list="web"\nvimage_web_bridges="em0"\nvimage_web_health_interval="0.2"\n'
+    )
+    daemon.start()
+    daemon.ok("start", "web")
+    assert daemon.vimages()["web"]["health"] == "ok"
+    sim_host.call(rpc.SetIfnetUp(name="em0", up=False))  # `ifconfig em0 down` by an admin
+    daemon.wait_until(
+        lambda: daemon.vimages()["web"]["health"] == "degraded", what="health degraded"
+    )
+    assert daemon.vimages()["web"]["health_reason"] == "parent em0 is down"
+    assert daemon.ctl("health", "web").code == 1  # Nagios WARNING
+    assert "parent em0 is down" in daemon.ok("status", "web").stdout
