@@ -163,12 +163,20 @@ class HealthMonitor:
                 problems.append(f"{b.ifname} down")
             elif wiring.get(b.ifname, b.parent) != b.parent:  # not listed yet: next round
                 problems.append(f"{b.ifname} not bridged to {b.parent}")
+        watcher = self._sup.watcher
         for nic in v.cfg.vnets:
-            pending = self._sup.watcher.pending.get(nic)
+            pending = watcher.pending.get(nic)
+            identity = watcher.identities.get(nic)
             if pending is not None:
                 problems.append(f"{nic} pending return")
-            elif nic not in present:
-                problems.append(f"{nic} missing")
+            elif nic in present:
+                watcher.remember(nic, present[nic].mac)  # after a daemon restart: learn it
+            else:
+                renamed = [n for n, i in present.items() if identity and i.mac == identity.mac]
+                if len(renamed) == 1:
+                    problems.append(f"{nic} renamed to {renamed[0]} inside")
+                else:
+                    problems.append(f"{nic} missing")
         if v.cfg.health_cmd and not run_cmd:
             return (
                 ("degraded", ", ".join(problems), False) if problems else ("unknown", None, False)

@@ -436,7 +436,12 @@ class Supervisor:
                 self.events.emit(
                     "ifnet.bridged", cfg.name, ifname=bridge.ifname, parent=bridge.parent, mac=mac
                 )
+            host = await self.platform.list_ifnets(HOST_JID) if cfg.vnets else []
             for nic in cfg.vnets:
+                # known by its MAC too, so a rename inside does not lose it (issue 11.8)
+                mac = next((i.mac for i in host if i.name == nic), None)
+                shared = frozenset(i.name for i in host if i.mac == mac and i.name != nic)
+                self.watcher.remember(nic, mac, shared)
                 await self.journal.intend("vnet", nic, vimage=cfg.name, jid=jid)
                 undo.append(partial(self._return_nic, cfg.name, nic, jid))
                 await self.platform.move_ifnet(nic, jid)

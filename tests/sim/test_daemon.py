@@ -723,3 +723,43 @@ def test_a_down_parent_makes_health_degraded_with_that_reason(
     assert daemon.vimages()["web"]["health_reason"] == "parent em0 is down"
     assert daemon.ctl("health", "web").code == 1  # Nagios WARNING
     assert "parent em0 is down" in daemon.ok("status", "web").stdout
+
+
+def test_a_nic_renamed_inside_comes_home_under_its_own_name(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    # if_vmove_reclaim looks the name up in the jail's vnet (ifunit: ENXIO for "em1") and
+    # neither it nor vnet_if_return renames (sys/net/if.c): the daemon must find it by MAC.
+    daemon.write_config(SEED)
+    daemon.start()
+    daemon.ok("start", "router")
+    jid = daemon.vimages()["router"]["jid"]
+    mac = next(i.mac for i in sim_host.ifnets(jid) if i.name == "em1")
+    sim_host.call(rpc.RenameIfnet(name="em1", newname="lan0", jid=jid))  # jexec router ifconfig
+    daemon.ok("stop", "router")
+    home = {i.name: i.mac for i in sim_host.ifnets(0)}
+    assert home.get("em1") == mac
+    assert "lan0" not in home
+    assert sim_host.jails() == []
+    assert daemon.vimages()["router"]["interfaces"][0]["where"] == "host"
+    assert '"ifnet.renamed_back"' in daemon.log()
+
+
+def test_a_nic_renamed_inside_a_jail_that_vanished_is_renamed_back_home(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config(SEED + 'vimage_router_health_interval="0.2"\n')
+    daemon.start()
+    daemon.ok("start", "router")
+    jid = daemon.vimages()["router"]["jid"]
+    sim_host.call(rpc.RenameIfnet(name="fxp0", newname="wan0", jid=jid))
+    daemon.wait_until(
+        lambda: daemon.vimages()["router"]["health_reason"] == "fxp0 renamed to wan0 inside",
+        what="health names the rename",
+    )
+    sim_host.kill_jail("router")  # vnet_if_return: wan0 comes home as wan0
+    daemon.wait_until(lambda: sim_host.vnet_of("fxp0") == 0, what="fxp0 home")
+    assert sim_host.vnet_of("wan0") is None
+    daemon.wait_until(
+        lambda: daemon.vimages()["router"]["state"] == "failed", what="router failed"
+    )

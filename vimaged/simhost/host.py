@@ -230,15 +230,23 @@ class SimHost:
         if ifnet.kind in ETHER_KINDS and vnet == HOST_JID:
             self.ng.attach_ether(ifnet)
 
-    def rename_ifnet(self, name: str, newname: str) -> None:
-        """SIOCSIFNAME on the host (ifioctl → ifhwioctl → if_rename, if.c@d87a5f2a).
+    def rename_ifnet(self, name: str, newname: str, jid: int = HOST_JID) -> None:
+        """SIOCSIFNAME on the host (ifioctl → ifhwioctl → if_rename, if.c@d87a5f2a), or,
+        attached to jail ``jid``, in its vnet (``jexec web ifconfig em1 name lan0``).
 
         ifioctl looks the interface up (ENXIO) before ifhwioctl copies the new name in
         (ENAMETOOLONG); if_rename then answers EINVAL for "", 0 for the current name and
         EEXIST for a name taken in the caller's vnet. Its ifnet_arrival_event renames an
         ng_ether companion; an eiface node keeps its name (ng_eiface.c has no such handler).
+        The name is the ifnet's own (if_xname): vnet_if_return and if_vmove_reclaim move it
+        home under whatever name it has then, and neither renames it.
         """
-        ifnet = self.find_ifnet(name, HOST_JID)
+        if jid != HOST_JID:
+            jail = self.jails.get(jid)
+            if jail is None or jail.dying:
+                fail(errno.EINVAL, f"cannot attach to jail {jid}")  # jail_attach(2)
+        vnet = self._vnet_of_jail(jid)
+        ifnet = self.find_ifnet(name, vnet)
         if ifnet is None:
             fail(errno.ENXIO, name)
         if len(newname.encode()) >= IFNAMSIZ:
@@ -248,10 +256,11 @@ class SimHost:
             fail(errno.EINVAL, "empty interface name")
         if newname == ifnet.name:
             return
-        if self.find_ifnet(newname, HOST_JID) is not None:
+        if self.find_ifnet(newname, vnet) is not None:
             fail(errno.EEXIST, newname)
         ifnet.name = newname
-        self.ng.rename_ether(ifnet)
+        if vnet == HOST_JID:  # ng_ether nodes live in the host vnet only
+            self.ng.rename_ether(ifnet)
 
     def set_up(self, name: str, up: bool, jid: int = HOST_JID) -> None:
         """SIOCSIFFLAGS in the host or, attached to jail ``jid``, in that jail's vnet.

@@ -74,8 +74,11 @@ class ReclaimIfnet(Request, frozen=True, tag="reclaim_ifnet"):
 
 
 class RenameIfnet(Request, frozen=True, tag="rename_ifnet"):
+    """SIOCSIFNAME on the host, or inside jail ``jid`` (a test renaming a NIC in a vimage)."""
+
     name: str
     newname: str
+    jid: int = 0
 
 
 class SetIfnetUp(Request, frozen=True, tag="set_ifnet_up"):

@@ -103,8 +103,8 @@ class SimHostServer:
                 host.move_ifnet_keeping_up(name, jid)
             case rpc.ReclaimIfnet(name=name, jid=jid):
                 host.reclaim_ifnet(name, jid)
-            case rpc.RenameIfnet(name=name, newname=newname):
-                host.rename_ifnet(name, newname)
+            case rpc.RenameIfnet(name=name, newname=newname, jid=jid):
+                host.rename_ifnet(name, newname, jid)
             case rpc.SetIfnetUp(name=name, up=up):
                 host.set_up(name, up)
             case rpc.Reset():
