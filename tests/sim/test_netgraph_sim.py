@@ -40,6 +40,9 @@ pytestmark = pytest.mark.sim
 
 REPO = Path(__file__).resolve().parents[2]
 NICS = ["em0", "em1"]
+UplinkBridges = partial(NetgraphBridges, bridge_mode="uplink")
+"""The link-allocation tests below were written for the uplink layout (eifaces from link1);
+the wiring itself, classic by default, is tested on its own further down."""
 
 
 def _rpc_sync(path: str, request: rpc.Request) -> rpc.Reply:
@@ -115,7 +118,7 @@ async def sock(sim: Sim) -> AsyncIterator[NgSocket]:
 
 @pytest.fixture
 async def bridges(sim: Sim) -> AsyncIterator[NetgraphBridges]:
-    nb = NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+    nb = UplinkBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
     try:
         yield nb
     finally:
@@ -322,13 +325,20 @@ async def test_reply_source_sockaddr_size_follows_kernel(sim: Sim) -> None:
 
 
 async def test_long_path_is_einval_on_main_only(sim: Sim) -> None:
-    long_path = "em0:" + "." * 0 + "lower" + "x" * 30
+    # The kernel fact (ngc_send, sys/netgraph/ng_socket.c on main), on the raw transport.
+    long_path = "em0:" + "lower" + "x" * 30
+    message = abi.pack_message(abi.NGM_GENERIC_COOKIE, abi.NGM_NODEINFO, b"", token=1)
     for kernel, code in ((14, errno.ENOENT), (15, errno.EINVAL)):
         await sim.reset(kernel=kernel)
-        async with open_sim_transport(sim.path) as transport, open_ng_socket(transport) as ng:
-            with pytest.raises(NetgraphError) as caught:
-                await ng.nodeinfo(long_path)
+        async with open_sim_transport(sim.path) as transport:
+            with pytest.raises(OSError) as caught:  # noqa: PT011 -- errno asserted below
+                await transport.sendto(message, abi.pack_sockaddr(long_path))
             assert caught.value.errno == code
+        # The binding refuses it itself on every release, before any I/O.
+        async with open_sim_transport(sim.path) as transport, open_ng_socket(transport) as ng:
+            with pytest.raises(NetgraphError) as caught_ng:
+                await ng.nodeinfo(long_path)
+            assert caught_ng.value.errno == errno.ENAMETOOLONG
 
 
 async def test_data_socket_connects_to_its_node(sim: Sim) -> None:
@@ -530,14 +540,12 @@ async def test_foreign_nodes_are_never_touched(sim: Sim, bridges: NetgraphBridge
 
 
 async def test_found_again_after_restart(sim: Sim) -> None:
-    first = NetgraphBridges(
-        partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up
-    )
+    first = UplinkBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
     await first.create("em0", "ng0_web", "02:00:27:e7:1b:18")
     await first.create("em1", "ng0_db", "02:00:27:e7:1b:28")
     await first.aclose()
     await first.aclose()  # idempotent
-    second = NetgraphBridges(
+    second = UplinkBridges(
         partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up
     )
     try:
@@ -650,7 +658,7 @@ async def test_cancelled_create_leaves_nothing(sim: Sim) -> None:
         reached.set()
         await trio.sleep_forever()
 
-    nb = NetgraphBridges(partial(open_sim_transport, sim.path), stuck_rename, sim.set_ifnet_up)
+    nb = UplinkBridges(partial(open_sim_transport, sim.path), stuck_rename, sim.set_ifnet_up)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(nb.create, "em0", "ng0_web", "02:00:27:e7:1b:18")
@@ -667,7 +675,7 @@ async def test_cancelled_create_leaves_nothing(sim: Sim) -> None:
 async def test_two_processes_share_one_bridge(sim: Sim) -> None:
     """Two sockets (as two daemons would have) racing to build and fill one bridge."""
     first, second = (
-        NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+        UplinkBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
         for _ in range(2)
     )
     try:
@@ -701,7 +709,7 @@ async def counted(sim: Sim) -> AsyncIterator[tuple[NetgraphBridges, CountingTran
             transports.append(CountingTransport(inner))
             yield transports[-1]
 
-    nb = NetgraphBridges(open_counting, sim.rename_ifnet, sim.set_ifnet_up)
+    nb = UplinkBridges(open_counting, sim.rename_ifnet, sim.set_ifnet_up)
     try:
         await nb.socket()
         yield nb, transports[0]
@@ -772,7 +780,7 @@ async def test_link_freed_here_is_reused(sim: Sim, bridges: NetgraphBridges) -> 
 
 async def test_link_taken_by_another_process_is_skipped(sim: Sim) -> None:
     first, second = (
-        NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+        UplinkBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
         for _ in range(2)
     )
     try:
@@ -794,7 +802,7 @@ async def test_link_taken_by_another_process_is_skipped(sim: Sim) -> None:
 async def test_stale_views_never_decide(sim: Sim) -> None:
     """Another process empties and releases a bridge this process knew, then it is rebuilt."""
     first, second = (
-        NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+        UplinkBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
         for _ in range(2)
     )
     try:

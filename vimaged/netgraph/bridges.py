@@ -11,12 +11,17 @@ again after a restart, and nodes without it are never touched:
 - the eiface behind interface ``ng0_web`` is ``vimaged_if_ng0_web``; its ifnet, born
   ``ngethN``, is renamed ``ng0_web``.
 
-Wiring: jng-4.0's *uplink* layout where ng_bridge knows uplink hooks (ether ``lower`` ->
-``uplink1``, ``upper`` -> ``link0``, eifaces from ``link1``), else jng-classic (``lower`` ->
-``link0``, ``upper`` -> ``link1``, eifaces from ``link2``). The first ``mkpeer`` tries
-``uplink1``; a kernel without uplinks answers EINVAL, and the bridge is made classic. An
-existing bridge's layout is read from its hooks. Bridge messages use the current cookie and
-fall back to the pre-12.2 one on EINVAL.
+Wiring: *classic* by default (ether ``lower`` -> ``link0``, ``upper`` -> ``link1``, eifaces
+from ``link2``), because with an uplink as its first hook ng_bridge is in restrictive mode
+(``priv->sendUnknown = 0`` in ``ng_bridge_newhook``) and a failed MAC learning
+(``memoryFailures``) then loses jail-to-jail unicast. ``bridge_mode="uplink"`` asks for
+jng-4.0's layout (``lower`` -> ``uplink1``, ``upper`` -> ``link0``, eifaces from ``link1``);
+a kernel without uplinks answers EINVAL and the bridge is made classic. An existing bridge's
+layout is read from its hooks and kept (adopted) until it is released. Bridge messages use the
+current cookie and fall back to the pre-12.2 one on EINVAL.
+
+Addresses: FreeBSD 15's ``ngc_send`` refuses paths over 31 characters, so links are reached
+by the bridge's node ID (``[1a2b]:link12``), never as ``vimaged_br_<parent>:link<N>``.
 
 Races: links are taken by ``mkpeer`` on a chosen free ``linkN`` (EEXIST, another process got
 it first, moves on to the next), never probed and then used; inside the process one
@@ -34,22 +39,25 @@ from collections import defaultdict
 from contextlib import AsyncExitStack, suppress
 from typing import TYPE_CHECKING
 
+import msgspec
 import trio
 
 from vimaged.netgraph import abi, codec
 from vimaged.netgraph.ngsocket import NgSocket, netgraph_error, open_ng_socket
-from vimaged.platforms import BridgedIfnet
+from vimaged.platforms import BridgedIfnet, BridgeInfo, LinkCounters
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
     from contextlib import AbstractAsyncContextManager
 
+    from vimaged.netgraph.parents import ParentNics
     from vimaged.netgraph.transport import NgTransport
 
 BRIDGE_PREFIX = "vimaged_br_"
 EIFACE_PREFIX = "vimaged_if_"
 IFNAMSIZ = 16
 UPLINK_HOOK = "uplink1"
+BRIDGE_MODES = ("classic", "uplink")
 MAX_LINK_ATTEMPTS = 1024
 """EEXIST retries before giving up: each one means another process took that link."""
 ADOPT_POLLS = 40
@@ -71,10 +79,20 @@ def eiface_name(ifname: str) -> str:
 
 
 def _check_ifname(ifname: str, what: str) -> None:
+    """A name vimaged gives a new node: it must be usable as a netgraph name as it is."""
     if not 0 < len(ifname) < IFNAMSIZ or not ifname.isascii():
         raise ValueError(f"{what} {ifname!r} must be 1 to 15 ASCII characters")
     if any(c in ifname for c in ".:[]\0 "):
         raise ValueError(f"{what} {ifname!r} must not contain '.', ':', '[', ']' or spaces")
+
+
+def _check_parent(parent: str) -> None:
+    """An existing NIC: ``igb0.100`` is fine, ng_ether names its node ``igb0_100``
+    (``ng_ether_sanitize_ifname``)."""
+    if not 0 < len(parent) < IFNAMSIZ or not parent.isascii() or not parent.isprintable():
+        raise ValueError(f"parent NIC {parent!r} must be 1 to 15 printable ASCII characters")
+    if any(c in parent for c in "[]/ "):
+        raise ValueError(f"parent NIC {parent!r} must not contain '[', ']', '/' or spaces")
 
 
 class _Wiring:
@@ -85,6 +103,10 @@ class _Wiring:
         self.lower = UPLINK_HOOK if uplink else "link0"
         self.upper = "link0" if uplink else "link1"
         self.first_eiface_link = 1 if uplink else 2
+
+    @property
+    def mode(self) -> str:
+        return "uplink" if self.uplink else "classic"
 
 
 def _link_number(hook: str) -> int | None:
@@ -105,8 +127,10 @@ class _LinkView:
     the view alone.
     """
 
-    def __init__(self, wiring: _Wiring) -> None:
+    def __init__(self, wiring: _Wiring, node_id: int) -> None:
         self.wiring = wiring
+        self.node_id = node_id
+        """The bridge's node ID: links are addressed as ``[id]:linkN`` (31-character paths)."""
         self.taken: set[int] = set()
         self.eifaces: dict[int, str] = {}
         """Link number -> name of the eiface on it, as far as this process knows."""
@@ -114,12 +138,21 @@ class _LinkView:
 
     @classmethod
     def from_hooks(cls, hooks: codec.HookList) -> _LinkView:
-        view = cls(_Wiring(uplink=any(link.ourhook == UPLINK_HOOK for link in hooks.links)))
+        uplink = any(link.ourhook == UPLINK_HOOK for link in hooks.links)
+        view = cls(_Wiring(uplink=uplink), hooks.node.id)
         view.learn(hooks)
         return view
 
+    @property
+    def path(self) -> str:
+        return f"[{self.node_id:x}]:"
+
+    def link_path(self, number: int) -> str:
+        return f"[{self.node_id:x}]:link{number}"
+
     def learn(self, hooks: codec.HookList) -> None:
         """Replace the picture with the bridge's hooks as LISTHOOKS shows them now."""
+        self.node_id = hooks.node.id
         self.taken.clear()
         self.eifaces.clear()
         for link in hooks.links:
@@ -156,6 +189,10 @@ class NetgraphBridges:
             yields an ``NgTransport``; opened on first use, closed by :meth:`aclose`.
         rename_ifnet: ``rename_ifnet(old, new)``, SIOCSIFNAME on the host.
         set_ifnet_up: ``set_ifnet_up(name)``, ``ifconfig NAME up`` on the host.
+        bridge_mode: ``"classic"`` (default) or ``"uplink"``: the wiring of bridges built
+            from now on (existing ones keep theirs until released).
+        parents: raises a parent NIC and turns its offloads off when its bridge is built,
+            restores it on release (:mod:`vimaged.netgraph.parents`); None leaves NICs alone.
     """
 
     def __init__(
@@ -163,7 +200,14 @@ class NetgraphBridges:
         open_transport: Callable[[], AbstractAsyncContextManager[NgTransport]],
         rename_ifnet: Callable[[str, str], Awaitable[None]],
         set_ifnet_up: Callable[[str], Awaitable[None]],
+        *,
+        bridge_mode: str = "classic",
+        parents: ParentNics | None = None,
     ) -> None:
+        if bridge_mode not in BRIDGE_MODES:
+            raise ValueError(f"bridge mode {bridge_mode!r} is not one of {', '.join(BRIDGE_MODES)}")
+        self.bridge_mode = bridge_mode
+        self._parents = parents
         self._open_transport = open_transport
         self._rename_ifnet = rename_ifnet
         self._set_ifnet_up = set_ifnet_up
@@ -226,13 +270,15 @@ class NetgraphBridges:
         process built it at the same moment and this call adopted it."""
         ether = ether_node_name(parent) + ":"
         try:
-            try:
-                await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", UPLINK_HOOK)
-                wiring = _Wiring(uplink=True)
-            except OSError as exc:
-                if exc.errno != errno_codes.EINVAL:
-                    raise
-                wiring = _Wiring(uplink=False)  # no uplink hooks in this ng_bridge: classic
+            wiring = _Wiring(uplink=False)
+            if self.bridge_mode == "uplink":
+                try:
+                    await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", UPLINK_HOOK)
+                    wiring = _Wiring(uplink=True)
+                except OSError as exc:
+                    if exc.errno != errno_codes.EINVAL:
+                        raise
+            if not wiring.uplink:  # asked for, or no uplink hooks in this ng_bridge
                 await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", wiring.lower)
         except OSError as exc:
             if exc.errno not in (errno_codes.EEXIST, errno_codes.EISCONN):
@@ -246,11 +292,12 @@ class NetgraphBridges:
         try:
             await sock.name_node(ether + "lower", bridge_name(parent))
             await sock.connect(ether, ether + "lower", "upper", wiring.upper)
+            node_id = (await sock.nodeinfo(ether + "lower")).id
         except BaseException:
             with trio.move_on_after(5, shield=True):
                 await sock.shutdown(ether + "lower")
             raise
-        view = self._views[bridge_name(parent)] = _LinkView(wiring)
+        view = self._views[bridge_name(parent)] = _LinkView(wiring, node_id)
         return view, True
 
     async def _adopt_concurrent_build(self, sock: NgSocket, parent: str) -> codec.HookList | None:
@@ -312,7 +359,7 @@ class NetgraphBridges:
 
         Cancellation: safe; the rollback runs shielded.
         """
-        _check_ifname(parent, "parent NIC")
+        _check_parent(parent)
         _check_ifname(ifname, "interface name")
         mac_raw = codec.mac_bytes(mac)
         if mac_raw[0] & 1:
@@ -330,8 +377,11 @@ class NetgraphBridges:
             built = False
             number: int | None = None
             eiface: str | None = None
+            view: _LinkView | None = None
             try:
                 view, built = await self._view_of(sock, parent)
+                if built and self._parents is not None:
+                    await self._parents.prepare(parent)
                 ether = ether_node_name(parent) + ":"
                 await sock.ether_setpromisc(ether, True)
                 await sock.ether_setautosrc(ether, False)  # keep the eifaces' source MACs
@@ -341,8 +391,10 @@ class NetgraphBridges:
                     # The bridge this process knew is gone: another process released it.
                     self._forget(bridge)
                     view, built = await self._view_of(sock, parent)
+                    if built and self._parents is not None:
+                        await self._parents.prepare(parent)
                     number = await self._add_eiface(sock, bridge, view, node)
-                info = await sock.nodeinfo(f"{bridge}:link{number}")
+                info = await sock.nodeinfo(view.link_path(number))
                 eiface = info.address
                 born = await sock.eiface_getifname(eiface)
                 try:
@@ -357,8 +409,9 @@ class NetgraphBridges:
                 await sock.eiface_set(eiface, mac)
                 await self._set_ifnet_up(ifname)
             except BaseException:
+                link = view.link_path(number) if view is not None and number is not None else None
                 with trio.move_on_after(5, shield=True):
-                    await self._rollback(sock, parent, node, number, eiface, built)
+                    await self._rollback(sock, parent, node, number, eiface or link, built)
                 raise
 
     async def _add_eiface(self, sock: NgSocket, bridge: str, view: _LinkView, node: str) -> int:
@@ -370,7 +423,7 @@ class NetgraphBridges:
         for _ in range(MAX_LINK_ATTEMPTS):
             number = view.lowest_free()
             try:
-                await sock.mkpeer(bridge + ":", abi.NG_EIFACE_NODE_TYPE, f"link{number}", "ether")
+                await sock.mkpeer(view.path, abi.NG_EIFACE_NODE_TYPE, f"link{number}", "ether")
             except FileExistsError:
                 self._learn(bridge, await sock.listhooks(bridge + ":"))
                 view.taken.add(number)  # moves on even if the taker has freed it again
@@ -389,10 +442,11 @@ class NetgraphBridges:
         built: bool,
     ) -> None:
         bridge = bridge_name(parent)
-        if number is not None:
-            # The eiface hangs on our link even when its address was never learnt.
+        if number is not None and eiface is not None:
+            # The eiface hangs on our link (``[bridge id]:linkN``) even when its own
+            # address was never learnt.
             with suppress(FileNotFoundError):
-                await sock.shutdown(eiface or f"{bridge}:link{number}")
+                await sock.shutdown(eiface)
             # Exactly the link this call took: ``node`` may be another task's on another parent.
             view = self._views.get(bridge)
             if view is not None and view.eifaces.get(number) == node:
@@ -433,7 +487,7 @@ class NetgraphBridges:
 
         The parent's ng_ether node then has no hooks: promiscuous mode off, autosrc on.
         """
-        _check_ifname(parent, "parent NIC")
+        _check_parent(parent)
         sock = await self.socket()
         async with self._parent_locks[parent]:
             return await self._release_locked(sock, parent)
@@ -446,7 +500,7 @@ class NetgraphBridges:
             return False
         number = next(iter(view.eifaces))
         try:
-            peer = await sock.nodeinfo(f"{bridge}:link{number}")
+            peer = await sock.nodeinfo(view.link_path(number))
         except FileNotFoundError:
             view.remove(number)  # freed by another process (or the bridge is gone)
             return False
@@ -472,6 +526,8 @@ class NetgraphBridges:
         finally:
             self._forget(bridge)
         await self._reset_parent(sock, parent)
+        if self._parents is not None:
+            await self._parents.restore(parent)
         return True
 
     async def remove_strays(self) -> list[BridgedIfnet]:
@@ -495,6 +551,47 @@ class NetgraphBridges:
                 strays.append(BridgedIfnet(name=peer.name or peer.address, parent=parent))
                 self._forget(bridge_name(parent))  # its view counted that link
         return strays
+
+    async def release_empty(self) -> list[str]:
+        """Release every bridge of ours with no eiface on it; the parents released.
+
+        A daemon killed between destroying the last eiface of a bridge and releasing it
+        leaves ``vimaged_br_<parent>`` holding only the NIC, forever (and the NIC promiscuous,
+        raised, offloads off). Reconciliation calls this after :meth:`remove_strays`; it is
+        safe at any time, since a release re-checks under the parent's lock and the kernel's
+        hooks decide.
+        """
+        sock = await self.socket()
+        empty = [
+            parent
+            async for parent, hooks in self._our_bridges(sock, await sock.listnodes())
+            if not any(link.peer.type == abi.NG_EIFACE_NODE_TYPE for link in hooks.links)
+        ]
+        released = []
+        for parent in empty:
+            if await self.release(parent):
+                released.append(parent)
+        return released
+
+    async def bridges(self) -> list[BridgeInfo]:
+        """Every bridge of ours: its parent NIC, wiring (``classic``/``uplink``) and eifaces."""
+        sock = await self.socket()
+        found = [
+            BridgeInfo(
+                parent=parent,
+                mode=_LinkView.from_hooks(hooks).wiring.mode,
+                ifnets=tuple(
+                    sorted(
+                        link.peer.name.removeprefix(EIFACE_PREFIX)
+                        for link in hooks.links
+                        if link.peer.type == abi.NG_EIFACE_NODE_TYPE
+                        and link.peer.name.startswith(EIFACE_PREFIX)
+                    )
+                ),
+            )
+            async for parent, hooks in self._our_bridges(sock, await sock.listnodes())
+        ]
+        return sorted(found, key=lambda b: b.parent)
 
     async def _our_bridges(
         self, sock: NgSocket, nodes: Sequence[codec.NodeInfo]
@@ -546,6 +643,10 @@ class NetgraphBridges:
         bridge = link.peer.name or link.peer.address.rstrip(":")
         cookie = await self._bridge_cookie(sock, bridge)
         return await sock.bridge_getstats(link.peer.address, link.peerhook, cookie)
+
+    async def link_counters(self, ifname: str) -> LinkCounters:
+        """:meth:`link_stats` as the platform type."""
+        return LinkCounters(**msgspec.structs.asdict(await self.link_stats(ifname)))
 
 
 __all__ = ["BRIDGE_PREFIX", "EIFACE_PREFIX", "NetgraphBridges", "bridge_name", "eiface_name"]
