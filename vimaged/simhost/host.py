@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vimaged.simhost.dataplane import DataPlane
 from vimaged.simhost.faults import Faults
 from vimaged.simhost.ng_eiface import eiface_mac
 from vimaged.simhost.ng_message import IFNAMSIZ, fail
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 HOST_JID = 0
 JAIL_MAX = 999999  # kern_jail.c: jids wrap after JAIL_MAX
 DEFAULT_NICS = ("em0", "em1")
+NIC_HWASSIST = 0x0007
+"""CSUM_IP | CSUM_IP_UDP | CSUM_IP_TCP (sys/mbuf.h): what a NIC driver offers by default."""
 KERNELS = (12, 13, 14, 15)
 ETHER_KINDS = ("ether", "eiface")
 """Interface kinds that are IFT_ETHER, so ng_ether attaches to them in the host vnet."""
@@ -56,6 +59,10 @@ class Ifnet:
     home: int = HOST_JID
     """if_home_vnet: where vnet_if_return sends it when its vnet is destroyed."""
     unit: int = -1
+    hwassist: int = 0
+    """if_hwassist: the checksum offloads in use (ng_ether zeroes it while ``upper`` is on)."""
+    inbox: list[bytes] = field(default_factory=list)
+    """Frames its vnet's stack received on it (if_input), oldest first, for ``received``."""
 
 
 @dataclass(eq=False)
@@ -103,12 +110,14 @@ SIGKILL_STATUS = 128 + 9
 
 
 @dataclass
-class SimHost:
+class SimHost(DataPlane):
     nics: tuple[str, ...] = DEFAULT_NICS
     kernel: int = 14
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], float] = time.monotonic
     host_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    wires: tuple[tuple[str, ...], ...] = ()
+    """Groups of NICs that share a wire (one segment): a frame one sends, the others receive."""
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -118,8 +127,14 @@ class SimHost:
                 raise ValueError(f"NIC name {nic!r}: need a driver name and unit, < 16 chars")
         if len(set(self.nics)) != len(self.nics):
             raise ValueError(f"NIC names repeat: {' '.join(self.nics)}")
+        for wire in self.wires:
+            unknown = [n for n in wire if n not in self.nics]
+            if unknown:
+                raise ValueError(f"wire {' '.join(wire)}: {unknown[0]} is not a NIC")
         self.ng = NgKernel(self, self.kernel)
+        self.ng.clock = self.clock
         self.ng.link_race = self.faults.link_race
+        self.ng.learn_fail = self.faults.learn_fail
         self.jails: dict[int, Jail] = {}
         self.lastprid = 0
         self.ifnets: list[Ifnet] = []
@@ -128,7 +143,14 @@ class SimHost:
         self.scripts: list[ExecScript] = []
         self.vanish_at: dict[int, float] = {}
         for nic in self.nics:
-            self._add_ifnet(Ifnet(nic, "ether", 0, nic_mac(nic)))
+            self._add_ifnet(Ifnet(nic, "ether", 0, nic_mac(nic), hwassist=NIC_HWASSIST))
+        # The segment of each NIC, by object: a NIC keeps its wire under any name or vnet.
+        by_name = {i.name: i for i in self.ifnets}
+        self.segments: dict[int, list[Ifnet]] = {}
+        for wire in self.wires:
+            members = [by_name[n] for n in wire]
+            for member in members:
+                self.segments[id(member)] = members
         self._add_ifnet(Ifnet("lo0", "loopback", 0))
 
     # -- ifnets ----------------------------------------------------------------------------
@@ -380,6 +402,7 @@ class SimHost:
     def set_faults(self, faults: Faults) -> None:
         self.faults = faults
         self.ng.link_race = faults.link_race
+        self.ng.learn_fail = faults.learn_fail
         now = self.clock()
         for jail in self.jails.values():
             if jail.name in faults.vanish and not jail.dying:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import re
 import struct
+import time
+from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 from vimaged.simhost.ng_message import (
@@ -49,7 +51,7 @@ from vimaged.simhost.ng_message import (
 from vimaged.simhost.ng_parse import GENERIC_COMMANDS, _generic_ascii_args, _render_none
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from vimaged.simhost.ng_parse import Command
 
@@ -60,16 +62,28 @@ class IfnetLike(Protocol):
     name: str
     mac: bytes | None
     index: int
+    up: bool
+    hwassist: int
 
 
 class IfnetHost(Protocol):
-    """The host side the netgraph kernel calls into: eiface ifnets and their MACs."""
+    """The host side the netgraph kernel calls into: eiface ifnets, the wire, the stack."""
+
+    def transmit(self, ifnet: IfnetLike, frame: bytes) -> None:
+        """The driver sends ``frame`` on the NIC's wire (if_transmit)."""
+
+    def stack_input(self, ifnet: IfnetLike, frame: bytes) -> None:
+        """``frame`` reaches the host stack of the ifnet's vnet (if_input, ether_demux)."""
 
     def attach_eiface(self) -> IfnetLike:
         """Create an ``ngethN`` ifnet on the host (lowest free unit)."""
 
     def detach_eiface(self, ifnet: IfnetLike) -> None:
         """Destroy an eiface ifnet in whatever vnet it lives now."""
+
+
+MAX_ITEMS = 10000
+"""Items one send may set off before the rest are dropped (a loop without loop detection)."""
 
 
 class Hook:
@@ -98,8 +112,8 @@ class Node:
     def address(self) -> str:
         return f"[{self.id:x}]:"
 
-    def newhook(self, name: str) -> None:
-        """The type's newhook method: reject a hook name with its errno."""
+    def newhook(self, name: str) -> str | None:
+        """The type's newhook method: reject a hook name with its errno; or rename it."""
 
     def disconnected(self, hook: Hook) -> None:
         """The type's disconnect method, called after ``hook`` left ``self.hooks``."""
@@ -119,6 +133,9 @@ class Node:
     def commands(self) -> tuple[Command, ...]:
         """The node type's cmdlist (ASCII2BINARY, BINARY2ASCII)."""
         return ()
+
+    def rcvdata(self, hook: Hook, frame: bytes) -> None:
+        """The type's rcvdata method: a frame arrived on ``hook``. Default: dropped."""
 
     def connect_self(self, hook: str) -> None:
         """ng_con_nodes of a node to itself: the type may refuse (ng_bridge: ELOOP)."""
@@ -153,6 +170,41 @@ class NgBase:
         """The socket node whose message is being applied (the return address)."""
         self.link_race = 0
         """Fault: the next N bridge link hooks a client adds are grabbed first by a stranger."""
+        self.learn_fail = 0
+        """Fault: the next N MAC learnings of a bridge fail (memoryFailures)."""
+        self.clock: Callable[[], float] = time.monotonic
+        """Seconds, for the bridge's once-a-second timer (host ages, muted links)."""
+        self.queue: deque[Callable[[], None]] = deque()
+        self.storm_drops = 0
+        """Items dropped because one send set off more than :data:`MAX_ITEMS` (a storm)."""
+
+    # -- data plane (ng_snd_item, ng_queue_rw) ---------------------------------------------
+
+    def send_data(self, hook: Hook | None, frame: bytes) -> None:
+        """NG_SEND_DATA_ONLY out of ``hook``: queued to the peer's rcvdata, in order.
+
+        netgraph queues an item when the target is busy (ng_snd_item, ng_apply_item); the
+        sim queues every item and runs the queue to the end, breadth first, which is what
+        keeps a bridge's own MOVE_HOST self-message behind the frames it forwards.
+        """
+        if hook is None or hook.peer is None:
+            return  # ENOTCONN: nothing to deliver to, the frame is freed
+        peer = hook.peer
+        self.enqueue_item(lambda: peer.node.rcvdata(peer, frame) if peer.node.valid else None)
+
+    def enqueue_item(self, item: Callable[[], None]) -> None:
+        self.queue.append(item)
+        if len(self.queue) > 1:
+            return  # the outermost caller runs the queue
+        done = 0
+        while self.queue:
+            if done >= MAX_ITEMS:
+                self.storm_drops += len(self.queue)
+                self.queue.clear()
+                break
+            self.queue[0]()
+            self.queue.popleft()
+            done += 1
 
     # -- node bookkeeping -----------------------------------------------------------------
 
@@ -190,7 +242,7 @@ class NgBase:
             fail(errno.EINVAL, f"hook name {name!r}")
         if name in node.hooks:
             fail(errno.EEXIST, f"hook {name!r} exists on {node.address}")
-        node.newhook(name)
+        name = node.newhook(name) or name  # ng_bridge on 15 numbers a bare "link" itself
         hook = Hook(name, node)
         node.hooks[name] = hook
         return hook

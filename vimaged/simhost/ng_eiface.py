@@ -21,7 +21,7 @@ from vimaged.simhost.ng_message import (
 from vimaged.simhost.ng_parse import Command, _parse_mac, _render_mac, _render_string
 
 if TYPE_CHECKING:
-    from vimaged.simhost.ng_base import IfnetLike, NgBase
+    from vimaged.simhost.ng_base import Hook, IfnetLike, NgBase
 
 
 class EifaceNode(Node):
@@ -40,6 +40,15 @@ class EifaceNode(Node):
             fail(errno.EPFNOSUPPORT, f"eiface hook {name!r}")
         if "ether" in self.hooks:
             fail(errno.EISCONN, name)
+
+    def rcvdata(self, hook: Hook, frame: bytes) -> None:
+        """ng_eiface_rcvdata: dropped (ENETDOWN) unless IFF_UP and RUNNING, else if_input."""
+        if self.ifnet.up:
+            self.kernel.host.stack_input(self.ifnet, frame)
+
+    def output(self, frame: bytes) -> None:
+        """ng_eiface_start: the ifnet's output queue goes out the ``ether`` hook, if any."""
+        self.kernel.send_data(self.hooks.get("ether"), frame)
 
     def shutdown(self) -> None:
         # ng_eiface_rmnode switches to ifp->if_vnet: the ifnet goes wherever it lives.

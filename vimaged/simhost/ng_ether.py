@@ -55,6 +55,9 @@ class EtherNode(Node):
         # ng_ether(4) says); only a reset turns it on (see lineage.md §3.4).
         self.autosrc = False
         self.multi: set[bytes] = set()
+        self.hwassist = ifnet.hwassist  # ng_ether_attach: priv->hwassist = ifp->if_hwassist
+        self.down_drops = 0
+        """Frames ng_ether_rcv_lower refused with ENETDOWN (the parent lacked IFF_UP)."""
 
     def newhook(self, name: str) -> None:
         # ng_ether_newhook: divert is an alias of lower; unknown names EINVAL; EISCONN if taken.
@@ -63,11 +66,51 @@ class EtherNode(Node):
         lower = {"lower", "divert"}
         if name in lower and any(h in self.hooks for h in lower):
             fail(errno.EISCONN, name)
+        if name == "upper":
+            # "Disable hardware checksums while 'upper' hook is connected"
+            self.ifnet.hwassist = 0
 
     def disconnected(self, hook: Hook) -> None:
+        if hook.name == "upper":
+            self.ifnet.hwassist = self.hwassist  # ng_ether_disconnect restores it
         # ng_ether_disconnect: the last hook gone → ng_rmnode_self → reset (node revived).
         if not self.hooks:
             self.reset()
+
+    # -- data plane ------------------------------------------------------------------------
+
+    def _hook(self, *names: str) -> Hook | None:
+        return next((self.hooks[n] for n in names if n in self.hooks), None)
+
+    def rcvdata(self, hook: Hook, frame: bytes) -> None:
+        """ng_ether_rcvdata: lower/divert/orphans to the wire, upper to the host stack."""
+        if hook.name == "upper":
+            # ng_ether_rcv_upper: as if received from the wire (ether_demux).
+            self.kernel.host.stack_input(self.ifnet, frame)
+            return
+        # ng_ether_rcv_lower: "Check whether interface is ready for packets".
+        if not self.ifnet.up:
+            self.down_drops += 1
+            return  # ENETDOWN, the frame is freed
+        if self.autosrc and self.ifnet.mac is not None and len(frame) >= 12:
+            frame = frame[:6] + self.ifnet.mac + frame[12:]  # ng_ether_rcv_lower: autosrc
+        self.kernel.host.transmit(self.ifnet, frame)
+
+    def input(self, frame: bytes) -> None:
+        """ng_ether_input: a frame from the wire goes out ``lower`` if connected, else up."""
+        lower = self._hook("lower", "divert")
+        if lower is not None and lower.peer is not None:
+            self.kernel.send_data(lower, frame)
+        else:
+            self.kernel.host.stack_input(self.ifnet, frame)
+
+    def output(self, frame: bytes) -> None:
+        """ng_ether_output: the host stack's frame goes out ``upper`` if connected."""
+        upper = self._hook("upper")
+        if upper is not None and upper.peer is not None:
+            self.kernel.send_data(upper, frame)
+        else:
+            self.kernel.host.transmit(self.ifnet, frame)
 
     def shutdown(self) -> None:
         # ng_ether_shutdown: unless detaching, the node is only reset and revived.
@@ -139,4 +182,9 @@ class EtherNode(Node):
         )
 
     def describe(self) -> dict[str, object]:
-        return {"ifname": self.ifnet.name, "promisc": self.promisc, "autosrc": self.autosrc}
+        return {
+            "ifname": self.ifnet.name,
+            "promisc": self.promisc,
+            "autosrc": self.autosrc,
+            "down_drops": self.down_drops,
+        }

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from vimaged.simhost.ng_base import NgBase, Node
 from vimaged.simhost.ng_message import (
+    AF_NETGRAPH,
     NG_HOOKSIZ,
     NG_VERSION,
     NGF_RESP,
@@ -46,6 +47,8 @@ class SocketNode(Node):
         self.nolinger = False
         self.rcvbuf = DEFAULT_RECVSPACE
         self.deliver: Callable[[bytes, bytes], None] | None = None
+        self.deliver_data: Callable[[bytes, bytes], None] | None = None
+        """The data socket's receive queue: ``(sockaddr, frame)`` (ngs_rcvdata)."""
 
     def disconnected(self, hook: Hook) -> None:
         # ngs_disconnect: with NOLINGER the node goes when its last hook does.
@@ -68,12 +71,29 @@ class SocketNode(Node):
             fail(errno.EINVAL, f"socket command {msg.cmd}")
         return None
 
+    def rcvdata(self, hook: Hook, frame: bytes) -> None:
+        # ngs_rcvdata: to the data socket from ``sg_len = strlen(hook) + 3``; no data
+        # socket, the frame is black-holed.
+        if self.deliver_data is not None:
+            raw = hook.name.encode("latin-1")
+            self.deliver_data(bytes([len(raw) + 3, AF_NETGRAPH]) + raw + b"\0", frame)
+
     def describe(self) -> dict[str, object]:
         return {"nolinger": self.nolinger}
 
 
 DEFAULT_RECVSPACE = 20480
 """``net.graph.recvspace``: a netgraph control socket's default SO_RCVBUF (ng_socket.c)."""
+
+
+def sockaddr_limited(release: int) -> bool:
+    """Whether ngc_send/ngd_send refuse ``sg_len > NG_NODESIZ + offsetof(sg_data)``.
+
+    In main (FreeBSD 15) with the 34-byte ``struct sockaddr_ng`` ([M] ng_socket.c@2d614aa2);
+    the 13-era ngc_send has no such check ([S13]); 14.x is taken to be without it (its
+    sockaddr_ng is still 16 bytes, shared/reference/netgraph-abi.md §2.4).
+    """
+    return release >= 15
 
 
 class NgSocket(NgBase):
@@ -110,26 +130,36 @@ class NgSocket(NgBase):
         """ng_socket_free_priv: the node goes when its last socket closes."""
         if data:
             node.has_data = False
+            node.deliver_data = None
         node.refs -= 1
         if node.refs <= 0:
             node.deliver = None
             self.destroy(node)
 
-    def data_send(self, node: SocketNode, sockaddr: bytes) -> None:
-        """ngd_send: frames go out of one of the node's hooks (the data plane is not modelled)."""
+    def data_send(self, node: SocketNode, sockaddr: bytes, frame: bytes = b"") -> None:
+        """ngd_send: the frame goes out of the hook the address names.
+
+        The kernel's getsockaddr sets ``sg_len`` to the socklen, so ``len(sockaddr)`` is it.
+        FreeBSD 15 first refuses ``sg_len > NG_NODESIZ + 2`` (ng_socket.c@2d614aa2 [M];
+        absent from 13/14); then every release takes ``len = sg_len - 2`` bytes, NUL
+        included, and refuses ``len >= NG_HOOKSIZ``: a 31-character hook is EINVAL here.
+        """
         if not node.valid:
             fail(errno.ENOTCONN, "socket node is gone")
-        if len(sockaddr) > SOCKADDR_NG_MAX and self.version >= 15:
+        if sockaddr_limited(self.version) and len(sockaddr) > SOCKADDR_NG_MAX:
             fail(errno.EINVAL, "sg_len > 34")
+        length = max(len(sockaddr) - 2, 0)
         hook = sockaddr_path(sockaddr)
-        if not hook:
+        if length <= 0 or not hook:
             if len(node.hooks) != 1:
                 fail(errno.EDESTADDRREQ, "no hook given")
+            self.send_data(next(iter(node.hooks.values())), frame)  # write(2) on one hook
             return
-        if len(hook) >= NG_HOOKSIZ:
+        if length >= NG_HOOKSIZ:
             fail(errno.EINVAL, "hook name too long")
         if hook not in node.hooks:
             fail(errno.EHOSTUNREACH, hook)
+        self.send_data(node.hooks[hook], frame)
 
     def enqueue(self, node: SocketNode, msg: NgMesg, source: Node | None = None) -> None:
         """ngs_rcvmsg: append to the control socket with a ``[id]:`` source, or drop.
@@ -154,8 +184,8 @@ class NgSocket(NgBase):
             fail(errno.ENOTCONN, "socket node is gone")
         if not sockaddr:
             fail(errno.EDESTADDRREQ, "no destination")
-        if self.version >= 15 and len(sockaddr) > SOCKADDR_NG_MAX:
-            fail(errno.EINVAL, "sg_len > 34")  # FreeBSD 15 ngc_send
+        if sockaddr_limited(self.version) and len(sockaddr) > SOCKADDR_NG_MAX:
+            fail(errno.EINVAL, "sg_len > 34")  # ngc_send of FreeBSD 15 (main [M] 2d614aa2)
         msg = NgMesg.decode(raw)
         if msg.version != NG_VERSION:
             fail(errno.EINVAL, f"NG_VERSION {msg.version}")

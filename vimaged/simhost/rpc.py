@@ -92,6 +92,8 @@ class Reset(Request, frozen=True, tag="reset"):
     nics: list[str] | None = None
     faults: str = ""
     kernel: int | None = None
+    wires: list[list[str]] | None = None
+    """NIC groups that share a wire (null: as started)."""
 
 
 class SetFaults(Request, frozen=True, tag="set_faults"):
@@ -121,6 +123,22 @@ class ListNgNodes(Request, frozen=True, tag="ng_nodes"):
     pass
 
 
+class SendFrame(Request, frozen=True, tag="send_frame"):
+    """The stack of jail ``jid`` (0: the host) sends an Ethernet frame out of ``name``."""
+
+    name: str
+    frame: str
+    """The frame's bytes in hex, from the destination MAC on."""
+    jid: int = 0
+
+
+class Received(Request, frozen=True, tag="received"):
+    """The frames the stack received on ``name`` since the last ``received`` (taken)."""
+
+    name: str
+    jid: int = 0
+
+
 AnyRequest = (
     GetHostUuid
     | SetHostUuid
@@ -140,6 +158,8 @@ AnyRequest = (
     | GetExecLog
     | KillJail
     | ListNgNodes
+    | SendFrame
+    | Received
 )
 
 
@@ -186,6 +206,8 @@ class IfnetRecord(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
     mac: str | None
     up: bool
+    hwassist: int = 0
+    """if_hwassist (ng_ether zeroes it while its ``upper`` hook is connected)."""
 
 
 class Ifnets(Reply, frozen=True, tag="ifnets"):
@@ -230,7 +252,24 @@ class NgNodes(Reply, frozen=True, tag="ng_nodes"):
     nodes: list[NgNodeRecord]
 
 
-AnyReply = Ok | Failed | HostUuid | Jid | Jails | ExitStatus | Ifnets | Location | ExecLog | NgNodes
+class Frames(Reply, frozen=True, tag="frames"):
+    frames: list[str]
+    """Hex, oldest first."""
+
+
+AnyReply = (
+    Ok
+    | Failed
+    | HostUuid
+    | Jid
+    | Jails
+    | ExitStatus
+    | Ifnets
+    | Location
+    | ExecLog
+    | NgNodes
+    | Frames
+)
 
 REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)
 REPLY_DECODER = msgspec.json.Decoder(AnyReply)
