@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 HOST_JID = 0
 JAIL_MAX = 999999  # kern_jail.c: jids wrap after JAIL_MAX
 DEFAULT_NICS = ("em0", "em1")
+NIC_CAPABILITIES = 0x1 | 0x2 | 0x10 | 0x100 | 0x200 | 0x10000 | 0x40000
+"""IFCAP_RXCSUM | TXCSUM | VLAN_HWTAGGING | TSO4 | TSO6 | VLAN_HWFILTER | VLAN_HWTSO (net/if.h):
+an em(4)-like NIC, all of them on after attach."""
 NIC_HWASSIST = 0x0007
 """CSUM_IP | CSUM_IP_UDP | CSUM_IP_TCP (sys/mbuf.h): what a NIC driver offers by default."""
 KERNELS = (12, 13, 14, 15)
@@ -61,6 +64,10 @@ class Ifnet:
     unit: int = -1
     hwassist: int = 0
     """if_hwassist: the checksum offloads in use (ng_ether zeroes it while ``upper`` is on)."""
+    capabilities: int = 0
+    """if_capabilities: what the driver can offload (SIOCGIFCAP ``ifr_reqcap``)."""
+    capenable: int = 0
+    """if_capenable: what is on (SIOCGIFCAP ``ifr_curcap``; SIOCSIFCAP sets it)."""
     inbox: list[bytes] = field(default_factory=list)
     """Frames its vnet's stack received on it (if_input), oldest first, for ``received``."""
 
@@ -143,7 +150,9 @@ class SimHost(DataPlane):
         self.scripts: list[ExecScript] = []
         self.vanish_at: dict[int, float] = {}
         for nic in self.nics:
-            self._add_ifnet(Ifnet(nic, "ether", 0, nic_mac(nic), hwassist=NIC_HWASSIST))
+            ifnet = Ifnet(nic, "ether", 0, nic_mac(nic), hwassist=NIC_HWASSIST)
+            ifnet.capabilities = ifnet.capenable = NIC_CAPABILITIES
+            self._add_ifnet(ifnet)
         # The segment of each NIC, by object: a NIC keeps its wire under any name or vnet.
         by_name = {i.name: i for i in self.ifnets}
         self.segments: dict[int, list[Ifnet]] = {}
@@ -298,6 +307,16 @@ class SimHost(DataPlane):
         if ifnet is None:
             fail(errno.ENXIO, name)
         ifnet.up = up
+
+    def set_capabilities(self, name: str, enabled: int) -> None:
+        """SIOCSIFCAP on the host: ENXIO if absent; EINVAL for a bit the driver lacks
+        (if.c ifhwioctl: ``ifr_reqcap & ~if_capabilities``)."""
+        ifnet = self.find_ifnet(name, HOST_JID)
+        if ifnet is None:
+            fail(errno.ENXIO, name)
+        if enabled & ~ifnet.capabilities:
+            fail(errno.EINVAL, f"{name}: capabilities {enabled & ~ifnet.capabilities:#x}")
+        ifnet.capenable = enabled
 
     def move_ifnet_keeping_up(self, name: str, jid: int) -> None:
         """What a platform's ``move_ifnet`` does: SIOCSIFVNET, then ``up`` again inside.

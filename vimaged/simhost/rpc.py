@@ -132,6 +132,13 @@ class SendFrame(Request, frozen=True, tag="send_frame"):
     jid: int = 0
 
 
+class SetCapabilities(Request, frozen=True, tag="set_capabilities"):
+    """SIOCSIFCAP on a host interface: ``enabled`` becomes its if_capenable."""
+
+    name: str
+    enabled: int
+
+
 class Received(Request, frozen=True, tag="received"):
     """The frames the stack received on ``name`` since the last ``received`` (taken)."""
 
@@ -160,6 +167,7 @@ AnyRequest = (
     | ListNgNodes
     | SendFrame
     | Received
+    | SetCapabilities
 )
 
 
@@ -208,6 +216,10 @@ class IfnetRecord(msgspec.Struct, frozen=True, kw_only=True):
     up: bool
     hwassist: int = 0
     """if_hwassist (ng_ether zeroes it while its ``upper`` hook is connected)."""
+    capabilities: int = 0
+    """if_capabilities, what SIOCGIFCAP reports as supported."""
+    capenable: int = 0
+    """if_capenable, what is enabled."""
 
 
 class Ifnets(Reply, frozen=True, tag="ifnets"):

@@ -108,6 +108,8 @@ class SimHostServer:
                             mac=mac_text(i.mac),
                             up=i.up,
                             hwassist=i.hwassist,
+                            capabilities=i.capabilities,
+                            capenable=i.capenable,
                         )
                         for i in host.list_ifnets(jid)
                     ]
@@ -180,6 +182,8 @@ class SimHostServer:
                 )
             case rpc.SendFrame(name=name, frame=frame, jid=jid):
                 host.send_frame(name, bytes.fromhex(frame), jid)
+            case rpc.SetCapabilities(name=name, enabled=enabled):
+                host.set_capabilities(name, enabled)
             case rpc.Received(name=name, jid=jid):
                 return rpc.Frames(frames=[f.hex() for f in host.received(name, jid)])
             case _:
