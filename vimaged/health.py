@@ -28,6 +28,7 @@ import trio
 from vimaged.command_output import CommandOutput
 from vimaged.errors import VimagedError
 from vimaged.platforms import HOST_JID
+from vimaged.protocol import LinkStats
 
 if TYPE_CHECKING:
     from vimaged.protocol import HealthState
@@ -163,6 +164,8 @@ class HealthMonitor:
                 problems.append(f"{b.ifname} down")
             elif wiring.get(b.ifname, b.parent) != b.parent:  # not listed yet: next round
                 problems.append(f"{b.ifname} not bridged to {b.parent}")
+            if ifnet is not None:
+                problems.extend(await self._data_plane(v, b.ifname))
         watcher = self._sup.watcher
         for nic in v.cfg.vnets:
             pending = watcher.pending.get(nic)
@@ -192,6 +195,42 @@ class HealthMonitor:
         if problems:
             return "degraded", ", ".join(problems), False
         return "ok", None, False
+
+    async def _data_plane(self, v: Vimage, ifname: str) -> list[str]:
+        """Read the link counters of a bridged interface and say what grew since the last
+        check: failed MAC learning (memoryFailures: the jail-to-jail failure of uplink
+        wiring, issue 15) and loop protection (loopDetects, loopDrops)."""
+        try:
+            counters = await self._sup.platform.bridged_ifnet_stats(ifname)
+        except OSError as exc:
+            # EOPNOTSUPP: no bridge link on this platform; ENOENT/ENOTCONN: the checks above
+            # already say it is missing or cut from its bridge
+            if exc.errno not in (errnos.EOPNOTSUPP, errnos.ENOENT, errnos.ENOTCONN):
+                log.info("health.counters_unreadable", vimage=v.name, ifname=ifname,
+                         error=_describe(exc))  # fmt: skip
+            v.link_stats.pop(ifname, None)
+            return []
+        now = LinkStats(
+            recv_packets=counters.recvPackets,
+            xmit_packets=counters.xmitPackets,
+            memory_failures=counters.memoryFailures,
+            loop_drops=counters.loopDrops,
+            loop_detects=counters.loopDetects,
+        )
+        before = v.link_stats.get(ifname)
+        v.link_stats[ifname] = now
+        if before is None or now.recv_packets < before.recv_packets:
+            return []  # first look, or the bridge was rebuilt: counters start over
+        problems = []
+        if now.memory_failures > before.memory_failures:
+            grew = now.memory_failures - before.memory_failures
+            problems.append(f"{ifname}: bridge failed to learn {grew} times (memoryFailures)")
+        if now.loop_detects > before.loop_detects:
+            problems.append(f"{ifname}: loop detected (loopDetects)")
+        elif now.loop_drops > before.loop_drops:
+            grew = now.loop_drops - before.loop_drops
+            problems.append(f"{ifname}: {grew} frames dropped by loop protection (loopDrops)")
+        return problems
 
     async def _bridged_parents(self) -> dict[str, str]:
         """Which parent each bridged interface of ours hangs on (its netgraph wiring on

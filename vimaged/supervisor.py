@@ -39,6 +39,7 @@ from vimaged.platforms import HOST_JID, JailSpec
 from vimaged.protocol import (
     HealthState,
     Interface,
+    LinkStats,
     Outcome,
     Reloaded,
     State,
@@ -97,6 +98,8 @@ class Vimage:
         self.addresses: dict[str, tuple[str, ...]] = {}
         """IPv4/IPv6 addresses of each interface inside the vimage, last time anyone looked
         (a health poll, or ``status``)."""
+        self.link_stats: dict[str, LinkStats] = {}
+        """Bridge link counters of each bridged interface, as of the last health check."""
 
     @property
     def name(self) -> str:
@@ -322,6 +325,7 @@ class Supervisor:
                     mac=b.mac or macs_now.get((v.name, b.index)),
                     where="vimage" if running else "absent",
                     addresses=v.addresses.get(b.ifname, ()) if running else (),
+                    link=v.link_stats.get(b.ifname) if running else None,
                 )
             )
         # a NIC on its way home stays visible even if a reload took it out of the vnets
@@ -377,6 +381,7 @@ class Supervisor:
             v.transition("starting")
             v.error = None
             v.addresses = {}
+            v.link_stats = {}
             self.events.emit("vimage.starting", v.name)
             try:
                 with trio.CancelScope() as v.start_scope:

@@ -763,3 +763,21 @@ def test_a_nic_renamed_inside_a_jail_that_vanished_is_renamed_back_home(
     daemon.wait_until(
         lambda: daemon.vimages()["router"]["state"] == "failed", what="router failed"
     )
+
+
+def test_status_shows_each_bridged_links_counters(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    daemon.write_config(SEED)
+    daemon.start()
+    daemon.ok("start", "web", "router")
+    [web, router] = daemon.ok("--json", "status", "web", "router").json()
+    links = {i["name"]: i["link"] for i in web["interfaces"]}
+    assert set(links) == {"ng0_web", "ng1_web"}
+    for link in links.values():
+        assert set(link) == {
+            "recv_packets", "xmit_packets", "memory_failures", "loop_drops", "loop_detects"
+        }  # fmt: skip
+        assert link["memory_failures"] == link["loop_detects"] == 0
+    assert [i["link"] for i in router["interfaces"]] == [None, None, None]  # moved NICs
+    assert daemon.ok("status", "web").stdout.count("    link: recv ") == 2
+    daemon.ok("stop", "web")
+    assert [i["link"] for i in daemon.vimages()["web"]["interfaces"]] == [None, None]
