@@ -760,9 +760,7 @@ def test_a_nic_renamed_inside_a_jail_that_vanished_is_renamed_back_home(
     sim_host.kill_jail("router")  # vnet_if_return: wan0 comes home as wan0
     daemon.wait_until(lambda: sim_host.vnet_of("fxp0") == 0, what="fxp0 home")
     assert sim_host.vnet_of("wan0") is None
-    daemon.wait_until(
-        lambda: daemon.vimages()["router"]["state"] == "failed", what="router failed"
-    )
+    daemon.wait_until(lambda: daemon.vimages()["router"]["state"] == "failed", what="router failed")
 
 
 def test_status_shows_each_bridged_links_counters(daemon: Daemon, sim_host: SimHostHandle) -> None:
@@ -781,3 +779,26 @@ def test_status_shows_each_bridged_links_counters(daemon: Daemon, sim_host: SimH
     assert daemon.ok("status", "web").stdout.count("    link: recv ") == 2
     daemon.ok("stop", "web")
     assert [i["link"] for i in daemon.vimages()["web"]["interfaces"]] == [None, None]
+
+
+def test_failed_learning_on_a_link_makes_health_degraded(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    # issue 15: ng_bridge_rcvdata counts a failed NGM_BRIDGE_MOVE_HOST in memoryFailures
+    daemon.write_config(
+        'vimage_list="a b"\nvimage_a_bridges="em0"\nvimage_b_bridges="em0"\n'
+        'vimage_a_health_interval="0.2"\nvimage_b_health_interval="0.2"\n'
+    )
+    daemon.start()
+    daemon.ok("start", "a", "b")
+    a = daemon.vimages()["a"]
+    mac = a["interfaces"][0]["mac"]
+    sim_host.set_faults("learn_fail=1")
+    broadcast = "ff" * 6 + mac.replace(":", "") + "0806" + "00" * 46  # an ARP request
+    sim_host.call(rpc.SendFrame(name="ng0_a", frame=broadcast, jid=a["jid"]))
+    reason = "ng0_a: bridge failed to learn 1 times (memoryFailures)"
+    daemon.wait_until(lambda: reason in daemon.log(), what="health names the failed learning")
+    [link] = [i["link"] for i in daemon.vimages()["a"]["interfaces"]]
+    assert link["memory_failures"] == 1
+    assert link["recv_packets"] >= 1
+    assert daemon.vimages()["b"]["health"] == "ok"
