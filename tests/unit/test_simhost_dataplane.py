@@ -282,6 +282,21 @@ def test_bare_link_hook_is_numbered_by_the_bridge_on_15_only() -> None:
     assert info.value.errno == errno.EINVAL
 
 
+def test_a_failed_connect_leaves_no_numbered_hook_behind() -> None:
+    # ng_con_nodes: the second hook fails (EEXIST), the first goes under the name it got.
+    graph = Graph(release=15)
+    connect = b"em0:".ljust(512, b"\0") + name32("link") + name32("lower")
+    with pytest.raises(OSError, match=r"\S") as info:
+        graph.send("br:", mesg(GENERIC, CONNECT, connect))
+    assert info.value.errno == errno.EEXIST
+    bridge = graph.ng.named("br")
+    assert bridge is not None
+    assert sorted(bridge.hooks) == ["link0", "link1"]
+    with pytest.raises(OSError, match=r"\S") as info:
+        graph.send("br:", mesg(GENERIC, CONNECT, b"br:".ljust(512, b"\0") + name32("link") * 2))
+    assert info.value.errno == errno.ELOOP  # ng_bridge_newhook: NG_PEER_NODE(hook) == node
+
+
 @pytest.mark.parametrize(("release", "refused"), [(13, False), (14, False), (15, True)])
 def test_sg_len_check_of_ngd_send_follows_the_release(release: int, refused: bool) -> None:
     # ngd_send: 15 refuses sg_len > 34 first; every release refuses sg_len - 2 >= 32.

@@ -273,7 +273,7 @@ class NgBase:
         except OSError:
             # ng_con_nodes destroys the first hook: its node's disconnect runs (a bridge
             # left without hooks dies, an ether node resets).
-            node1.hooks.pop(hook1, None)
+            node1.hooks.pop(first.name, None)  # its name, which newhook may have chosen
             node1.disconnected(first)
             raise
         first.peer, second.peer = second, first

@@ -112,7 +112,8 @@ class BridgeNode(Node):
         return renamed
 
     def connect_self(self, hook: str) -> None:
-        self.parse_hook(hook)
+        if not (self.auto_number and hook in ("link", "uplink")):
+            self.parse_hook(hook)
         fail(errno.ELOOP, "bridge connected to itself")
 
     def disconnected(self, hook: Hook) -> None:
