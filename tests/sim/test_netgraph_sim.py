@@ -26,6 +26,7 @@ from vimaged.netgraph import __main__ as netgraph_tool
 from vimaged.netgraph import abi, codec
 from vimaged.netgraph.bridges import NetgraphBridges, bridge_name, eiface_name
 from vimaged.netgraph.ngsocket import NetgraphError, NgSocket, open_ng_socket
+from vimaged.netgraph.parents import BRIDGED_OFFLOADS_OFF, IFCAP_TSO6
 from vimaged.netgraph.sim_transport import open_sim_transport
 from vimaged.platforms import BridgedIfnet, BridgeInfo, LinkCounters
 from vimaged.platforms.sim import SimOptions, SimPlatform
@@ -998,6 +999,22 @@ async def test_a_down_parent_is_raised_while_bridged_and_lowered_on_release(
     ifnets = await sim.ifnets()
     assert not ifnets["em1"].up  # was down: down again
     assert ifnets["em0"].up  # was up: left up
+
+
+async def test_bridged_offloads_are_off_while_bridged_and_only_those_come_back(
+    sim: Sim, platform: SimPlatform
+) -> None:
+    before = (await sim.ifnets())["em1"]
+    assert before.capenable & BRIDGED_OFFLOADS_OFF == BRIDGED_OFFLOADS_OFF
+    kept_off = IFCAP_TSO6  # the admin had -tso6: it must stay off after release
+    await sim.call(rpc.SetCapabilities(name="em1", enabled=before.capenable & ~kept_off))
+    await platform.create_bridged_ifnet("em1", "ng0_a", "02:00:00:00:03:01")
+    during = (await sim.ifnets())["em1"]
+    assert during.capenable & BRIDGED_OFFLOADS_OFF == 0
+    assert during.capenable == before.capenable & ~BRIDGED_OFFLOADS_OFF  # checksums kept
+    await platform.destroy_bridged_ifnet("ng0_a")
+    assert await platform.release_bridge("em1")
+    assert (await sim.ifnets())["em1"].capenable == before.capenable & ~kept_off
 
 
 async def test_reconciliation_releases_an_empty_bridge_and_restores_its_parent(

@@ -9,8 +9,8 @@ filtering are capabilities of their own). What it changed is written to a small 
 before it is changed, so the daemon that releases the bridge, a restarted one included,
 restores exactly that: a NIC that was up stays up, an offload the admin had off stays off.
 
-The platform supplies the four ifnet operations (:class:`NicOps`); a platform without
-capabilities (sim) reports none.
+The platform supplies the four ifnet operations (:class:`NicOps`): ioctls on FreeBSD, the sim
+host's RPCs on sim.
 """
 
 from __future__ import annotations

@@ -105,27 +105,31 @@ class SimOptions:
 
 
 class _SimNicOps:
-    """:class:`vimaged.netgraph.parents.NicOps` over the sim host's RPCs. The sim models no
-    capabilities (no SIOCGIFCAP): none are reported, so none are changed."""
+    """:class:`vimaged.netgraph.parents.NicOps` over the sim host's RPCs (SIOCGIFFLAGS and
+    SIOCGIFCAP read from ``list_ifnets``, ``set_ifnet_up``, ``set_capabilities``)."""
 
     def __init__(self, platform: SimPlatform) -> None:
         self._platform = platform
 
-    async def is_up(self, ifname: str) -> bool:
-        for ifnet in await self._platform.list_ifnets(HOST_JID):
+    async def _record(self, ifname: str) -> rpc.IfnetRecord:
+        reply = await self._platform._call(rpc.ListIfnets(jid=HOST_JID), rpc.Ifnets)
+        for ifnet in reply.ifnets:
             if ifnet.name == ifname:
-                return ifnet.up
+                return ifnet
         raise OSError(errno.ENXIO, os.strerror(errno.ENXIO), ifname)
+
+    async def is_up(self, ifname: str) -> bool:
+        return (await self._record(ifname)).up
 
     async def set_up(self, ifname: str, up: bool) -> None:
         await self._platform._call(rpc.SetIfnetUp(name=ifname, up=up), rpc.Ok)
 
     async def capabilities(self, ifname: str) -> tuple[int, int]:
-        return 0, 0
+        record = await self._record(ifname)
+        return record.capabilities, record.capenable
 
     async def set_capabilities(self, ifname: str, enabled: int) -> None:
-        if enabled:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), ifname)
+        await self._platform._call(rpc.SetCapabilities(name=ifname, enabled=enabled), rpc.Ok)
 
 
 class SimPlatform:
