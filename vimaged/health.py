@@ -151,10 +151,10 @@ class HealthMonitor:
             # (ENETDOWN, sys/netgraph/ng_ether.c), and a down driver delivers nothing in
             host = {i.name: i for i in await platform.list_ifnets(HOST_JID)}
             for parent in dict.fromkeys(b.parent for b in v.cfg.bridges):
-                nic = host.get(parent)
-                if nic is None:
+                parent_ifnet = host.get(parent)
+                if parent_ifnet is None:
                     problems.append(f"parent {parent} is missing")
-                elif not nic.up:
+                elif not parent_ifnet.up:
                     problems.append(f"parent {parent} is down")
         for b in v.cfg.bridges:
             ifnet = present.get(b.ifname)

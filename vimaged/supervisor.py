@@ -444,9 +444,9 @@ class Supervisor:
             host = await self.platform.list_ifnets(HOST_JID) if cfg.vnets else []
             for nic in cfg.vnets:
                 # known by its MAC too, so a rename inside does not lose it (issue 11.8)
-                mac = next((i.mac for i in host if i.name == nic), None)
-                shared = frozenset(i.name for i in host if i.mac == mac and i.name != nic)
-                self.watcher.remember(nic, mac, shared)
+                nic_mac = next((i.mac for i in host if i.name == nic), None)
+                shared = frozenset(i.name for i in host if i.mac == nic_mac and i.name != nic)
+                self.watcher.remember(nic, nic_mac, shared)
                 await self.journal.intend("vnet", nic, vimage=cfg.name, jid=jid)
                 undo.append(partial(self._return_nic, cfg.name, nic, jid))
                 await self.platform.move_ifnet(nic, jid)
