@@ -336,8 +336,10 @@ def cmd_status(client: Client, args: Arguments) -> int:
             )
             link = ifc.get("link")
             if link is not None:
+                mode = ifc.get("bridge_mode")
                 print(
-                    f"    link: recv {link['recv_packets']}  xmit {link['xmit_packets']}"
+                    f"    {mode + ' bridge ' if mode else ''}"
+                    f"link: recv {link['recv_packets']}  xmit {link['xmit_packets']}"
                     f"  memory failures {link['memory_failures']}"
                     f"  loop drops {link['loop_drops']}  loops {link['loop_detects']}"
                 )

@@ -93,6 +93,7 @@ class Interface(TypedDict):
     holder_jid: int | None
     holder_dying: bool | None
     addresses: list[str]
+    bridge_mode: str | None
     link: LinkStats | None
 
 

@@ -49,6 +49,9 @@ class HealthMonitor:
         self._failures: dict[str, deque[float]] = {}
         self._waiting: list[Vimage] = []
         self._wiring: dict[str, str] = {}
+        self.bridge_modes: dict[str, str] = {}
+        """Parent → wiring of its bridge (``classic``/``uplink``), as of the last check; an
+        adopted bridge keeps the mode it was built with until it is released."""
         self._wiring_at = -math.inf
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -240,6 +243,7 @@ class HealthMonitor:
         if now - self._wiring_at > WIRING_MAX_AGE:
             listed = await self._sup.platform.list_bridged_ifnets()
             self._wiring = {b.name: b.parent for b in listed}
+            self.bridge_modes = {b.parent: b.mode for b in await self._sup.platform.list_bridges()}
             self._wiring_at = now
         return self._wiring
 

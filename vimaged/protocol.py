@@ -117,6 +117,9 @@ class Interface(msgspec.Struct, frozen=True, kw_only=True):
     """Its IPv4 and IPv6 addresses inside the vimage (``192.0.2.10/24``), as of the last
     health poll (``status`` of named vimages looks again); empty unless ``where`` is
     ``vimage``. jls(8) cannot show a VNET jail's addresses; this does."""
+    bridge_mode: str | None = None
+    """For a running ``bridge`` interface: its bridge's wiring, ``classic`` or ``uplink``
+    (ng_bridge's restrictive mode; docs/netgraph.md), as of the last health check."""
     link: LinkStats | None = None
     """For a running ``bridge`` interface: its bridge link's counters (FreeBSD and sim;
     ``None`` on linux, where a macvlan has no bridge link, and until the first check)."""

@@ -325,6 +325,7 @@ class Supervisor:
                     mac=b.mac or macs_now.get((v.name, b.index)),
                     where="vimage" if running else "absent",
                     addresses=v.addresses.get(b.ifname, ()) if running else (),
+                    bridge_mode=self.health.bridge_modes.get(b.parent) if running else None,
                     link=v.link_stats.get(b.ifname) if running else None,
                 )
             )

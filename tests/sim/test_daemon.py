@@ -776,7 +776,8 @@ def test_status_shows_each_bridged_links_counters(daemon: Daemon, sim_host: SimH
         }  # fmt: skip
         assert link["memory_failures"] == link["loop_detects"] == 0
     assert [i["link"] for i in router["interfaces"]] == [None, None, None]  # moved NICs
-    assert daemon.ok("status", "web").stdout.count("    link: recv ") == 2
+    assert {i["bridge_mode"] for i in web["interfaces"]} == {"classic"}  # the default
+    assert daemon.ok("status", "web").stdout.count("    classic bridge link: recv ") == 2
     daemon.ok("stop", "web")
     assert [i["link"] for i in daemon.vimages()["web"]["interfaces"]] == [None, None]
 
