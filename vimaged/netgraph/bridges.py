@@ -43,6 +43,7 @@ import msgspec
 import trio
 
 from vimaged.netgraph import abi, codec
+from vimaged.netgraph.linkview import UPLINK_HOOK, LinkView, Wiring
 from vimaged.netgraph.ngsocket import NgSocket, netgraph_error, open_ng_socket
 from vimaged.platforms import BridgedIfnet, BridgeInfo, LinkCounters
 
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 BRIDGE_PREFIX = "vimaged_br_"
 EIFACE_PREFIX = "vimaged_if_"
 IFNAMSIZ = 16
-UPLINK_HOOK = "uplink1"
 BRIDGE_MODES = ("classic", "uplink")
 MAX_LINK_ATTEMPTS = 1024
 """EEXIST retries before giving up: each one means another process took that link."""
@@ -95,92 +95,6 @@ def _check_parent(parent: str) -> None:
         raise ValueError(f"parent NIC {parent!r} must not contain '[', ']', '/' or spaces")
 
 
-class _Wiring:
-    """Which hooks a bridge uses: classic (link0/link1, eifaces from link2) or uplink."""
-
-    def __init__(self, uplink: bool) -> None:
-        self.uplink = uplink
-        self.lower = UPLINK_HOOK if uplink else "link0"
-        self.upper = "link0" if uplink else "link1"
-        self.first_eiface_link = 1 if uplink else 2
-
-    @property
-    def mode(self) -> str:
-        return "uplink" if self.uplink else "classic"
-
-
-def _link_number(hook: str) -> int | None:
-    """N of a canonical ``linkN`` hook name; None for any other hook (``uplink1``, ...)."""
-    digits = hook.removeprefix("link")
-    if digits == hook or not digits.isdecimal() or str(int(digits)) != digits:
-        return None
-    return int(digits)
-
-
-class _LinkView:
-    """This process's picture of one bridge's ``linkN`` hooks.
-
-    Learnt from one LISTHOOKS when the process first touches the bridge, then kept by every
-    add and remove made here, so choosing a link costs no request. It is only a hint: a link
-    another process took since is refused by ``mkpeer`` (EEXIST, and the view is learnt
-    again); a link another process freed is merely skipped until then. Nothing is decided on
-    the view alone.
-    """
-
-    def __init__(self, wiring: _Wiring, node_id: int) -> None:
-        self.wiring = wiring
-        self.node_id = node_id
-        """The bridge's node ID: links are addressed as ``[id]:linkN`` (31-character paths)."""
-        self.taken: set[int] = set()
-        self.eifaces: dict[int, str] = {}
-        """Link number -> name of the eiface on it, as far as this process knows."""
-        self._lowest = wiring.first_eiface_link
-
-    @classmethod
-    def from_hooks(cls, hooks: codec.HookList) -> _LinkView:
-        uplink = any(link.ourhook == UPLINK_HOOK for link in hooks.links)
-        view = cls(_Wiring(uplink=uplink), hooks.node.id)
-        view.learn(hooks)
-        return view
-
-    @property
-    def path(self) -> str:
-        return f"[{self.node_id:x}]:"
-
-    def link_path(self, number: int) -> str:
-        return f"[{self.node_id:x}]:link{number}"
-
-    def learn(self, hooks: codec.HookList) -> None:
-        """Replace the picture with the bridge's hooks as LISTHOOKS shows them now."""
-        self.node_id = hooks.node.id
-        self.taken.clear()
-        self.eifaces.clear()
-        for link in hooks.links:
-            number = _link_number(link.ourhook)
-            if number is None:
-                continue
-            self.taken.add(number)
-            if link.peer.type == abi.NG_EIFACE_NODE_TYPE:
-                self.eifaces[number] = link.peer.name
-        self._lowest = self.wiring.first_eiface_link
-
-    def lowest_free(self) -> int:
-        number = self._lowest
-        while number in self.taken:
-            number += 1
-        self._lowest = number  # everything below is taken: the next search starts here
-        return number
-
-    def add(self, number: int, eiface: str) -> None:
-        self.taken.add(number)
-        self.eifaces[number] = eiface
-
-    def remove(self, number: int) -> None:
-        self.taken.discard(number)
-        self.eifaces.pop(number, None)
-        self._lowest = max(min(self._lowest, number), self.wiring.first_eiface_link)
-
-
 class NetgraphBridges:
     """Bridged ifnets as ng_eiface nodes on per-parent ng_bridge nodes.
 
@@ -216,7 +130,7 @@ class NetgraphBridges:
         self._open_lock = trio.Lock()
         self._parent_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self._bridge_cookies: dict[str, int] = {}
-        self._views: dict[str, _LinkView] = {}
+        self._views: dict[str, LinkView] = {}
         """Bridge name -> this process's view of its links."""
         self._link_of: dict[str, tuple[str, int]] = {}
         """Eiface node name -> (bridge name, link number), to update the view on destroy."""
@@ -236,11 +150,11 @@ class NetgraphBridges:
 
     # Bridges.
 
-    def _learn(self, bridge: str, hooks: codec.HookList) -> _LinkView:
+    def _learn(self, bridge: str, hooks: codec.HookList) -> LinkView:
         """Make ``hooks`` this process's view of ``bridge`` (kept in place if it has one)."""
         view = self._views.get(bridge)
         if view is None:
-            view = self._views[bridge] = _LinkView.from_hooks(hooks)
+            view = self._views[bridge] = LinkView.from_hooks(hooks)
         else:
             view.learn(hooks)
         for number, eiface in view.eifaces.items():
@@ -252,7 +166,7 @@ class NetgraphBridges:
         self._views.pop(bridge, None)
         self._bridge_cookies.pop(bridge, None)
 
-    async def _view_of(self, sock: NgSocket, parent: str) -> tuple[_LinkView, bool]:
+    async def _view_of(self, sock: NgSocket, parent: str) -> tuple[LinkView, bool]:
         """This process's view of ``parent``'s bridge, learnt or built if it has none:
         ``(view, True)`` if this call built the bridge."""
         bridge = bridge_name(parent)
@@ -265,16 +179,16 @@ class NetgraphBridges:
             return await self._build_bridge(sock, parent)
         return self._learn(bridge, hooks), False
 
-    async def _build_bridge(self, sock: NgSocket, parent: str) -> tuple[_LinkView, bool]:
+    async def _build_bridge(self, sock: NgSocket, parent: str) -> tuple[LinkView, bool]:
         """Build ``parent``'s bridge: ``(view, True)``, or ``(view, False)`` when another
         process built it at the same moment and this call adopted it."""
         ether = ether_node_name(parent) + ":"
         try:
-            wiring = _Wiring(uplink=False)
+            wiring = Wiring(uplink=False)
             if self.bridge_mode == "uplink":
                 try:
                     await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", UPLINK_HOOK)
-                    wiring = _Wiring(uplink=True)
+                    wiring = Wiring(uplink=True)
                 except OSError as exc:
                     if exc.errno != errno_codes.EINVAL:
                         raise
@@ -297,7 +211,7 @@ class NetgraphBridges:
             with trio.move_on_after(5, shield=True):
                 await sock.shutdown(ether + "lower")
             raise
-        view = self._views[bridge_name(parent)] = _LinkView(wiring, node_id)
+        view = self._views[bridge_name(parent)] = LinkView(wiring, node_id)
         return view, True
 
     async def _adopt_concurrent_build(self, sock: NgSocket, parent: str) -> codec.HookList | None:
@@ -377,7 +291,7 @@ class NetgraphBridges:
             built = False
             number: int | None = None
             eiface: str | None = None
-            view: _LinkView | None = None
+            view: LinkView | None = None
             try:
                 view, built = await self._view_of(sock, parent)
                 if built and self._parents is not None:
@@ -414,7 +328,7 @@ class NetgraphBridges:
                     await self._rollback(sock, parent, node, number, eiface or link, built)
                 raise
 
-    async def _add_eiface(self, sock: NgSocket, bridge: str, view: _LinkView, node: str) -> int:
+    async def _add_eiface(self, sock: NgSocket, bridge: str, view: LinkView, node: str) -> int:
         """``mkpeer BRIDGE: eiface linkN ether`` on the lowest N free in ``view``; N.
 
         EEXIST means another process took that link (or the view is stale): the view is
@@ -579,7 +493,7 @@ class NetgraphBridges:
         found = [
             BridgeInfo(
                 parent=parent,
-                mode=_LinkView.from_hooks(hooks).wiring.mode,
+                mode=LinkView.from_hooks(hooks).wiring.mode,
                 ifnets=tuple(
                     sorted(
                         link.peer.name.removeprefix(EIFACE_PREFIX)
