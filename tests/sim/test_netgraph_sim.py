@@ -1039,3 +1039,15 @@ async def test_platform_reports_bridges_and_link_counters(sim: Sim, platform: Si
     assert await platform.bridged_ifnet_stats("ng0_a") == LinkCounters()
     with pytest.raises(FileNotFoundError):
         await platform.bridged_ifnet_stats("ng9_none")
+
+
+async def test_a_failed_create_that_built_the_bridge_restores_the_parent(
+    sim: Sim, platform: SimPlatform
+) -> None:
+    await sim.call(rpc.SetIfnetUp(name="em0", up=False))
+    before = (await sim.ifnets())["em0"].capenable
+    with pytest.raises(FileExistsError):
+        await platform.create_bridged_ifnet("em0", "em1", "02:00:27:e7:1b:18")  # em1 is taken
+    assert bridge_name("em0") not in await sim.nodes()
+    em0 = (await sim.ifnets())["em0"]
+    assert (em0.up, em0.capenable) == (False, before)
