@@ -76,6 +76,14 @@ class Hello(TypedDict):
     daemon: str
 
 
+class LinkStats(TypedDict):
+    recv_packets: int
+    xmit_packets: int
+    memory_failures: int
+    loop_drops: int
+    loop_detects: int
+
+
 class Interface(TypedDict):
     name: str
     kind: InterfaceKind
@@ -85,6 +93,8 @@ class Interface(TypedDict):
     holder_jid: int | None
     holder_dying: bool | None
     addresses: list[str]
+    bridge_mode: str | None
+    link: LinkStats | None
 
 
 class VimageInfo(TypedDict):
