@@ -57,6 +57,15 @@ def render_status(reply: Vimages, args: Arguments) -> int:
                 f"  {ifc['name']}  {ifc['kind']}  parent {ifc['parent'] or '-'}"
                 f"  mac {ifc['mac'] or '-'}  {ifc['where']}{holder}{addresses}"
             )
+            link = ifc.get("link")
+            if link is not None:
+                mode = ifc.get("bridge_mode")
+                print(
+                    f"    {mode + ' bridge ' if mode else ''}"
+                    f"link: recv {link['recv_packets']}  xmit {link['xmit_packets']}"
+                    f"  memory failures {link['memory_failures']}"
+                    f"  loop drops {link['loop_drops']}  loops {link['loop_detects']}"
+                )
     return EX_OK
 
 

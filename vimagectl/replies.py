@@ -81,6 +81,14 @@ class Done(TypedDict):
     outcomes: list[Outcome]
 
 
+class LinkStats(TypedDict):
+    recv_packets: int
+    xmit_packets: int
+    memory_failures: int
+    loop_drops: int
+    loop_detects: int
+
+
 class Interface(TypedDict):
     name: str
     kind: InterfaceKind
@@ -90,6 +98,8 @@ class Interface(TypedDict):
     holder_jid: int | None
     holder_dying: bool | None
     addresses: list[str]
+    bridge_mode: str | None
+    link: LinkStats | None
 
 
 class VimageInfo(TypedDict):

@@ -430,6 +430,21 @@ class Schema:
             return frozenset({list})
         if kind == "object":
             return frozenset({dict})
+        branches = schema.get("anyOf")
+        if isinstance(branches, list) and "discriminator" not in schema:
+            # An optional container (``LinkStats | None``): null or the container's types.
+            parts = []
+            for branch in branches:
+                node = self._node(branch, "anyOf")
+                types = (
+                    frozenset({type(None)})
+                    if node == {"type": "null"}
+                    else self._container_types(node)
+                )
+                if not types:
+                    return frozenset()
+                parts.append(types)
+            return frozenset().union(*parts)
         # A union of containers and scalars: the slow path checks it field by field.
         return frozenset()
 

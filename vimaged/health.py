@@ -1,7 +1,8 @@
 """Health of running vimages, and restarts by policy.
 
 Each running vimage is polled every ``_health_interval``: its jail must be alive (not gone, not
-dying), its interfaces present and up inside it, each bridged one wired to its parent's bridge,
+dying), its interfaces present and up inside it, each bridged one wired to its parent's bridge
+and that parent up on the host,
 no NIC of it pending return, and the optional ``_health_cmd`` must exit 0 within
 ``_health_timeout``. The result is ``ok``, ``degraded``
 (something is off but the vimage runs) or ``failed`` (the jail is gone, or the command failed
@@ -26,6 +27,8 @@ import trio
 
 from vimaged.command_output import CommandOutput
 from vimaged.errors import VimagedError
+from vimaged.platforms import HOST_JID
+from vimaged.protocol import LinkStats
 
 if TYPE_CHECKING:
     from vimaged.protocol import HealthState
@@ -46,6 +49,9 @@ class HealthMonitor:
         self._failures: dict[str, deque[float]] = {}
         self._waiting: list[Vimage] = []
         self._wiring: dict[str, str] = {}
+        self.bridge_modes: dict[str, str] = {}
+        """Parent → wiring of its bridge (``classic``/``uplink``), as of the last check; an
+        adopted bridge keeps the mode it was built with until it is released."""
         self._wiring_at = -math.inf
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -57,15 +63,29 @@ class HealthMonitor:
             task_status.started()
             await trio.sleep_forever()
 
-    def watch(self, v: Vimage) -> None:
-        """Start polling a vimage that just became running."""
+    def watch(self, v: Vimage, *, checked: bool = False) -> None:
+        """Start polling a vimage that just became running. ``checked``: :meth:`first_check`
+        just ran, so the first poll waits an interval (unless a ``health_cmd`` is still to
+        give its verdict)."""
         if self._nursery is None:
             self._waiting.append(v)
             return
         self.unwatch(v)
         scope = trio.CancelScope()
         self._polls[v.name] = scope
-        self._nursery.start_soon(self._poll, v, scope)
+        wait = checked and not v.cfg.health_cmd and v.health != "failed"
+        self._nursery.start_soon(self._poll, v, scope, wait)
+
+    async def first_check(self, v: Vimage) -> None:
+        """The checks at the end of a start, without the ``health_cmd``, so that ``list``
+        shows addresses and a verdict at once instead of after ``_health_interval``."""
+        try:
+            health, reason, _ = await self.check(v, run_cmd=False)
+        except OSError as exc:
+            health, reason = "unknown", _describe(exc)
+        if health == "failed":  # the jail is already gone: the first poll acts on it
+            health, reason = "unknown", None
+        self._set(v, health, reason)
 
     def unwatch(self, v: Vimage) -> None:
         scope = self._polls.pop(v.name, None)
@@ -76,11 +96,13 @@ class HealthMonitor:
         """An operator acted: close the circuit breaker."""
         self._failures.pop(name, None)
 
-    async def _poll(self, v: Vimage, scope: trio.CancelScope) -> None:
+    async def _poll(self, v: Vimage, scope: trio.CancelScope, wait: bool = False) -> None:
         # Spawned by whichever request started the vimage; its log lines are not that request's.
         structlog.contextvars.clear_contextvars()
         with scope:
             started = trio.current_time()
+            if wait:
+                await trio.sleep(v.cfg.health_interval)
             cmd_failures = 0
             while True:
                 try:
@@ -111,8 +133,11 @@ class HealthMonitor:
             self._sup.events.emit(f"health.{health}", v.name, reason=reason)
         v.health, v.health_reason = health, reason
 
-    async def check(self, v: Vimage) -> tuple[HealthState, str | None, bool]:
-        """One round of checks: ``(health, reason, health_cmd failed)``."""
+    async def check(
+        self, v: Vimage, *, run_cmd: bool = True
+    ) -> tuple[HealthState, str | None, bool]:
+        """One round of checks: ``(health, reason, health_cmd failed)``. Without ``run_cmd``,
+        a vimage with a ``health_cmd`` whose other checks pass is ``unknown``."""
         jid = v.jid
         platform = self._sup.platform
         if jid is None:
@@ -124,6 +149,16 @@ class HealthMonitor:
         present = {i.name: i for i in await platform.list_ifnets(jid)}
         v.addresses = {name: ifnet.addresses for name, ifnet in present.items()}  # for list
         wiring = await self._bridged_parents() if v.cfg.bridges else {}
+        if v.cfg.bridges:
+            # ng_ether_rcv_lower drops what the bridge sends to a parent that is not up
+            # (ENETDOWN, sys/netgraph/ng_ether.c), and a down driver delivers nothing in
+            host = {i.name: i for i in await platform.list_ifnets(HOST_JID)}
+            for parent in dict.fromkeys(b.parent for b in v.cfg.bridges):
+                parent_ifnet = host.get(parent)
+                if parent_ifnet is None:
+                    problems.append(f"parent {parent} is missing")
+                elif not parent_ifnet.up:
+                    problems.append(f"parent {parent} is down")
         for b in v.cfg.bridges:
             ifnet = present.get(b.ifname)
             if ifnet is None:
@@ -132,12 +167,26 @@ class HealthMonitor:
                 problems.append(f"{b.ifname} down")
             elif wiring.get(b.ifname, b.parent) != b.parent:  # not listed yet: next round
                 problems.append(f"{b.ifname} not bridged to {b.parent}")
+            if ifnet is not None:
+                problems.extend(await self._data_plane(v, b.ifname))
+        watcher = self._sup.watcher
         for nic in v.cfg.vnets:
-            pending = self._sup.watcher.pending.get(nic)
+            pending = watcher.pending.get(nic)
+            identity = watcher.identities.get(nic)
             if pending is not None:
                 problems.append(f"{nic} pending return")
-            elif nic not in present:
-                problems.append(f"{nic} missing")
+            elif nic in present:
+                watcher.remember(nic, present[nic].mac)  # after a daemon restart: learn it
+            else:
+                renamed = [n for n, i in present.items() if identity and i.mac == identity.mac]
+                if len(renamed) == 1:
+                    problems.append(f"{nic} renamed to {renamed[0]} inside")
+                else:
+                    problems.append(f"{nic} missing")
+        if v.cfg.health_cmd and not run_cmd:
+            return (
+                ("degraded", ", ".join(problems), False) if problems else ("unknown", None, False)
+            )
         if v.cfg.health_cmd:
             status: int | None = None
             with CommandOutput.capture() as output:
@@ -150,6 +199,42 @@ class HealthMonitor:
             return "degraded", ", ".join(problems), False
         return "ok", None, False
 
+    async def _data_plane(self, v: Vimage, ifname: str) -> list[str]:
+        """Read the link counters of a bridged interface and say what grew since the last
+        check: failed MAC learning (memoryFailures: the jail-to-jail failure of uplink
+        wiring, issue 15) and loop protection (loopDetects, loopDrops)."""
+        try:
+            counters = await self._sup.platform.bridged_ifnet_stats(ifname)
+        except OSError as exc:
+            # EOPNOTSUPP: no bridge link on this platform; ENOENT/ENOTCONN: the checks above
+            # already say it is missing or cut from its bridge
+            if exc.errno not in (errnos.EOPNOTSUPP, errnos.ENOENT, errnos.ENOTCONN):
+                log.info("health.counters_unreadable", vimage=v.name, ifname=ifname,
+                         error=_describe(exc))  # fmt: skip
+            v.link_stats.pop(ifname, None)
+            return []
+        now = LinkStats(
+            recv_packets=counters.recvPackets,
+            xmit_packets=counters.xmitPackets,
+            memory_failures=counters.memoryFailures,
+            loop_drops=counters.loopDrops,
+            loop_detects=counters.loopDetects,
+        )
+        before = v.link_stats.get(ifname)
+        v.link_stats[ifname] = now
+        if before is None or now.recv_packets < before.recv_packets:
+            return []  # first look, or the bridge was rebuilt: counters start over
+        problems = []
+        if now.memory_failures > before.memory_failures:
+            grew = now.memory_failures - before.memory_failures
+            problems.append(f"{ifname}: bridge failed to learn {grew} times (memoryFailures)")
+        if now.loop_detects > before.loop_detects:
+            problems.append(f"{ifname}: loop detected (loopDetects)")
+        elif now.loop_drops > before.loop_drops:
+            grew = now.loop_drops - before.loop_drops
+            problems.append(f"{ifname}: {grew} frames dropped by loop protection (loopDrops)")
+        return problems
+
     async def _bridged_parents(self) -> dict[str, str]:
         """Which parent each bridged interface of ours hangs on (its netgraph wiring on
         FreeBSD). The listing walks the whole graph, so one serves every vimage polled within
@@ -158,6 +243,7 @@ class HealthMonitor:
         if now - self._wiring_at > WIRING_MAX_AGE:
             listed = await self._sup.platform.list_bridged_ifnets()
             self._wiring = {b.name: b.parent for b in listed}
+            self.bridge_modes = {b.parent: b.mode for b in await self._sup.platform.list_bridges()}
             self._wiring_at = now
         return self._wiring
 

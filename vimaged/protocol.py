@@ -98,6 +98,18 @@ class Hello(Reply, tag="hello", frozen=True):
     daemon: str
 
 
+class LinkStats(msgspec.Struct, frozen=True, kw_only=True):
+    """The bridge's counters for a bridged interface's link (ng_bridge ``getstats``:
+    recvPackets, xmitPackets, memoryFailures, loopDrops, loopDetects), as of the last health
+    check. ``memory_failures`` counts failed MAC learning (NGM_BRIDGE_MOVE_HOST) too."""
+
+    recv_packets: int = 0
+    xmit_packets: int = 0
+    memory_failures: int = 0
+    loop_drops: int = 0
+    loop_detects: int = 0
+
+
 class Interface(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     kind: InterfaceKind
@@ -111,6 +123,12 @@ class Interface(msgspec.Struct, frozen=True, kw_only=True):
     """Its IPv4 and IPv6 addresses inside the vimage (``192.0.2.10/24``), as of the last
     health poll (``status`` of named vimages looks again); empty unless ``where`` is
     ``vimage``. jls(8) cannot show a VNET jail's addresses; this does."""
+    bridge_mode: str | None = None
+    """For a running ``bridge`` interface: its bridge's wiring, ``classic`` or ``uplink``
+    (ng_bridge's restrictive mode; docs/netgraph.md), as of the last health check."""
+    link: LinkStats | None = None
+    """For a running ``bridge`` interface: its bridge link's counters (FreeBSD and sim;
+    ``None`` on linux, where a macvlan has no bridge link, and until the first check)."""
 
 
 class VimageInfo(msgspec.Struct, frozen=True, kw_only=True):

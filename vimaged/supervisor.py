@@ -39,6 +39,7 @@ from vimaged.platforms import HOST_JID, JailSpec
 from vimaged.protocol import (
     HealthState,
     Interface,
+    LinkStats,
     Outcome,
     Reloaded,
     State,
@@ -97,6 +98,8 @@ class Vimage:
         self.addresses: dict[str, tuple[str, ...]] = {}
         """IPv4/IPv6 addresses of each interface inside the vimage, last time anyone looked
         (a health poll, or ``status``)."""
+        self.link_stats: dict[str, LinkStats] = {}
+        """Bridge link counters of each bridged interface, as of the last health check."""
 
     @property
     def name(self) -> str:
@@ -322,6 +325,8 @@ class Supervisor:
                     mac=b.mac or macs_now.get((v.name, b.index)),
                     where="vimage" if running else "absent",
                     addresses=v.addresses.get(b.ifname, ()) if running else (),
+                    bridge_mode=self.health.bridge_modes.get(b.parent) if running else None,
+                    link=v.link_stats.get(b.ifname) if running else None,
                 )
             )
         # a NIC on its way home stays visible even if a reload took it out of the vnets
@@ -377,6 +382,7 @@ class Supervisor:
             v.transition("starting")
             v.error = None
             v.addresses = {}
+            v.link_stats = {}
             self.events.emit("vimage.starting", v.name)
             try:
                 with trio.CancelScope() as v.start_scope:
@@ -391,8 +397,10 @@ class Supervisor:
                 raise
             v.transition("running")
             v.health, v.health_reason = "unknown", None
-            self.health.watch(v)
             self.events.emit("vimage.started", v.name, jid=v.jid)
+            with trio.move_on_after(ADDRESS_LOOK_TIMEOUT):
+                await self.health.first_check(v)  # list shows a verdict now (issue 15.4)
+            self.health.watch(v, checked=True)
 
     async def _start_steps(self, v: Vimage, cfg: VimageConfig) -> None:
         await self._check_available(cfg)
@@ -434,7 +442,12 @@ class Supervisor:
                 self.events.emit(
                     "ifnet.bridged", cfg.name, ifname=bridge.ifname, parent=bridge.parent, mac=mac
                 )
+            host = await self.platform.list_ifnets(HOST_JID) if cfg.vnets else []
             for nic in cfg.vnets:
+                # known by its MAC too, so a rename inside does not lose it (issue 11.8)
+                nic_mac = next((i.mac for i in host if i.name == nic), None)
+                shared = frozenset(i.name for i in host if i.mac == nic_mac and i.name != nic)
+                self.watcher.remember(nic, nic_mac, shared)
                 await self.journal.intend("vnet", nic, vimage=cfg.name, jid=jid)
                 undo.append(partial(self._return_nic, cfg.name, nic, jid))
                 await self.platform.move_ifnet(nic, jid)
@@ -443,19 +456,38 @@ class Supervisor:
             await self._exec_start(cfg, jid)
             if cfg.exec_poststart is not None:
                 await self._host_hook(cfg, "poststart", cfg.exec_poststart, jid)
-        except BaseException:
+        except BaseException as exc:
             with trio.move_on_after(CLEANUP_GRACE, shield=True):
-                for step in reversed(undo):
-                    try:
-                        await step()
-                    except (OSError, VimagedError) as exc:
-                        log.error(
-                            "vimage.rollback_step_failed", vimage=cfg.name, error=_error_text(exc)
-                        )
-                await self._release_bridges({b.parent for b in cfg.bridges})
-                await self.journal.set_vimage(cfg.name, desired="stopped", jid=None)
+                try:
+                    for step in reversed(undo):
+                        await self._rollback_step(cfg.name, step)
+                    parents = {b.parent for b in cfg.bridges}
+                    await self._rollback_step(cfg.name, partial(self._release_bridges, parents))
+                finally:
+                    # whatever the undo did, the journal must not say "running" (issue 11.3)
+                    await self.journal.set_vimage(cfg.name, desired="stopped", jid=None)
             self.events.emit("vimage.rolled_back", cfg.name)
+            if isinstance(exc, Exception) and not isinstance(exc, (OSError, VimagedError)):
+                # a bug or a refused value deep in a platform: a clear error, not "internal"
+                log.error("vimage.start_crashed", vimage=cfg.name, exc_info=exc)
+                raise OperationFailedError(
+                    f"{cfg.name}: start failed: {_error_text(exc)} ({type(exc).__name__})"
+                ) from exc
             raise
+
+    @staticmethod
+    async def _rollback_step(vimage: str, step: Callable[[], Awaitable[None]]) -> None:
+        """One undo step of a failed start. Any failure is logged and the rollback goes on:
+        a ValueError from a platform must not leave the later steps (and the NICs) undone."""
+        try:
+            await step()
+        except Exception as exc:
+            log.error(
+                "vimage.rollback_step_failed",
+                vimage=vimage,
+                error=_error_text(exc),
+                exc_info=not isinstance(exc, (OSError, VimagedError)),
+            )
 
     async def _check_available(self, cfg: VimageConfig) -> None:
         """Refuse a start whose NICs are held elsewhere, before touching anything."""

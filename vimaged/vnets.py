@@ -6,6 +6,12 @@ can fail, and a jail that died on its own keeps its NICs until its last referenc
 watcher: it retries with capped exponential backoff and jitter, watches for the NIC's
 reappearance, reports it as ``pending-return`` with its holder, and keeps it from any other
 vimage until it is home. The journal row of the NIC is dropped only when the NIC is seen home.
+
+A NIC is known by its MAC as well as its name: renamed inside the vimage
+(``ifconfig em1 name lan0``), it is reclaimed under its new name, and one that came home
+renamed (``vnet_if_return`` and ``if_vmove_reclaim`` move it under whatever name it has,
+sys/net/if.c) is renamed back. The platforms report no ifindex, so the MAC is the identity;
+a MAC that does not point at exactly one interface is never acted on.
 """
 
 from __future__ import annotations
@@ -41,6 +47,15 @@ class PendingReturn(msgspec.Struct, kw_only=True):
     last_errno: int | None = None
 
 
+class Identity(msgspec.Struct, frozen=True, kw_only=True):
+    """What survives a rename of a moved NIC."""
+
+    mac: str
+    shared: frozenset[str] = frozenset()
+    """Host interfaces that had the same MAC when the NIC moved (its vlan(4) children, a
+    lagg): never taken for the NIC coming home."""
+
+
 def next_delay(attempt: int) -> float:
     """Capped exponential backoff with jitter (half to full of the step), so many stuck NICs
     do not retry in lockstep."""
@@ -55,6 +70,8 @@ class ReturnWatcher:
         self._events = events
         self._nursery: trio.Nursery | None = None
         self.pending: dict[str, PendingReturn] = {}
+        self.identities: dict[str, Identity] = {}
+        """Configured name → identity of each NIC moved into a vimage, until it is home."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the watch tasks; NICs tracked before this started are picked up now."""
@@ -74,6 +91,37 @@ class ReturnWatcher:
         if self._nursery is not None:
             self._nursery.start_soon(self._watch, ifname)
 
+    def remember(self, ifname: str, mac: str | None, shared: frozenset[str] = frozenset()) -> None:
+        """Know ``ifname`` by ``mac`` until it is home (at its move, or seen by a health poll
+        after a daemon restart); the first identity learnt stays."""
+        if mac is not None and ifname not in self.identities:
+            self.identities[ifname] = Identity(mac=mac, shared=shared)
+
+    async def current_name(self, ifname: str, jid: int) -> tuple[str, int | None]:
+        """``(name, where)`` of the NIC configured as ``ifname``: on the host (``HOST_JID``),
+        in jail ``jid`` or another, or ``(ifname, None)`` if it cannot be found."""
+        where = await self._platform.locate_ifnet(ifname)
+        identity = self.identities.get(ifname)
+        if identity is None or where == HOST_JID:
+            return ifname, where
+        if where is not None:
+            found = await self._by_mac(identity, where)
+            return (found, where) if found is not None else (ifname, where)
+        for vnet in (jid, HOST_JID):
+            found = await self._by_mac(identity, vnet)
+            if found is not None:
+                return found, vnet
+        return ifname, None
+
+    async def _by_mac(self, identity: Identity, vnet: int) -> str | None:
+        try:
+            ifnets = await self._platform.list_ifnets(vnet)
+        except OSError:  # a dying jail cannot be attached to: its NICs come home by name
+            return None
+        exclude = identity.shared if vnet == HOST_JID else frozenset()
+        names = [i.name for i in ifnets if i.mac == identity.mac and i.name not in exclude]
+        return names[0] if len(names) == 1 else None
+
     async def return_home(self, ifname: str, *, vimage: str, jid: int) -> bool:
         """``-vnet`` one NIC and check that it is home; on failure hand it to the watcher.
 
@@ -88,13 +136,18 @@ class ReturnWatcher:
         return False
 
     async def _try_once(self, ifname: str, jid: int, vimage: str) -> bool:
-        where = await self._platform.locate_ifnet(ifname)
+        current, where = await self.current_name(ifname, jid)
         if where != HOST_JID:
             holder = jid if where is None else where
-            await self._platform.reclaim_ifnet(ifname, holder)
-            where = await self._platform.locate_ifnet(ifname)
+            await self._platform.reclaim_ifnet(current, holder)
+            current, where = await self.current_name(ifname, jid)
         if where == HOST_JID:
+            if current != ifname:
+                # home under the name it was given inside: the host's config knows the other
+                await self._platform.rename_ifnet(current, ifname)
+                self._events.emit("ifnet.renamed_back", vimage, ifname=ifname, was=current)
             await self._journal.forget("vnet", ifname)
+            self.identities.pop(ifname, None)
             self.pending.pop(ifname, None)
             self._events.emit("ifnet.returned", vimage, ifname=ifname)
             return True
@@ -107,7 +160,7 @@ class ReturnWatcher:
         while ifname in self.pending:
             try:
                 jails = {j.jid: j for j in await self._platform.list_jails()}
-                where = await self._platform.locate_ifnet(ifname)
+                _, where = await self.current_name(ifname, pending.jid)
                 if where not in (None, HOST_JID):
                     pending.jid = where
                 holder = jails.get(pending.jid)

@@ -105,10 +105,10 @@ def test_status_shows_the_addresses_inside_the_vimage(world: World, daemon: Linu
     )
     daemon.start()
     daemon.ok("start", name)
-    daemon.wait_until(  # the first health poll, right after the start, looks
-        lambda: "192.0.2.10/24" in daemon.vimages()[name]["interfaces"][0]["addresses"],
-        what="addresses in list",
-    )
+    # the first health check runs at the end of the start: no wait for a poll (issue 15.4)
+    listed = daemon.vimages()[name]
+    assert "192.0.2.10/24" in listed["interfaces"][0]["addresses"]
+    assert listed["health"] == "ok"
     [ng0] = daemon.ok("--json", "status", name).json()[0]["interfaces"]
     assert ng0["name"] == ifname
     jid = daemon.vimages()[name]["jid"]
@@ -120,3 +120,27 @@ def test_status_shows_the_addresses_inside_the_vimage(world: World, daemon: Linu
     assert ng0["addresses"] == []
     assert console.read_text() == f"configuring {ifname}\nstopping\n"  # stdout and stderr
     assert not marker.exists()  # exec_poststop
+
+
+def test_a_nic_renamed_inside_comes_home_under_its_own_name(
+    world: World, daemon: LinuxDaemon
+) -> None:
+    name = world.tag
+    netns = f"vimage-{name}"
+    world.extra_netns.append(netns)
+    world.add_nic("nic0", "peer1")
+    daemon.write_config(
+        f'vimage_enable="NO"\nvimage_list="{name}"\nvimage_{name}_vnets="nic0"\n'
+        f'vimage_{name}_exec_start="true"\nvimage_{name}_exec_stop="true"\n'
+    )
+    daemon.start()
+    daemon.ok("start", name)
+    # what an admin inside does; Linux renames only a link that is down
+    world.ip("link", "set", "nic0", "down", netns=netns)
+    world.ip("link", "set", "nic0", "name", "wan0", netns=netns)
+    world.ip("link", "set", "wan0", "up", netns=netns)
+    daemon.ok("stop", name)
+    nic0 = world.ip("-o", "link", "show", "nic0", netns=world.host)  # fails if absent
+    assert ",UP" in nic0  # up, as it left
+    assert "wan0" not in world.ip("-o", "link", "show", netns=world.host)
+    assert '"ifnet.renamed_back"' in daemon.log()

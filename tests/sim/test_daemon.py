@@ -21,6 +21,7 @@ from vimaged.macs import jng_mac
 from vimaged.netgraph.bridges import bridge_name, eiface_name
 from vimaged.netgraph.ngsocket import open_ng_socket
 from vimaged.netgraph.sim_transport import open_sim_transport
+from vimaged.simhost import rpc
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -43,6 +44,8 @@ EX_CONFIG = 78
 @pytest.fixture
 def daemon(sim_host: SimHostHandle, tmp_path: Path) -> Iterator[Daemon]:
     sim_host.reset(nics=["em0", "em1", "fxp0", "igb0"])
+    for nic in ("em0", "em1", "fxp0", "igb0"):  # as ifconfig_<nic> in rc.conf leaves them
+        sim_host.call(rpc.SetIfnetUp(name=nic))
     d = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path)
     yield d
     d.stop()
@@ -687,3 +690,116 @@ def test_stop_interrupts_a_hanging_start(daemon: Daemon, sim_host: SimHostHandle
     assert sim_host.jails() == [] or all(j.dying for j in sim_host.jails())
     for nic in ("em1", "fxp0", "igb0"):
         daemon.wait_until(lambda nic=nic: sim_host.vnet_of(nic) == 0, what=f"{nic} home")
+
+
+def test_list_shows_a_health_verdict_as_soon_as_a_start_returns(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    # An hour between polls: only the check at the end of the start can give the verdict.
+    daemon.write_config(
+        'vimage_list="web router"\nvimage_web_bridges="em0"\nvimage_router_vnets="em1"\n'
+        'vimage_web_health_interval="3600"\nvimage_router_health_interval="3600"\n'
+    )
+    daemon.start()
+    daemon.ok("start", "web", "router")
+    vimages = daemon.vimages()
+    assert (vimages["web"]["health"], vimages["router"]["health"]) == ("ok", "ok")
+    assert daemon.ctl("health", "web").code == 0
+
+
+def test_a_down_parent_makes_health_degraded_with_that_reason(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config(
+        'vimage_list="web"\nvimage_web_bridges="em0"\nvimage_web_health_interval="0.2"\n'
+    )
+    daemon.start()
+    daemon.ok("start", "web")
+    assert daemon.vimages()["web"]["health"] == "ok"
+    sim_host.call(rpc.SetIfnetUp(name="em0", up=False))  # `ifconfig em0 down` by an admin
+    daemon.wait_until(
+        lambda: daemon.vimages()["web"]["health"] == "degraded", what="health degraded"
+    )
+    assert daemon.vimages()["web"]["health_reason"] == "parent em0 is down"
+    assert daemon.ctl("health", "web").code == 1  # Nagios WARNING
+    assert "parent em0 is down" in daemon.ok("status", "web").stdout
+
+
+def test_a_nic_renamed_inside_comes_home_under_its_own_name(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    # if_vmove_reclaim looks the name up in the jail's vnet (ifunit: ENXIO for "em1") and
+    # neither it nor vnet_if_return renames (sys/net/if.c): the daemon must find it by MAC.
+    daemon.write_config(SEED)
+    daemon.start()
+    daemon.ok("start", "router")
+    jid = daemon.vimages()["router"]["jid"]
+    mac = next(i.mac for i in sim_host.ifnets(jid) if i.name == "em1")
+    sim_host.call(rpc.RenameIfnet(name="em1", newname="lan0", jid=jid))  # jexec router ifconfig
+    daemon.ok("stop", "router")
+    home = {i.name: i.mac for i in sim_host.ifnets(0)}
+    assert home.get("em1") == mac
+    assert "lan0" not in home
+    assert sim_host.jails() == []
+    assert daemon.vimages()["router"]["interfaces"][0]["where"] == "host"
+    assert '"ifnet.renamed_back"' in daemon.log()
+
+
+def test_a_nic_renamed_inside_a_jail_that_vanished_is_renamed_back_home(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    daemon.write_config(SEED + 'vimage_router_health_interval="0.2"\n')
+    daemon.start()
+    daemon.ok("start", "router")
+    jid = daemon.vimages()["router"]["jid"]
+    sim_host.call(rpc.RenameIfnet(name="fxp0", newname="wan0", jid=jid))
+    daemon.wait_until(
+        lambda: daemon.vimages()["router"]["health_reason"] == "fxp0 renamed to wan0 inside",
+        what="health names the rename",
+    )
+    sim_host.kill_jail("router")  # vnet_if_return: wan0 comes home as wan0
+    daemon.wait_until(lambda: sim_host.vnet_of("fxp0") == 0, what="fxp0 home")
+    assert sim_host.vnet_of("wan0") is None
+    daemon.wait_until(lambda: daemon.vimages()["router"]["state"] == "failed", what="router failed")
+
+
+def test_status_shows_each_bridged_links_counters(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    daemon.write_config(SEED)
+    daemon.start()
+    daemon.ok("start", "web", "router")
+    [web, router] = daemon.ok("--json", "status", "web", "router").json()
+    links = {i["name"]: i["link"] for i in web["interfaces"]}
+    assert set(links) == {"ng0_web", "ng1_web"}
+    for link in links.values():
+        assert set(link) == {
+            "recv_packets", "xmit_packets", "memory_failures", "loop_drops", "loop_detects"
+        }  # fmt: skip
+        assert link["memory_failures"] == link["loop_detects"] == 0
+    assert [i["link"] for i in router["interfaces"]] == [None, None, None]  # moved NICs
+    assert {i["bridge_mode"] for i in web["interfaces"]} == {"classic"}  # the default
+    assert daemon.ok("status", "web").stdout.count("    classic bridge link: recv ") == 2
+    daemon.ok("stop", "web")
+    assert [i["link"] for i in daemon.vimages()["web"]["interfaces"]] == [None, None]
+
+
+def test_failed_learning_on_a_link_makes_health_degraded(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    # issue 15: ng_bridge_rcvdata counts a failed NGM_BRIDGE_MOVE_HOST in memoryFailures
+    daemon.write_config(
+        'vimage_list="a b"\nvimage_a_bridges="em0"\nvimage_b_bridges="em0"\n'
+        'vimage_a_health_interval="0.2"\nvimage_b_health_interval="0.2"\n'
+    )
+    daemon.start()
+    daemon.ok("start", "a", "b")
+    a = daemon.vimages()["a"]
+    mac = a["interfaces"][0]["mac"]
+    sim_host.set_faults("learn_fail=1")
+    broadcast = "ff" * 6 + mac.replace(":", "") + "0806" + "00" * 46  # an ARP request
+    sim_host.call(rpc.SendFrame(name="ng0_a", frame=broadcast, jid=a["jid"]))
+    reason = "ng0_a: bridge failed to learn 1 times (memoryFailures)"
+    daemon.wait_until(lambda: reason in daemon.log(), what="health names the failed learning")
+    [link] = [i["link"] for i in daemon.vimages()["a"]["interfaces"]]
+    assert link["memory_failures"] == 1
+    assert link["recv_packets"] >= 1
+    assert daemon.vimages()["b"]["health"] == "ok"

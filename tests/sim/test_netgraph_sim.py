@@ -26,8 +26,10 @@ from vimaged.netgraph import __main__ as netgraph_tool
 from vimaged.netgraph import abi, codec
 from vimaged.netgraph.bridges import NetgraphBridges, bridge_name, eiface_name
 from vimaged.netgraph.ngsocket import NetgraphError, NgSocket, open_ng_socket
+from vimaged.netgraph.parents import BRIDGED_OFFLOADS_OFF, IFCAP_TSO6
 from vimaged.netgraph.sim_transport import open_sim_transport
-from vimaged.platforms import BridgedIfnet
+from vimaged.platforms import BridgedIfnet, BridgeInfo, LinkCounters
+from vimaged.platforms.sim import SimOptions, SimPlatform
 from vimaged.simhost import rpc
 from vimaged.simhost.client import SimHostClient, raise_failed
 
@@ -40,6 +42,9 @@ pytestmark = pytest.mark.sim
 
 REPO = Path(__file__).resolve().parents[2]
 NICS = ["em0", "em1"]
+UplinkBridges = partial(NetgraphBridges, bridge_mode="uplink")
+"""The link-allocation tests below were written for the uplink layout (eifaces from link1);
+the wiring itself, classic by default, is tested on its own further down."""
 
 
 def _rpc_sync(path: str, request: rpc.Request) -> rpc.Reply:
@@ -115,7 +120,7 @@ async def sock(sim: Sim) -> AsyncIterator[NgSocket]:
 
 @pytest.fixture
 async def bridges(sim: Sim) -> AsyncIterator[NetgraphBridges]:
-    nb = NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+    nb = UplinkBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
     try:
         yield nb
     finally:
@@ -322,13 +327,20 @@ async def test_reply_source_sockaddr_size_follows_kernel(sim: Sim) -> None:
 
 
 async def test_long_path_is_einval_on_main_only(sim: Sim) -> None:
-    long_path = "em0:" + "." * 0 + "lower" + "x" * 30
+    # The kernel fact (ngc_send, sys/netgraph/ng_socket.c on main), on the raw transport.
+    long_path = "em0:" + "lower" + "x" * 30
+    message = abi.pack_message(abi.NGM_GENERIC_COOKIE, abi.NGM_NODEINFO, b"", token=1)
     for kernel, code in ((14, errno.ENOENT), (15, errno.EINVAL)):
         await sim.reset(kernel=kernel)
-        async with open_sim_transport(sim.path) as transport, open_ng_socket(transport) as ng:
-            with pytest.raises(NetgraphError) as caught:
-                await ng.nodeinfo(long_path)
+        async with open_sim_transport(sim.path) as transport:
+            with pytest.raises(OSError) as caught:  # noqa: PT011 -- errno asserted below
+                await transport.sendto(message, abi.pack_sockaddr(long_path))
             assert caught.value.errno == code
+        # The binding refuses it itself on every release, before any I/O.
+        async with open_sim_transport(sim.path) as transport, open_ng_socket(transport) as ng:
+            with pytest.raises(NetgraphError) as caught_ng:
+                await ng.nodeinfo(long_path)
+            assert caught_ng.value.errno == errno.ENAMETOOLONG
 
 
 async def test_data_socket_connects_to_its_node(sim: Sim) -> None:
@@ -530,14 +542,12 @@ async def test_foreign_nodes_are_never_touched(sim: Sim, bridges: NetgraphBridge
 
 
 async def test_found_again_after_restart(sim: Sim) -> None:
-    first = NetgraphBridges(
-        partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up
-    )
+    first = UplinkBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
     await first.create("em0", "ng0_web", "02:00:27:e7:1b:18")
     await first.create("em1", "ng0_db", "02:00:27:e7:1b:28")
     await first.aclose()
     await first.aclose()  # idempotent
-    second = NetgraphBridges(
+    second = UplinkBridges(
         partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up
     )
     try:
@@ -650,7 +660,7 @@ async def test_cancelled_create_leaves_nothing(sim: Sim) -> None:
         reached.set()
         await trio.sleep_forever()
 
-    nb = NetgraphBridges(partial(open_sim_transport, sim.path), stuck_rename, sim.set_ifnet_up)
+    nb = UplinkBridges(partial(open_sim_transport, sim.path), stuck_rename, sim.set_ifnet_up)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(nb.create, "em0", "ng0_web", "02:00:27:e7:1b:18")
@@ -667,7 +677,7 @@ async def test_cancelled_create_leaves_nothing(sim: Sim) -> None:
 async def test_two_processes_share_one_bridge(sim: Sim) -> None:
     """Two sockets (as two daemons would have) racing to build and fill one bridge."""
     first, second = (
-        NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+        UplinkBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
         for _ in range(2)
     )
     try:
@@ -701,7 +711,7 @@ async def counted(sim: Sim) -> AsyncIterator[tuple[NetgraphBridges, CountingTran
             transports.append(CountingTransport(inner))
             yield transports[-1]
 
-    nb = NetgraphBridges(open_counting, sim.rename_ifnet, sim.set_ifnet_up)
+    nb = UplinkBridges(open_counting, sim.rename_ifnet, sim.set_ifnet_up)
     try:
         await nb.socket()
         yield nb, transports[0]
@@ -772,7 +782,7 @@ async def test_link_freed_here_is_reused(sim: Sim, bridges: NetgraphBridges) -> 
 
 async def test_link_taken_by_another_process_is_skipped(sim: Sim) -> None:
     first, second = (
-        NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+        UplinkBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
         for _ in range(2)
     )
     try:
@@ -794,7 +804,7 @@ async def test_link_taken_by_another_process_is_skipped(sim: Sim) -> None:
 async def test_stale_views_never_decide(sim: Sim) -> None:
     """Another process empties and releases a bridge this process knew, then it is rebuilt."""
     first, second = (
-        NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+        UplinkBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
         for _ in range(2)
     )
     try:
@@ -857,3 +867,187 @@ async def test_remove_strays_shuts_down_eifaces_a_killed_process_left_unnamed(
     assert await bridges.remove_strays() == []
     await bridges.destroy("ng0_w")
     assert await bridges.release("em0")  # nothing holds the bridge any more
+
+
+# Wiring, long and VLAN parents, parent NIC state (FreeBSD corrections, issues 11 and 15).
+
+
+async def test_bridges_are_classic_by_default(sim: Sim) -> None:
+    # With an uplink as first hook ng_bridge turns restrictive (ng_bridge_newhook:
+    # priv->sendUnknown = 0) and jail-to-jail unicast is lost when learning fails.
+    nb = NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+    try:
+        await nb.create("em0", "ng0_web", "02:00:27:e7:1b:18")
+        bridge = (await sim.nodes())[bridge_name("em0")]
+        assert {h.name: h.peer_hook for h in bridge.hooks} == {
+            "link0": "lower",
+            "link1": "upper",
+            "link2": "ether",
+        }
+        assert await nb.bridges() == [BridgeInfo(parent="em0", mode="classic", ifnets=("ng0_web",))]
+    finally:
+        await nb.aclose()
+
+
+async def test_uplink_mode_is_built_on_request_and_falls_back_on_a_legacy_kernel(
+    sim: Sim,
+) -> None:
+    for kernel, lower in ((14, "uplink1"), (12, "link0")):
+        await sim.reset(kernel=kernel)
+        nb = UplinkBridges(
+            partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up
+        )
+        try:
+            await nb.create("em0", "ng0_web", "02:00:27:e7:1b:18")
+            bridge = (await sim.nodes())[bridge_name("em0")]
+            assert {h.peer_hook: h.name for h in bridge.hooks}["lower"] == lower
+            [info] = await nb.bridges()
+            assert info.mode == ("uplink" if kernel == 14 else "classic")
+        finally:
+            await nb.aclose()
+
+
+async def test_an_uplink_bridge_is_adopted_then_rebuilt_classic_after_its_release(
+    sim: Sim,
+) -> None:
+    old = UplinkBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+    new = NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+    try:
+        await old.create("em0", "ng0_a", "02:00:00:00:00:0a")
+        await old.aclose()  # the daemon that built it is gone
+        await new.create("em0", "ng1_a", "02:00:00:00:00:0b")
+        assert await _links(sim) == {"link1": eiface_name("ng0_a"), "link2": eiface_name("ng1_a")}
+        [info] = await new.bridges()
+        assert (info.mode, info.ifnets) == ("uplink", ("ng0_a", "ng1_a"))
+        for name in ("ng0_a", "ng1_a"):
+            await new.destroy(name)
+        assert await new.release("em0")
+        await new.create("em0", "ng2_a", "02:00:00:00:00:0c")
+        assert [b.mode for b in await new.bridges()] == ["classic"]
+        assert await _links(sim) == {"link2": eiface_name("ng2_a")}
+    finally:
+        await new.aclose()
+
+
+LONG_NIC = "vtnet1234567890"
+
+
+@pytest.mark.parametrize("kernel", [14, 15])
+async def test_a_15_character_parent_works_past_link10(sim: Sim, kernel: int) -> None:
+    # vimaged_br_vtnet1234567890:link2 is 32 characters: FreeBSD 15's ngc_send refuses it
+    # (sg_len > 34, EINVAL); the binding addresses links as [id]:linkN instead.
+    assert len(LONG_NIC) == 15
+    await sim.call(rpc.Reset(nics=["em0", LONG_NIC], kernel=kernel))
+    nb = NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+    names = [f"ng{i}_long" for i in range(12)]
+    try:
+        for i, name in enumerate(names):
+            await nb.create(LONG_NIC, name, f"02:00:00:00:01:{i:02x}")
+        assert await nb.list() == [BridgedIfnet(name=n, parent=LONG_NIC) for n in sorted(names)]
+        assert await nb.link_stats(names[-1]) == codec.LinkStats()
+        assert not await nb.release(LONG_NIC)
+        for name in names:
+            await nb.destroy(name)
+        assert await nb.release(LONG_NIC)
+        assert bridge_name(LONG_NIC) not in await sim.nodes()
+    finally:
+        await nb.aclose()
+
+
+async def test_a_vlan_parent_is_bridged_end_to_end(sim: Sim) -> None:
+    # ng_ether_sanitize_ifname: the node of igb0.100 is igb0_100 (sys/netgraph/ng_ether.c).
+    await sim.call(rpc.Reset(nics=["igb0", "igb0.100"], kernel=14))
+    nb = NetgraphBridges(partial(open_sim_transport, sim.path), sim.rename_ifnet, sim.set_ifnet_up)
+    try:
+        await nb.create("igb0.100", "ng0_vlan", "02:00:00:00:02:01")
+        nodes = await sim.nodes()
+        assert nodes["igb0_100"].type == "ether"
+        assert {h.name for h in nodes["igb0_100"].hooks} == {"lower", "upper"}
+        assert "igb0" not in {n for n, rec in nodes.items() if rec.hooks}
+        assert await nb.list() == [BridgedIfnet(name="ng0_vlan", parent="igb0.100")]
+        await nb.destroy("ng0_vlan")
+        assert await nb.release("igb0.100")
+        assert bridge_name("igb0.100") not in await sim.nodes()
+    finally:
+        await nb.aclose()
+
+
+@pytest.fixture
+async def platform(sim: Sim, tmp_path: Path) -> AsyncIterator[SimPlatform]:
+    plat = SimPlatform(SimOptions(sim_host=sim.path, state_dir=str(tmp_path)))
+    try:
+        yield plat
+    finally:
+        await plat.aclose()
+
+
+async def test_a_down_parent_is_raised_while_bridged_and_lowered_on_release(
+    sim: Sim, platform: SimPlatform
+) -> None:
+    # ng_ether_rcv_lower drops every frame to a parent lacking IFF_UP|IFF_DRV_RUNNING.
+    await sim.call(rpc.SetIfnetUp(name="em1", up=False))
+    await sim.call(rpc.SetIfnetUp(name="em0", up=True))
+    await platform.create_bridged_ifnet("em1", "ng0_a", "02:00:00:00:03:01")
+    await platform.create_bridged_ifnet("em0", "ng0_b", "02:00:00:00:03:02")
+    ifnets = await sim.ifnets()
+    assert ifnets["em1"].up
+    assert ifnets["em0"].up
+    for name in ("ng0_a", "ng0_b"):
+        await platform.destroy_bridged_ifnet(name)
+    assert await platform.release_bridge("em1")
+    assert await platform.release_bridge("em0")
+    ifnets = await sim.ifnets()
+    assert not ifnets["em1"].up  # was down: down again
+    assert ifnets["em0"].up  # was up: left up
+
+
+async def test_bridged_offloads_are_off_while_bridged_and_only_those_come_back(
+    sim: Sim, platform: SimPlatform
+) -> None:
+    before = (await sim.ifnets())["em1"]
+    assert before.capenable & BRIDGED_OFFLOADS_OFF == BRIDGED_OFFLOADS_OFF
+    kept_off = IFCAP_TSO6  # the admin had -tso6: it must stay off after release
+    await sim.call(rpc.SetCapabilities(name="em1", enabled=before.capenable & ~kept_off))
+    await platform.create_bridged_ifnet("em1", "ng0_a", "02:00:00:00:03:01")
+    during = (await sim.ifnets())["em1"]
+    assert during.capenable & BRIDGED_OFFLOADS_OFF == 0
+    assert during.capenable == before.capenable & ~BRIDGED_OFFLOADS_OFF  # checksums kept
+    await platform.destroy_bridged_ifnet("ng0_a")
+    assert await platform.release_bridge("em1")
+    assert (await sim.ifnets())["em1"].capenable == before.capenable & ~kept_off
+
+
+async def test_reconciliation_releases_an_empty_bridge_and_restores_its_parent(
+    sim: Sim, platform: SimPlatform
+) -> None:
+    await sim.call(rpc.SetIfnetUp(name="em1", up=False))
+    await platform.create_bridged_ifnet("em1", "ng0_a", "02:00:00:00:03:01")
+    await platform.destroy_bridged_ifnet("ng0_a")  # killed here, before release_bridge
+    assert bridge_name("em1") in await sim.nodes()
+    assert await platform.remove_stray_bridged_ifnets() == []
+    assert bridge_name("em1") not in await sim.nodes()
+    assert not (await sim.ifnets())["em1"].up
+    async with open_sim_transport(sim.path) as transport, open_ng_socket(transport) as ng:
+        assert await ng.ether_getpromisc("em1:") == 0
+
+
+async def test_platform_reports_bridges_and_link_counters(sim: Sim, platform: SimPlatform) -> None:
+    await platform.create_bridged_ifnet("em0", "ng0_a", "02:00:00:00:03:01")
+    assert await platform.list_bridges() == [
+        BridgeInfo(parent="em0", mode="classic", ifnets=("ng0_a",))
+    ]
+    assert await platform.bridged_ifnet_stats("ng0_a") == LinkCounters()
+    with pytest.raises(FileNotFoundError):
+        await platform.bridged_ifnet_stats("ng9_none")
+
+
+async def test_a_failed_create_that_built_the_bridge_restores_the_parent(
+    sim: Sim, platform: SimPlatform
+) -> None:
+    await sim.call(rpc.SetIfnetUp(name="em0", up=False))
+    before = (await sim.ifnets())["em0"].capenable
+    with pytest.raises(FileExistsError):
+        await platform.create_bridged_ifnet("em0", "em1", "02:00:27:e7:1b:18")  # em1 is taken
+    assert bridge_name("em0") not in await sim.nodes()
+    em0 = (await sim.ifnets())["em0"]
+    assert (em0.up, em0.capenable) == (False, before)

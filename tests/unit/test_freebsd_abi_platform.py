@@ -38,6 +38,8 @@ class RecordingLibc:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.flags: dict[str, int] = {}
+        self.caps: dict[str, tuple[int, int]] = {}
+        """SIOCGIFCAP's answer per interface: (if_capabilities, if_capenable)."""
         self.jails: list[JailInfo] = []
         self.sysctls: dict[bytes, bytes] = {}
         self.modules: set[str] = set()
@@ -59,6 +61,20 @@ class RecordingLibc:
                 raise OSError(errno.ENXIO, os.strerror(errno.ENXIO), "ioctl")
             value = self.flags[name]
             ctypes.memmove(arg + 16, struct.pack("<HH", value & 0xFFFF, value >> 16), 4)
+        elif request == abi.SIOCGIFCAP:
+            name = raw[:16].rstrip(b"\0").decode()
+            ctypes.memmove(arg + 16, struct.pack("<ii", *self.caps[name]), 8)
+        elif request == abi.SIOCSIFCAP:
+            name = raw[:16].rstrip(b"\0").decode()
+            (wanted,) = struct.unpack("<i", raw[16:20])
+            supported, _ = self.caps[name]
+            if wanted & ~supported:  # ifhwioctl, sys/net/if.c
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), "ioctl")
+            self.caps[name] = (supported, wanted)
+        elif request == abi.SIOCSIFFLAGS:
+            name = raw[:16].rstrip(b"\0").decode()
+            low, high = struct.unpack("<HH", raw[16:20])
+            self.flags[name] = low | high << 16
         return 0
 
     def jail_get(self, iov_addr: int, niov: int, flags: int) -> int:
@@ -583,8 +599,11 @@ def test_create_makes_no_syscall(monkeypatch: pytest.MonkeyPatch) -> None:
 class RecordingBridges:
     """Stands in for NetgraphBridges: keeps its constructor arguments and calls."""
 
-    def __init__(self, open_transport: Any, rename_ifnet: Any, set_ifnet_up: Any) -> None:
+    def __init__(
+        self, open_transport: Any, rename_ifnet: Any, set_ifnet_up: Any, **options: Any
+    ) -> None:
         self.wiring = (open_transport, rename_ifnet, set_ifnet_up)
+        self.options = options
         self.calls: list[tuple[str, ...]] = []
 
     async def create(self, parent: str, ifname: str, mac: str) -> None:
@@ -601,8 +620,8 @@ async def test_bridged_ifnets_go_to_netgraph_with_the_platforms_ioctls(
 
     made: list[RecordingBridges] = []
 
-    def factory(*args: Any) -> RecordingBridges:
-        made.append(RecordingBridges(*args))
+    def factory(*args: Any, **options: Any) -> RecordingBridges:
+        made.append(RecordingBridges(*args, **options))
         return made[-1]
 
     monkeypatch.setattr(bridges, "NetgraphBridges", factory)
@@ -612,6 +631,8 @@ async def test_bridged_ifnets_go_to_netgraph_with_the_platforms_ioctls(
     [ng] = made
     assert ng.wiring[1] == plat.rename_ifnet
     assert ng.wiring[2] == plat.set_ifnet_up
+    assert ng.options["bridge_mode"] == "classic"
+    assert ng.options["parents"].directory == plat.run_dir / "parents"
     assert ng.calls == [("create", "em0", "ng0_web", "02:00:00:00:00:01"), ("aclose",)]
     with pytest.raises(OSError, check=lambda exc: exc.errno == errno.EBADF):
         await plat.create_bridged_ifnet("em0", "ng1_web", "02:00:00:00:00:02")
@@ -665,3 +686,49 @@ async def test_list_ifnets_in_jail_decodes_the_childs_list(
     listing = '[{"name": "em1", "mac": "02:00:00:00:00:09", "up": true}]'
     monkeypatch.setattr(freebsd, "_CHILD", f"import sys; sys.stdout.write({listing!r})")
     assert await plat.list_ifnets(7) == [IfnetInfo(name="em1", mac="02:00:00:00:00:09", up=True)]
+
+
+@pytest.mark.parametrize(
+    ("request_code", "expected"),
+    [
+        # _IOW('i', 30, struct ifreq) and _IOWR('i', 31, struct ifreq), sys/sys/sockio.h
+        pytest.param(abi.SIOCSIFCAP, 0x8020691E, id="SIOCSIFCAP"),
+        pytest.param(abi.SIOCGIFCAP, 0xC020691F, id="SIOCGIFCAP"),
+    ],
+)
+def test_capability_ioctl_numbers(request_code: int, expected: int) -> None:
+    assert request_code == expected
+
+
+def test_ifreq_caps_puts_reqcap_first_in_the_union() -> None:
+    # struct ifreq: ifr_reqcap is ifr_ifru.ifru_cap[0], ifr_curcap ifru_cap[1] (sys/net/if.h)
+    raw = bytes(abi.ifreq_caps("em0", 0x40301))
+    assert raw == b"em0".ljust(16, b"\0") + struct.pack("<i", 0x40301) + bytes(12)
+    req = abi.Ifreq.from_buffer_copy(b"em0".ljust(16, b"\0") + struct.pack("<ii", 7, 5) + bytes(8))
+    assert abi.ifreq_get_caps(req) == (7, 5)
+
+
+def test_create_takes_the_bridge_mode() -> None:
+    assert freebsd.create(run_dir="/x", bridge_mode="uplink").bridge_mode == "uplink"
+    assert freebsd.create(run_dir="/x").bridge_mode == "classic"
+    with pytest.raises(ValueError, match="bridge_mode"):
+        freebsd.create(run_dir="/x", bridge_mode="hub")
+
+
+async def test_host_nic_ops_read_and_set_up_and_capabilities(libc: RecordingLibc) -> None:
+    from vimaged.netgraph import parents
+
+    ops = freebsd._HostNicOps()
+    libc.flags["em1"] = 0x8842  # not up
+    every = parents.BRIDGED_OFFLOADS_OFF | 0x3  # + RXCSUM|TXCSUM
+    libc.caps["em1"] = (every, every)
+    assert not await ops.is_up("em1")
+    await ops.set_up("em1", True)
+    assert libc.flags["em1"] == 0x8843
+    assert await ops.capabilities("em1") == (every, every)
+    await ops.set_capabilities("em1", 0x3)
+    assert libc.caps["em1"] == (every, 0x3)
+    with pytest.raises(OSError, check=lambda exc: exc.errno == errno.EINVAL):
+        await ops.set_capabilities("em1", 0x80000000)
+    await ops.set_up("em1", False)
+    assert libc.flags["em1"] == 0x8842

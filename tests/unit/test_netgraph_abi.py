@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import struct
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -364,3 +366,36 @@ def test_garbage_only_raises_value_error(garbage: bytes) -> None:
     ):
         with contextlib.suppress(ValueError):
             decode(garbage)
+
+
+def test_getstats_reply_bytes_follow_the_header_layout() -> None:
+    # struct ng_bridge_link_stats (sys/netgraph/ng_bridge.h): 14 x u_int64_t in declaration
+    # order, no padding, 112 bytes. The same on 12.x (bcopy of the struct) and 13+ (each
+    # counter(9) FETCHed into it by ng_bridge_rcvmsg): counters are 64-bit on every release.
+    order = [
+        "recvOctets", "recvPackets", "recvMulticasts", "recvBroadcasts", "recvUnknown",
+        "recvRunts", "recvInvalid", "xmitOctets", "xmitPackets", "xmitMulticasts",
+        "xmitBroadcasts", "loopDrops", "loopDetects", "memoryFailures",
+    ]  # fmt: skip
+    values = {name: (i + 1) * 0x0101010101 + (1 << 40) for i, name in enumerate(order)}
+    raw = struct.pack("<14Q", *(values[name] for name in order))
+    stats = codec.decode_link_stats(raw)
+    assert msgspec.structs.asdict(stats) == values
+    assert codec.encode_link_stats(stats) == raw
+    with pytest.raises(ValueError, match="ng_bridge_link_stats"):
+        codec.decode_link_stats(raw[:-8])  # a 13-counter layout is refused, never misread
+
+
+def test_getstats_argument_is_the_signed_link_number() -> None:
+    # ng_bridge_rcvmsg: arglen must be 4; n >= 0 -> "link<n>", n < 0 -> "uplink<-n>".
+    assert codec.encode_i32(codec.bridge_link_number("link12")) == struct.pack("<i", 12)
+    assert codec.encode_i32(codec.bridge_link_number("uplink1")) == struct.pack("<i", -1)
+    message = abi.pack_message(
+        abi.NGM_BRIDGE_COOKIE,
+        abi.NGM_BRIDGE_GET_STATS,
+        codec.encode_i32(codec.bridge_link_number("link2")),
+        token=7,
+    )
+    header = abi.unpack_message(message)
+    assert (header.typecookie, header.cmd, header.arglen) == (1569321993, 4, 4)
+    assert header.data == b"\2\0\0\0"

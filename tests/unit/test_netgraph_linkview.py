@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vimaged.netgraph import codec
-from vimaged.netgraph.bridges import _link_number, _LinkView
+from vimaged.netgraph.linkview import LinkView, link_number
 
 pytestmark = pytest.mark.unit
 
@@ -35,17 +35,17 @@ def _hooks(*links: tuple[str, str]) -> codec.HookList:
     ("hook", "number"),
     [("link0", 0), ("link7", 7), ("link1234", 1234), ("uplink1", None), ("link", None)],
 )
-def test_link_number_reads_canonical_names(hook: str, number: int | None) -> None:
-    assert _link_number(hook) == number
+def testlink_number_reads_canonical_names(hook: str, number: int | None) -> None:
+    assert link_number(hook) == number
 
 
 @pytest.mark.parametrize("hook", ["link01", "link-1", "link 1", "link1a", "LINK1", "link\u0661"])
-def test_link_number_refuses_other_spellings(hook: str) -> None:
-    assert _link_number(hook) is None
+def testlink_number_refuses_other_spellings(hook: str) -> None:
+    assert link_number(hook) is None
 
 
 def test_uplink_bridge_starts_at_link1_and_fills_gaps() -> None:
-    view = _LinkView.from_hooks(
+    view = LinkView.from_hooks(
         _hooks(("uplink1", "ether"), ("link0", "ether"), ("link1", "eiface"), ("link3", "eiface"))
     )
     assert view.wiring.uplink
@@ -59,7 +59,7 @@ def test_uplink_bridge_starts_at_link1_and_fills_gaps() -> None:
 
 
 def test_classic_bridge_never_offers_the_ether_links() -> None:
-    view = _LinkView.from_hooks(_hooks(("link0", "ether"), ("link1", "ether")))
+    view = LinkView.from_hooks(_hooks(("link0", "ether"), ("link1", "ether")))
     assert not view.wiring.uplink
     assert view.lowest_free() == 2
     view.remove(0)  # nothing below the first eiface link is ever offered
@@ -67,7 +67,7 @@ def test_classic_bridge_never_offers_the_ether_links() -> None:
 
 
 def test_learning_again_replaces_the_picture() -> None:
-    view = _LinkView.from_hooks(_hooks(("uplink1", "ether"), ("link0", "ether")))
+    view = LinkView.from_hooks(_hooks(("uplink1", "ether"), ("link0", "ether")))
     view.add(1, "vimaged_if_a")
     view.add(2, "vimaged_if_b")
     view.learn(_hooks(("uplink1", "ether"), ("link0", "ether"), ("link2", "eiface")))

@@ -201,3 +201,27 @@ async def test_typed_helpers_send_the_right_cookie_cmd_and_args() -> None:
         ),
         ("ngeth0:", abi.NGM_GENERIC_COOKIE, abi.NGM_SHUTDOWN, b""),
     ]
+
+
+@pytest.mark.parametrize("length", [abi.MAX_ADDRESS + 1, 60, 511])
+async def test_a_path_over_31_characters_is_refused_before_any_io(length: int) -> None:
+    # FreeBSD 15 ngc_send (sys/netgraph/ng_socket.c): sg_len > NG_NODESIZ + 2 -> EINVAL; the
+    # binding refuses it itself, on every release, so a graph that works on 14 works on 15.
+    transport = ScriptedTransport(lambda m, p: (0, []))
+    path = "vimaged_br_vtnet1234567890:link10"[:length].ljust(length, "x")
+    async with open_ng_socket(transport) as sock:
+        before = list(transport.calls)
+        with pytest.raises(NetgraphError) as caught:
+            await sock.nodeinfo(path)
+        assert caught.value.errno == errno.ENAMETOOLONG
+        assert (caught.value.filename, caught.value.filename2) == (path, "nodeinfo")
+        assert transport.calls == before
+
+
+async def test_a_31_character_path_is_sent() -> None:
+    transport = ScriptedTransport(lambda m, p: (0, []))
+    path = "[ffffffff]:link" + "1" * 16
+    assert len(path) == abi.MAX_ADDRESS
+    async with open_ng_socket(transport) as sock:
+        await sock.shutdown(path)
+    assert ("sendto", abi.pack_sockaddr(path)) in transport.calls

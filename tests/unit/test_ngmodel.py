@@ -7,22 +7,28 @@ from __future__ import annotations
 import errno
 import json
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.vectors import NETGRAPH_VECTORS
-from vimaged.simhost import ngmodel
 from vimaged.simhost.host import SimHost
-from vimaged.simhost.ngmodel import (
+from vimaged.simhost.ng_bridge import BridgeNode
+from vimaged.simhost.ng_ether import EtherNode
+from vimaged.simhost.ng_message import (
     NGM_MKPEER_ARGS,
     NODEINFO,
     NgMesg,
-    SocketNode,
+    cstr,
+    make_sockaddr,
     sockaddr_path,
 )
+from vimaged.simhost.ng_socket import DEFAULT_RECVSPACE, SocketNode
+
+if TYPE_CHECKING:
+    from vimaged.simhost.ng_base import Node
 
 pytestmark = pytest.mark.unit
 
@@ -114,7 +120,7 @@ class Probe:
         assert ifnet is not None, ifname
         return ifnet.mac
 
-    def node(self, name: str) -> ngmodel.Node:
+    def node(self, name: str) -> Node:
         node = self.ng.named(name)
         assert node is not None, name
         return node
@@ -146,7 +152,7 @@ def test_golden_vector_decodes(vector: dict[str, Any]) -> None:
     assert msg.flags == vector["flags"]
     assert msg.token == vector["token"]
     assert msg.typecookie == vector["cookie"]
-    assert ngmodel.cstr(msg.cmdstr) == vector["cmdstr"]
+    assert cstr(msg.cmdstr) == vector["cmdstr"]
     assert msg.data == bytes.fromhex(vector["args_hex"])
     assert msg.encode() == raw
     if vector["kind"] == "reply":
@@ -154,12 +160,12 @@ def test_golden_vector_decodes(vector: dict[str, Any]) -> None:
         assert (len(sockaddr), len(wide)) == (16, 34)
         assert sockaddr_path(wide) == vector["path"]
         name, kind, node_id, hooks = NODEINFO.unpack(msg.data)
-        assert (ngmodel.cstr(name), ngmodel.cstr(kind), node_id, hooks) == ("em0", "ether", 3, 2)
+        assert (cstr(name), cstr(kind), node_id, hooks) == ("em0", "ether", 3, 2)
 
 
 def test_golden_mkpeer_arguments() -> None:
     msg = NgMesg.decode(bytes.fromhex(by_name()["mkpeer_em0_bridge"]["message_hex"]))
-    fields = [ngmodel.cstr(f) for f in NGM_MKPEER_ARGS.unpack(msg.data)]
+    fields = [cstr(f) for f in NGM_MKPEER_ARGS.unpack(msg.data)]
     assert fields == ["bridge", "lower", "link0"]
 
 
@@ -185,7 +191,7 @@ def test_golden_sequence_replays_with_exact_reply(kernel: int, field: str) -> No
         probe.send("", bytes.fromhex(entry["message_hex"]), bytes.fromhex(entry["sockaddr_hex"]))
     assert probe.inbox == []
     em0 = probe.node("em0")
-    assert isinstance(em0, ngmodel.EtherNode)
+    assert isinstance(em0, EtherNode)
     assert (em0.promisc, em0.autosrc) == (True, False)
     assert probe.mac("ngeth0") == bytes.fromhex("020027e71b18")
     entry = v["nodeinfo_em0"]
@@ -255,7 +261,7 @@ def test_paths_resolve() -> None:
         probe.send(path, mesg(GENERIC, NODEINFO_CMD))
         name, _, _, _ = NODEINFO.unpack(probe.reply().data)
         want = "em0" if path == "br:link0" else "br"
-        assert ngmodel.cstr(name) == want, path
+        assert cstr(name) == want, path
     probe.send(".", mesg(GENERIC, NODEINFO_CMD))
     assert NODEINFO.unpack(probe.reply().data)[2] == probe.sock.id
 
@@ -369,7 +375,7 @@ def test_type_messages_reply() -> None:
     probe.send("br:", mesg(BRIDGE, 4, struct.pack("<i", -1)))  # -1: uplink1
     assert probe.reply().data == bytes(112)
     bridge = probe.node("br")
-    assert isinstance(bridge, ngmodel.BridgeNode)
+    assert isinstance(bridge, BridgeNode)
     assert bridge.restrictive  # its first hook was an uplink
     probe.send("br:", mesg(BRIDGE, 7))
     assert probe.reply().data == bytes(4)
@@ -416,7 +422,7 @@ def test_listhooks_newest_first_and_lists() -> None:
     probe.send("em0:", mesg(GENERIC, LISTHOOKS))
     data = probe.reply().data
     assert NODEINFO.unpack_from(data)[3] == 2
-    hooks = [ngmodel.cstr(data[72 + 136 * i : 72 + 136 * i + 32]) for i in range(2)]
+    hooks = [cstr(data[72 + 136 * i : 72 + 136 * i + 32]) for i in range(2)]
     assert hooks == ["upper", "lower"]
     probe.send(".", mesg(GENERIC, LISTNODES))
     data = probe.reply().data
@@ -427,7 +433,7 @@ def test_listhooks_newest_first_and_lists() -> None:
     probe.send(".", mesg(GENERIC, LISTTYPES))
     data = probe.reply().data
     types = {
-        ngmodel.cstr(data[4 + 36 * i : 36 + 36 * i]): struct.unpack_from("<I", data, 36 + 36 * i)[0]
+        cstr(data[4 + 36 * i : 36 + 36 * i]): struct.unpack_from("<I", data, 36 + 36 * i)[0]
         for i in range(struct.unpack_from("<I", data)[0])
     }
     assert types == {"socket": 1, "ether": 2, "bridge": 1, "eiface": 0}
@@ -454,7 +460,7 @@ def test_ether_resets_when_last_hook_goes() -> None:
     probe.send("em0:", mesg(ETHER, 6, struct.pack("<I", 1)))
     probe.send("em0:", mesg(ETHER, 8, struct.pack("<I", 0)))
     em0 = probe.node("em0")
-    assert isinstance(em0, ngmodel.EtherNode)
+    assert isinstance(em0, EtherNode)
     assert (em0.promisc, em0.autosrc) == (True, False)
     node_id = em0.id
     probe.send("br:", mesg(GENERIC, SHUTDOWN))
@@ -503,7 +509,7 @@ def test_small_rcvbuf_drops_reply() -> None:
     probe.sock.rcvbuf = 100
     probe.send(".", mesg(GENERIC, LISTNODES))  # 56 + 4 + 72 * 3 bytes: does not fit
     assert probe.inbox == []
-    probe.sock.rcvbuf = ngmodel.DEFAULT_RECVSPACE
+    probe.sock.rcvbuf = DEFAULT_RECVSPACE
     probe.send(".", mesg(GENERIC, LISTNODES))
     assert len(probe.inbox) == 1
 
@@ -517,7 +523,7 @@ def test_ether_nodes_follow_the_nic() -> None:
     assert probe.ng.named("br") is None  # lost both hooks with the detached ether node
     probe.host.reclaim_ifnet("em0", jid)
     em0 = probe.node("em0")
-    assert isinstance(em0, ngmodel.EtherNode)
+    assert isinstance(em0, EtherNode)
     assert em0.hooks == {}
 
 
@@ -562,7 +568,7 @@ def test_message_to_another_socket_node_is_queued_there() -> None:
     raw = mesg(ETHER, 1, token=33)  # any non-socket cookie: queued, not answered
     probe.send(other.address, raw)
     assert probe.inbox == []
-    assert received == [(ngmodel.make_sockaddr(probe.sock.address, 16), raw)]
+    assert received == [(make_sockaddr(probe.sock.address, 16), raw)]
 
 
 def b2a(probe: Probe, path: str, binary: bytes) -> tuple[str, str]:
@@ -570,7 +576,7 @@ def b2a(probe: Probe, path: str, binary: bytes) -> tuple[str, str]:
     probe.send(path, mesg(GENERIC, 0x3000000C, binary))
     ascii_form = NgMesg.decode(probe.reply().data)
     assert ascii_form.arglen == len(ascii_form.data)
-    return ngmodel.cstr(ascii_form.cmdstr), ngmodel.cstr(ascii_form.data)
+    return cstr(ascii_form.cmdstr), cstr(ascii_form.data)
 
 
 def test_binary2ascii() -> None:

@@ -276,3 +276,25 @@ def test_eiface_ifnet_coming_home_gets_an_ether_node() -> None:
     host.ng.destroy(eiface)
     assert host.ng.named("ng0_web") is None
     assert host.locate("ng0_web") is None
+
+
+def test_release_option_and_wires_are_checked_before_anything_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from vimaged.simhost.__main__ import EX_USAGE, main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--socket", "/nonexistent/s", "--release", "16"])
+    assert info.value.code == EX_USAGE
+    assert main(["--socket", "/nonexistent/s", "--sim-wires", "em0,em9"]) == EX_USAGE
+    assert "em9" in capsys.readouterr().err
+
+
+def test_learn_fail_fault_parses_and_reaches_the_kernel() -> None:
+    assert parse_faults("learn_fail=3").learn_fail == 3
+    host = SimHost(faults=parse_faults("learn_fail=2"))
+    assert host.ng.learn_fail == 2
+    host.set_faults(parse_faults(""))
+    assert host.ng.learn_fail == 0
+    with pytest.raises(ValueError, match="learn_fail"):
+        parse_faults("learn_fail=x")

@@ -260,6 +260,8 @@ async def test_list_json_is_an_array_of_vimage_info(handler: Handler, socket_pat
         "holder_jid": None,
         "holder_dying": None,
         "addresses": ["192.0.2.10/24", "fe80::27ff:fee7:1b18/64"],
+        "bridge_mode": None,
+        "link": None,
     }
     assert listed[1]["interfaces"][0]["where"] == "pending-return"
 

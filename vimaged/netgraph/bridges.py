@@ -11,12 +11,17 @@ again after a restart, and nodes without it are never touched:
 - the eiface behind interface ``ng0_web`` is ``vimaged_if_ng0_web``; its ifnet, born
   ``ngethN``, is renamed ``ng0_web``.
 
-Wiring: jng-4.0's *uplink* layout where ng_bridge knows uplink hooks (ether ``lower`` ->
-``uplink1``, ``upper`` -> ``link0``, eifaces from ``link1``), else jng-classic (``lower`` ->
-``link0``, ``upper`` -> ``link1``, eifaces from ``link2``). The first ``mkpeer`` tries
-``uplink1``; a kernel without uplinks answers EINVAL, and the bridge is made classic. An
-existing bridge's layout is read from its hooks. Bridge messages use the current cookie and
-fall back to the pre-12.2 one on EINVAL.
+Wiring: *classic* by default (ether ``lower`` -> ``link0``, ``upper`` -> ``link1``, eifaces
+from ``link2``), because with an uplink as its first hook ng_bridge is in restrictive mode
+(``priv->sendUnknown = 0`` in ``ng_bridge_newhook``) and a failed MAC learning
+(``memoryFailures``) then loses jail-to-jail unicast. ``bridge_mode="uplink"`` asks for
+jng-4.0's layout (``lower`` -> ``uplink1``, ``upper`` -> ``link0``, eifaces from ``link1``);
+a kernel without uplinks answers EINVAL and the bridge is made classic. An existing bridge's
+layout is read from its hooks and kept (adopted) until it is released. Bridge messages use the
+current cookie and fall back to the pre-12.2 one on EINVAL.
+
+Addresses: FreeBSD 15's ``ngc_send`` refuses paths over 31 characters, so links are reached
+by the bridge's node ID (``[1a2b]:link12``), never as ``vimaged_br_<parent>:link<N>``.
 
 Races: links are taken by ``mkpeer`` on a chosen free ``linkN`` (EEXIST, another process got
 it first, moves on to the next), never probed and then used; inside the process one
@@ -34,22 +39,25 @@ from collections import defaultdict
 from contextlib import AsyncExitStack, suppress
 from typing import TYPE_CHECKING
 
+import msgspec
 import trio
 
 from vimaged.netgraph import abi, codec
+from vimaged.netgraph.linkview import UPLINK_HOOK, LinkView, Wiring
 from vimaged.netgraph.ngsocket import NgSocket, netgraph_error, open_ng_socket
-from vimaged.platforms import BridgedIfnet
+from vimaged.platforms import BridgedIfnet, BridgeInfo, LinkCounters
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
     from contextlib import AbstractAsyncContextManager
 
+    from vimaged.netgraph.parents import ParentNics
     from vimaged.netgraph.transport import NgTransport
 
 BRIDGE_PREFIX = "vimaged_br_"
 EIFACE_PREFIX = "vimaged_if_"
 IFNAMSIZ = 16
-UPLINK_HOOK = "uplink1"
+BRIDGE_MODES = ("classic", "uplink")
 MAX_LINK_ATTEMPTS = 1024
 """EEXIST retries before giving up: each one means another process took that link."""
 ADOPT_POLLS = 40
@@ -71,81 +79,20 @@ def eiface_name(ifname: str) -> str:
 
 
 def _check_ifname(ifname: str, what: str) -> None:
+    """A name vimaged gives a new node: it must be usable as a netgraph name as it is."""
     if not 0 < len(ifname) < IFNAMSIZ or not ifname.isascii():
         raise ValueError(f"{what} {ifname!r} must be 1 to 15 ASCII characters")
     if any(c in ifname for c in ".:[]\0 "):
         raise ValueError(f"{what} {ifname!r} must not contain '.', ':', '[', ']' or spaces")
 
 
-class _Wiring:
-    """Which hooks a bridge uses: classic (link0/link1, eifaces from link2) or uplink."""
-
-    def __init__(self, uplink: bool) -> None:
-        self.uplink = uplink
-        self.lower = UPLINK_HOOK if uplink else "link0"
-        self.upper = "link0" if uplink else "link1"
-        self.first_eiface_link = 1 if uplink else 2
-
-
-def _link_number(hook: str) -> int | None:
-    """N of a canonical ``linkN`` hook name; None for any other hook (``uplink1``, ...)."""
-    digits = hook.removeprefix("link")
-    if digits == hook or not digits.isdecimal() or str(int(digits)) != digits:
-        return None
-    return int(digits)
-
-
-class _LinkView:
-    """This process's picture of one bridge's ``linkN`` hooks.
-
-    Learnt from one LISTHOOKS when the process first touches the bridge, then kept by every
-    add and remove made here, so choosing a link costs no request. It is only a hint: a link
-    another process took since is refused by ``mkpeer`` (EEXIST, and the view is learnt
-    again); a link another process freed is merely skipped until then. Nothing is decided on
-    the view alone.
-    """
-
-    def __init__(self, wiring: _Wiring) -> None:
-        self.wiring = wiring
-        self.taken: set[int] = set()
-        self.eifaces: dict[int, str] = {}
-        """Link number -> name of the eiface on it, as far as this process knows."""
-        self._lowest = wiring.first_eiface_link
-
-    @classmethod
-    def from_hooks(cls, hooks: codec.HookList) -> _LinkView:
-        view = cls(_Wiring(uplink=any(link.ourhook == UPLINK_HOOK for link in hooks.links)))
-        view.learn(hooks)
-        return view
-
-    def learn(self, hooks: codec.HookList) -> None:
-        """Replace the picture with the bridge's hooks as LISTHOOKS shows them now."""
-        self.taken.clear()
-        self.eifaces.clear()
-        for link in hooks.links:
-            number = _link_number(link.ourhook)
-            if number is None:
-                continue
-            self.taken.add(number)
-            if link.peer.type == abi.NG_EIFACE_NODE_TYPE:
-                self.eifaces[number] = link.peer.name
-        self._lowest = self.wiring.first_eiface_link
-
-    def lowest_free(self) -> int:
-        number = self._lowest
-        while number in self.taken:
-            number += 1
-        self._lowest = number  # everything below is taken: the next search starts here
-        return number
-
-    def add(self, number: int, eiface: str) -> None:
-        self.taken.add(number)
-        self.eifaces[number] = eiface
-
-    def remove(self, number: int) -> None:
-        self.taken.discard(number)
-        self.eifaces.pop(number, None)
-        self._lowest = max(min(self._lowest, number), self.wiring.first_eiface_link)
+def _check_parent(parent: str) -> None:
+    """An existing NIC: ``igb0.100`` is fine, ng_ether names its node ``igb0_100``
+    (``ng_ether_sanitize_ifname``)."""
+    if not 0 < len(parent) < IFNAMSIZ or not parent.isascii() or not parent.isprintable():
+        raise ValueError(f"parent NIC {parent!r} must be 1 to 15 printable ASCII characters")
+    if any(c in parent for c in "[]/ "):
+        raise ValueError(f"parent NIC {parent!r} must not contain '[', ']', '/' or spaces")
 
 
 class NetgraphBridges:
@@ -156,6 +103,10 @@ class NetgraphBridges:
             yields an ``NgTransport``; opened on first use, closed by :meth:`aclose`.
         rename_ifnet: ``rename_ifnet(old, new)``, SIOCSIFNAME on the host.
         set_ifnet_up: ``set_ifnet_up(name)``, ``ifconfig NAME up`` on the host.
+        bridge_mode: ``"classic"`` (default) or ``"uplink"``: the wiring of bridges built
+            from now on (existing ones keep theirs until released).
+        parents: raises a parent NIC and turns its offloads off when its bridge is built,
+            restores it on release (:mod:`vimaged.netgraph.parents`); None leaves NICs alone.
     """
 
     def __init__(
@@ -163,7 +114,14 @@ class NetgraphBridges:
         open_transport: Callable[[], AbstractAsyncContextManager[NgTransport]],
         rename_ifnet: Callable[[str, str], Awaitable[None]],
         set_ifnet_up: Callable[[str], Awaitable[None]],
+        *,
+        bridge_mode: str = "classic",
+        parents: ParentNics | None = None,
     ) -> None:
+        if bridge_mode not in BRIDGE_MODES:
+            raise ValueError(f"bridge mode {bridge_mode!r} is not one of {', '.join(BRIDGE_MODES)}")
+        self.bridge_mode = bridge_mode
+        self._parents = parents
         self._open_transport = open_transport
         self._rename_ifnet = rename_ifnet
         self._set_ifnet_up = set_ifnet_up
@@ -172,7 +130,7 @@ class NetgraphBridges:
         self._open_lock = trio.Lock()
         self._parent_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
         self._bridge_cookies: dict[str, int] = {}
-        self._views: dict[str, _LinkView] = {}
+        self._views: dict[str, LinkView] = {}
         """Bridge name -> this process's view of its links."""
         self._link_of: dict[str, tuple[str, int]] = {}
         """Eiface node name -> (bridge name, link number), to update the view on destroy."""
@@ -192,11 +150,11 @@ class NetgraphBridges:
 
     # Bridges.
 
-    def _learn(self, bridge: str, hooks: codec.HookList) -> _LinkView:
+    def _learn(self, bridge: str, hooks: codec.HookList) -> LinkView:
         """Make ``hooks`` this process's view of ``bridge`` (kept in place if it has one)."""
         view = self._views.get(bridge)
         if view is None:
-            view = self._views[bridge] = _LinkView.from_hooks(hooks)
+            view = self._views[bridge] = LinkView.from_hooks(hooks)
         else:
             view.learn(hooks)
         for number, eiface in view.eifaces.items():
@@ -208,7 +166,7 @@ class NetgraphBridges:
         self._views.pop(bridge, None)
         self._bridge_cookies.pop(bridge, None)
 
-    async def _view_of(self, sock: NgSocket, parent: str) -> tuple[_LinkView, bool]:
+    async def _view_of(self, sock: NgSocket, parent: str) -> tuple[LinkView, bool]:
         """This process's view of ``parent``'s bridge, learnt or built if it has none:
         ``(view, True)`` if this call built the bridge."""
         bridge = bridge_name(parent)
@@ -221,18 +179,20 @@ class NetgraphBridges:
             return await self._build_bridge(sock, parent)
         return self._learn(bridge, hooks), False
 
-    async def _build_bridge(self, sock: NgSocket, parent: str) -> tuple[_LinkView, bool]:
+    async def _build_bridge(self, sock: NgSocket, parent: str) -> tuple[LinkView, bool]:
         """Build ``parent``'s bridge: ``(view, True)``, or ``(view, False)`` when another
         process built it at the same moment and this call adopted it."""
         ether = ether_node_name(parent) + ":"
         try:
-            try:
-                await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", UPLINK_HOOK)
-                wiring = _Wiring(uplink=True)
-            except OSError as exc:
-                if exc.errno != errno_codes.EINVAL:
-                    raise
-                wiring = _Wiring(uplink=False)  # no uplink hooks in this ng_bridge: classic
+            wiring = Wiring(uplink=False)
+            if self.bridge_mode == "uplink":
+                try:
+                    await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", UPLINK_HOOK)
+                    wiring = Wiring(uplink=True)
+                except OSError as exc:
+                    if exc.errno != errno_codes.EINVAL:
+                        raise
+            if not wiring.uplink:  # asked for, or no uplink hooks in this ng_bridge
                 await sock.mkpeer(ether, abi.NG_BRIDGE_NODE_TYPE, "lower", wiring.lower)
         except OSError as exc:
             if exc.errno not in (errno_codes.EEXIST, errno_codes.EISCONN):
@@ -246,11 +206,12 @@ class NetgraphBridges:
         try:
             await sock.name_node(ether + "lower", bridge_name(parent))
             await sock.connect(ether, ether + "lower", "upper", wiring.upper)
+            node_id = (await sock.nodeinfo(ether + "lower")).id
         except BaseException:
             with trio.move_on_after(5, shield=True):
                 await sock.shutdown(ether + "lower")
             raise
-        view = self._views[bridge_name(parent)] = _LinkView(wiring)
+        view = self._views[bridge_name(parent)] = LinkView(wiring, node_id)
         return view, True
 
     async def _adopt_concurrent_build(self, sock: NgSocket, parent: str) -> codec.HookList | None:
@@ -312,7 +273,7 @@ class NetgraphBridges:
 
         Cancellation: safe; the rollback runs shielded.
         """
-        _check_ifname(parent, "parent NIC")
+        _check_parent(parent)
         _check_ifname(ifname, "interface name")
         mac_raw = codec.mac_bytes(mac)
         if mac_raw[0] & 1:
@@ -330,8 +291,11 @@ class NetgraphBridges:
             built = False
             number: int | None = None
             eiface: str | None = None
+            view: LinkView | None = None
             try:
                 view, built = await self._view_of(sock, parent)
+                if built and self._parents is not None:
+                    await self._parents.prepare(parent)
                 ether = ether_node_name(parent) + ":"
                 await sock.ether_setpromisc(ether, True)
                 await sock.ether_setautosrc(ether, False)  # keep the eifaces' source MACs
@@ -341,8 +305,10 @@ class NetgraphBridges:
                     # The bridge this process knew is gone: another process released it.
                     self._forget(bridge)
                     view, built = await self._view_of(sock, parent)
+                    if built and self._parents is not None:
+                        await self._parents.prepare(parent)
                     number = await self._add_eiface(sock, bridge, view, node)
-                info = await sock.nodeinfo(f"{bridge}:link{number}")
+                info = await sock.nodeinfo(view.link_path(number))
                 eiface = info.address
                 born = await sock.eiface_getifname(eiface)
                 try:
@@ -357,11 +323,12 @@ class NetgraphBridges:
                 await sock.eiface_set(eiface, mac)
                 await self._set_ifnet_up(ifname)
             except BaseException:
+                link = view.link_path(number) if view is not None and number is not None else None
                 with trio.move_on_after(5, shield=True):
-                    await self._rollback(sock, parent, node, number, eiface, built)
+                    await self._rollback(sock, parent, node, number, eiface or link, built)
                 raise
 
-    async def _add_eiface(self, sock: NgSocket, bridge: str, view: _LinkView, node: str) -> int:
+    async def _add_eiface(self, sock: NgSocket, bridge: str, view: LinkView, node: str) -> int:
         """``mkpeer BRIDGE: eiface linkN ether`` on the lowest N free in ``view``; N.
 
         EEXIST means another process took that link (or the view is stale): the view is
@@ -370,7 +337,7 @@ class NetgraphBridges:
         for _ in range(MAX_LINK_ATTEMPTS):
             number = view.lowest_free()
             try:
-                await sock.mkpeer(bridge + ":", abi.NG_EIFACE_NODE_TYPE, f"link{number}", "ether")
+                await sock.mkpeer(view.path, abi.NG_EIFACE_NODE_TYPE, f"link{number}", "ether")
             except FileExistsError:
                 self._learn(bridge, await sock.listhooks(bridge + ":"))
                 view.taken.add(number)  # moves on even if the taker has freed it again
@@ -389,10 +356,11 @@ class NetgraphBridges:
         built: bool,
     ) -> None:
         bridge = bridge_name(parent)
-        if number is not None:
-            # The eiface hangs on our link even when its address was never learnt.
+        if number is not None and eiface is not None:
+            # The eiface hangs on our link (``[bridge id]:linkN``) even when its own
+            # address was never learnt.
             with suppress(FileNotFoundError):
-                await sock.shutdown(eiface or f"{bridge}:link{number}")
+                await sock.shutdown(eiface)
             # Exactly the link this call took: ``node`` may be another task's on another parent.
             view = self._views.get(bridge)
             if view is not None and view.eifaces.get(number) == node:
@@ -433,7 +401,7 @@ class NetgraphBridges:
 
         The parent's ng_ether node then has no hooks: promiscuous mode off, autosrc on.
         """
-        _check_ifname(parent, "parent NIC")
+        _check_parent(parent)
         sock = await self.socket()
         async with self._parent_locks[parent]:
             return await self._release_locked(sock, parent)
@@ -446,7 +414,7 @@ class NetgraphBridges:
             return False
         number = next(iter(view.eifaces))
         try:
-            peer = await sock.nodeinfo(f"{bridge}:link{number}")
+            peer = await sock.nodeinfo(view.link_path(number))
         except FileNotFoundError:
             view.remove(number)  # freed by another process (or the bridge is gone)
             return False
@@ -472,6 +440,8 @@ class NetgraphBridges:
         finally:
             self._forget(bridge)
         await self._reset_parent(sock, parent)
+        if self._parents is not None:
+            await self._parents.restore(parent)
         return True
 
     async def remove_strays(self) -> list[BridgedIfnet]:
@@ -495,6 +465,47 @@ class NetgraphBridges:
                 strays.append(BridgedIfnet(name=peer.name or peer.address, parent=parent))
                 self._forget(bridge_name(parent))  # its view counted that link
         return strays
+
+    async def release_empty(self) -> list[str]:
+        """Release every bridge of ours with no eiface on it; the parents released.
+
+        A daemon killed between destroying the last eiface of a bridge and releasing it
+        leaves ``vimaged_br_<parent>`` holding only the NIC, forever (and the NIC promiscuous,
+        raised, offloads off). Reconciliation calls this after :meth:`remove_strays`; it is
+        safe at any time, since a release re-checks under the parent's lock and the kernel's
+        hooks decide.
+        """
+        sock = await self.socket()
+        empty = [
+            parent
+            async for parent, hooks in self._our_bridges(sock, await sock.listnodes())
+            if not any(link.peer.type == abi.NG_EIFACE_NODE_TYPE for link in hooks.links)
+        ]
+        released = []
+        for parent in empty:
+            if await self.release(parent):
+                released.append(parent)
+        return released
+
+    async def bridges(self) -> list[BridgeInfo]:
+        """Every bridge of ours: its parent NIC, wiring (``classic``/``uplink``) and eifaces."""
+        sock = await self.socket()
+        found = [
+            BridgeInfo(
+                parent=parent,
+                mode=LinkView.from_hooks(hooks).wiring.mode,
+                ifnets=tuple(
+                    sorted(
+                        link.peer.name.removeprefix(EIFACE_PREFIX)
+                        for link in hooks.links
+                        if link.peer.type == abi.NG_EIFACE_NODE_TYPE
+                        and link.peer.name.startswith(EIFACE_PREFIX)
+                    )
+                ),
+            )
+            async for parent, hooks in self._our_bridges(sock, await sock.listnodes())
+        ]
+        return sorted(found, key=lambda b: b.parent)
 
     async def _our_bridges(
         self, sock: NgSocket, nodes: Sequence[codec.NodeInfo]
@@ -546,6 +557,10 @@ class NetgraphBridges:
         bridge = link.peer.name or link.peer.address.rstrip(":")
         cookie = await self._bridge_cookie(sock, bridge)
         return await sock.bridge_getstats(link.peer.address, link.peerhook, cookie)
+
+    async def link_counters(self, ifname: str) -> LinkCounters:
+        """:meth:`link_stats` as the platform type."""
+        return LinkCounters(**msgspec.structs.asdict(await self.link_stats(ifname)))
 
 
 __all__ = ["BRIDGE_PREFIX", "EIFACE_PREFIX", "NetgraphBridges", "bridge_name", "eiface_name"]

@@ -58,6 +58,18 @@ def netgraph_error(code: int, path: str, what: str) -> NetgraphError:
     return _error_class(code)(code, os.strerror(code), path, None, what)
 
 
+def check_address(path: str, what: str) -> None:
+    """ENAMETOOLONG, before any I/O, for a path FreeBSD 15 would refuse.
+
+    ``ngc_send``/``ngd_send`` (sys/netgraph/ng_socket.c, main) return EINVAL for
+    ``sg_len > NG_NODESIZ + offsetof(struct sockaddr_ng, sg_data)``: 31 characters and the
+    NUL. 13/14 take longer paths, but one limit everywhere keeps a graph that works on 14
+    from breaking on 15; nodes are addressed by ID (``[1a2b]:link12``) to stay within it.
+    """
+    if len(path) > abi.MAX_ADDRESS:
+        raise netgraph_error(errno_codes.ENAMETOOLONG, path, what)
+
+
 class NgSocket:
     """A netgraph socket node over a transport. Use :func:`open_ng_socket` to get one."""
 
@@ -94,6 +106,7 @@ class NgSocket:
             if not isinstance(self.transport, NgDataTransport):
                 raise TypeError(f"{type(self.transport).__name__} has no data socket")
             address = f"{name}:" if name else (await self.nodeinfo(".")).address
+            check_address(address, "connect")
             try:
                 await self.transport.connect_data(abi.pack_sockaddr(address))
             except OSError as exc:
@@ -105,6 +118,7 @@ class NgSocket:
             return await self._send(path, cookie, cmd, args)
 
     async def _send(self, path: str, cookie: int, cmd: int, args: bytes) -> int:
+        check_address(path, abi.command_name(cookie, cmd))
         token = self._next_token()
         message = abi.pack_message(cookie, cmd, args, token=token)
         try:

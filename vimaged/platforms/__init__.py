@@ -65,6 +65,41 @@ class BridgedIfnet(msgspec.Struct, frozen=True, kw_only=True):
     ``None`` otherwise (freebsd, sim)."""
 
 
+class BridgeInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A bridge vimaged built (FreeBSD and sim: ``vimaged_br_<parent>``)."""
+
+    parent: str
+    mode: str
+    """Its wiring: ``"classic"`` (``lower``/``upper`` on ``link0``/``link1``) or ``"uplink"``
+    (``lower`` on ``uplink1``: ng_bridge's restrictive mode, see docs/netgraph.md). A bridge
+    keeps the wiring it was built with until it is released."""
+    ifnets: tuple[str, ...] = ()
+    """The bridged interfaces of ours on it."""
+
+
+class LinkCounters(msgspec.Struct, frozen=True, kw_only=True):
+    """One bridge link's counters (``struct ng_bridge_link_stats``, NGM_BRIDGE_GET_STATS).
+
+    C spelling, so one grep finds both sides. ``memoryFailures`` counts failed MAC learning
+    (a failed NGM_BRIDGE_MOVE_HOST) as well as mbuf shortages; ``loopDetects`` a loop.
+    """
+
+    recvOctets: int = 0  # noqa: N815
+    recvPackets: int = 0  # noqa: N815
+    recvMulticasts: int = 0  # noqa: N815
+    recvBroadcasts: int = 0  # noqa: N815
+    recvUnknown: int = 0  # noqa: N815
+    recvRunts: int = 0  # noqa: N815
+    recvInvalid: int = 0  # noqa: N815
+    xmitOctets: int = 0  # noqa: N815
+    xmitPackets: int = 0  # noqa: N815
+    xmitMulticasts: int = 0  # noqa: N815
+    xmitBroadcasts: int = 0  # noqa: N815
+    loopDrops: int = 0  # noqa: N815
+    loopDetects: int = 0  # noqa: N815
+    memoryFailures: int = 0  # noqa: N815
+
+
 class Platform(Protocol):
     """The narrow interface between vimaged's domain code and a kernel."""
 
@@ -151,8 +186,16 @@ class Platform(Protocol):
 
     async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
         """Remove what a killed daemon left of a bridged interface it was still making, which
-        :meth:`list_bridged_ifnets` cannot name; return them. Only at reconciliation, while
-        nothing is being created."""
+        :meth:`list_bridged_ifnets` cannot name; return them. Then release every bridge left
+        with no bridged interface (a kill between the last destroy and its release), which
+        restores its parent NIC. Only at reconciliation, while nothing is being created."""
+
+    async def list_bridges(self) -> list[BridgeInfo]:
+        """The bridges vimaged built, with their wiring, for status (FreeBSD and sim)."""
+
+    async def bridged_ifnet_stats(self, ifname: str) -> LinkCounters:
+        """The bridge's counters for the link of bridged interface ``ifname`` (FreeBSD and
+        sim). ENOENT if there is no such interface of ours, ENOTCONN if it is on no bridge."""
 
     async def aclose(self) -> None:
         """Release what the platform holds (connections, fds). Idempotent."""

@@ -30,7 +30,16 @@ import msgspec
 import trio
 
 from vimaged.errors import PlatformError
-from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo, JailSpec, _libc
+from vimaged.platforms import (
+    HOST_JID,
+    BridgedIfnet,
+    BridgeInfo,
+    IfnetInfo,
+    JailInfo,
+    JailSpec,
+    LinkCounters,
+    _libc,
+)
 from vimaged.platforms import freebsd_abi as abi
 from vimaged.platforms.host_command import run_host_command
 
@@ -176,11 +185,39 @@ def raise_ifnet_in_jail(jid: int, ifname: str) -> int:
 
 def _raise_ifnet(ifname: str) -> None:
     """SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP added unless it is there already."""
+    _set_ifnet_up(ifname, True)
+
+
+def _ifnet_flags(ifname: str) -> int:
     req = abi.ifreq(ifname)
     _ifnet_ioctl(abi.SIOCGIFFLAGS, req)
-    flags = abi.ifreq_get_flags(req)
-    if not flags & abi.IFF_UP:
-        _ifnet_ioctl(abi.SIOCSIFFLAGS, abi.ifreq_flags(ifname, flags | abi.IFF_UP))
+    return abi.ifreq_get_flags(req)
+
+
+def _set_ifnet_up(ifname: str, up: bool) -> None:
+    """SIOCSIFFLAGS with IFF_UP set or cleared, unless it is that way already."""
+    flags = _ifnet_flags(ifname)
+    if bool(flags & abi.IFF_UP) != up:
+        new = flags | abi.IFF_UP if up else flags & ~abi.IFF_UP
+        _ifnet_ioctl(abi.SIOCSIFFLAGS, abi.ifreq_flags(ifname, new))
+
+
+class _HostNicOps:
+    """:class:`vimaged.netgraph.parents.NicOps` with ioctls on the host's vnet."""
+
+    async def is_up(self, ifname: str) -> bool:
+        return bool(_ifnet_flags(ifname) & abi.IFF_UP)
+
+    async def set_up(self, ifname: str, up: bool) -> None:
+        _set_ifnet_up(ifname, up)
+
+    async def capabilities(self, ifname: str) -> tuple[int, int]:
+        req = abi.ifreq(ifname)
+        _ifnet_ioctl(abi.SIOCGIFCAP, req)
+        return abi.ifreq_get_caps(req)
+
+    async def set_capabilities(self, ifname: str, enabled: int) -> None:
+        _ifnet_ioctl(abi.SIOCSIFCAP, abi.ifreq_caps(ifname, enabled))
 
 
 CHILD_ERRNO_STATUS = 3
@@ -281,8 +318,10 @@ class FreeBSDPlatform:
         jail_command: str = JAIL,
         jexec_command: str = JEXEC,
         open_transport: Callable[[], AbstractAsyncContextManager[NgTransport]] | None = None,
+        bridge_mode: str = "classic",
     ) -> None:
         self.run_dir = Path(run_dir)
+        self.bridge_mode = bridge_mode
         self.jail_command = jail_command
         self.jexec_command = jexec_command
         self._open_transport = open_transport or _open_kernel_transport
@@ -464,14 +503,19 @@ class FreeBSDPlatform:
             raise OSError(errno.EBADF, "platform is closed", "netgraph")
         if self._bridges is None:
             from vimaged.netgraph.bridges import NetgraphBridges  # the binding, on first use
+            from vimaged.netgraph.parents import ParentNics
 
             self._bridges = NetgraphBridges(
-                self._open_transport, self.rename_ifnet, self.set_ifnet_up
+                self._open_transport,
+                self.rename_ifnet,
+                self.set_ifnet_up,
+                bridge_mode=self.bridge_mode,
+                parents=ParentNics(self.run_dir / "parents", _HostNicOps()),
             )
         return self._bridges
 
     async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
-        abi.check_ifname(parent)
+        abi.check_ifname(parent)  # igb0.100 passes: '.' and ':' are ifname characters
         abi.check_ifname(ifname)
         await self._netgraph().create(parent, ifname, mac)
 
@@ -485,7 +529,16 @@ class FreeBSDPlatform:
         return await self._netgraph().list()
 
     async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
-        return await self._netgraph().remove_strays()
+        strays = await self._netgraph().remove_strays()
+        await self._netgraph().release_empty()
+        return strays
+
+    async def list_bridges(self) -> list[BridgeInfo]:
+        return await self._netgraph().bridges()
+
+    async def bridged_ifnet_stats(self, ifname: str) -> LinkCounters:
+        abi.check_ifname(ifname)
+        return await self._netgraph().link_counters(ifname)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -504,13 +557,17 @@ def create(**options: str) -> FreeBSDPlatform:
     """The platform ``vimaged --platform freebsd`` runs.
 
     Options: ``state_dir`` (the daemon's; the generated jail.conf files go to its ``jails``
-    subdirectory) or ``run_dir`` (that directory itself).
+    subdirectory, the parent NIC records to ``jails/parents``) or ``run_dir`` (that directory
+    itself); ``bridge_mode`` (``classic``, the default, or ``uplink``: Config.bridge_mode).
     """
-    unknown = set(options) - {"run_dir", "state_dir"}
+    unknown = set(options) - {"run_dir", "state_dir", "bridge_mode"}
     if unknown:
         raise ValueError(f"unknown freebsd platform option(s): {', '.join(sorted(unknown))}")
+    mode = options.get("bridge_mode", "classic")
+    if mode not in ("classic", "uplink"):
+        raise ValueError(f"bridge_mode {mode!r} is not classic or uplink")
     if "run_dir" in options:
-        return FreeBSDPlatform(run_dir=options["run_dir"])
+        return FreeBSDPlatform(run_dir=options["run_dir"], bridge_mode=mode)
     if "state_dir" in options:
-        return FreeBSDPlatform(run_dir=str(Path(options["state_dir"]) / "jails"))
-    return FreeBSDPlatform()
+        return FreeBSDPlatform(run_dir=str(Path(options["state_dir"]) / "jails"), bridge_mode=mode)
+    return FreeBSDPlatform(bridge_mode=mode)

@@ -62,6 +62,7 @@ class IfreqIfru(ctypes.Union):
         ("ifru_buffer", IfreqBuffer),
         ("ifru_flags", ctypes.c_short * 2),
         ("ifru_jid", ctypes.c_int),
+        ("ifru_cap", ctypes.c_int * 2),
         ("ifru_data", ctypes.c_void_p),
     )
 
@@ -80,6 +81,11 @@ SIOCGIFFLAGS: Final = _iowr("i", 17, Ifreq)
 SIOCSIFNAME: Final = _iow("i", 40, Ifreq)
 SIOCSIFVNET: Final = _iowr("i", 90, Ifreq)
 SIOCSIFRVNET: Final = _iowr("i", 91, Ifreq)
+SIOCSIFCAP: Final = _iow("i", 30, Ifreq)
+SIOCGIFCAP: Final = _iowr("i", 31, Ifreq)
+"""sys/sys/sockio.h. ``ifr_reqcap`` is ``ifru_cap[0]``, ``ifr_curcap`` ``ifru_cap[1]``: SIOCGIFCAP
+fills in ``if_capabilities`` and ``if_capenable``; SIOCSIFCAP asks for ``ifr_reqcap`` enabled
+(EINVAL for a bit the NIC lacks, ifhwioctl in sys/net/if.c)."""
 
 
 def check_ifname(ifname: str) -> bytes:
@@ -116,6 +122,18 @@ def ifreq_flags(ifname: str, flags: int) -> Ifreq:
     req.ifr_ifru.ifru_flags[0] = ctypes.c_short(flags & 0xFFFF).value
     req.ifr_ifru.ifru_flags[1] = ctypes.c_short((flags >> 16) & 0xFFFF).value
     return req
+
+
+def ifreq_caps(ifname: str, enabled: int) -> Ifreq:
+    """SIOCSIFCAP argument: ``ifr_reqcap``, the capabilities to have enabled."""
+    req = ifreq(ifname)
+    req.ifr_ifru.ifru_cap[0] = ctypes.c_int(enabled & 0xFFFFFFFF).value
+    return req
+
+
+def ifreq_get_caps(req: Ifreq) -> tuple[int, int]:
+    """``(supported, enabled)`` as SIOCGIFCAP returned them (``ifr_reqcap``, ``ifr_curcap``)."""
+    return int(req.ifr_ifru.ifru_cap[0]) & 0xFFFFFFFF, int(req.ifr_ifru.ifru_cap[1]) & 0xFFFFFFFF
 
 
 def ifreq_get_flags(req: Ifreq) -> int:

@@ -27,7 +27,14 @@ import trio
 
 from vimaged import statedir
 from vimaged.errors import PlatformError
-from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo
+from vimaged.platforms import (
+    HOST_JID,
+    BridgedIfnet,
+    BridgeInfo,
+    IfnetInfo,
+    JailInfo,
+    LinkCounters,
+)
 from vimaged.platforms import linux_kernel as kernel
 from vimaged.platforms import linux_netlink as nl
 from vimaged.platforms.host_command import exit_status, kill_process_group, run_host_command
@@ -567,6 +574,15 @@ class LinuxPlatform:
     async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
         """None can exist: one RTM_NEWLINK creates a macvlan (or veth) with its final name."""
         return []
+
+    async def list_bridges(self) -> list[BridgeInfo]:
+        """No bridge of vimaged's own here: a macvlan hangs on its parent directly."""
+        return []
+
+    async def bridged_ifnet_stats(self, ifname: str) -> LinkCounters:
+        """EOPNOTSUPP: a macvlan or veth has no bridge link, so no ng_bridge counters (no
+        learning failures or loop detections to report); health does without them."""
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP), ifname)
 
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self._aclose)

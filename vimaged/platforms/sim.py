@@ -8,7 +8,8 @@ go to the sim host's netgraph model unchanged.
 
 Options (``platforms.load("sim", ...)``): ``sim_host`` (socket of a running sim host; if
 absent, one is started detached with socket ``<state_dir>/sim.sock`` unless one is live there),
-``state_dir``, and for a started host ``sim_nics``, ``sim_faults``, ``sim_kernel``.
+``state_dir``, ``bridge_mode`` (``classic``/``uplink``, Config.bridge_mode), and for a started
+host ``sim_nics``, ``sim_faults``, ``sim_kernel``.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import socket
 import sys
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
 from vimaged.errors import PlatformError
 from vimaged.netgraph.bridges import NetgraphBridges
+from vimaged.netgraph.parents import ParentNics
 from vimaged.netgraph.sim_transport import open_sim_transport
-from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo
+from vimaged.platforms import HOST_JID, BridgedIfnet, BridgeInfo, IfnetInfo, JailInfo, LinkCounters
 from vimaged.simhost import rpc
 
 if TYPE_CHECKING:
@@ -98,6 +101,35 @@ class SimOptions:
     sim_nics: str | None = None
     sim_faults: str | None = None
     sim_kernel: str | None = None
+    bridge_mode: str = "classic"
+
+
+class _SimNicOps:
+    """:class:`vimaged.netgraph.parents.NicOps` over the sim host's RPCs (SIOCGIFFLAGS and
+    SIOCGIFCAP read from ``list_ifnets``, ``set_ifnet_up``, ``set_capabilities``)."""
+
+    def __init__(self, platform: SimPlatform) -> None:
+        self._platform = platform
+
+    async def _record(self, ifname: str) -> rpc.IfnetRecord:
+        reply = await self._platform._call(rpc.ListIfnets(jid=HOST_JID), rpc.Ifnets)
+        for ifnet in reply.ifnets:
+            if ifnet.name == ifname:
+                return ifnet
+        raise OSError(errno.ENXIO, os.strerror(errno.ENXIO), ifname)
+
+    async def is_up(self, ifname: str) -> bool:
+        return (await self._record(ifname)).up
+
+    async def set_up(self, ifname: str, up: bool) -> None:
+        await self._platform._call(rpc.SetIfnetUp(name=ifname, up=up), rpc.Ok)
+
+    async def capabilities(self, ifname: str) -> tuple[int, int]:
+        record = await self._record(ifname)
+        return record.capabilities, record.capenable
+
+    async def set_capabilities(self, ifname: str, enabled: int) -> None:
+        await self._platform._call(rpc.SetCapabilities(name=ifname, enabled=enabled), rpc.Ok)
 
 
 class SimPlatform:
@@ -115,7 +147,11 @@ class SimPlatform:
         self._rpc_lock = trio.Lock()
         self._stream: trio.SocketStream | None = None
         self._bridges = NetgraphBridges(
-            partial(open_sim_transport, self.socket_path), self.rename_ifnet, self.set_ifnet_up
+            partial(open_sim_transport, self.socket_path),
+            self.rename_ifnet,
+            self.set_ifnet_up,
+            bridge_mode=options.bridge_mode,
+            parents=ParentNics(Path(options.state_dir) / "parents", _SimNicOps(self)),
         )
 
     # -- connection ------------------------------------------------------------------------
@@ -258,7 +294,17 @@ class SimPlatform:
 
     async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
         await self._ensure_host()
-        return await self._bridges.remove_strays()
+        strays = await self._bridges.remove_strays()
+        await self._bridges.release_empty()
+        return strays
+
+    async def list_bridges(self) -> list[BridgeInfo]:
+        await self._ensure_host()
+        return await self._bridges.bridges()
+
+    async def bridged_ifnet_stats(self, ifname: str) -> LinkCounters:
+        await self._ensure_host()
+        return await self._bridges.link_counters(ifname)
 
     @asynccontextmanager
     async def open_netgraph(self) -> AsyncIterator[NgTransport]:

@@ -31,12 +31,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", required=True, help="RPC socket path (netgraph: PATH.ng)")
     parser.add_argument("--sim-nics", default=" ".join(DEFAULT_NICS), help='e.g. "em0 em1"')
     parser.add_argument("--sim-faults", default="", help="fault spec, see docs/sim.md")
-    parser.add_argument("--sim-kernel", type=int, choices=KERNELS, default=14)
+    parser.add_argument(
+        "--release",
+        "--sim-kernel",
+        dest="release",
+        type=int,
+        choices=KERNELS,
+        default=14,
+        help="FreeBSD release whose kernel behaviour is simulated (docs/sim.md)",
+    )
+    parser.add_argument(
+        "--sim-wires", default="", help='NICs sharing a wire, e.g. "em0,em1 em2,em3"'
+    )
     args = parser.parse_args(argv)
     try:
         parse_faults(args.sim_faults)
         server = SimHostServer(
-            nics=tuple(args.sim_nics.split()), kernel=args.sim_kernel, faults=args.sim_faults
+            nics=tuple(args.sim_nics.split()),
+            kernel=args.release,
+            faults=args.sim_faults,
+            wires=tuple(tuple(w.split(",")) for w in args.sim_wires.split()),
         )
     except ValueError as exc:
         print(f"vimaged.simhost: {exc}", file=sys.stderr)

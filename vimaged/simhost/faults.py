@@ -30,6 +30,8 @@ class Faults:
     """Jail name → seconds after its creation when it is removed from outside (``jail -r``)."""
     link_race: int = 0
     """The next N bridge link hooks a client adds are taken first by another process."""
+    learn_fail: int = 0
+    """The next N MAC learnings of any bridge fail and count in memoryFailures."""
 
 
 def _errno_value(text: str, item: str) -> int:
@@ -83,9 +85,11 @@ def parse_faults(spec: str) -> Faults:
             faults.vanish[name] = _seconds(delay, item) if at else 0.0
         elif key == "link_race":
             faults.link_race = _count(value, item)
+        elif key == "learn_fail":
+            faults.learn_fail = _count(value, item)
         else:
             raise ValueError(
                 f"fault {item!r}: unknown key {key!r} "
-                "(dying, reclaim_fail, move_fail, vanish, link_race)"
+                "(dying, reclaim_fail, move_fail, vanish, link_race, learn_fail)"
             )
     return faults

@@ -16,17 +16,25 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vimaged.simhost.dataplane import DataPlane
 from vimaged.simhost.faults import Faults
-from vimaged.simhost.ngmodel import IFNAMSIZ, NgKernel, eiface_mac, fail
+from vimaged.simhost.ng_eiface import eiface_mac
+from vimaged.simhost.ng_message import IFNAMSIZ, fail
+from vimaged.simhost.ngmodel import NgKernel
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from vimaged.simhost.ngmodel import IfnetLike
+    from vimaged.simhost.ng_base import IfnetLike
 
 HOST_JID = 0
 JAIL_MAX = 999999  # kern_jail.c: jids wrap after JAIL_MAX
 DEFAULT_NICS = ("em0", "em1")
+NIC_CAPABILITIES = 0x1 | 0x2 | 0x10 | 0x100 | 0x200 | 0x10000 | 0x40000
+"""IFCAP_RXCSUM | TXCSUM | VLAN_HWTAGGING | TSO4 | TSO6 | VLAN_HWFILTER | VLAN_HWTSO (net/if.h):
+an em(4)-like NIC, all of them on after attach."""
+NIC_HWASSIST = 0x0007
+"""CSUM_IP | CSUM_IP_UDP | CSUM_IP_TCP (sys/mbuf.h): what a NIC driver offers by default."""
 KERNELS = (12, 13, 14, 15)
 ETHER_KINDS = ("ether", "eiface")
 """Interface kinds that are IFT_ETHER, so ng_ether attaches to them in the host vnet."""
@@ -54,6 +62,14 @@ class Ifnet:
     home: int = HOST_JID
     """if_home_vnet: where vnet_if_return sends it when its vnet is destroyed."""
     unit: int = -1
+    hwassist: int = 0
+    """if_hwassist: the checksum offloads in use (ng_ether zeroes it while ``upper`` is on)."""
+    capabilities: int = 0
+    """if_capabilities: what the driver can offload (SIOCGIFCAP ``ifr_reqcap``)."""
+    capenable: int = 0
+    """if_capenable: what is on (SIOCGIFCAP ``ifr_curcap``; SIOCSIFCAP sets it)."""
+    inbox: list[bytes] = field(default_factory=list)
+    """Frames its vnet's stack received on it (if_input), oldest first, for ``received``."""
 
 
 @dataclass(eq=False)
@@ -101,7 +117,7 @@ SIGKILL_STATUS = 128 + 9
 
 
 @dataclass
-class SimHost:
+class SimHost(DataPlane):
     nics: tuple[str, ...] = DEFAULT_NICS
     kernel: int = 14
     faults: Faults = field(default_factory=Faults)
@@ -111,6 +127,8 @@ class SimHost:
     """Changes at every boot, as ``kern.boottime`` does (kern_tc.c sysctl_kern_boottime; set
     by inittodr at boot): a new SimHost, or a reset, is a reboot. Jails, vnets and netgraph
     nodes are gone and jids start again at 1 (kern_jail.c get_next_prid from lastprid 0)."""
+    wires: tuple[tuple[str, ...], ...] = ()
+    """Groups of NICs that share a wire (one segment): a frame one sends, the others receive."""
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -120,8 +138,14 @@ class SimHost:
                 raise ValueError(f"NIC name {nic!r}: need a driver name and unit, < 16 chars")
         if len(set(self.nics)) != len(self.nics):
             raise ValueError(f"NIC names repeat: {' '.join(self.nics)}")
+        for wire in self.wires:
+            unknown = [n for n in wire if n not in self.nics]
+            if unknown:
+                raise ValueError(f"wire {' '.join(wire)}: {unknown[0]} is not a NIC")
         self.ng = NgKernel(self, self.kernel)
+        self.ng.clock = self.clock
         self.ng.link_race = self.faults.link_race
+        self.ng.learn_fail = self.faults.learn_fail
         self.jails: dict[int, Jail] = {}
         self.lastprid = 0
         self.ifnets: list[Ifnet] = []
@@ -130,7 +154,16 @@ class SimHost:
         self.scripts: list[ExecScript] = []
         self.vanish_at: dict[int, float] = {}
         for nic in self.nics:
-            self._add_ifnet(Ifnet(nic, "ether", 0, nic_mac(nic)))
+            ifnet = Ifnet(nic, "ether", 0, nic_mac(nic), hwassist=NIC_HWASSIST)
+            ifnet.capabilities = ifnet.capenable = NIC_CAPABILITIES
+            self._add_ifnet(ifnet)
+        # The segment of each NIC, by object: a NIC keeps its wire under any name or vnet.
+        by_name = {i.name: i for i in self.ifnets}
+        self.segments: dict[int, list[Ifnet]] = {}
+        for wire in self.wires:
+            members = [by_name[n] for n in wire]
+            for member in members:
+                self.segments[id(member)] = members
         self._add_ifnet(Ifnet("lo0", "loopback", 0))
 
     # -- ifnets ----------------------------------------------------------------------------
@@ -232,15 +265,23 @@ class SimHost:
         if ifnet.kind in ETHER_KINDS and vnet == HOST_JID:
             self.ng.attach_ether(ifnet)
 
-    def rename_ifnet(self, name: str, newname: str) -> None:
-        """SIOCSIFNAME on the host (ifioctl → ifhwioctl → if_rename, if.c@d87a5f2a).
+    def rename_ifnet(self, name: str, newname: str, jid: int = HOST_JID) -> None:
+        """SIOCSIFNAME on the host (ifioctl → ifhwioctl → if_rename, if.c@d87a5f2a), or,
+        attached to jail ``jid``, in its vnet (``jexec web ifconfig em1 name lan0``).
 
         ifioctl looks the interface up (ENXIO) before ifhwioctl copies the new name in
         (ENAMETOOLONG); if_rename then answers EINVAL for "", 0 for the current name and
         EEXIST for a name taken in the caller's vnet. Its ifnet_arrival_event renames an
         ng_ether companion; an eiface node keeps its name (ng_eiface.c has no such handler).
+        The name is the ifnet's own (if_xname): vnet_if_return and if_vmove_reclaim move it
+        home under whatever name it has then, and neither renames it.
         """
-        ifnet = self.find_ifnet(name, HOST_JID)
+        if jid != HOST_JID:
+            jail = self.jails.get(jid)
+            if jail is None or jail.dying:
+                fail(errno.EINVAL, f"cannot attach to jail {jid}")  # jail_attach(2)
+        vnet = self._vnet_of_jail(jid)
+        ifnet = self.find_ifnet(name, vnet)
         if ifnet is None:
             fail(errno.ENXIO, name)
         if len(newname.encode()) >= IFNAMSIZ:
@@ -250,10 +291,11 @@ class SimHost:
             fail(errno.EINVAL, "empty interface name")
         if newname == ifnet.name:
             return
-        if self.find_ifnet(newname, HOST_JID) is not None:
+        if self.find_ifnet(newname, vnet) is not None:
             fail(errno.EEXIST, newname)
         ifnet.name = newname
-        self.ng.rename_ether(ifnet)
+        if vnet == HOST_JID:  # ng_ether nodes live in the host vnet only
+            self.ng.rename_ether(ifnet)
 
     def set_up(self, name: str, up: bool, jid: int = HOST_JID) -> None:
         """SIOCSIFFLAGS in the host or, attached to jail ``jid``, in that jail's vnet.
@@ -269,6 +311,16 @@ class SimHost:
         if ifnet is None:
             fail(errno.ENXIO, name)
         ifnet.up = up
+
+    def set_capabilities(self, name: str, enabled: int) -> None:
+        """SIOCSIFCAP on the host: ENXIO if absent; EINVAL for a bit the driver lacks
+        (if.c ifhwioctl: ``ifr_reqcap & ~if_capabilities``)."""
+        ifnet = self.find_ifnet(name, HOST_JID)
+        if ifnet is None:
+            fail(errno.ENXIO, name)
+        if enabled & ~ifnet.capabilities:
+            fail(errno.EINVAL, f"{name}: capabilities {enabled & ~ifnet.capabilities:#x}")
+        ifnet.capenable = enabled
 
     def move_ifnet_keeping_up(self, name: str, jid: int) -> None:
         """What a platform's ``move_ifnet`` does: SIOCSIFVNET, then ``up`` again inside.
@@ -373,6 +425,7 @@ class SimHost:
     def set_faults(self, faults: Faults) -> None:
         self.faults = faults
         self.ng.link_race = faults.link_race
+        self.ng.learn_fail = faults.learn_fail
         now = self.clock()
         for jail in self.jails.values():
             if jail.name in faults.vanish and not jail.dying:

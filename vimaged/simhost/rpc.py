@@ -78,8 +78,11 @@ class ReclaimIfnet(Request, frozen=True, tag="reclaim_ifnet"):
 
 
 class RenameIfnet(Request, frozen=True, tag="rename_ifnet"):
+    """SIOCSIFNAME on the host, or inside jail ``jid`` (a test renaming a NIC in a vimage)."""
+
     name: str
     newname: str
+    jid: int = 0
 
 
 class SetIfnetUp(Request, frozen=True, tag="set_ifnet_up"):
@@ -93,6 +96,8 @@ class Reset(Request, frozen=True, tag="reset"):
     nics: list[str] | None = None
     faults: str = ""
     kernel: int | None = None
+    wires: list[list[str]] | None = None
+    """NIC groups that share a wire (null: as started)."""
 
 
 class SetFaults(Request, frozen=True, tag="set_faults"):
@@ -122,6 +127,29 @@ class ListNgNodes(Request, frozen=True, tag="ng_nodes"):
     pass
 
 
+class SendFrame(Request, frozen=True, tag="send_frame"):
+    """The stack of jail ``jid`` (0: the host) sends an Ethernet frame out of ``name``."""
+
+    name: str
+    frame: str
+    """The frame's bytes in hex, from the destination MAC on."""
+    jid: int = 0
+
+
+class SetCapabilities(Request, frozen=True, tag="set_capabilities"):
+    """SIOCSIFCAP on a host interface: ``enabled`` becomes its if_capenable."""
+
+    name: str
+    enabled: int
+
+
+class Received(Request, frozen=True, tag="received"):
+    """The frames the stack received on ``name`` since the last ``received`` (taken)."""
+
+    name: str
+    jid: int = 0
+
+
 AnyRequest = (
     GetHostUuid
     | GetBootId
@@ -142,6 +170,9 @@ AnyRequest = (
     | GetExecLog
     | KillJail
     | ListNgNodes
+    | SendFrame
+    | Received
+    | SetCapabilities
 )
 
 
@@ -192,6 +223,12 @@ class IfnetRecord(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
     mac: str | None
     up: bool
+    hwassist: int = 0
+    """if_hwassist (ng_ether zeroes it while its ``upper`` hook is connected)."""
+    capabilities: int = 0
+    """if_capabilities, what SIOCGIFCAP reports as supported."""
+    capenable: int = 0
+    """if_capenable, what is enabled."""
 
 
 class Ifnets(Reply, frozen=True, tag="ifnets"):
@@ -236,6 +273,11 @@ class NgNodes(Reply, frozen=True, tag="ng_nodes"):
     nodes: list[NgNodeRecord]
 
 
+class Frames(Reply, frozen=True, tag="frames"):
+    frames: list[str]
+    """Hex, oldest first."""
+
+
 AnyReply = (
     Ok
     | Failed
@@ -248,6 +290,7 @@ AnyReply = (
     | Location
     | ExecLog
     | NgNodes
+    | Frames
 )
 
 REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)

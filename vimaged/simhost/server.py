@@ -24,7 +24,7 @@ import trio
 from vimaged.simhost import rpc, wire
 from vimaged.simhost.faults import parse_faults
 from vimaged.simhost.host import SIGKILL_STATUS, ExecScript, SimHost, mac_text
-from vimaged.simhost.ngmodel import SocketNode
+from vimaged.simhost.ng_socket import SocketNode
 
 if TYPE_CHECKING:
     from vimaged.simhost.host import ExecRecord
@@ -35,17 +35,26 @@ log = structlog.get_logger()
 class SimHostServer:
     """The host model plus what a reset needs to rebuild it."""
 
-    def __init__(self, *, nics: tuple[str, ...], kernel: int, faults: str) -> None:
+    def __init__(
+        self,
+        *,
+        nics: tuple[str, ...],
+        kernel: int,
+        faults: str,
+        wires: tuple[tuple[str, ...], ...] = (),
+    ) -> None:
         self.nics = nics
         self.kernel = kernel
-        self.host = SimHost(nics=nics, kernel=kernel, faults=parse_faults(faults))
+        self.wires = wires
+        self.host = SimHost(nics=nics, kernel=kernel, faults=parse_faults(faults), wires=wires)
         self.host_uuid = self.host.host_uuid
         """kern.hostuuid of this sim instance; a reset undoes what a test set."""
 
     def reset(self, request: rpc.Reset) -> None:
         nics = tuple(request.nics) if request.nics is not None else self.nics
         kernel = request.kernel if request.kernel is not None else self.kernel
-        new = SimHost(nics=nics, kernel=kernel, faults=parse_faults(request.faults))
+        wires = tuple(tuple(w) for w in request.wires) if request.wires is not None else self.wires
+        new = SimHost(nics=nics, kernel=kernel, faults=parse_faults(request.faults), wires=wires)
         new.host_uuid = self.host_uuid
         old = self.host
         for record in old.exec_log:
@@ -54,7 +63,7 @@ class SimHostServer:
             # Sockets still open on the old kernel now talk to nothing: ENOTCONN.
             node.valid = False
             if isinstance(node, SocketNode):
-                node.deliver = None
+                node.deliver = node.deliver_data = None
         self.host = new
 
     # -- RPC -------------------------------------------------------------------------------
@@ -95,7 +104,15 @@ class SimHostServer:
             case rpc.ListIfnets(jid=jid):
                 return rpc.Ifnets(
                     ifnets=[
-                        rpc.IfnetRecord(name=i.name, kind=i.kind, mac=mac_text(i.mac), up=i.up)
+                        rpc.IfnetRecord(
+                            name=i.name,
+                            kind=i.kind,
+                            mac=mac_text(i.mac),
+                            up=i.up,
+                            hwassist=i.hwassist,
+                            capabilities=i.capabilities,
+                            capenable=i.capenable,
+                        )
                         for i in host.list_ifnets(jid)
                     ]
                 )
@@ -105,8 +122,8 @@ class SimHostServer:
                 host.move_ifnet_keeping_up(name, jid)
             case rpc.ReclaimIfnet(name=name, jid=jid):
                 host.reclaim_ifnet(name, jid)
-            case rpc.RenameIfnet(name=name, newname=newname):
-                host.rename_ifnet(name, newname)
+            case rpc.RenameIfnet(name=name, newname=newname, jid=jid):
+                host.rename_ifnet(name, newname, jid)
             case rpc.SetIfnetUp(name=name, up=up):
                 host.set_up(name, up)
             case rpc.Reset():
@@ -165,6 +182,12 @@ class SimHostServer:
                         for n in host.ng.iter_nodes()
                     ]
                 )
+            case rpc.SendFrame(name=name, frame=frame, jid=jid):
+                host.send_frame(name, bytes.fromhex(frame), jid)
+            case rpc.SetCapabilities(name=name, enabled=enabled):
+                host.set_capabilities(name, enabled)
+            case rpc.Received(name=name, jid=jid):
+                return rpc.Frames(frames=[f.hex() for f in host.received(name, jid)])
             case _:
                 return rpc.Failed(errno=errno.EOPNOTSUPP, message=f"unexpected {request!r}")
         return rpc.Ok()
@@ -272,6 +295,7 @@ class SimHostServer:
                                 if node is not None:
                                     raise OSError(errno.EISCONN, "socket already open")
                                 node = self.host.ng.connect_data(packet[1:])
+                                node.deliver_data = deliver
                                 data = True
                             elif node is None:
                                 raise OSError(errno.ENOTCONN, "no socket opened yet")
@@ -282,7 +306,7 @@ class SimHostServer:
                             elif kind == wire.SENDTO:
                                 sockaddr, message = wire.unpack_addressed(packet)
                                 if data:
-                                    node.kernel.data_send(node, sockaddr)
+                                    node.kernel.data_send(node, sockaddr, message)
                                 else:
                                     node.kernel.send(node, sockaddr, message)
                             elif kind == wire.RCVBUF:
