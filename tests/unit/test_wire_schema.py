@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from vimagectl import replies
 from vimagectl.client import (
-    MAX_FRAME,
     PROTOCOL_VERSION,
     SCHEMA,
     ClientError,
@@ -30,7 +29,7 @@ from vimagectl.client import (
     decode_reply,
 )
 from vimagectl.schema import SCHEMA_FILE, Schema, SchemaError, WireError
-from vimaged import protocol
+from vimaged import framing, protocol
 from vimaged.protocol import (
     REPLY_DECODER,
     REQUEST_DECODER,
@@ -98,7 +97,8 @@ def test_a_wire_type_the_generator_cannot_spell_is_refused() -> None:
 
 
 def test_the_client_takes_version_and_frame_cap_from_the_protocol() -> None:
-    assert (PROTOCOL_VERSION, MAX_FRAME) == (protocol.PROTOCOL_VERSION, protocol.MAX_FRAME)
+    assert PROTOCOL_VERSION == protocol.PROTOCOL_VERSION
+    assert SCHEMA.integer("x-max-frame") == framing.MAX_FRAME == protocol.MAX_FRAME
     assert SCHEMA.pattern("Status", "names") == protocol.VIMAGE_NAME_PATTERN
 
 

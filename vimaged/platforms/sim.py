@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-import socket
 import sys
 from contextlib import asynccontextmanager
 from functools import partial
@@ -27,11 +26,13 @@ from typing import TYPE_CHECKING, TypeVar
 import trio
 
 from vimaged.errors import PlatformError
+from vimaged.framing import receive_frame
 from vimaged.netgraph.bridges import NetgraphBridges
 from vimaged.netgraph.parents import ParentNics
 from vimaged.netgraph.sim_transport import open_sim_transport
 from vimaged.platforms import HOST_JID, BridgedIfnet, BridgeInfo, IfnetInfo, JailInfo, LinkCounters
 from vimaged.simhost import rpc
+from vimaged.sockets import socket_is_live
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -47,17 +48,6 @@ START_TIMEOUT = 15.0
 START_POLL = 0.05
 
 
-def _live(path: str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
 def _spawn_detached(argv: list[str], log_path: str) -> int:
     """posix_spawn in a new session: no Popen object whose finalizer would warn or reap."""
     actions = [
@@ -68,20 +58,12 @@ def _spawn_detached(argv: list[str], log_path: str) -> int:
     return os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions, setsid=True)
 
 
-async def _receive_exactly(stream: trio.SocketStream, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = await stream.receive_some(size - len(buf))
-        if not chunk:
-            raise OSError(errno.ECONNRESET, "the sim host closed the connection")
-        buf += chunk
-    return bytes(buf)
-
-
 async def _exchange(stream: trio.SocketStream, request: rpc.Request) -> rpc.Reply:
     await stream.send_all(rpc.frame(request))
-    length = rpc.frame_length(await _receive_exactly(stream, rpc.HEADER.size))
-    reply: rpc.Reply = rpc.REPLY_DECODER.decode(await _receive_exactly(stream, length))
+    body = await receive_frame(stream)
+    if body is None:
+        raise OSError(errno.ECONNRESET, "the sim host closed the connection")
+    reply: rpc.Reply = rpc.REPLY_DECODER.decode(body)
     return reply
 
 
@@ -160,7 +142,7 @@ class SimPlatform:
         async with self._start_lock:
             if self._started:
                 return
-            if not await trio.to_thread.run_sync(_live, self.socket_path):
+            if not await trio.to_thread.run_sync(socket_is_live, self.socket_path):
                 if self.options.sim_host is not None:
                     raise PlatformError(f"no sim host listens on {self.socket_path}")
                 await self._start_host()
@@ -179,7 +161,7 @@ class SimPlatform:
         log_path = os.path.join(state_dir, "simhost.log")
         self.spawned_pid = await trio.to_thread.run_sync(_spawn_detached, argv, log_path)
         for _ in range(int(START_TIMEOUT / START_POLL)):
-            if await trio.to_thread.run_sync(_live, self.socket_path):
+            if await trio.to_thread.run_sync(socket_is_live, self.socket_path):
                 return
             await trio.sleep(START_POLL)
         raise PlatformError(f"the sim host did not start; see {log_path}")
