@@ -45,6 +45,8 @@ DEFAULT_EXEC_START = "/bin/sh /etc/rc"
 DEFAULT_EXEC_STOP = "/bin/sh /etc/rc.shutdown jail"
 
 RestartPolicy = Literal["no", "on-failure", "always"]
+BridgeMode = Literal["classic", "uplink"]
+_BRIDGE_MODES: dict[str, BridgeMode] = {"classic": "classic", "uplink": "uplink"}
 _RESTART_POLICIES: dict[str, RestartPolicy] = {
     "no": "no",
     "on-failure": "on-failure",
@@ -118,6 +120,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     """In ``vimage_list`` order."""
     parallel_start: bool = False
     mac_scheme: macs.MacScheme = "host"
+    bridge_mode: BridgeMode = "classic"
+    """``vimage_bridge_mode``: how a parent NIC is wired into its ng_bridge; ``classic``
+    puts ``lower`` and ``upper`` on ``link`` hooks, ``uplink`` on ``uplink``/``link`` hooks
+    (restrictive mode, see vimage.conf(5))."""
     group: str | None = None
     """``vimaged_group``: group owning the control socket (mode 0660)."""
     sources: tuple[str, ...] = ()
@@ -487,6 +493,7 @@ GLOBAL_VARIABLES = (
     "vimage_list",
     "vimage_parallel_start",
     "vimage_mac_scheme",
+    "vimage_bridge_mode",
     "vimaged_group",
 )
 VIMAGE_SETTINGS = (
@@ -615,6 +622,12 @@ def build(
         mac_scheme = "jng"
     elif scheme not in (None, "host"):
         problems.add("vimage_mac_scheme", f"{scheme!r} is not one of host, jng")
+    bridge_mode: BridgeMode = "classic"
+    mode = variables.take("vimage_bridge_mode")
+    if mode in _BRIDGE_MODES:
+        bridge_mode = _BRIDGE_MODES[mode]
+    elif mode is not None:
+        problems.add("vimage_bridge_mode", f"{mode!r} is not one of {', '.join(_BRIDGE_MODES)}")
     group = variables.take("vimaged_group")
     if group is not None and not _GROUP.match(group):
         problems.add("vimaged_group", f"{group!r} is not a group name or number")
@@ -629,6 +642,7 @@ def build(
         vimages=tuple(vimages),
         parallel_start=parallel_start,
         mac_scheme=mac_scheme,
+        bridge_mode=bridge_mode,
         group=group,
         sources=sources,
     )
