@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vimaged import cli, config, config_limits
+from vimaged import cli, config, config_limits, log
 from vimaged.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -229,8 +229,10 @@ def test_build_alone_does_not_look_at_the_host() -> None:
 
 
 def test_check_config_exits_78_for_a_missing_group(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # logging configured onto capsys's stderr would outlive this test
+    monkeypatch.setattr(log, "configure", lambda **_: None)
     path = tmp_path / "rc.conf"
     path.write_text("vimaged_group=nosuchgroup_vimaged\n", encoding="utf-8")
     status = cli.main(["--platform", "sim", "--check-config", "--config", str(path)])
