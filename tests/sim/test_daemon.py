@@ -719,6 +719,7 @@ def test_a_killed_sim_host_is_a_platform_error_and_is_reconnected(tmp_path: Path
         )
         d.start()
         d.ok("start", "web")
+        d.wait_until(lambda: d.vimages()["web"]["health"] == "ok", what="web ok")
         host.kill()  # SIGKILL: the host and every jail on it are gone, as on a reboot
         host.wait()
         d.wait_until(lambda: d.vimages()["web"]["health"] == "unknown", what="web unknown")
@@ -738,8 +739,10 @@ def test_a_killed_sim_host_is_a_platform_error_and_is_reconnected(tmp_path: Path
         events = [e["event"] for e in d.events()]
         assert "platform.connection_lost" in events
         assert "platform.reconnected" in events
-        lost = next(e for e in d.events() if e["event"] == "platform.connection_lost")
-        assert lost["level"] == "warning"
+        levels = {e["event"]: e["level"] for e in d.events()}
+        assert levels["platform.connection_lost"] == "warning"
+        assert levels["health.unknown"] == "warning"
+        assert levels["health.failed"] == "error"  # the jail went with the old host
         client = SimHostHandle(str(host_socket))
         try:
             [jail] = client.jails()
