@@ -63,7 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--socket", default=DEFAULT_SOCKET, help="control socket path")
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="journal and MACs")
-    parser.add_argument("--log-format", choices=("console", "json"), default=None)
+    parser.add_argument(
+        "--log-format",
+        choices=("console", "json", "syslog"),
+        default=None,
+        help="console (default on a terminal), json (default otherwise) or syslog: straight "
+        "to syslog(3), facility daemon, each line at its level's priority",
+    )
     parser.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
     )
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         (OSError, EX_OSERR),
     ]
     json_logs = args.log_format == "json" or (args.log_format is None and not sys.stderr.isatty())
-    log.configure(json=json_logs, level=args.log_level)
+    log.configure(json=json_logs, level=args.log_level, log_format=args.log_format)
     options: dict[str, str] = {"state_dir": args.state_dir}
     for key in ("sim_host", "sim_nics", "sim_faults"):
         value = getattr(args, key)
@@ -103,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.load(args.config)
         if args.check_config:
             return _check_config(cfg, args)
-        platform = platforms.load(args.platform, **options)
+        # the wiring of new bridges; linux has none and ignores it
+        platform = platforms.load(args.platform, bridge_mode=cfg.bridge_mode, **options)
         trio.run(
             lambda: daemon.run(
                 cfg,

@@ -15,6 +15,7 @@ errors name ``file:line`` and stop at the first one (what follows cannot be trus
 from __future__ import annotations
 
 import difflib
+import grp
 import math
 import os
 import re
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
+from vimaged import config_limits as limits
 from vimaged import macs
 from vimaged.errors import ConfigError, NotFoundError
 from vimaged.protocol import VIMAGE_NAME_PATTERN
@@ -45,6 +47,8 @@ DEFAULT_EXEC_START = "/bin/sh /etc/rc"
 DEFAULT_EXEC_STOP = "/bin/sh /etc/rc.shutdown jail"
 
 RestartPolicy = Literal["no", "on-failure", "always"]
+BridgeMode = Literal["classic", "uplink"]
+_BRIDGE_MODES: dict[str, BridgeMode] = {"classic": "classic", "uplink": "uplink"}
 _RESTART_POLICIES: dict[str, RestartPolicy] = {
     "no": "no",
     "on-failure": "on-failure",
@@ -118,6 +122,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     """In ``vimage_list`` order."""
     parallel_start: bool = False
     mac_scheme: macs.MacScheme = "host"
+    bridge_mode: BridgeMode = "classic"
+    """``vimage_bridge_mode``: how a parent NIC is wired into its ng_bridge; ``classic``
+    puts ``lower`` and ``upper`` on ``link`` hooks, ``uplink`` on ``uplink``/``link`` hooks
+    (restrictive mode, see vimage.conf(5))."""
     group: str | None = None
     """``vimaged_group``: group owning the control socket (mode 0660)."""
     sources: tuple[str, ...] = ()
@@ -451,6 +459,7 @@ def load(paths: Sequence[str] | None = None) -> Config:
         {name: item.value for name, item in found.items()},
         sources=tuple(sources),
         origins={name: item.where for name, item in found.items()},
+        check_host=True,
     )
 
 
@@ -487,6 +496,7 @@ GLOBAL_VARIABLES = (
     "vimage_list",
     "vimage_parallel_start",
     "vimage_mac_scheme",
+    "vimage_bridge_mode",
     "vimaged_group",
 )
 VIMAGE_SETTINGS = (
@@ -572,11 +582,17 @@ _RESERVED_PARAMETERS = {
 class _Problems:
     """Collects semantic errors, one line each, ``variable: what is wrong``."""
 
-    def __init__(self) -> None:
+    def __init__(self, origins: Mapping[str, str] | None = None) -> None:
         self.lines: list[str] = []
+        self.origins = origins or {}
 
     def add(self, variable: str, message: str) -> None:
         self.lines.append(f"{variable}: {message}")
+
+    def add_at(self, variable: str, message: str) -> None:
+        """``add`` with the ``file:line`` that set ``variable``, when known."""
+        where = self.origins.get(variable)
+        self.add(variable, f"{message} (set at {where})" if where else message)
 
     def raise_if_any(self) -> None:
         if self.lines:
@@ -602,11 +618,16 @@ def build(
     *,
     sources: tuple[str, ...] = (),
     origins: Mapping[str, str] | None = None,
+    check_host: bool = False,
 ) -> Config:
     """Validate ``vimage_*``/``vimaged_*`` variables (as :func:`parse` returns them) into a
-    Config; every problem goes into one ConfigError, a line per problem."""
-    variables = _Variables(raw)
-    problems = _Problems()
+    Config; every problem goes into one ConfigError, a line per problem.
+
+    ``check_host`` also looks up what the daemon will look up (``vimaged_group``), so that a
+    configuration that passed configtest cannot fail at start.
+    """
+    problems = _Problems(origins)
+    variables = _Variables(_passable_values(raw, problems))
     enable = _yes_no(variables, problems, "vimage_enable")
     parallel_start = _yes_no(variables, problems, "vimage_parallel_start")
     mac_scheme: macs.MacScheme = "host"
@@ -615,9 +636,20 @@ def build(
         mac_scheme = "jng"
     elif scheme not in (None, "host"):
         problems.add("vimage_mac_scheme", f"{scheme!r} is not one of host, jng")
+    bridge_mode: BridgeMode = "classic"
+    mode = variables.take("vimage_bridge_mode")
+    if mode in _BRIDGE_MODES:
+        bridge_mode = _BRIDGE_MODES[mode]
+    elif mode is not None:
+        problems.add("vimage_bridge_mode", f"{mode!r} is not one of {', '.join(_BRIDGE_MODES)}")
     group = variables.take("vimaged_group")
     if group is not None and not _GROUP.match(group):
         problems.add("vimaged_group", f"{group!r} is not a group name or number")
+    elif group is not None and check_host:
+        try:
+            grp.getgrnam(group)  # as server.admin_gid will at start
+        except KeyError:
+            problems.add_at("vimaged_group", f"no group named {group!r} on this host")
 
     names = _vimage_names(variables, problems)
     vimages = [_vimage(name, variables, problems) for name in names]
@@ -629,9 +661,34 @@ def build(
         vimages=tuple(vimages),
         parallel_start=parallel_start,
         mac_scheme=mac_scheme,
+        bridge_mode=bridge_mode,
         group=group,
         sources=sources,
     )
+
+
+def _passable_values(raw: Mapping[str, str], problems: _Problems) -> dict[str, str]:
+    """``raw`` with every value vimaged uses checked for NUL, invalid UTF-8 and size.
+
+    A refused value is recorded and stands in cleaned (or empty when too long), so the
+    checks that follow do not repeat its problem; the ConfigError is raised anyway.
+    """
+    values: dict[str, str] = {}
+    for variable, value in raw.items():
+        used = variable.startswith("vimage_") and variable not in RC_SUBR_VARIABLES
+        if not (used or variable == "vimaged_group"):
+            values[variable] = value
+            continue
+        problem = limits.text_problem(value)
+        if problem is not None:
+            problems.add_at(variable, problem)
+            value = "".join(c for c in value if c != "\0" and not "\ud800" <= c <= "\udfff")
+        problem = limits.size_problem(value, limits.value_maximum(variable))
+        if problem is not None:
+            problems.add_at(variable, problem)
+            value = ""
+        values[variable] = value
+    return values
 
 
 def _yes_no(variables: _Variables, problems: _Problems, name: str) -> bool:
@@ -670,27 +727,40 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
         return f"vimage_{name}_{setting}"
 
     def take(setting: str) -> str | None:
-        return variables.take(var(setting))
+        value = variables.take(var(setting))
+        maximum = limits.SETTING_MAX.get(setting)
+        too_long = None if value is None or maximum is None else limits.size_problem(value, maximum)
+        if too_long is not None:
+            problems.add_at(var(setting), too_long)
+            return None
+        return value
 
-    def seconds(setting: str, *, positive: bool = False) -> float:
+    def seconds(setting: str) -> float:
         default = _VIMAGE_DEFAULTS[setting]
         assert isinstance(default, float)
-        return _seconds(variables, problems, var(setting), default, positive=positive)
+        return _seconds(variables, problems, var(setting), default, limits.SECONDS_RANGES[setting])
 
     def integer(setting: str) -> int:
         default = _VIMAGE_DEFAULTS[setting]
         assert isinstance(default, int)
-        return _integer(variables, problems, var(setting), default)
+        number = _optional_integer(
+            variables, problems, var(setting), limits.INTEGER_RANGES[setting]
+        )
+        return default if number is None else number
 
     rootdir = take("rootdir") or "/"
     if not rootdir.startswith("/"):
         problems.add(var("rootdir"), f"{rootdir!r} is not an absolute path")
+    elif limits.has_control(rootdir):
+        problems.add_at(var("rootdir"), "contains a control character")
     consolelog = take("exec_consolelog") or None
     if consolelog is not None and not consolelog.startswith("/"):
         problems.add(var("exec_consolelog"), f"{consolelog!r} is not an absolute path")
+    elif consolelog is not None and limits.has_control(consolelog):
+        problems.add_at(var("exec_consolelog"), "contains a control character")
     hostname = take("hostname") or name
-    if len(hostname) > 255 or any(char.isspace() for char in hostname):
-        problems.add(var("hostname"), "must be at most 255 characters without blanks")
+    if any(char.isspace() for char in hostname) or limits.has_control(hostname):
+        problems.add_at(var("hostname"), "must not contain blanks or control characters")
 
     alias = take("ifname") or name
     if take("ifname") is not None and not _VIMAGE_NAME.match(alias):
@@ -727,7 +797,9 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
             f"(at most {IFNAMSIZ_VISIBLE - len(longest) + len(alias)} characters)",
         )
 
-    devfs_ruleset = _optional_integer(variables, problems, var("devfs_ruleset"), 0, 65535)
+    devfs_ruleset = _optional_integer(
+        variables, problems, var("devfs_ruleset"), limits.INTEGER_RANGES["devfs_ruleset"]
+    )
     parameters = _jail_parameters(var("parameters"), take("parameters"), problems)
     depend: list[str] = []
     for dependency in (take("depend") or "").split():
@@ -761,13 +833,13 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
         parameters=parameters,
         depend=tuple(depend),
         health_cmd=take("health_cmd"),
-        health_interval=seconds("health_interval", positive=True),
-        health_timeout=seconds("health_timeout", positive=True),
+        health_interval=seconds("health_interval"),
+        health_timeout=seconds("health_timeout"),
         health_retries=integer("health_retries"),
         health_start_period=seconds("health_start_period"),
         restart=restart,
         restart_limit=integer("restart_limit"),
-        restart_window=seconds("restart_window", positive=True),
+        restart_window=seconds("restart_window"),
     )
 
 
@@ -803,26 +875,22 @@ def _explicit_macs(
 
 
 def _optional_integer(
-    variables: _Variables, problems: _Problems, name: str, minimum: int, maximum: int | None = None
+    variables: _Variables, problems: _Problems, name: str, bounds: tuple[int, int]
 ) -> int | None:
+    """A whole number within ``bounds`` (inclusive), or ``None`` when unset or refused."""
     value = variables.take(name)
     if value is None:
         return None
+    minimum, maximum = bounds
     if not _INTEGER.match(value):
-        problems.add(name, f"{value!r} is not a whole number (at least {minimum})")
+        problems.add_at(name, f"{value!r} is not a whole number (from {minimum} to {maximum})")
         return None
-    number = int(value)
-    if number < minimum or (maximum is not None and number > maximum):
-        bounds = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
-        problems.add(name, f"{number} is out of range ({bounds})")
+    number = int(value) if len(value) <= limits.NUMBER_DIGITS_MAX else maximum + 1
+    if not minimum <= number <= maximum:
+        shown = value if len(value) <= limits.NUMBER_DIGITS_MAX else f"a {len(value)}-digit number"
+        problems.add_at(name, f"{shown} is out of range (from {minimum} to {maximum})")
         return None
     return number
-
-
-def _integer(variables: _Variables, problems: _Problems, name: str, default: int) -> int:
-    """A whole number of at least 1."""
-    number = _optional_integer(variables, problems, name, 1)
-    return default if number is None else number
 
 
 def _seconds(
@@ -830,19 +898,21 @@ def _seconds(
     problems: _Problems,
     name: str,
     default: float,
-    *,
-    positive: bool = False,
+    bounds: tuple[float, float],
 ) -> float:
-    """A duration in seconds, ``10`` or ``2.5``; not negative, and above 0 if ``positive``."""
+    """A duration in seconds, ``10`` or ``2.5``, within ``bounds`` (inclusive)."""
     value = variables.take(name)
     if value is None:
         return default
-    seconds = float(value) if _SECONDS.match(value) else math.nan
-    if math.isnan(seconds):
-        problems.add(name, f"{value!r} is not a number of seconds (such as 10 or 2.5)")
+    minimum, maximum = bounds
+    if not _SECONDS.match(value):
+        problems.add_at(name, f"{value!r} is not a number of seconds (such as 10 or 2.5)")
         return default
-    if positive and seconds == 0:
-        problems.add(name, "must be more than 0 seconds")
+    whole = value.partition(".")[0]
+    seconds = float(value) if len(whole) <= limits.NUMBER_DIGITS_MAX else math.inf
+    if not minimum <= seconds <= maximum:
+        shown = value if len(value) <= limits.NUMBER_DIGITS_MAX else f"a {len(value)}-digit number"
+        problems.add_at(name, f"{shown} is out of range (from {minimum:g} to {maximum:g} seconds)")
         return default
     return seconds
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
+from vimaged.log import event_level
 from vimaged.protocol import Event
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ class EventHub:
         self, event: str, name: str | None = None, **data: str | int | float | bool | None
     ) -> None:
         """Log ``event`` and hand it to every subscriber without waiting."""
-        log.info(event, vimage=name, **data)
+        getattr(log, event_level(event))(event, vimage=name, **data)
         if not self._subscribers:
             return
         message = Event(time=time.time(), event=event, name=name, data=data)

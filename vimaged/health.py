@@ -12,6 +12,10 @@ On ``failed``, ``_restart`` decides: ``no`` leaves it to the operator, ``on-fail
 ``always`` restart it after an exponential backoff with jitter; ``always`` also retries a start
 that failed. A circuit breaker stops the restarts after ``_restart_limit`` failures within
 ``_restart_window`` seconds: the vimage then stays ``failed`` until an operator starts it.
+
+A platform that cannot be reached (``OSError``, such as the sim host's lost connection) makes
+the health ``unknown``, never ``failed``: nothing is restarted for it. A platform that can say
+when it is reachable again (``wait_reconnected``) gets every vimage checked at once then.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from vimaged.platforms import HOST_JID
 from vimaged.protocol import LinkStats
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from vimaged.protocol import HealthState
     from vimaged.supervisor import Supervisor, Vimage
 
@@ -53,6 +59,8 @@ class HealthMonitor:
         """Parent → wiring of its bridge (``classic``/``uplink``), as of the last check; an
         adopted bridge keeps the mode it was built with until it is released."""
         self._wiring_at = -math.inf
+        self._wake = trio.Event()
+        """Set to end every poll's wait at once (the platform came back)."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -60,6 +68,9 @@ class HealthMonitor:
             for v in self._waiting:
                 self.watch(v)
             self._waiting.clear()
+            wait_reconnected = getattr(self._sup.platform, "wait_reconnected", None)
+            if wait_reconnected is not None:
+                nursery.start_soon(self._recheck_on_reconnect, wait_reconnected)
             task_status.started()
             await trio.sleep_forever()
 
@@ -91,6 +102,16 @@ class HealthMonitor:
         scope = self._polls.pop(v.name, None)
         if scope is not None:
             scope.cancel()
+
+    async def _recheck_on_reconnect(self, wait_reconnected: Callable[[], Awaitable[None]]) -> None:
+        """After the platform was lost and found, look at every vimage now: a jail that went
+        with it is then ``failed`` (cleaned up and restarted by policy) without waiting."""
+        while True:
+            await wait_reconnected()
+            log.info("health.recheck", reason="platform reconnected", vimages=len(self._polls))
+            self._wiring_at = -math.inf
+            self._wake.set()
+            self._wake = trio.Event()
 
     def reset_failures(self, name: str) -> None:
         """An operator acted: close the circuit breaker."""
@@ -126,7 +147,8 @@ class HealthMonitor:
                     assert self._nursery is not None
                     self._nursery.start_soon(self._recover, v, reason)
                     return
-                await trio.sleep(v.cfg.health_interval)
+                with trio.move_on_after(v.cfg.health_interval):
+                    await self._wake.wait()
 
     def _set(self, v: Vimage, health: HealthState, reason: str | None) -> None:
         if health != v.health:
@@ -293,4 +315,10 @@ class HealthMonitor:
 
 
 def _describe(exc: OSError) -> str:
-    return f"check failed: {errnos.errorcode.get(exc.errno or 0, exc.errno)}"
+    name = errnos.errorcode.get(exc.errno or 0, exc.errno)
+    if exc.errno in _UNREACHABLE:
+        return f"platform unreachable: {name}"
+    return f"check failed: {name}"
+
+
+_UNREACHABLE = frozenset({errnos.ECONNRESET, errnos.ECONNREFUSED, errnos.ENOTCONN, errnos.EPIPE})

@@ -169,7 +169,7 @@ class ReturnWatcher:
                     return
             except OSError as exc:
                 pending.last_errno = exc.errno
-                log.info(
+                log.warning(
                     "ifnet.return_retry",
                     ifname=ifname,
                     jid=pending.jid,

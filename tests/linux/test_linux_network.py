@@ -6,8 +6,9 @@ import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
+import trio
 
-from vimaged.platforms import HOST_JID, BridgedIfnet, JailSpec
+from vimaged.platforms import HOST_JID, BridgedIfnet, JailSpec, linux
 
 if TYPE_CHECKING:
     from tests.linux.conftest import World
@@ -90,3 +91,47 @@ async def test_moved_nic_is_used_and_returned(world: World, plat: LinuxPlatform)
     await plat.remove_jail(db)
     assert await plat.list_jails() == []
     assert await plat.locate_ifnet("nic0") == HOST_JID
+
+
+async def _killed_after_first_step(plat: LinuxPlatform, parent: str, ifname: str) -> None:
+    """What a daemon killed inside create_bridged_ifnet leaves: only its RTM_NEWLINK done."""
+    await trio.to_thread.run_sync(plat._new_bridged_link, parent, ifname, "02:00:00:00:02:01")
+
+
+@pytest.mark.parametrize("parent_kind", ["bridge", "nic"])
+async def test_a_bridged_link_left_by_a_kill_is_found_and_removed(
+    world: World, plat: LinuxPlatform, parent_kind: str
+) -> None:
+    if parent_kind == "bridge":
+        try:
+            world.ip("link", "add", "br0", "type", "bridge", netns=world.host)
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"no Linux bridge here (modprobe bridge): {exc.stderr.strip()}")
+        parent, expected_parent = "br0", ""  # a veth pair, never enslaved
+    else:
+        world.add_nic("lan0", "peer0")
+        parent, expected_parent = "lan0", "lan0"  # a macvlan on lan0
+    # named like ours, without alias, but not in our group: someone else's, left alone
+    world.ip("link", "add", "ng0_other", "type", "veth", "peer", "name", "ng9_otherp",
+             netns=world.host)  # fmt: skip
+    await plat.create_bridged_ifnet(parent, "ng1_web", "02:00:00:00:02:02")  # whole: kept
+    await _killed_after_first_step(plat, parent, "ng0_web")
+
+    with pytest.raises(FileExistsError):  # what every later start of web got
+        await plat.create_bridged_ifnet(parent, "ng0_web", "02:00:00:00:02:01")
+    assert {b.name for b in await plat.list_bridged_ifnets()} == {"ng1_web"}
+
+    assert await plat.remove_stray_bridged_ifnets() == [
+        BridgedIfnet(name="ng0_web", parent=expected_parent, jid=HOST_JID)
+    ]
+    links = world.ip("-o", "link", "show", netns=world.host)
+    assert "ng0_web" not in links
+    assert f"{linux._peer_name('ng0_web')}" not in links  # the veth peer went with it
+    assert "ng0_other" in links
+    assert "ng1_web" in links
+    assert await plat.remove_stray_bridged_ifnets() == []
+
+    await plat.create_bridged_ifnet(parent, "ng0_web", "02:00:00:00:02:01")  # works again
+    assert {b.name for b in await plat.list_bridged_ifnets()} == {"ng0_web", "ng1_web"}
+    for name in ("ng0_web", "ng1_web"):
+        await plat.destroy_bridged_ifnet(name)

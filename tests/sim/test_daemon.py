@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
+from tests.sim.conftest import SimHostHandle
 from tests.sim.daemon_harness import Daemon
 from vimaged.macs import jng_mac
 from vimaged.netgraph.bridges import bridge_name, eiface_name
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from tests.sim.conftest import SimHostHandle
 
 pytestmark = pytest.mark.sim
 
@@ -803,3 +804,70 @@ def test_failed_learning_on_a_link_makes_health_degraded(
     assert link["memory_failures"] == 1
     assert link["recv_packets"] >= 1
     assert daemon.vimages()["b"]["health"] == "ok"
+
+
+def _start_own_sim_host(path: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vimaged.simhost", "--socket", str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
+            probe.connect(str(path))
+            return process
+        time.sleep(0.02)
+    process.kill()
+    raise AssertionError(f"sim host did not come up: {log.read_text()}")
+
+
+def test_a_killed_sim_host_is_a_platform_error_and_is_reconnected(tmp_path: Path) -> None:
+    host_socket = tmp_path / "own-sim.sock"
+    host = _start_own_sim_host(host_socket, tmp_path / "simhost.log")
+    d = Daemon(sim_socket=str(host_socket), workdir=tmp_path)
+    try:
+        d.write_config(
+            'vimage_list="web"\nvimage_web_bridges="em0"\nvimage_web_restart="on-failure"\n'
+            'vimage_web_health_interval="0.2"\n'
+        )
+        d.start()
+        d.ok("start", "web")
+        d.wait_until(lambda: d.vimages()["web"]["health"] == "ok", what="web ok")
+        host.kill()  # SIGKILL: the host and every jail on it are gone, as on a reboot
+        host.wait()
+        d.wait_until(lambda: d.vimages()["web"]["health"] == "unknown", what="web unknown")
+        time.sleep(0.5)  # several polls against the dead host
+        assert d.proc is not None
+        assert d.proc.poll() is None, d.log()
+        assert d.vimages()["web"]["state"] == "running"  # nothing acted on a guess
+        host = _start_own_sim_host(host_socket, tmp_path / "simhost.log")
+        d.wait_until(
+            lambda: (
+                d.vimages()["web"]["state"] == "running"
+                and d.vimages()["web"]["restarts"] == 1
+                and d.vimages()["web"]["health"] == "ok"
+            ),
+            what="web restarted on the new host",
+        )
+        events = [e["event"] for e in d.events()]
+        assert "platform.connection_lost" in events
+        assert "platform.reconnected" in events
+        levels = {e["event"]: e["level"] for e in d.events()}
+        assert levels["platform.connection_lost"] == "warning"
+        assert levels["health.unknown"] == "warning"
+        assert levels["health.failed"] == "error"  # the jail went with the old host
+        client = SimHostHandle(str(host_socket))
+        try:
+            [jail] = client.jails()
+            assert jail.name == "web"
+            assert d.vimages()["web"]["jid"] == jail.jid
+            assert {i.name for i in client.ifnets(jail.jid)} >= {"ng0_web"}
+        finally:
+            client.close()
+    finally:
+        d.stop()
+        host.kill()
+        host.wait()

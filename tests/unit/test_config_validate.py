@@ -68,6 +68,15 @@ def test_seed_repeated_bridge_example() -> None:
     ]
 
 
+@pytest.mark.parametrize("mode", ["classic", "uplink"])
+def test_bridge_mode_is_read(mode: str) -> None:
+    assert cfg(f"vimage_bridge_mode={mode}").bridge_mode == mode
+
+
+def test_bridge_mode_defaults_to_classic() -> None:
+    assert cfg("").bridge_mode == "classic"
+
+
 def test_every_setting_is_read() -> None:
     text = """
 vimage_enable="yes"
@@ -188,6 +197,8 @@ def test_variables_of_the_rc_d_scripts_are_tolerated() -> None:
         ("vimage_enable=maybe", "vimage_enable"),
         ("vimage_parallel_start=2", "vimage_parallel_start"),
         ("vimage_mac_scheme=random", "vimage_mac_scheme"),
+        ("vimage_bridge_mode=restrictive", "vimage_bridge_mode"),
+        ("vimage_bridge_mode=Classic", "vimage_bridge_mode"),
         ("vimaged_group='wheel staff'", "vimaged_group"),
         ('vimage_list="web 42"', "vimage_list"),
         ('vimage_list="web-1"', "vimage_list"),

@@ -112,6 +112,7 @@ def test_start_runs_vimaged_under_daemon_with_its_flags_last(rc: Harness) -> Non
         *("-r", "-S", "-T", "vimaged", "-P", "/var/run/vimaged.pid"),
         f"{rc.prefix}/sbin/vimaged",
         *("--platform", "freebsd"),
+        *("--log-format", "syslog"),
         *("--socket", "/var/run/vimaged.sock"),
         *("--state-dir", f"{rc.tmp}/db"),
         *("--config", "/etc/rc.conf"),

@@ -50,6 +50,10 @@ BRIDGED_ALIAS = "vimaged:bridged:"
 """``ifalias`` of a bridged interface, followed by its parent's name; survives netns moves."""
 PEER_ALIAS = "vimaged:peer:"
 """``ifalias`` of the host end of a bridged veth pair, followed by the bridged interface."""
+BRIDGED_GROUP = 0x76696D67
+"""Device group (``ip link ... group``; "vimg") of both ends of every bridged interface, set
+by the one RTM_NEWLINK that creates them: a daemon killed before the alias is set leaves a
+link that is still recognisably its own, and reconciliation removes it."""
 VIMAGE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
 BRIDGED_NAME = re.compile(r"ng\d+_(?P<vimage>.+)")
 MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
@@ -376,25 +380,34 @@ class LinuxPlatform:
         body = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP) + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
         _enodev_is_enoent(lambda: self._host.set_link(body, ifname), ifname)
 
-    def _create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
+    def _new_bridged_link(self, parent: str, ifname: str, mac: str) -> nl.Link:
+        """The first step of :meth:`_create_bridged_ifnet`: one RTM_NEWLINK creating the
+        macvlan (or veth pair) with its final names and :data:`BRIDGED_GROUP`; ``parent``'s
+        link is returned."""
         _check_ifname(parent)
         _check_ifname(ifname)
         if not MAC.fullmatch(mac):
             raise _einval("a MAC address is xx:xx:xx:xx:xx:xx", mac)
         upper = _enodev_is_enoent(lambda: self._host.get_link(parent), parent)
-        common = nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
+        group = nl.attr(nl.IFLA_GROUP, nl.u32(BRIDGED_GROUP))
+        common = nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname)) + group
         common += nl.attr(nl.IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
-        peer = _peer_name(ifname)
         if upper.kind != "bridge":
             mode = nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.IFLA_MACVLAN_MODE, nl.u32(4)))
             linkinfo = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"macvlan"), mode)
             common += nl.attr(nl.IFLA_LINK, nl.u32(upper.index))
         else:
             # A macvlan on a bridge would not reach the bridge's own address: a veth pair does.
-            peer_info = nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, nl.cstr(peer))
+            peer_info = nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, nl.cstr(_peer_name(ifname)))
+            peer_info += group
             data = nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.VETH_INFO_PEER, peer_info))
             linkinfo = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"veth"), data)
         self._host.new_link(nl.ifinfo() + common + linkinfo, ifname)
+        return upper
+
+    def _create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
+        upper = self._new_bridged_link(parent, ifname, mac)
+        peer = _peer_name(ifname)
         try:
             # The kernel ignores IFLA_IFALIAS in RTM_NEWLINK, hence a second message; it also
             # brings the link up, as ng_eiface's are on FreeBSD (kept up across the move).
@@ -434,6 +447,32 @@ class LinuxPlatform:
             for link in rtnl.dump_links()
             if link.alias is not None and link.alias.startswith(BRIDGED_ALIAS)
         ]
+
+    def _remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
+        """Host links in :data:`BRIDGED_GROUP` named ``ng<i>_NAME`` that never got their
+        alias: a daemon was killed between creating them and naming them. Removing the
+        ``ng`` end of a veth pair removes its peer too. For reconciliation, while no create
+        is in flight (one is a stray between its two steps)."""
+        links = self._host.dump_links()
+        names = {link.index: link.name for link in links}
+        strays: list[BridgedIfnet] = []
+        for link in links:
+            if (
+                link.group != BRIDGED_GROUP
+                or link.kind not in ("veth", "macvlan")
+                or BRIDGED_NAME.fullmatch(link.name) is None
+                or (link.alias or "").startswith(BRIDGED_ALIAS)
+            ):
+                continue
+            parent = names.get(link.link or 0, "") if link.kind == "macvlan" else ""
+            try:
+                self._host.del_link(link.index, link.name)
+            except OSError as exc:
+                if exc.errno != errno.ENODEV:  # gone meanwhile (its veth peer went first)
+                    raise
+                continue
+            strays.append(BridgedIfnet(name=link.name, parent=parent, jid=HOST_JID))
+        return strays
 
     def _preflight(self) -> None:
         if os.geteuid() != 0:
@@ -572,8 +611,9 @@ class LinuxPlatform:
         return await trio.to_thread.run_sync(self._list_bridged_ifnets)
 
     async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
-        """None can exist: one RTM_NEWLINK creates a macvlan (or veth) with its final name."""
-        return []
+        """Bridged links a killed daemon left without their alias, removed (see
+        :data:`BRIDGED_GROUP`); the parent is empty for a veth pair, never enslaved."""
+        return await trio.to_thread.run_sync(self._remove_stray_bridged_ifnets)
 
     async def list_bridges(self) -> list[BridgeInfo]:
         """No bridge of vimaged's own here: a macvlan hangs on its parent directly."""

@@ -49,6 +49,9 @@ IFLA_LINK = 5
 IFLA_MASTER = 10
 IFLA_LINKINFO = 18
 IFLA_IFALIAS = 20
+IFLA_GROUP = 27
+"""The device group, a u32 that rtnl_create_link applies from the RTM_NEWLINK that creates a
+link (IFLA_IFALIAS is applied only by a later RTM_SETLINK): net/core/rtnetlink.c."""
 IFLA_NET_NS_FD = 28
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
@@ -84,6 +87,9 @@ class Link(msgspec.Struct, frozen=True, kw_only=True):
     kind: str | None = None
     alias: str | None = None
     master: int | None = None
+    group: int = 0
+    link: int | None = None
+    """IFLA_LINK: the lower device of a macvlan (or the peer of a veth), by index."""
 
 
 def _align(n: int) -> int:
@@ -138,6 +144,10 @@ def parse_link(payload: bytes) -> Link:
             fields["alias"] = _text(value)
         elif kind == IFLA_MASTER:
             fields["master"] = struct.unpack("=I", value)[0]
+        elif kind == IFLA_GROUP:
+            fields["group"] = struct.unpack("=I", value)[0]
+        elif kind == IFLA_LINK:
+            fields["link"] = struct.unpack("=I", value)[0]
         elif kind == IFLA_LINKINFO:
             for info_kind, info in parse_attrs(value):
                 if info_kind == IFLA_INFO_KIND:

@@ -10,12 +10,20 @@ Options (``platforms.load("sim", ...)``): ``sim_host`` (socket of a running sim 
 absent, one is started detached with socket ``<state_dir>/sim.sock`` unless one is live there),
 ``state_dir``, ``bridge_mode`` (``classic``/``uplink``, Config.bridge_mode), and for a started
 host ``sim_nics``, ``sim_faults``, ``sim_kernel``.
+
+A lost connection to the host (it was killed or restarted) is a platform error, ``OSError``
+(ECONNRESET, ENOTCONN, ECONNREFUSED), never trio's stream errors: callers such as the health
+poll carry on. Reconnection is attempted with exponential backoff (calls in between fail at
+once with ENOTCONN); a host this platform started is started again. After a reconnection the
+netgraph socket is reopened and :meth:`SimPlatform.wait_reconnected` returns, so the daemon
+can look again at everything it runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import math
 import os
 import sys
 from contextlib import asynccontextmanager
@@ -23,6 +31,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+import structlog
 import trio
 
 from vimaged.errors import PlatformError
@@ -35,17 +44,28 @@ from vimaged.simhost import rpc
 from vimaged.sockets import socket_is_live
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
     from vimaged.netgraph.transport import NgTransport
     from vimaged.platforms import JailSpec
 
 R = TypeVar("R", bound=rpc.Reply)
+T = TypeVar("T")
 
 DEFAULT_STATE_DIR = "/var/run/vimaged"
 START_TIMEOUT = 15.0
 """How long a freshly started sim host may take to listen."""
 START_POLL = 0.05
+RECONNECT_FIRST_DELAY = 0.1
+RECONNECT_MAX_DELAY = 5.0
+"""Backoff between attempts to reach a sim host that went away, doubling from the first."""
+
+_LOST_ERRNOS = frozenset(
+    {errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.EPIPE, errno.ENOTCONN}
+)
+"""Errnos of a connection to the host that broke (not of a call the host refused)."""
+
+log = structlog.get_logger()
 
 
 def _spawn_detached(argv: list[str], log_path: str) -> int:
@@ -128,12 +148,22 @@ class SimPlatform:
         """The sim host this platform started, if it did (it is left running on purpose)."""
         self._rpc_lock = trio.Lock()
         self._stream: trio.SocketStream | None = None
-        self._bridges = NetgraphBridges(
+        self._bridges = self._new_bridges()
+        self._lost_at: float | None = None
+        """When the connection to the host was lost; ``None`` while connected."""
+        self._retry_delay = RECONNECT_FIRST_DELAY
+        self._next_attempt = -math.inf
+        self._reconnected = trio.Event()
+        self.reconnects = 0
+        """How many times the connection was lost and found again."""
+
+    def _new_bridges(self) -> NetgraphBridges:
+        return NetgraphBridges(
             partial(open_sim_transport, self.socket_path),
             self.rename_ifnet,
             self.set_ifnet_up,
-            bridge_mode=options.bridge_mode,
-            parents=ParentNics(Path(options.state_dir) / "parents", _SimNicOps(self)),
+            bridge_mode=self.options.bridge_mode,
+            parents=ParentNics(Path(self.options.state_dir) / "parents", _SimNicOps(self)),
         )
 
     # -- connection ------------------------------------------------------------------------
@@ -141,6 +171,9 @@ class SimPlatform:
     async def _ensure_host(self) -> None:
         async with self._start_lock:
             if self._started:
+                return
+            if self._lost_at is not None:
+                await self._reconnect()
                 return
             if not await trio.to_thread.run_sync(socket_is_live, self.socket_path):
                 if self.options.sim_host is not None:
@@ -166,21 +199,100 @@ class SimPlatform:
             await trio.sleep(START_POLL)
         raise PlatformError(f"the sim host did not start; see {log_path}")
 
+    def _connection_lost(self, exc: BaseException) -> OSError:
+        """Record that the host is unreachable; the ``OSError`` to raise for ``exc``."""
+        code = exc.errno if isinstance(exc, OSError) and exc.errno in _LOST_ERRNOS else None
+        code = code or errno.ECONNRESET
+        if self._lost_at is None:
+            self._lost_at = trio.current_time()
+            self._retry_delay = RECONNECT_FIRST_DELAY
+            self._next_attempt = self._lost_at + self._retry_delay
+            self._started = False
+            log.warning("platform.connection_lost", socket=self.socket_path, error=str(exc))
+        return OSError(code, os.strerror(code), f"sim host {self.socket_path}")
+
+    async def _reconnect(self) -> None:
+        """One attempt to reach the host again, if the backoff allows; OSError until then."""
+        now = trio.current_time()
+        if now < self._next_attempt:
+            raise OSError(
+                errno.ENOTCONN,
+                os.strerror(errno.ENOTCONN),
+                f"sim host {self.socket_path}: connection lost, retrying",
+            )
+        live = await trio.to_thread.run_sync(socket_is_live, self.socket_path)
+        if not live and self.options.sim_host is None:
+            try:
+                await self._start_host()  # the host this platform started died: another one
+                live = True
+            except PlatformError:
+                live = False
+        if not live:
+            self._retry_delay = min(RECONNECT_MAX_DELAY, self._retry_delay * 2)
+            self._next_attempt = trio.current_time() + self._retry_delay
+            code = errno.ECONNREFUSED
+            raise OSError(code, os.strerror(code), f"sim host {self.socket_path}")
+        async with self._rpc_lock:
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+        stale, self._bridges = self._bridges, self._new_bridges()
+        with trio.CancelScope(shield=True):
+            await stale.aclose()
+        lost_for = now - (self._lost_at or now)
+        self._lost_at = None
+        self._started = True
+        self.reconnects += 1
+        log.info("platform.reconnected", socket=self.socket_path, lost_for=round(lost_for, 3))
+        self._reconnected.set()
+        self._reconnected = trio.Event()
+
+    async def wait_reconnected(self) -> None:
+        """Return the next time the connection to the host is found again after a loss."""
+        await self._reconnected.wait()
+
     async def _call(self, request: rpc.Request, kind: type[R]) -> R:
         await self._ensure_host()
         async with self._rpc_lock:
-            if self._stream is None:
-                self._stream = await trio.open_unix_socket(self.socket_path)
-            stream = self._stream
             try:
-                reply = await _exchange(stream, request)
-            except BaseException:
-                # A half-done exchange leaves the framing unknown: the next call reconnects.
-                self._stream = None
-                with trio.CancelScope(shield=True):
-                    await stream.aclose()
+                if self._stream is None:
+                    self._stream = await trio.open_unix_socket(self.socket_path)
+                stream = self._stream
+                try:
+                    reply = await _exchange(stream, request)
+                except BaseException:
+                    # A half-done exchange leaves the framing unknown: the next call reconnects.
+                    self._stream = None
+                    with trio.CancelScope(shield=True):
+                        await stream.aclose()
+                    raise
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise self._connection_lost(exc) from exc
+            except OSError as exc:
+                if exc.errno in (*_LOST_ERRNOS, errno.ENOENT):  # ENOENT: no socket file
+                    raise self._connection_lost(exc) from exc
                 raise
         return _expect(reply, kind)
+
+    async def _netgraph(self, call: Callable[[NetgraphBridges], Awaitable[T]]) -> T:
+        """A call on the bridges' netgraph socket, its connection errors mapped as ``_call``'s.
+
+        ENOENT is netgraph's own answer there (no such node), so it does not mean lost.
+        """
+        await self._ensure_host()
+        try:
+            return await call(self._bridges)
+        except trio.BrokenResourceError as exc:
+            raise self._connection_lost(exc) from exc
+        except trio.ClosedResourceError:
+            # a socket closed by a reconnection under this call
+            code = errno.ENOTCONN
+            raise OSError(code, os.strerror(code), "simulated netgraph socket") from None
+        except OSError as exc:
+            if exc.errno in _LOST_ERRNOS:
+                raise self._connection_lost(exc) from exc
+            raise
 
     # -- Platform --------------------------------------------------------------------------
 
@@ -217,8 +329,15 @@ class SimPlatform:
     ) -> int:
         await self._ensure_host()
         # A connection of its own: on cancellation it closes, and the sim kills the command.
-        async with await trio.open_unix_socket(self.socket_path) as stream:
-            reply = await _exchange(stream, rpc.Exec(jid=jid, command=command, env=dict(env)))
+        try:
+            async with await trio.open_unix_socket(self.socket_path) as stream:
+                reply = await _exchange(stream, rpc.Exec(jid=jid, command=command, env=dict(env)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise self._connection_lost(exc) from exc
+        except OSError as exc:
+            if exc.errno in (*_LOST_ERRNOS, errno.ENOENT):
+                raise self._connection_lost(exc) from exc
+            raise
         exited = _expect(reply, rpc.ExitStatus)
         if exited.output:
             # What the simulated command wrote, where a real one's stdout would have gone.
@@ -258,35 +377,31 @@ class SimPlatform:
         await self._call(rpc.SetIfnetUp(name=ifname, up=True), rpc.Ok)
 
     async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
-        await self._ensure_host()
-        await self._bridges.create(parent, ifname, mac)
+        await self._netgraph(lambda bridges: bridges.create(parent, ifname, mac))
 
     async def destroy_bridged_ifnet(self, ifname: str) -> None:
-        await self._ensure_host()
-        await self._bridges.destroy(ifname)
+        await self._netgraph(lambda bridges: bridges.destroy(ifname))
 
     async def release_bridge(self, parent: str) -> bool:
-        await self._ensure_host()
-        return await self._bridges.release(parent)
+        return await self._netgraph(lambda bridges: bridges.release(parent))
 
     async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
-        await self._ensure_host()
         # jid left None, as on FreeBSD: locating each one would cost two RPCs per interface
-        return await self._bridges.list()
+        return await self._netgraph(lambda bridges: bridges.list())
 
     async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
-        await self._ensure_host()
-        strays = await self._bridges.remove_strays()
-        await self._bridges.release_empty()
-        return strays
+        async def remove_then_release(bridges: NetgraphBridges) -> list[BridgedIfnet]:
+            strays = await bridges.remove_strays()
+            await bridges.release_empty()
+            return strays
+
+        return await self._netgraph(remove_then_release)
 
     async def list_bridges(self) -> list[BridgeInfo]:
-        await self._ensure_host()
-        return await self._bridges.bridges()
+        return await self._netgraph(lambda bridges: bridges.bridges())
 
     async def bridged_ifnet_stats(self, ifname: str) -> LinkCounters:
-        await self._ensure_host()
-        return await self._bridges.link_counters(ifname)
+        return await self._netgraph(lambda bridges: bridges.link_counters(ifname))
 
     @asynccontextmanager
     async def open_netgraph(self) -> AsyncIterator[NgTransport]:
