@@ -103,3 +103,13 @@ print(json.dumps(sorted(m for m in sys.modules
 
 def test_simhost_never_loads_the_binding() -> None:
     assert loaded_after(SIMHOST) == []
+
+
+def test_libc_is_loaded_in_one_place() -> None:
+    """vimaged/netgraph/libc.py is the one ``CDLL`` of libc; the platforms load through it."""
+    loaders = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "vimaged").rglob("*.py")
+        if "CDLL(" in path.read_text()
+    )
+    assert loaders == ["vimaged/netgraph/libc.py"]

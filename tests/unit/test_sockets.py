@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import sys
 from typing import TYPE_CHECKING
@@ -57,7 +58,8 @@ def test_the_wrong_kind_of_socket_raises_or_is_not_live(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as server:
         server.bind(path)
         server.listen()
-        with pytest.raises(OSError):
+        with pytest.raises(OSError) as caught:  # noqa: PT011  # the errno is checked
             probe_socket(path, socket.SOCK_STREAM)
+        assert caught.value.errno == errno.EPROTOTYPE
         assert not socket_is_live(path, socket.SOCK_STREAM)
         assert socket_is_live(path, socket.SOCK_SEQPACKET)
