@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 PLATFORM_NAMES = ("freebsd", "sim", "linux")
 
@@ -150,6 +150,33 @@ class Platform(Protocol):
 
     async def aclose(self) -> None:
         """Release what the platform holds (connections, fds). Idempotent."""
+
+    # -- CNI attachments (vimaged-cni): an interface moved into a sandbox vimaged does not own
+
+    async def attach_to_sandbox(
+        self,
+        ifname: str,
+        sandbox: str,
+        newname: str,
+        *,
+        mtu: int | None,
+        addresses: Sequence[str],
+        routes: Sequence[tuple[str, str | None]],
+    ) -> None:
+        """Move ``ifname`` (made by :meth:`create_bridged_ifnet`) into ``sandbox`` as
+        ``newname``, up, with ``addresses`` (CIDR) and ``routes`` (destination, gateway).
+
+        ``sandbox`` is CNI_NETNS: a netns path on linux, a VNET jail's name or jid on FreeBSD.
+        ENOENT if the sandbox is gone, EINVAL if it is not one (or is vimaged's own), EEXIST if
+        ``newname`` is taken there. On failure nothing is left in the sandbox.
+        """
+
+    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
+        """``ifname`` inside ``sandbox`` if it is an interface of vimaged's, else None."""
+
+    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
+        """Destroy ``ifname`` in ``sandbox`` if it is ours and has ``mac``; ENOENT otherwise
+        (also when the sandbox is gone)."""
 
 
 def load(name: str, **options: str) -> Platform:

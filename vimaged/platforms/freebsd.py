@@ -35,7 +35,7 @@ from vimaged.platforms import freebsd_abi as abi
 from vimaged.platforms.host_command import run_host_command
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.netgraph.bridges import NetgraphBridges
@@ -480,6 +480,32 @@ class FreeBSDPlatform:
         bridges, self._bridges = self._bridges, None
         if bridges is not None:
             await bridges.aclose()
+
+    # -- CNI attachments (vimaged-cni): not yet on this platform (issue 14) -----------------
+
+    async def attach_to_sandbox(
+        self,
+        ifname: str,
+        sandbox: str,
+        newname: str,
+        *,
+        mtu: int | None,
+        addresses: Sequence[str],
+        routes: Sequence[tuple[str, str | None]],
+    ) -> None:
+        raise OSError(
+            errno.EOPNOTSUPP, "CNI attachments into VNET jails are not implemented yet", sandbox
+        )
+
+    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
+        raise OSError(
+            errno.EOPNOTSUPP, "CNI attachments into VNET jails are not implemented yet", sandbox
+        )
+
+    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
+        raise OSError(
+            errno.EOPNOTSUPP, "CNI attachments into VNET jails are not implemented yet", sandbox
+        )
 
 
 def _tool_error(result: subprocess.CompletedProcess[bytes], subject: str) -> OSError:

@@ -31,7 +31,7 @@ from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo
 from vimaged.simhost import rpc
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
     from vimaged.netgraph.transport import NgTransport
     from vimaged.platforms import JailSpec
@@ -269,6 +269,32 @@ class SimPlatform:
         stream, self._stream = self._stream, None
         if stream is not None:
             await stream.aclose()
+
+    # -- CNI attachments (vimaged-cni): not yet on this platform (issue 14) -----------------
+
+    async def attach_to_sandbox(
+        self,
+        ifname: str,
+        sandbox: str,
+        newname: str,
+        *,
+        mtu: int | None,
+        addresses: Sequence[str],
+        routes: Sequence[tuple[str, str | None]],
+    ) -> None:
+        raise OSError(
+            errno.EOPNOTSUPP, "CNI attachments into VNET jails are not implemented yet", sandbox
+        )
+
+    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
+        raise OSError(
+            errno.EOPNOTSUPP, "CNI attachments into VNET jails are not implemented yet", sandbox
+        )
+
+    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
+        raise OSError(
+            errno.EOPNOTSUPP, "CNI attachments into VNET jails are not implemented yet", sandbox
+        )
 
 
 def create(**options: str) -> SimPlatform:
