@@ -15,8 +15,6 @@ import sys
 from vimaged_cni import client, ipam
 from vimaged_cni.spec import (
     DAEMON_REFUSED,
-    INCOMPATIBLE_VERSION,
-    INVALID_ENVIRONMENT,
     LATEST,
     PLUGIN_LIMITED,
     PLUGIN_NOT_AVAILABLE,
@@ -26,9 +24,6 @@ from vimaged_cni.spec import (
     Env,
     NetConf,
 )
-
-IGNORED_IPAM_CODES = frozenset({INCOMPATIBLE_VERSION, INVALID_ENVIRONMENT})
-"""GC and STATUS of an IPAM plugin older than CNI 1.1 (it knows neither verb)."""
 
 
 def version_info(stdin: bytes) -> dict[str, object]:
@@ -151,13 +146,11 @@ def status(conf: NetConf, env: Env) -> None:
 
 
 def _ipam_optional(conf: NetConf, env: Env, command: str) -> None:
+    """GC and STATUS of the IPAM plugin, if it is of CNI 1.1 (older ones know neither verb)."""
     if conf.ipam_type is None or not env.path:
         return
-    try:
+    if ipam.supports(conf.ipam_type, env.path, "1.1.0"):
         ipam.run(conf.ipam_type, env.path, conf.raw, command)
-    except CniError as exc:
-        if exc.code not in IGNORED_IPAM_CODES:
-            raise
 
 
 VERBS = {"ADD": add, "DEL": delete, "CHECK": check, "GC": gc, "STATUS": status}

@@ -45,6 +45,14 @@ def run(kind: str, path: list[str], stdin: bytes, command: str) -> dict[str, obj
         return _exec(plugin, json.dumps(conf).encode(), command)
 
 
+def supports(kind: str, path: list[str], version: str) -> bool:
+    """Whether the IPAM plugin knows CNI ``version`` (its VERSION answer): GC and STATUS go
+    only to plugins of 1.1 or later, which an older one (host-local 1.1.x) would refuse."""
+    info = _exec(find(kind, path), json.dumps({"cniVersion": version}).encode(), "VERSION")
+    versions = info.get("supportedVersions")
+    return isinstance(versions, list) and version in versions
+
+
 def _exec(plugin: str, stdin: bytes, command: str) -> dict[str, object]:
     env = dict(os.environ, CNI_COMMAND=command)
     try:

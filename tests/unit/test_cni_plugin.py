@@ -43,20 +43,23 @@ def world(tmp_path: Path) -> dict[str, Any]:
         '  echo \'{"cniVersion":"1.0.0","ips":[{"address":"10.9.0.2/24","gateway":"10.9.0.1"}],'
         '"routes":[{"dst":"0.0.0.0/0"}]}\'\n'
         "fi\n"
+        'if [ "$CNI_COMMAND" = VERSION ]; then\n'
+        '  echo \'{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}\'\n'
+        "fi\n"
     )
     plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
     return {"log": log, "path": str(plugin.parent), "socket": str(tmp_path / "absent.sock")}
 
 
 def env(world: dict[str, Any], command: str = "ADD", **changes: str | None) -> dict[str, str]:
-    base = {
+    base: dict[str, str | None] = {
         "CNI_COMMAND": command,
         "CNI_CONTAINERID": "c0ffee",
         "CNI_NETNS": "/run/netns/c0ffee",
         "CNI_IFNAME": "eth0",
         "CNI_PATH": world["path"],
     }
-    base.update(changes)  # type: ignore[arg-type]
+    base.update(changes)
     return {k: v for k, v in base.items() if v is not None}
 
 
@@ -75,7 +78,9 @@ def code_of(environ: dict[str, str], stdin: bytes) -> int:
     assert status == 1
     assert out is not None
     assert set(out) >= {"cniVersion", "code", "msg"}
-    return int(out["code"])  # type: ignore[call-overload]
+    code = out["code"]
+    assert isinstance(code, int)
+    return code
 
 
 @pytest.mark.parametrize(
@@ -99,7 +104,7 @@ def code_of(environ: dict[str, str], stdin: bytes) -> int:
 def test_a_bad_environment_is_code_4_and_touches_nothing(
     world: dict[str, Any], changes: dict[str, str | None], code: int
 ) -> None:
-    assert code_of(env(world, **changes), conf(world)) == code
+    assert code_of(env(world, "ADD", **changes), conf(world)) == code
     assert calls(world) == []
 
 
@@ -285,7 +290,7 @@ def test_gc_sends_the_valid_attachments(world: dict[str, Any], daemon: dict[str,
         {"op": "cni_gc", "network": "lan", "valid": [
             {"container_id": "a1", "ifname": "eth0"}, {"container_id": "b2", "ifname": "net1"}]}
     ]  # fmt: skip
-    assert calls(world) == ["GC"]
+    assert calls(world) == ["VERSION", "GC"]  # GC only to an IPAM plugin of CNI 1.1
 
 
 def test_the_attachment_mac_is_pinned() -> None:

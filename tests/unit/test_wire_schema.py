@@ -375,7 +375,7 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
             addresses=("10.0.0.2/24",),
             routes=(protocol.CniRoute(dst="0.0.0.0/0", gw="10.0.0.1"),),
         ),
-    ),  # fmt: skip
+    ),
     (
         {
             "op": "cni_check",
@@ -385,7 +385,7 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
             "addresses": [],
         },
         protocol.CniCheck(network="n", container_id="c1", ifname="eth0"),
-    ),  # fmt: skip
+    ),
     (
         {"op": "cni_del", "network": "n", "container_id": "c1", "ifname": "eth0"},
         protocol.CniDel(network="n", container_id="c1", ifname="eth0"),
@@ -395,7 +395,7 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
         protocol.CniGc(
             network="n", valid=(protocol.CniAttachmentKey(container_id="c1", ifname="eth0"),)
         ),
-    ),  # fmt: skip
+    ),
     (
         {"op": "cni_status", "network": "n", "parent": "em0"},
         protocol.CniStatus(network="n", parent="em0"),
