@@ -49,8 +49,9 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> str:
     if not os.path.isdir(LIBCNI) or not os.access(HOST_LOCAL, os.X_OK):
         pytest.skip("apt-get install golang-github-appc-cni-dev containernetworking-plugins")
     out = tmp_path_factory.mktemp("cni-driver") / "driver"
-    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOFLAGS="",
-               GOCACHE=str(out.parent / "cache"), CGO_ENABLED="0")  # fmt: skip
+    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOFLAGS="", CGO_ENABLED="0")
+    if "HOME" not in env:  # go's default cache is under $HOME
+        env.setdefault("GOCACHE", str(out.parent / "cache"))
     subprocess.run([go, "build", "-o", str(out), str(ROOT / "tests/cni/driver/main.go")],
                    check=True, env=env, capture_output=True)  # fmt: skip
     return str(out)
@@ -153,6 +154,11 @@ def test_add_two_sandboxes_ping_check_and_del_twice(cni: Cni, tmp_path: Path) ->
     assert "cni" not in cni.world.ip("-o", "link", "show", netns=cni.world.host)
     cni.ok("del", conf, sandbox=s2, cid="c2")
     assert cni.attachments() == []
+    facts = [(e["event"], e.get("container_id")) for e in cni.daemon.events()]
+    assert [f for f in facts if f[0].startswith("attachment.")] == [
+        ("attachment.added", "c1"), ("attachment.added", "c2"),
+        ("attachment.removed", "c1"), ("attachment.removed", "c2"),
+    ]  # fmt: skip
     assert not any(p.name.startswith("10.") for p in (cni.ipam_dir / cni.network).iterdir())
 
 
