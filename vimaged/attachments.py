@@ -168,11 +168,14 @@ class Attachments:
         self._by_key: dict[Key, Attachment] = {}
         self._locks: defaultdict[Key, trio.Lock] = defaultdict(trio.Lock)
         self._host_uuid: str | None = None
+        self._host_ifnames = sup.attachment_ifnets
+        """Shared with the supervisor, whose orphan sweep must leave these alone."""
 
     @classmethod
     async def open(cls, state_dir: str, sup: Supervisor, platform: Platform) -> Attachments:
         self = cls(sup, platform, await AttachmentJournal.open(state_dir))
         self._by_key = {_key(a): a for a in await self._journal.load()}
+        self._host_ifnames.update(a.host_ifname for a in self._by_key.values())
         return self
 
     async def aclose(self) -> None:
@@ -194,6 +197,7 @@ class Attachments:
             _check_cidr(route.dst)
             if route.gw is not None:
                 _check_ip(route.gw)
+        self._refuse_vimage(req.sandbox)
         mac = await self._mac_for(req)
         async with self._locks[key]:
             if key in self._by_key:
@@ -210,6 +214,7 @@ class Attachments:
                 raise ConflictError(f"MAC {mac} is taken by another attachment")
             await self._journal.save(att)  # intent first
             self._by_key[key] = att
+            self._host_ifnames.add(att.host_ifname)
             try:
                 async with self._parent_lock(req.parent):
                     await self._platform.create_bridged_ifnet(req.parent, att.host_ifname, mac)
@@ -221,12 +226,13 @@ class Attachments:
                     )  # fmt: skip
                 except BaseException:
                     with trio.move_on_after(CLEANUP_GRACE, shield=True):
-                        await self._destroy_on_host(att)
+                        await self._destroy_by_host_name(att)
                     raise
             except BaseException as exc:
                 with trio.move_on_after(CLEANUP_GRACE, shield=True):
                     await self._journal.forget(key)
                     del self._by_key[key]
+                    self._host_ifnames.discard(att.host_ifname)
                 self._sup.events.emit(
                     "attachment.add_failed", None, network=req.network,
                     container_id=req.container_id, ifname=req.ifname, error=str(exc),
@@ -309,28 +315,35 @@ class Attachments:
         key = _key(att)
         await self._journal.save(_replace(att, state="attaching"))  # intent to remove
         with trio.move_on_after(CLEANUP_GRACE, shield=True):
-            await self._destroy_on_host(att)
+            await self._destroy_by_host_name(att)
             try:
                 await self._platform.detach_from_sandbox(att.sandbox, att.ifname, att.mac)
             except OSError as exc:
-                # Gone with its sandbox, or the path names another namespace now: not ours.
+                # Gone (with its sandbox, or with its netgraph node above), or the path names
+                # another namespace now: nothing of ours is left.
                 if exc.errno not in (errno.ENOENT, errno.EINVAL):
                     raise
             await self._journal.forget(key)
             self._by_key.pop(key, None)
+            self._host_ifnames.discard(att.host_ifname)
         self._sup.events.emit(
             "attachment.removed", None, network=att.network, container_id=att.container_id,
             ifname=att.ifname,
         )  # fmt: skip
 
-    async def _destroy_on_host(self, att: Attachment) -> None:
-        """Destroy the attachment's interface if it is still on the host (before the move)."""
-        if await self._platform.locate_ifnet(att.host_ifname) != HOST_JID:
-            return
+    async def _destroy_by_host_name(self, att: Attachment) -> None:
+        """Destroy the interface by its host-side name: on the host (linux: before the move),
+        or wherever it lives (netgraph: the eiface node keeps that name)."""
         async with self._parent_lock(att.parent):
             with contextlib.suppress(FileNotFoundError):
                 await self._platform.destroy_bridged_ifnet(att.host_ifname)
             await self._platform.release_bridge(att.parent)
+
+    def _refuse_vimage(self, sandbox: str) -> None:
+        """A sandbox is a container's, never a vimage vimaged runs (by name or jid)."""
+        for v in self._sup.vimages.values():
+            if sandbox == v.name or (v.jid is not None and sandbox == str(v.jid)):
+                raise InvalidRequestError(f"sandbox {sandbox} is vimage {v.name}, not a container")
 
     async def _check_parent(self, parent: str) -> None:
         host = {i.name for i in await self._platform.list_ifnets(HOST_JID)}

@@ -30,7 +30,15 @@ import msgspec
 import trio
 
 from vimaged.errors import PlatformError
-from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo, JailSpec, _libc
+from vimaged.platforms import (
+    HOST_JID,
+    BridgedIfnet,
+    IfnetInfo,
+    JailInfo,
+    JailSpec,
+    _libc,
+    jail_sandbox,
+)
 from vimaged.platforms import freebsd_abi as abi
 from vimaged.platforms.host_command import run_host_command
 
@@ -285,6 +293,7 @@ class FreeBSDPlatform:
         self._open_transport = open_transport or _open_kernel_transport
         self._bridges: NetgraphBridges | None = None
         self._closed = False
+        self._sandbox_lock = trio.Lock()  # vimaged-cni: one rename-and-move at a time
 
     # -- start-up checks
 
@@ -481,7 +490,7 @@ class FreeBSDPlatform:
         if bridges is not None:
             await bridges.aclose()
 
-    # -- CNI attachments (vimaged-cni): not yet on this platform (issue 14) -----------------
+    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail (jail_sandbox.py) --------
 
     async def attach_to_sandbox(
         self,
@@ -493,19 +502,14 @@ class FreeBSDPlatform:
         addresses: Sequence[str],
         routes: Sequence[tuple[str, str | None]],
     ) -> None:
-        raise OSError(
-            errno.EOPNOTSUPP, "CNI attachments into VNET jails are not implemented yet", sandbox
-        )
+        await jail_sandbox.attach(self, self._sandbox_lock, ifname, sandbox, newname,
+                                  mtu=mtu, addresses=addresses, routes=routes)  # fmt: skip
 
     async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
-        raise OSError(
-            errno.EOPNOTSUPP, "CNI attachments into VNET jails are not implemented yet", sandbox
-        )
+        return await jail_sandbox.inspect(self, sandbox, ifname)
 
     async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
-        raise OSError(
-            errno.EOPNOTSUPP, "CNI attachments into VNET jails are not implemented yet", sandbox
-        )
+        await jail_sandbox.detach(self, sandbox, ifname, mac)
 
 
 def _tool_error(result: subprocess.CompletedProcess[bytes], subject: str) -> OSError:

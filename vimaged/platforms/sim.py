@@ -27,7 +27,7 @@ import trio
 from vimaged.errors import PlatformError
 from vimaged.netgraph.bridges import NetgraphBridges
 from vimaged.netgraph.sim_transport import open_sim_transport
-from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo
+from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo, JailInfo, jail_sandbox
 from vimaged.simhost import rpc
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ class SimPlatform:
         """The sim host this platform started, if it did (it is left running on purpose)."""
         self._rpc_lock = trio.Lock()
         self._stream: trio.SocketStream | None = None
+        self._sandbox_lock = trio.Lock()  # vimaged-cni: one rename-and-move at a time
         self._bridges = NetgraphBridges(
             partial(open_sim_transport, self.socket_path), self.rename_ifnet, self.set_ifnet_up
         )
@@ -270,7 +271,7 @@ class SimPlatform:
         if stream is not None:
             await stream.aclose()
 
-    # -- CNI attachments (vimaged-cni): not yet on this platform (issue 14) -----------------
+    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail (jail_sandbox.py) --------
 
     async def attach_to_sandbox(
         self,
@@ -282,19 +283,14 @@ class SimPlatform:
         addresses: Sequence[str],
         routes: Sequence[tuple[str, str | None]],
     ) -> None:
-        raise OSError(
-            errno.EOPNOTSUPP, "CNI attachments into VNET jails are not implemented yet", sandbox
-        )
+        await jail_sandbox.attach(self, self._sandbox_lock, ifname, sandbox, newname,
+                                  mtu=mtu, addresses=addresses, routes=routes)  # fmt: skip
 
     async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
-        raise OSError(
-            errno.EOPNOTSUPP, "CNI attachments into VNET jails are not implemented yet", sandbox
-        )
+        return await jail_sandbox.inspect(self, sandbox, ifname)
 
     async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
-        raise OSError(
-            errno.EOPNOTSUPP, "CNI attachments into VNET jails are not implemented yet", sandbox
-        )
+        await jail_sandbox.detach(self, sandbox, ifname, mac)
 
 
 def create(**options: str) -> SimPlatform:
