@@ -216,17 +216,16 @@ class Attachments:
             self._by_key[key] = att
             self._host_ifnames.add(att.host_ifname)
             try:
-                async with self._parent_lock(req.parent):
-                    await self._platform.create_bridged_ifnet(req.parent, att.host_ifname, mac)
                 try:
-                    await self._platform.attach_to_sandbox(
-                        att.host_ifname, req.sandbox, req.ifname, mtu=req.mtu,
-                        addresses=req.addresses,
-                        routes=[(r.dst, r.gw) for r in req.routes],
-                    )  # fmt: skip
+                    async with self._parent_lock(req.parent):
+                        await self._platform.create_in_sandbox(
+                            req.parent, att.host_ifname, mac, req.sandbox, req.ifname,
+                            mtu=req.mtu, addresses=req.addresses,
+                            routes=[(r.dst, r.gw) for r in req.routes],
+                        )  # fmt: skip
                 except BaseException:
                     with trio.move_on_after(CLEANUP_GRACE, shield=True):
-                        await self._destroy_by_host_name(att)
+                        await self._destroy_by_host_name(att)  # a platform that left it
                     raise
             except BaseException as exc:
                 with trio.move_on_after(CLEANUP_GRACE, shield=True):

@@ -219,8 +219,8 @@ def test_version_through_libcni(cni: Cni) -> None:
 
 
 def test_a_killed_add_converges_at_restart(cni: Cni, tmp_path: Path) -> None:
-    """The journal holds the intent of an ADD cut short after the move into the sandbox (and
-    of one cut short before it): the restarted daemon removes both interfaces."""
+    """The journal holds the intent of an ADD cut short once the interface was in the sandbox
+    (and of one cut short with it still on the host): the restarted daemon removes both."""
     s1 = cni.sandbox("s1")
     cni.daemon.kill(signal.SIGKILL)
     moved = host_ifname(cni.network, "c1", "eth0")
@@ -236,8 +236,9 @@ def test_a_killed_add_converges_at_restart(cni: Cni, tmp_path: Path) -> None:
                     network=cni.network, container_id=cid, ifname="eth0", sandbox=s1,
                     parent="lan0", mac=mac, host_ifname=host, state="attaching",
                 ))  # fmt: skip
-                await plat.create_bridged_ifnet("lan0", host, mac)
-            await plat.attach_to_sandbox(moved, s1, "eth0", mtu=None, addresses=(), routes=())
+            await plat.create_in_sandbox("lan0", moved, mac1, s1, "eth0", mtu=None,
+                                         addresses=(), routes=())  # fmt: skip
+            await plat.create_bridged_ifnet("lan0", stuck, mac2)  # a netgraph ADD's first step
         finally:
             await journal.aclose()
             await plat.aclose()
@@ -248,3 +249,19 @@ def test_a_killed_add_converges_at_restart(cni: Cni, tmp_path: Path) -> None:
     assert cni.in_sandbox(s1, "ip", "link", "show", "eth0").returncode != 0
     assert stuck not in cni.world.ip("-o", "link", "show", netns=cni.world.host)
     assert cni.attachments() == []
+
+
+def test_a_linux_bridge_parent_gets_a_veth_pair(cni: Cni, tmp_path: Path) -> None:
+    w = cni.world
+    w.ip("link", "add", "br0", "type", "bridge", netns=w.host)
+    w.ip("link", "set", "br0", "up", netns=w.host)
+    w.ip("addr", "add", "10.77.0.1/24", "dev", "br0", netns=w.host)  # the gateway, on the host
+    conf = cni.conflist(tmp_path / "br.conflist", parent="br0")
+    s1 = cni.sandbox("s1")
+    cni.ok("add", conf, sandbox=s1, cid="c1")
+    assert cni.in_sandbox(s1, "ping", "-c1", "-W2", "10.77.0.1").returncode == 0
+    assert "master br0" in w.ip("-o", "link", "show", netns=w.host)  # the host end
+    cni.ok("check", conf, sandbox=s1, cid="c1")
+    cni.ok("del", conf, sandbox=s1, cid="c1")
+    assert cni.in_sandbox(s1, "ip", "link", "show", "eth0").returncode != 0
+    assert "master br0" not in w.ip("-o", "link", "show", netns=w.host)

@@ -153,9 +153,11 @@ class Platform(Protocol):
 
     # -- CNI attachments (vimaged-cni): an interface moved into a sandbox vimaged does not own
 
-    async def attach_to_sandbox(
+    async def create_in_sandbox(
         self,
+        parent: str,
         ifname: str,
+        mac: str,
         sandbox: str,
         newname: str,
         *,
@@ -163,12 +165,16 @@ class Platform(Protocol):
         addresses: Sequence[str],
         routes: Sequence[tuple[str, str | None]],
     ) -> None:
-        """Move ``ifname`` (made by :meth:`create_bridged_ifnet`) into ``sandbox`` as
-        ``newname``, up, with ``addresses`` (CIDR) and ``routes`` (destination, gateway).
+        """Create an interface bridged to ``parent`` with ``mac`` (as
+        :meth:`create_bridged_ifnet` does; ``ifname`` is its host-side name) and put it in
+        ``sandbox`` as ``newname``, up, with ``addresses`` (CIDR) and ``routes`` (destination,
+        gateway).
 
         ``sandbox`` is CNI_NETNS: a netns path on linux, a VNET jail's name or jid on FreeBSD.
         ENOENT if the sandbox is gone, EINVAL if it is not one (or is vimaged's own), EEXIST if
-        ``newname`` is taken there. On failure nothing is left in the sandbox.
+        ``newname`` is taken there. Linux creates a macvlan right inside the namespace (a move
+        costs the kernel a synchronize_net, ~25 ms); netgraph platforms make the eiface on the
+        host and move it. Nothing is left behind on failure.
         """
 
     async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:

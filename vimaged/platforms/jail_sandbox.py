@@ -39,10 +39,12 @@ async def resolve(plat: Platform, sandbox: str) -> int:
     return live[0].jid
 
 
-async def attach(
+async def create(
     plat: Platform,
     lock: trio.Lock,
+    parent: str,
     ifname: str,
+    mac: str,
     sandbox: str,
     newname: str,
     *,
@@ -57,14 +59,20 @@ async def attach(
             sandbox,
         )
     jid = await resolve(plat, sandbox)
-    async with lock:
-        await plat.rename_ifnet(ifname, newname)
-        try:
-            await plat.move_ifnet(newname, jid)
-        except BaseException:
-            with trio.move_on_after(CLEANUP_GRACE, shield=True):
-                await plat.rename_ifnet(newname, ifname)
-            raise
+    await plat.create_bridged_ifnet(parent, ifname, mac)
+    try:
+        async with lock:
+            await plat.rename_ifnet(ifname, newname)
+            try:
+                await plat.move_ifnet(newname, jid)
+            except BaseException:
+                with trio.move_on_after(CLEANUP_GRACE, shield=True):
+                    await plat.rename_ifnet(newname, ifname)
+                raise
+    except BaseException:
+        with trio.move_on_after(CLEANUP_GRACE, shield=True):
+            await plat.destroy_bridged_ifnet(ifname)  # by its node's name, wherever it is
+        raise
 
 
 async def inspect(plat: Platform, sandbox: str, ifname: str) -> IfnetInfo | None:

@@ -577,21 +577,33 @@ class LinuxPlatform:
     def _ours(link: nl.Link) -> bool:
         return (link.alias or "").startswith(BRIDGED_ALIAS)
 
-    def _attach_to_sandbox(
+    def _create_in_sandbox(
         self,
+        parent: str,
         ifname: str,
+        mac: str,
         sandbox: str,
         newname: str,
         mtu: int | None,
         addresses: Sequence[str],
         routes: Sequence[tuple[str, str | None]],
     ) -> None:
-        _check_ifname(ifname)
-        _check_ifname(newname)
+        for name in (parent, ifname, newname):
+            _check_ifname(name)
+        if not MAC.fullmatch(mac):
+            raise _einval("a MAC address is xx:xx:xx:xx:xx:xx", mac)
+        upper = _enodev_is_enoent(lambda: self._host.get_link(parent), parent)
         with linux_sandbox.open_sandbox(sandbox, self._nsfs_dev, self._refused_namespaces()) as fd:
             try:
-                linux_sandbox.attach(self._host, fd, sandbox, ifname, newname, owned=self._ours,
-                                     mtu=mtu, addresses=addresses, routes=routes)  # fmt: skip
+                if upper.kind == "bridge":  # a veth pair, made on the host, then moved
+                    self._create_bridged_ifnet(parent, ifname, mac)
+                    linux_sandbox.attach(self._host, fd, sandbox, ifname, newname,
+                                         owned=self._ours, mtu=mtu, addresses=addresses,
+                                         routes=routes)  # fmt: skip
+                else:
+                    linux_sandbox.create(self._host, fd, sandbox, upper.index, newname, mac,
+                                         BRIDGED_ALIAS + parent, mtu=mtu, addresses=addresses,
+                                         routes=routes)  # fmt: skip
             except ValueError as exc:
                 raise _einval(str(exc), sandbox) from None
 
@@ -605,9 +617,11 @@ class LinuxPlatform:
         with linux_sandbox.open_sandbox(sandbox, self._nsfs_dev, self._refused_namespaces()) as fd:
             linux_sandbox.detach(fd, sandbox, ifname, mac, self._ours)
 
-    async def attach_to_sandbox(
+    async def create_in_sandbox(
         self,
+        parent: str,
         ifname: str,
+        mac: str,
         sandbox: str,
         newname: str,
         *,
@@ -616,7 +630,7 @@ class LinuxPlatform:
         routes: Sequence[tuple[str, str | None]],
     ) -> None:
         await trio.to_thread.run_sync(
-            self._attach_to_sandbox, ifname, sandbox, newname, mtu, addresses, routes
+            self._create_in_sandbox, parent, ifname, mac, sandbox, newname, mtu, addresses, routes
         )
 
     async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:

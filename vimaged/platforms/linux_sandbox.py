@@ -94,6 +94,75 @@ def _route_body(index: int, dst: str, gw: str | None) -> bytes:
     return body + nl.attr(RTA_OIF, nl.u32(index))
 
 
+def _configure(
+    fd: int,
+    path: str,
+    newname: str,
+    *,
+    alias: str | None,
+    addresses: Sequence[str],
+    routes: Sequence[tuple[str, str | None]],
+) -> None:
+    """Inside the sandbox: mark (``alias``), up, addresses, routes; on failure delete it."""
+
+    def configure() -> None:
+        rtnl = nl.Rtnl()
+        try:
+            inside = rtnl.get_link(newname)
+            try:
+                body = nl.ifinfo(inside.index, nl.IFF_UP, nl.IFF_UP)
+                if alias is not None:
+                    body += nl.attr(nl.IFLA_IFALIAS, nl.cstr(alias))
+                rtnl.set_link(body, newname)
+                create = nl.NLM_F_CREATE | nl.NLM_F_EXCL
+                for cidr in addresses:
+                    rtnl.request(nl.RTM_NEWADDR, create, _addr_body(inside.index, cidr), cidr)
+                for dst, gw in routes:
+                    rtnl.request(RTM_NEWROUTE, create, _route_body(inside.index, dst, gw), dst)
+            except BaseException:
+                rtnl.del_link(inside.index, newname)
+                raise
+        finally:
+            rtnl.close()
+
+    kernel.in_netns(fd, path, configure)
+
+
+def _check_addresses(addresses: Sequence[str], routes: Sequence[tuple[str, str | None]]) -> None:
+    for cidr in addresses:
+        ipaddress.ip_interface(cidr)  # ValueError before anything is made
+    for dst, gw in routes:
+        _route_body(0, dst, gw)
+
+
+def create(
+    host: nl.Rtnl,
+    fd: int,
+    path: str,
+    parent_index: int,
+    newname: str,
+    mac: str,
+    alias: str,
+    *,
+    mtu: int | None,
+    addresses: Sequence[str],
+    routes: Sequence[tuple[str, str | None]],
+) -> None:
+    """A macvlan (mode bridge) on host link ``parent_index``, made right inside the sandbox
+    (``ip link add link P name N netns S type macvlan``): no move, so no synchronize_net."""
+    _check_addresses(addresses, routes)
+    mode = nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.IFLA_MACVLAN_MODE, nl.u32(4)))
+    body = nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, nl.cstr(newname))
+    body += nl.attr(nl.IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+    body += nl.attr(nl.IFLA_LINK, nl.u32(parent_index))
+    body += nl.attr(nl.IFLA_NET_NS_FD, nl.u32(fd))
+    if mtu is not None:
+        body += nl.attr(IFLA_MTU, nl.u32(mtu))
+    body += nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"macvlan"), mode)
+    host.new_link(body, newname)  # EEXIST if the sandbox has one of that name
+    _configure(fd, path, newname, alias=alias, addresses=addresses, routes=routes)
+
+
 def attach(
     host: nl.Rtnl,
     fd: int,
@@ -106,12 +175,9 @@ def attach(
     addresses: Sequence[str],
     routes: Sequence[tuple[str, str | None]],
 ) -> None:
-    """Move host link ``ifname`` into the sandbox as ``newname``, up, with addresses and routes.
-
-    On failure nothing of it is left in the sandbox (the caller destroys what stays on the host).
-    """
-    for cidr in addresses:
-        ipaddress.ip_interface(cidr)  # ValueError before anything moves
+    """Move host link ``ifname`` into the sandbox as ``newname``, up, with addresses and routes
+    (the veth of a Linux-bridge parent). On failure the caller destroys what stays on the host."""
+    _check_addresses(addresses, routes)
     link = host.get_link(ifname)
     if not owned(link):
         raise OSError(errno.ENOENT, "no bridged interface of vimaged", ifname)
@@ -120,34 +186,7 @@ def attach(
     if mtu is not None:
         body += nl.attr(IFLA_MTU, nl.u32(mtu))
     host.set_link(body, newname)
-
-    def configure() -> None:
-        rtnl = nl.Rtnl()
-        try:
-            inside = rtnl.get_link(newname)
-            try:
-                rtnl.set_link(nl.ifinfo(inside.index, nl.IFF_UP, nl.IFF_UP), newname)
-                for cidr in addresses:
-                    rtnl.request(
-                        nl.RTM_NEWADDR,
-                        nl.NLM_F_CREATE | nl.NLM_F_EXCL,
-                        _addr_body(inside.index, cidr),
-                        cidr,
-                    )
-                for dst, gw in routes:
-                    rtnl.request(
-                        RTM_NEWROUTE,
-                        nl.NLM_F_CREATE | nl.NLM_F_EXCL,
-                        _route_body(inside.index, dst, gw),
-                        dst,
-                    )
-            except BaseException:
-                rtnl.del_link(inside.index, newname)
-                raise
-        finally:
-            rtnl.close()
-
-    kernel.in_netns(fd, path, configure)
+    _configure(fd, path, newname, alias=None, addresses=addresses, routes=routes)
 
 
 def _find(fd: int, path: str, ifname: str) -> tuple[nl.Link, list[str]] | None:

@@ -273,9 +273,11 @@ class SimPlatform:
 
     # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail (jail_sandbox.py) --------
 
-    async def attach_to_sandbox(
+    async def create_in_sandbox(
         self,
+        parent: str,
         ifname: str,
+        mac: str,
         sandbox: str,
         newname: str,
         *,
@@ -283,7 +285,7 @@ class SimPlatform:
         addresses: Sequence[str],
         routes: Sequence[tuple[str, str | None]],
     ) -> None:
-        await jail_sandbox.attach(self, self._sandbox_lock, ifname, sandbox, newname,
+        await jail_sandbox.create(self, self._sandbox_lock, parent, ifname, mac, sandbox, newname,
                                   mtu=mtu, addresses=addresses, routes=routes)  # fmt: skip
 
     async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
