@@ -60,6 +60,8 @@ log = structlog.get_logger()
 CNI_REQUESTS = (CniAdd, CniCheck, CniDel, CniGc, CniStatus, CniList)
 CLEANUP_GRACE = 10.0
 HOST_IFNAME_PREFIX = "cni"
+MIN_MTU, MAX_MTU = 68, 65535
+MAX_ADDRESSES, MAX_ROUTES = 64, 256
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS attachment (
@@ -191,6 +193,12 @@ class Attachments:
         if self._sup.stopping:
             raise ShuttingDownError("vimaged is shutting down")
         key = (req.network, req.container_id, req.ifname)
+        if req.mtu is not None and not MIN_MTU <= req.mtu <= MAX_MTU:
+            raise InvalidRequestError(f"mtu {req.mtu} is not from {MIN_MTU} to {MAX_MTU}")
+        if len(req.addresses) > MAX_ADDRESSES or len(req.routes) > MAX_ROUTES:
+            raise InvalidRequestError(
+                f"at most {MAX_ADDRESSES} addresses and {MAX_ROUTES} routes per attachment"
+            )
         for cidr in req.addresses:
             _check_cidr(cidr)
         for route in req.routes:
@@ -212,6 +220,8 @@ class Attachments:
             )  # fmt: skip
             if any(a.mac == mac for a in self._by_key.values()):
                 raise ConflictError(f"MAC {mac} is taken by another attachment")
+            if att.host_ifname in self._host_ifnames:  # 44 bits of blake2s collided
+                raise ConflictError(f"host-side name {att.host_ifname} is taken")
             await self._journal.save(att)  # intent first
             self._by_key[key] = att
             self._host_ifnames.add(att.host_ifname)
