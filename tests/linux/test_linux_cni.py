@@ -143,6 +143,11 @@ def test_add_two_sandboxes_ping_check_and_del_twice(cni: Cni, tmp_path: Path) ->
     link = cni.in_sandbox(s1, "ip", "-o", "link", "show", "eth0").stdout
     assert r1["interfaces"][0]["mac"] in link
     assert cni.in_sandbox(s1, "ping", "-c1", "-W2", ip2).returncode == 0
+    table = cni.daemon.ok("attachments").stdout.splitlines()
+    assert table[0].split()[:4] == ["NETWORK", "CONTAINER", "IFNAME", "STATE"]
+    assert [line.split()[1] for line in table[1:]] == ["c1", "c2"]
+    listed = cni.daemon.ok("--json", "attachments").json()
+    assert [(a["container_id"], a["sandbox"]) for a in listed] == [("c1", s1), ("c2", s2)]
     assert cni.in_sandbox(s2, "ping", "-c1", "-W2", PEER).returncode == 0  # beyond the parent
     assert "default via 10.77.0.1" in cni.in_sandbox(s1, "ip", "route").stdout
     cni.ok("check", conf, sandbox=s1, cid="c1")
