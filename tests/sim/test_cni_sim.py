@@ -15,10 +15,13 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import trio
 
 from tests.sim.daemon_harness import Daemon
-from vimaged.attachments import host_ifname
+from vimaged import protocol
+from vimaged.attachments import AttachmentJournal, host_ifname
 from vimaged.netgraph.bridges import eiface_name
+from vimaged.platforms import sim
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -122,3 +125,36 @@ def test_the_daemon_gives_no_vimage_as_a_sandbox(daemon: Daemon, sim_host: SimHo
     failed = plugin(daemon, "ADD", "web")
     assert (failed["exit"], failed["code"], failed["details"]) == (1, 100, "invalid_request")
     daemon.ok("stop", "web")
+
+
+def test_a_killed_add_converges_at_restart(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    """The journal holds the intent of an ADD cut short with the eiface already in the jail, and
+    of one cut short with it still on the host: the restarted daemon destroys both nodes."""
+    jid = sim_host.create_jail("ctr1")
+    assert daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+    moved, stuck = host_ifname(NETWORK, "c1", "eth0"), host_ifname(NETWORK, "c2", "eth0")
+
+    async def half_done() -> None:
+        plat = sim.create(sim_host=sim_host.socket_path, state_dir=str(daemon.workdir / "p"))
+        journal = await AttachmentJournal.open(str(daemon.workdir / "state"))
+        try:
+            for cid, host, mac in (("c1", moved, "02:00:00:00:00:c1"),
+                                   ("c2", stuck, "02:00:00:00:00:c2")):  # fmt: skip
+                await journal.save(protocol.Attachment(
+                    network=NETWORK, container_id=cid, ifname="eth0", sandbox="ctr1",
+                    parent="em0", mac=mac, host_ifname=host, state="attaching",
+                ))  # fmt: skip
+            await plat.create_in_sandbox("em0", moved, "02:00:00:00:00:c1", "ctr1", "eth0",
+                                         mtu=None, addresses=(), routes=())  # fmt: skip
+            await plat.create_bridged_ifnet("em0", stuck, "02:00:00:00:00:c2")
+        finally:
+            await journal.aclose()
+            await plat.aclose()
+
+    trio.run(half_done)
+    assert "eth0" in {i.name for i in sim_host.ifnets(jid)}
+    assert len(eifaces(sim_host)) == 2
+    daemon.start()
+    assert "eth0" not in {i.name for i in sim_host.ifnets(jid)}
+    assert eifaces(sim_host) == []
+    assert {n.type for n in sim_host.ng_nodes()} <= {"ether", "socket"}
