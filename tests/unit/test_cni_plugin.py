@@ -8,6 +8,8 @@ import os
 import socket
 import stat
 import struct
+import subprocess
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -298,3 +300,15 @@ def test_the_attachment_mac_is_pinned() -> None:
     assert macs.attachment_mac(uuid, "abc", "eth0") == "5e:d6:bb:db:35:a0"
     assert macs.attachment_mac(uuid.upper(), "abc", "eth0") == "5e:d6:bb:db:35:a0"
     assert macs.attachment_mac(uuid, "abc", "eth1") != "5e:d6:bb:db:35:a0"
+
+
+def test_the_plugin_loads_only_the_standard_library() -> None:
+    """Like vimagectl: a runtime execs the plugin for every ADD, so it starts fast."""
+    code = (
+        "import json, sys, vimaged_cni.cli\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('trio', 'structlog', 'msgspec', 'vimaged', 'vimagectl', 'typing'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)  # fmt: skip
+    assert json.loads(done.stdout) == []
