@@ -19,6 +19,7 @@ from vimagectl.exits import EX_INTERRUPTED, EX_OK, EXIT_STATUS, SYSEXITS, exit_s
 from vimagectl.nagios import PLUGIN, render_health
 from vimagectl.render import (
     format_table,
+    render_attachments,
     render_change,
     render_event,
     render_list,
@@ -128,6 +129,13 @@ VERBS: dict[str, Verb] = {
         lambda a: {"op": "events"},
         "event",
         render_event,
+    ),
+    "attachments": Verb(
+        NO_OPERANDS,
+        "table of vimaged-cni's attachments (container sandboxes)",
+        lambda a: {"op": "cni_list"},
+        "attachments",
+        render_attachments,
     ),
 }
 """Every verb, in the order ``--help`` lists them."""

@@ -17,7 +17,15 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from vimagectl.args import Arguments
-    from vimagectl.replies import Done, Event, Reloaded, VersionInfo, VimageInfo, Vimages
+    from vimagectl.replies import (
+        AttachmentList,
+        Done,
+        Event,
+        Reloaded,
+        VersionInfo,
+        VimageInfo,
+        Vimages,
+    )
 
 
 def write_json(value: object) -> None:
@@ -158,6 +166,22 @@ def render_version(reply: VersionInfo, args: Arguments) -> int:
     else:
         print(f"vimagectl {__version__}")
         print(f"vimaged {daemon} (protocol {protocol}, platform {platform})")
+    return EX_OK
+
+
+def render_attachments(reply: AttachmentList, args: Arguments) -> int:
+    """vimaged-cni's attachments (issue 14), one row each."""
+    if args.json:
+        write_json(reply["attachments"])
+        return EX_OK
+    rows = [("NETWORK", "CONTAINER", "IFNAME", "STATE", "PARENT", "MAC", "SANDBOX", "ADDRESSES")]
+    for att in reply["attachments"]:
+        rows.append((att["network"], att["container_id"], att["ifname"], att["state"],
+                     att["parent"], att["mac"], att["sandbox"],
+                     ",".join(att["addresses"]) or "-"))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return EX_OK
 
 

@@ -17,6 +17,7 @@ State = Literal["stopped", "starting", "running", "stopping", "failed"]
 HealthState = Literal["ok", "degraded", "failed", "unknown"]
 Where = Literal["vimage", "host", "pending-return", "absent"]
 InterfaceKind = Literal["bridge", "vnet"]
+AttachmentState = Literal["attaching", "attached"]
 
 
 class Start(TypedDict):
@@ -60,6 +61,60 @@ class Version(TypedDict):
 
 class Events(TypedDict):
     op: Literal["events"]
+
+
+class CniRoute(TypedDict):
+    dst: str
+    gw: str | None
+
+
+class CniAdd(TypedDict):
+    op: Literal["cni_add"]
+    network: str
+    container_id: str
+    ifname: str
+    sandbox: str
+    parent: str
+    mac: str | None
+    mtu: int | None
+    addresses: list[str]
+    routes: list[CniRoute]
+
+
+class CniCheck(TypedDict):
+    op: Literal["cni_check"]
+    network: str
+    container_id: str
+    ifname: str
+    addresses: list[str]
+
+
+class CniDel(TypedDict):
+    op: Literal["cni_del"]
+    network: str
+    container_id: str
+    ifname: str
+
+
+class CniAttachmentKey(TypedDict):
+    container_id: str
+    ifname: str
+
+
+class CniGc(TypedDict):
+    op: Literal["cni_gc"]
+    network: str
+    valid: list[CniAttachmentKey]
+
+
+class CniStatus(TypedDict):
+    op: Literal["cni_status"]
+    network: str
+    parent: str
+
+
+class CniList(TypedDict):
+    op: Literal["cni_list"]
 
 
 class Hello(TypedDict):
@@ -148,5 +203,38 @@ class Error(TypedDict):
     errno: int | None
 
 
-Request = Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events
-Reply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error
+class Attachment(TypedDict):
+    network: str
+    container_id: str
+    ifname: str
+    sandbox: str
+    parent: str
+    mac: str
+    host_ifname: str
+    state: AttachmentState
+    addresses: list[str]
+
+
+class AttachmentList(TypedDict):
+    reply: Literal["attachments"]
+    attachments: list[Attachment]
+
+
+Request = (
+    Start
+    | Stop
+    | Restart
+    | ListVimages
+    | Status
+    | Health
+    | Reload
+    | Version
+    | Events
+    | CniAdd
+    | CniCheck
+    | CniDel
+    | CniGc
+    | CniStatus
+    | CniList
+)
+Reply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList
