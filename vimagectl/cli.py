@@ -74,8 +74,8 @@ VERBS: dict[str, Verb] = {
         render_list,
     ),
     "status": Verb(
-        SOME_NAMES,
-        "details of the named vimages",
+        ANY_NAMES,
+        "details of the named vimages, or of all",
         lambda a: {"op": "status", "names": a.names},
         "vimages",
         render_status,
@@ -95,9 +95,10 @@ VERBS: dict[str, Verb] = {
         render_change,
     ),
     "restart": Verb(
-        SOME_NAMES,
-        "stop then start the named vimages",
-        lambda a: {"op": "restart", "names": a.names},
+        NAMES_OR_ALL,
+        "stop then start the named vimages, or all of them",
+        # "all" only when asked: a daemon older than restart --all refuses the field
+        lambda a: {"op": "restart", "names": a.names, **({"all": True} if a.all else {})},
         "done",
         render_change,
     ),
@@ -125,7 +126,7 @@ VERBS: dict[str, Verb] = {
     ),
     "events": Verb(
         NO_OPERANDS,
-        "stream events as JSON lines until interrupted",
+        "stream events, one line each, until interrupted",
         lambda a: {"op": "events"},
         "event",
         render_event,

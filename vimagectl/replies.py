@@ -35,6 +35,7 @@ class Stop(TypedDict):
 class Restart(TypedDict):
     op: Literal["restart"]
     names: list[str]
+    all: bool
 
 
 class ListVimages(TypedDict):
@@ -167,6 +168,7 @@ class VimageInfo(TypedDict):
     config_changed: bool
     error: str | None
     restarts: int
+    removed: bool
 
 
 class Vimages(TypedDict):

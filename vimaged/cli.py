@@ -10,6 +10,7 @@ or an I/O error on it, 69 also when another daemon holds the state dir or socket
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
@@ -23,6 +24,8 @@ EX_SOFTWARE = 70
 EX_UNAVAILABLE = 69
 EX_OSERR = 71
 EX_CONFIG = 78
+EX_CANTCREAT = 73
+EX_NOPERM = 77
 
 DEFAULT_SOCKET = "/var/run/vimaged.sock"
 DEFAULT_STATE_DIR = "/var/db/vimaged"
@@ -126,11 +129,28 @@ def main(argv: list[str] | None = None) -> int:
         exc = _single_cause(raised)
         if not isinstance(exc, VimagedError | OSError):
             raise
-        print(f"vimaged: {exc}", file=sys.stderr)
+        print(f"vimaged: {_exit_message(exc)}", file=sys.stderr)
         if isinstance(exc, StateDirError):
             return exc.exit_status
+        if isinstance(exc, PermissionError) and os.geteuid() != 0:
+            return EX_NOPERM
         return next(status for cls, status in exit_statuses if isinstance(exc, cls))
     return 0
+
+
+def _exit_message(exc: Exception) -> str:
+    """The one line vimaged leaves on stderr when it cannot run: an errno in words, never
+    ``[Errno 13]``; a permission problem met by an unprivileged user says why (issue 13)."""
+    from vimaged.oserrors import PERMISSION_ERRNOS, describe_oserror
+    from vimaged.statedir import StateDirError
+
+    message = describe_oserror(exc) if isinstance(exc, OSError) else str(exc)
+    denied = (isinstance(exc, OSError) and exc.errno in PERMISSION_ERRNOS) or (
+        isinstance(exc, StateDirError) and exc.exit_status == EX_CANTCREAT
+    )
+    if denied and os.geteuid() != 0:
+        message += f"; vimaged needs root (running as uid {os.geteuid()})"
+    return message
 
 
 def _check_config(cfg: Config, args: argparse.Namespace) -> int:

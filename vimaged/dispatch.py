@@ -15,6 +15,7 @@ import trio
 from vimaged import __version__, config
 from vimaged.attachments import CNI_REQUESTS, cni_reply
 from vimaged.errors import InvalidRequestError, VimagedError
+from vimaged.oserrors import describe_oserror
 from vimaged.platforms import HOST_JID
 from vimaged.protocol import (
     MAX_NAMES,
@@ -63,7 +64,7 @@ class Dispatcher:
         except VimagedError as exc:
             return Error(code=exc.code, message=str(exc))
         except OSError as exc:
-            return Error(code="os_error", message=str(exc), errno=exc.errno)
+            return Error(code="os_error", message=describe_oserror(exc), errno=exc.errno)
         except Exception:
             log.exception("request.crashed")
             return Error(code="internal", message="internal error; see the daemon's log")
@@ -79,8 +80,8 @@ class Dispatcher:
                 if everything:
                     return Done(outcomes=tuple(await sup.stop([], everything=True)))
                 return Done(outcomes=tuple(await sup.stop(self._names(names, False))))
-            case Restart(names=names):
-                return Done(outcomes=tuple(await sup.restart(self._names(names, False))))
+            case Restart(names=names, all_=everything):
+                return Done(outcomes=tuple(await sup.restart(self._names(names, everything))))
             case ListVimages():
                 return Vimages(vimages=tuple(sup.infos()))
             case Status(names=names) | Health(names=names):

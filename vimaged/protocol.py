@@ -58,6 +58,7 @@ class Stop(Request, tag="stop", frozen=True):
 
 class Restart(Request, tag="restart", frozen=True):
     names: tuple[VimageName, ...] = ()
+    all_: bool = msgspec.field(default=False, name="all")
 
 
 class ListVimages(Request, tag="list", frozen=True):
@@ -224,9 +225,13 @@ class VimageInfo(msgspec.Struct, frozen=True, kw_only=True):
     of output>``."""
     interfaces: tuple[Interface, ...] = ()
     config_changed: bool = False
-    """The configuration changed since this vimage started; a restart applies it."""
+    """The configuration changed since this vimage started; a restart applies it (unless
+    ``removed``)."""
     error: str | None = None
     restarts: int = 0
+    removed: bool = False
+    """A reload took it out of the configuration while it ran: it may only be stopped, and
+    is then forgotten."""
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):

@@ -35,6 +35,7 @@ from vimaged.errors import (
     VimagedError,
 )
 from vimaged.health import HealthMonitor
+from vimaged.oserrors import describe_oserror
 from vimaged.platforms import HOST_JID, JailSpec
 from vimaged.protocol import (
     HealthState,
@@ -172,7 +173,7 @@ class Supervisor:
         self._refuse_if_stopping()
         names = list(names)
         for name in names:
-            self._get(name)
+            self._refuse_if_removed(self._get(name))
             self.health.reset_failures(name)  # an operator acted: close the circuit breaker
         outcomes: dict[str, Outcome] = {}
         for level in self.cfg.start_order(names):
@@ -229,7 +230,7 @@ class Supervisor:
         self._refuse_if_stopping()
         names = list(names)
         for name in names:
-            self._get(name)
+            self._refuse_if_removed(self._get(name))  # before stopping any: nothing half-done
         outcomes = []
         for name in names:
             v = self._get(name)
@@ -239,6 +240,12 @@ class Supervisor:
                 continue
             outcomes.append(await self._guarded(v, self.start_vimage))
         return outcomes
+
+    @staticmethod
+    def _refuse_if_removed(v: Vimage) -> None:
+        """A vimage a reload removed may only be stopped (issue 13: the same words everywhere)."""
+        if v.removed:
+            raise NotFoundError(removed_text(v.name))
 
     async def _guarded(self, v: Vimage, op: Callable[[Vimage], Awaitable[None]]) -> Outcome:
         try:
@@ -366,6 +373,7 @@ class Supervisor:
             health_reason=v.health_reason if v.state == "running" else None,
             interfaces=tuple(interfaces),
             config_changed=v.next_cfg is not None or v.removed,
+            removed=v.removed,
             error=v.error,
             restarts=v.restarts,
         )
@@ -377,7 +385,7 @@ class Supervisor:
             if v.state == "running":
                 return
             if v.removed:
-                raise NotFoundError(f"{v.name} was removed from the configuration")
+                raise NotFoundError(removed_text(v.name))
             if v.next_cfg is not None:
                 v.cfg, v.next_cfg = v.next_cfg, None
             cfg = v.cfg
@@ -952,10 +960,13 @@ def _from_another_boot(row_boot: str | None, current: str | None) -> bool:
     return row_boot is not None and current is not None and row_boot != current
 
 
+def removed_text(name: str) -> str:
+    """Why a vimage a reload removed cannot start: ``status`` says the same (render.py)."""
+    return f"{name} was removed from the configuration by reload; stop it to let it go"
+
+
 def _describe_oserror(exc: OSError) -> str:
-    code = errnos.errorcode.get(exc.errno or 0, str(exc.errno))
-    subject = f" ({exc.filename})" if exc.filename else ""
-    return f"{exc.strerror or exc}{subject} [{code}]"
+    return describe_oserror(exc)  # issue 13: one wording of an errno, daemon-wide (oserrors.py)
 
 
 def _error_text(exc: BaseException) -> str:
