@@ -23,6 +23,7 @@ from vimagectl.render import (
     render_change,
     render_event,
     render_list,
+    render_metrics,
     render_reload,
     render_status,
     render_version,
@@ -130,6 +131,13 @@ VERBS: dict[str, Verb] = {
         lambda a: {"op": "events"},
         "event",
         render_event,
+    ),
+    "metrics": Verb(
+        NO_OPERANDS,
+        "counts in Prometheus text format (node_exporter's textfile collector)",
+        lambda a: {"op": "metrics"},
+        "metrics",
+        render_metrics,
     ),
     "attachments": Verb(
         NO_OPERANDS,

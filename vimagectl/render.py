@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         AttachmentList,
         Done,
         Event,
+        MetricsText,
         Reloaded,
         VersionInfo,
         VimageInfo,
@@ -224,3 +225,13 @@ def _event_value(value: object) -> str:
     if not text or any(c.isspace() or c in "\"=\\" or not c.isprintable() for c in text):
         return json.dumps(text, ensure_ascii=False)
     return text
+
+
+def render_metrics(reply: MetricsText, args: Arguments) -> int:
+    """The daemon's exposition text as it sent it; ``--json``: ``{"text": ...}``."""
+    if args.json:
+        write_json({"text": reply["text"]})
+    else:
+        sys.stdout.write(reply["text"])
+        sys.stdout.flush()
+    return EX_OK

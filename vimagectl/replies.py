@@ -64,6 +64,10 @@ class Events(TypedDict):
     op: Literal["events"]
 
 
+class Metrics(TypedDict):
+    op: Literal["metrics"]
+
+
 class CniRoute(TypedDict):
     dst: str
     gw: str | None
@@ -222,6 +226,11 @@ class AttachmentList(TypedDict):
     attachments: list[Attachment]
 
 
+class MetricsText(TypedDict):
+    reply: Literal["metrics"]
+    text: str
+
+
 Request = (
     Start
     | Stop
@@ -232,6 +241,7 @@ Request = (
     | Reload
     | Version
     | Events
+    | Metrics
     | CniAdd
     | CniCheck
     | CniDel
@@ -239,4 +249,14 @@ Request = (
     | CniStatus
     | CniList
 )
-Reply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList
+Reply = (
+    Hello
+    | Done
+    | Vimages
+    | Reloaded
+    | VersionInfo
+    | Event
+    | Error
+    | AttachmentList
+    | MetricsText
+)

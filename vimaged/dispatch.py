@@ -15,6 +15,7 @@ import trio
 from vimaged import __version__, config
 from vimaged.attachments import CNI_REQUESTS, cni_reply
 from vimaged.errors import InvalidRequestError, VimagedError
+from vimaged.metrics import RequestTimes, exposition
 from vimaged.oserrors import describe_oserror
 from vimaged.platforms import HOST_JID
 from vimaged.protocol import (
@@ -24,6 +25,8 @@ from vimaged.protocol import (
     Error,
     Health,
     ListVimages,
+    Metrics,
+    MetricsText,
     Reload,
     Reloaded,
     Restart,
@@ -53,6 +56,8 @@ class Dispatcher:
         self._config_paths = config_paths
         self.attachments: Attachments | None = None
         """vimaged-cni's attachments (set by the daemon); CNI requests fail without them."""
+        self.request_times = RequestTimes()
+        """Filled by the server as it answers (its ``request.done``); read by ``metrics``."""
 
     def events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Event]]:
         return self._sup.events.subscribe()
@@ -93,6 +98,8 @@ class Dispatcher:
                 return Vimages(vimages=tuple(sup.info(n) for n in names))
             case Reload():
                 return await self.reload()
+            case Metrics():
+                return MetricsText(text=exposition(sup, self.request_times))
             case Version():
                 return VersionInfo(
                     daemon=__version__, protocol=PROTOCOL_VERSION, platform=sup.platform.name

@@ -117,6 +117,10 @@ class HealthMonitor:
         """An operator acted: close the circuit breaker."""
         self._failures.pop(name, None)
 
+    def circuit_open(self, v: Vimage) -> bool:
+        """Its circuit breaker is open: no more restarts until an operator starts it (metrics)."""
+        return len(self._failures.get(v.name, ())) >= v.cfg.restart_limit
+
     async def _poll(self, v: Vimage, scope: trio.CancelScope, wait: bool = False) -> None:
         # Spawned by whichever request started the vimage; its log lines are not that request's.
         structlog.contextvars.clear_contextvars()

@@ -85,6 +85,10 @@ class Events(Request, tag="events", frozen=True):
     """Subscribe: the daemon answers with :class:`Event` frames until the client leaves."""
 
 
+class Metrics(Request, tag="metrics", frozen=True):
+    """The daemon's counts in Prometheus' text format (:class:`MetricsText`); read-only."""
+
+
 # -- CNI attachments (vimaged-cni, issue 14) ------------------------------------------------
 
 CniName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}\Z")]
@@ -165,7 +169,7 @@ CNI_MUTATING: frozenset[type[Request]] = frozenset({CniAdd, CniCheck, CniDel, Cn
 # -- end of CNI requests ---------------------------------------------------------------------
 
 AnyRequest = (
-    Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events
+    Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events | Metrics
     | CniAdd | CniCheck | CniDel | CniGc | CniStatus | CniList
 )  # fmt: skip
 
@@ -270,6 +274,12 @@ class Event(Reply, tag="event", frozen=True):
     data: dict[str, str | int | float | bool | None] = {}
 
 
+class MetricsText(Reply, tag="metrics", frozen=True):
+    text: str
+    """A Prometheus text exposition (format 0.0.4; vimaged/metrics.py): counts only, no
+    vimage names."""
+
+
 class Error(Reply, tag="error", frozen=True):
     code: str
     message: str
@@ -303,7 +313,9 @@ class AttachmentList(Reply, tag="attachments", frozen=True):
 
 # -- end of CNI replies ----------------------------------------------------------------------
 
-AnyReply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList
+AnyReply = (
+    Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList | MetricsText
+)
 
 REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)
 REPLY_DECODER = msgspec.json.Decoder(AnyReply)

@@ -46,6 +46,7 @@ from vimaged.protocol import (
     Hello,
     Interface,
     ListVimages,
+    Metrics,
     Outcome,
     Reload,
     Reloaded,
@@ -484,6 +485,7 @@ EVERY_VERB = [
     (["reload"], Reload()),
     (["version"], Version()),
     (["events"], Events()),
+    (["metrics"], Metrics()),
     (["attachments"], CniList()),
 ]
 
