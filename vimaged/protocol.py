@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from vimaged.names import VIMAGE_NAME_PATTERN as VIMAGE_NAME_PATTERN
+
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 20
@@ -27,11 +29,9 @@ while it skips an unknown value, and 1,000 levels raised RecursionError (issue 1
 MAX_NAMES = 1024
 """Most names one request may carry (after duplicates are dropped)."""
 
-VIMAGE_NAME_PATTERN = r"^(?![0-9]+\Z)[A-Za-z0-9_]{1,64}\Z"
 VimageName = Annotated[str, msgspec.Meta(pattern=VIMAGE_NAME_PATTERN)]
-"""sh identifier characters (the name sits in ``vimage_NAME_vnets``), never all digits
-(jail(8) would read it as a jid). ``\\Z``, not ``$``: msgspec uses ``re.search`` and ``$`` also
-matches before a trailing newline, which let ``"web\\n"`` through."""
+"""The rule of :mod:`vimaged.names` (a letter, then sh identifier characters, at most 31), so
+a name the platforms would refuse is a bad request, never a ValueError deep in a start."""
 
 State = Literal["stopped", "starting", "running", "stopping", "failed"]
 HealthState = Literal["ok", "degraded", "failed", "unknown"]
