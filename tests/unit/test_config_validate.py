@@ -202,6 +202,9 @@ def test_variables_of_the_rc_d_scripts_are_tolerated() -> None:
         ("vimaged_group='wheel staff'", "vimaged_group"),
         ('vimage_list="web 42"', "vimage_list"),
         ('vimage_list="web-1"', "vimage_list"),
+        ('vimage_list="1web"', "vimage_list"),  # jail_conf refused it at start (issue 12)
+        (f'vimage_list="{"a" * 32}"', "vimage_list"),
+        ("vimage_list=w\nvimage_w_bridges=-em0", "vimage_w_bridges"),
         ('vimage_list="web web"', "vimage_list"),
         ("vimage_list=w\nvimage_w_rootdir=jails/w", "vimage_w_rootdir"),
         ("vimage_list=w\nvimage_w_hostname='a b'", "vimage_w_hostname"),
