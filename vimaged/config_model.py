@@ -120,8 +120,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         """
         names = list(names)
         walk = walk_dependencies(self.vimages, names)
+        configured = {vimage.name for vimage in self.vimages}
         for name in [*names, *(dependency for _, dependency in walk.missing)]:
-            if self.get(name) is None:
+            if name not in configured:
                 raise NotFoundError(f"vimage {name} is not configured (not in vimage_list)")
         if walk.cycles:  # validation refuses cycles; this guards a Config built by hand
             raise ConfigError(f"dependency cycle: {' -> '.join(walk.cycles[0])}")

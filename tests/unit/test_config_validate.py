@@ -9,6 +9,7 @@ import re
 import shlex
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -412,6 +413,16 @@ def test_start_order_puts_dependencies_first(names: list[str]) -> None:
         vimage = result.get(name)
         assert vimage is not None
         assert all(position[dep] < position[name] for dep in vimage.depend)
+
+
+def test_start_order_of_a_hand_built_config_refuses_cycles_and_unknown_dependencies() -> None:
+    # validation refuses both; a Config built by hand meets the same single walk
+    a = VimageConfig(name="a", hostname="a", ifname="a", depend=("b",))
+    b = VimageConfig(name="b", hostname="b", ifname="b", depend=("a",))
+    with pytest.raises(ConfigError):
+        Config(vimages=(a, b)).start_order(["a"])
+    with pytest.raises(NotFoundError, match="ghost"):
+        Config(vimages=(msgspec.structs.replace(a, depend=("ghost",)),)).start_order(["a"])
 
 
 # --------------------------------------------------------------------------- host NICs
