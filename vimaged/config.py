@@ -407,15 +407,12 @@ def _optional_integer(
     if value is None:
         return None
     minimum, maximum = bounds
+    span = f"from {minimum} to {maximum}"
     if not _INTEGER.match(value):
-        problems.add_at(name, f"{value!r} is not a whole number (from {minimum} to {maximum})")
+        problems.add_at(name, f"{value!r} is not a whole number ({span})")
         return None
     number = int(value) if len(value) <= limits.NUMBER_DIGITS_MAX else maximum + 1
-    if not minimum <= number <= maximum:
-        shown = value if len(value) <= limits.NUMBER_DIGITS_MAX else f"a {len(value)}-digit number"
-        problems.add_at(name, f"{shown} is out of range (from {minimum} to {maximum})")
-        return None
-    return number
+    return number if _in_range(problems, name, value, number, bounds, span) else None
 
 
 def _seconds(
@@ -435,11 +432,24 @@ def _seconds(
         return default
     whole = value.partition(".")[0]
     seconds = float(value) if len(whole) <= limits.NUMBER_DIGITS_MAX else math.inf
-    if not minimum <= seconds <= maximum:
-        shown = value if len(value) <= limits.NUMBER_DIGITS_MAX else f"a {len(value)}-digit number"
-        problems.add_at(name, f"{shown} is out of range (from {minimum:g} to {maximum:g} seconds)")
-        return default
-    return seconds
+    span = f"from {minimum:g} to {maximum:g} seconds"
+    return seconds if _in_range(problems, name, value, seconds, bounds, span) else default
+
+
+def _in_range(
+    problems: Problems,
+    name: str,
+    value: str,
+    number: float,
+    bounds: tuple[float, float],
+    span: str,
+) -> bool:
+    """Whether ``number`` (read from ``value``) is within ``bounds``; if not, say so."""
+    if bounds[0] <= number <= bounds[1]:
+        return True
+    shown = value if len(value) <= limits.NUMBER_DIGITS_MAX else f"a {len(value)}-digit number"
+    problems.add_at(name, f"{shown} is out of range ({span})")
+    return False
 
 
 def _jail_parameters(name: str, value: str | None, problems: Problems) -> tuple[str, ...]:

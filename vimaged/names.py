@@ -60,32 +60,28 @@ def is_new_ifname(ifname: str) -> bool:
 
 def check_vimage_name(name: str) -> str:
     """``name``, or ``ValueError`` saying what a vimage name is."""
-    if not is_vimage_name(name):
-        raise ValueError(
-            f"bad vimage name {name!r}: a letter, then letters, digits or '_', "
-            f"at most {VIMAGE_NAME_MAX} characters"
-        )
-    return name
+    return _checked(is_vimage_name(name), "vimage name", name, _VIMAGE_NAME_RULE)
 
 
 def check_ifname(ifname: str) -> str:
     """``ifname`` of an existing interface, or ``ValueError`` naming the problem."""
-    if not is_ifname(ifname):
-        raise ValueError(
-            f"bad interface name {ifname!r}: 1-{IFNAME_MAX} letters, digits or '_.:-', "
-            "not starting with '_.:-'"
-        )
-    return ifname
+    return _checked(is_ifname(ifname), "interface name", ifname, _IFNAME_RULE)
 
 
 def check_new_ifname(ifname: str) -> str:
     """``ifname`` for an interface or node vimaged creates, or ``ValueError``."""
-    if not is_new_ifname(ifname):
-        raise ValueError(
-            f"bad interface name {ifname!r} for a new interface: 1-{IFNAME_MAX} letters, "
-            "digits, '_' or '-', not starting with '_' or '-'"
-        )
-    return ifname
+    return _checked(is_new_ifname(ifname), "new interface name", ifname, _NEW_IFNAME_RULE)
+
+
+_VIMAGE_NAME_RULE = f"a letter, then letters, digits or '_', at most {VIMAGE_NAME_MAX} in all"
+_IFNAME_RULE = f"1-{IFNAME_MAX} letters, digits or '_.:-', not starting with '_.:-'"
+_NEW_IFNAME_RULE = f"1-{IFNAME_MAX} letters, digits, '_' or '-', not starting with '_' or '-'"
+
+
+def _checked(good: bool, what: str, name: str, rule: str) -> str:
+    if not good:
+        raise ValueError(f"bad {what} {name!r}: {rule}")
+    return name
 
 
 def bridged_ifname(index: int, alias: str) -> str:

@@ -68,14 +68,13 @@ class _ShReader:
 
     def skip_separators(self) -> None:
         """Blanks, newlines, ``;``, comments and line continuations between commands."""
-        while self.pos < len(self.text):
+        while True:
+            self.skip_blanks()
             char = self.peek()
-            if char in _BLANKS or char in "\n;":
+            if char and char in "\n;":
                 self.advance()
             elif char == "#":
                 self.skip_comment()
-            elif char == "\\" and self.peek(1) == "\n":
-                self.advance(2)
             else:
                 return
 
@@ -168,13 +167,8 @@ class _ShReader:
                 parts.append(self.single_quoted())
             elif char == '"':
                 parts.append(self.double_quoted())
-            elif char == "$":
-                parts.append(self.expansion())
-            elif char == "`":
-                raise self.error("command substitution is not supported")
             else:
-                parts.append(char)
-                self.advance()
+                parts.append(self.unquoted(char))
         return "".join(parts)
 
     def single_quoted(self) -> str:
@@ -206,13 +200,18 @@ class _ShReader:
                     self.advance()
                     continue
                 self.advance(2)
-            elif char == "$":
-                parts.append(self.expansion())
-            elif char == "`":
-                raise self.error("command substitution is not supported")
             else:
-                parts.append(char)
-                self.advance()
+                parts.append(self.unquoted(char))
+
+    def unquoted(self, char: str) -> str:
+        """What ``char`` at ``pos`` (neither a quote nor a backslash) stands for: ``$``
+        expands, a backquote is refused, anything else is itself."""
+        if char == "$":
+            return self.expansion()
+        if char == "`":
+            raise self.error("command substitution is not supported")
+        self.advance()
+        return char
 
     def expansion(self) -> str:
         """``$NAME`` or ``${NAME}``; a lone ``$`` is literal, as in sh."""
