@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from vimagectl.replies import Done, Reloaded, Request, VersionInfo, VimageInfo, Vimages
+    from vimagectl.replies import (
+        AttachmentList,
+        Done,
+        Reloaded,
+        Request,
+        VersionInfo,
+        VimageInfo,
+        Vimages,
+    )
 
 EX_OK = 0
 EX_USAGE = 64
@@ -96,6 +104,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "reload": ("", "re-read rc.conf(5)"),
     "version": ("", "client, daemon and protocol versions"),
     "events": ("", "stream events as JSON lines until interrupted"),
+    "attachments": ("", "table of vimaged-cni's attachments (container sandboxes)"),
 }
 """Each verb: its operands for the usage line, and its help."""
 
@@ -518,6 +527,23 @@ def cmd_events(client: Client, args: Arguments) -> int:
     return EX_OK  # unreachable: the stream ends with ClientError("closed")
 
 
+def cmd_attachments(client: Client, args: Arguments) -> int:
+    """vimaged-cni's attachments (issue 14): the ``cni_list`` request."""
+    reply: AttachmentList = _ask(client, {"op": "cni_list"}, "attachments")
+    if args.json:
+        _write_json(reply["attachments"])
+        return EX_OK
+    rows = [("NETWORK", "CONTAINER", "IFNAME", "STATE", "PARENT", "MAC", "SANDBOX", "ADDRESSES")]
+    for att in reply["attachments"]:
+        rows.append((att["network"], att["container_id"], att["ifname"], att["state"],
+                     att["parent"], att["mac"], att["sandbox"],
+                     ",".join(att["addresses"]) or "-"))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return EX_OK
+
+
 RUN: dict[str, Callable[[Client, Arguments], int]] = {
     "list": cmd_list,
     "status": cmd_status,
@@ -528,5 +554,6 @@ RUN: dict[str, Callable[[Client, Arguments], int]] = {
     "reload": cmd_reload,
     "version": cmd_version,
     "events": cmd_events,
+    "attachments": cmd_attachments,
 }
 """One function per verb (VERBS holds their help)."""

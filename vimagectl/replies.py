@@ -64,7 +64,67 @@ class Events(TypedDict):
     op: Literal["events"]
 
 
-Request = Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events
+# CNI attachments (vimaged-cni, issue 14)
+
+
+class CniRoute(TypedDict):
+    dst: str
+    gw: str | None
+
+
+class CniAttachmentKey(TypedDict):
+    container_id: str
+    ifname: str
+
+
+class CniAdd(TypedDict):
+    op: Literal["cni_add"]
+    network: str
+    container_id: str
+    ifname: str
+    sandbox: str
+    parent: str
+    mac: str | None
+    mtu: int | None
+    addresses: list[str]
+    routes: list[CniRoute]
+
+
+class CniCheck(TypedDict):
+    op: Literal["cni_check"]
+    network: str
+    container_id: str
+    ifname: str
+    addresses: list[str]
+
+
+class CniDel(TypedDict):
+    op: Literal["cni_del"]
+    network: str
+    container_id: str
+    ifname: str
+
+
+class CniGc(TypedDict):
+    op: Literal["cni_gc"]
+    network: str
+    valid: list[CniAttachmentKey]
+
+
+class CniStatus(TypedDict):
+    op: Literal["cni_status"]
+    network: str
+    parent: str
+
+
+class CniList(TypedDict):
+    op: Literal["cni_list"]
+
+
+Request = (
+    Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events
+    | CniAdd | CniCheck | CniDel | CniGc | CniStatus | CniList
+)  # fmt: skip
 
 
 # --- replies (checked against the schema, defaults filled in) ---------------------------------
@@ -156,4 +216,21 @@ class Error(TypedDict):
     errno: int | None
 
 
-Reply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error
+class Attachment(TypedDict):
+    network: str
+    container_id: str
+    ifname: str
+    sandbox: str
+    parent: str
+    mac: str
+    host_ifname: str
+    state: Literal["attaching", "attached"]
+    addresses: list[str]
+
+
+class AttachmentList(TypedDict):
+    reply: Literal["attachments"]
+    attachments: list[Attachment]
+
+
+Reply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList

@@ -35,6 +35,8 @@ from vimaged.protocol import (
     REQUEST_DECODER,
     AnyReply,
     AnyRequest,
+    Attachment,
+    AttachmentList,
     Done,
     Error,
     Event,
@@ -125,7 +127,22 @@ outcomes = st.builds(
 )
 names = st.lists(texts, max_size=3).map(tuple)
 event_values = st.none() | st.booleans() | ints | floats | texts
+attachments = st.builds(
+    Attachment,
+    network=texts,
+    container_id=texts,
+    ifname=texts,
+    sandbox=texts,
+    parent=texts,
+    mac=texts,
+    host_ifname=texts,
+    state=st.sampled_from(typing.get_args(protocol.AttachmentState)),
+    addresses=names,
+)
 REPLIES: dict[type, st.SearchStrategy[typing.Any]] = {
+    AttachmentList: st.builds(
+        AttachmentList, attachments=st.lists(attachments, max_size=3).map(tuple)
+    ),
     Hello: st.builds(Hello, protocol=ints, daemon=texts),
     Done: st.builds(Done, outcomes=st.lists(outcomes, max_size=3).map(tuple)),
     Vimages: st.builds(Vimages, vimages=st.lists(vimage_infos, max_size=3).map(tuple)),
@@ -262,7 +279,7 @@ def mutations(value: object) -> st.SearchStrategy[object]:
             {"reply": "goodbye"},
             "reply",
             'expected one of "hello", "done", "vimages", "reloaded", "version", "event", '
-            '"error", got "goodbye"',
+            '"error", "attachments", got "goodbye"',
             id="unknown-tag",
         ),
         pytest.param(
@@ -334,6 +351,56 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
     ({"op": "reload"}, protocol.Reload()),
     ({"op": "version"}, protocol.Version()),
     ({"op": "events"}, protocol.Events()),
+    # what vimaged-cni sends (vimaged_cni/cli.py)
+    (
+        {
+            "op": "cni_add",
+            "network": "n",
+            "container_id": "c1",
+            "ifname": "eth0",
+            "sandbox": "/run/netns/x",
+            "parent": "em0",
+            "mac": None,
+            "mtu": 1400,
+            "addresses": ["10.0.0.2/24"],
+            "routes": [{"dst": "0.0.0.0/0", "gw": "10.0.0.1"}],
+        },
+        protocol.CniAdd(
+            network="n",
+            container_id="c1",
+            ifname="eth0",
+            sandbox="/run/netns/x",
+            parent="em0",
+            mtu=1400,
+            addresses=("10.0.0.2/24",),
+            routes=(protocol.CniRoute(dst="0.0.0.0/0", gw="10.0.0.1"),),
+        ),
+    ),
+    (
+        {
+            "op": "cni_check",
+            "network": "n",
+            "container_id": "c1",
+            "ifname": "eth0",
+            "addresses": [],
+        },
+        protocol.CniCheck(network="n", container_id="c1", ifname="eth0"),
+    ),
+    (
+        {"op": "cni_del", "network": "n", "container_id": "c1", "ifname": "eth0"},
+        protocol.CniDel(network="n", container_id="c1", ifname="eth0"),
+    ),
+    (
+        {"op": "cni_gc", "network": "n", "valid": [{"container_id": "c1", "ifname": "eth0"}]},
+        protocol.CniGc(
+            network="n", valid=(protocol.CniAttachmentKey(container_id="c1", ifname="eth0"),)
+        ),
+    ),
+    (
+        {"op": "cni_status", "network": "n", "parent": "em0"},
+        protocol.CniStatus(network="n", parent="em0"),
+    ),
+    ({"op": "cni_list"}, protocol.CniList()),
 ]
 
 
@@ -409,6 +476,7 @@ def test_checked_replies_need_no_default_the_typed_dicts_lack() -> None:
 
 
 REPLIES_MINIMAL: dict[type, AnyReply] = {
+    AttachmentList: AttachmentList(),
     Hello: Hello(protocol=1, daemon="0"),
     Done: Done(),
     Vimages: Vimages(),

@@ -39,11 +39,19 @@ from vimaged.errors import PlatformError
 from vimaged.netgraph.bridges import NetgraphBridges
 from vimaged.netgraph.parents import ParentNics
 from vimaged.netgraph.sim_transport import open_sim_transport
-from vimaged.platforms import HOST_JID, BridgedIfnet, BridgeInfo, IfnetInfo, JailInfo, LinkCounters
+from vimaged.platforms import (
+    HOST_JID,
+    BridgedIfnet,
+    BridgeInfo,
+    IfnetInfo,
+    JailInfo,
+    LinkCounters,
+    jail_sandbox,
+)
 from vimaged.simhost import rpc
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
     from vimaged.netgraph.transport import NgTransport
     from vimaged.platforms import JailSpec
@@ -166,6 +174,7 @@ class SimPlatform:
         """The sim host this platform started, if it did (it is left running on purpose)."""
         self._rpc_lock = trio.Lock()
         self._stream: trio.SocketStream | None = None
+        self._sandbox_lock = trio.Lock()  # vimaged-cni: one rename-and-move at a time
         self._bridges = self._new_bridges()
         self._lost_at: float | None = None
         """When the connection to the host was lost; ``None`` while connected."""
@@ -433,6 +442,29 @@ class SimPlatform:
         stream, self._stream = self._stream, None
         if stream is not None:
             await stream.aclose()
+
+    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail (jail_sandbox.py) --------
+
+    async def create_in_sandbox(
+        self,
+        parent: str,
+        ifname: str,
+        mac: str,
+        sandbox: str,
+        newname: str,
+        *,
+        mtu: int | None,
+        addresses: Sequence[str],
+        routes: Sequence[tuple[str, str | None]],
+    ) -> None:
+        await jail_sandbox.create(self, self._sandbox_lock, parent, ifname, mac, sandbox, newname,
+                                  mtu=mtu, addresses=addresses, routes=routes)  # fmt: skip
+
+    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
+        return await jail_sandbox.inspect(self, sandbox, ifname)
+
+    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
+        await jail_sandbox.detach(self, sandbox, ifname, mac)
 
 
 def create(**options: str) -> SimPlatform:
