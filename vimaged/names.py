@@ -28,13 +28,18 @@ ALIAS_PATTERN: Final = r"^(?![0-9]+\Z)[A-Za-z0-9_]+\Z"
 """``vimage_NAME_ifname``, the alias in ``ng{i}_{alias}``: sh identifier characters, not only
 digits; its length is bounded by :data:`IFNAME_MAX` through :func:`bridged_ifname_problem`."""
 
-IFNAME_PATTERN: Final = rf"^[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{IFNAME_MAX - 1}}}\Z"
+IFNAME_PATTERN: Final = rf"^[A-Za-z0-9_][A-Za-z0-9_.:-]{{0,{IFNAME_MAX - 1}}}\Z"
 """An existing interface (a parent NIC, a NIC to move): FreeBSD's driver-unit names, VLANs
-(``igb0.100``) and aliases (``em0:1``); no blank, ``/``, quote or leading ``-``."""
+(``igb0.100``) and aliases (``em0:1``); no blank, ``/``, quote, nor a leading ``-`` (an option
+to ifconfig(8) in a hook) or ``.`` (``..`` is a path)."""
 
-NEW_IFNAME_PATTERN: Final = rf"^[A-Za-z0-9][A-Za-z0-9_-]{{0,{IFNAME_MAX - 1}}}\Z"
+NEW_IFNAME_PATTERN: Final = rf"^[A-Za-z0-9_][A-Za-z0-9_-]{{0,{IFNAME_MAX - 1}}}\Z"
 """An interface or netgraph node vimaged creates (``ng0_web``): an existing-interface name
 without ``.`` and ``:``, which netgraph addresses and Linux's ``dev_valid_name`` refuse."""
+
+SANDBOX_IFNAME_PATTERN: Final = rf"^[^/:\s]{{1,{IFNAME_MAX}}}\Z"
+"""CNI_IFNAME, the name a container runtime picks inside its sandbox: what the kernels take
+(no ``/``, ``:`` or blank); the platform refuses what its kernel would."""
 
 _VIMAGE_NAME = re.compile(VIMAGE_NAME_PATTERN)
 _ALIAS = re.compile(ALIAS_PATTERN)
@@ -74,8 +79,8 @@ def check_new_ifname(ifname: str) -> str:
 
 
 _VIMAGE_NAME_RULE = f"a letter, then letters, digits or '_', at most {VIMAGE_NAME_MAX} in all"
-_IFNAME_RULE = f"1-{IFNAME_MAX} letters, digits or '_.:-', not starting with '_.:-'"
-_NEW_IFNAME_RULE = f"1-{IFNAME_MAX} letters, digits, '_' or '-', not starting with '_' or '-'"
+_IFNAME_RULE = f"1-{IFNAME_MAX} letters, digits or '_.:-', not starting with '.:-'"
+_NEW_IFNAME_RULE = f"1-{IFNAME_MAX} letters, digits, '_' or '-', not starting with '-'"
 
 
 def _checked(good: bool, what: str, name: str, rule: str) -> str:

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from vimaged.names import SANDBOX_IFNAME_PATTERN
 from vimaged.names import VIMAGE_NAME_PATTERN as VIMAGE_NAME_PATTERN
 
 PROTOCOL_VERSION = 1
@@ -88,7 +89,7 @@ class Events(Request, tag="events", frozen=True):
 CniName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}\Z")]
 """A CNI network name or container ID: the characters libcni allows (``[A-Za-z0-9_.-]``, a
 letter or digit first), at most 255."""
-CniIfName = Annotated[str, msgspec.Meta(pattern=r"^[^/:\s]{1,15}\Z")]
+CniIfName = Annotated[str, msgspec.Meta(pattern=SANDBOX_IFNAME_PATTERN)]
 """CNI_IFNAME: an interface name inside the sandbox (IFNAMSIZ - 1, no ``/``, ``:`` or space)."""
 CniSandbox = Annotated[str, msgspec.Meta(pattern=r"^[^\x00]{1,1024}\Z")]
 """CNI_NETNS: a netns path (linux) or a VNET jail's name or jid (FreeBSD)."""

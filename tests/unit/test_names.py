@@ -62,7 +62,7 @@ def test_the_wire_pattern_is_the_names_pattern() -> None:
     assert field["pattern"] == names.VIMAGE_NAME_PATTERN
 
 
-@pytest.mark.parametrize("ifname", ["em0", "igb0.100", "em0:1", "vtnet1234567890", "lagg0_x"])
+@pytest.mark.parametrize("ifname", ["em0", "igb0.100", "em0:1", "vtnet1234567890", "lagg0_x", "_x"])
 def test_existing_interface_names(ifname: str) -> None:
     assert names.check_ifname(ifname) == ifname
 
@@ -98,11 +98,22 @@ def test_alias_rule(alias: str, good: bool) -> None:
     assert names.is_alias(alias) is good
 
 
-def test_ifnamsiz_is_defined_once_outside_the_sim() -> None:
+def test_ifnamsiz_is_defined_once_but_for_deliberate_copies() -> None:
     definitions = [
         str(path.relative_to(ROOT))
-        for path in sorted((ROOT / "vimaged").rglob("*.py"))
+        for package in ("vimaged", "vimagectl", "vimaged_cni")
+        for path in sorted((ROOT / package).rglob("*.py"))
         if re.search(r"^IFNAMSIZ\b[^=]*=", path.read_text(), re.MULTILINE)
     ]
-    # the simulated host keeps its own copy on purpose (it imports none of our rules)
-    assert definitions == ["vimaged/names.py", "vimaged/simhost/ng_message.py"]
+    # the simulated host models the kernel and the CNI plugin imports nothing of vimaged
+    assert definitions == [
+        "vimaged/names.py",
+        "vimaged/simhost/ng_message.py",
+        "vimaged_cni/spec.py",
+    ]
+
+
+def test_the_cni_interface_name_is_the_names_rule() -> None:
+    schema = msgspec.json.schema(protocol.CniAdd)
+    field = schema["$defs"]["CniAdd"]["properties"]["ifname"]
+    assert field["pattern"] == names.SANDBOX_IFNAME_PATTERN

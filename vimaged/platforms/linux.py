@@ -70,8 +70,9 @@ def _enoent(subject: str) -> OSError:
 
 
 def _check_ifname(name: str) -> None:
-    if not names.is_ifname(name):
-        raise _einval("interface names have 1 to 15 of [A-Za-z0-9_.:-], no leading _.:-", name)
+    # The kernel's own rule, wider than names.check_ifname: CNI runtimes pick sandbox names.
+    if not name or len(name.encode()) >= names.IFNAMSIZ or "/" in name or name.strip() != name:
+        raise _einval("interface names have 1 to 15 bytes, no '/' or whitespace", name)
 
 
 class _Netns:
