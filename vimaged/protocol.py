@@ -12,18 +12,18 @@ change.
 from __future__ import annotations
 
 import re
-import struct
 from typing import Annotated, Literal
 
 import msgspec
 
+from vimaged import framing
+from vimaged.framing import HEADER as HEADER  # re-exported: readers of frames use them
+from vimaged.framing import MAX_FRAME as MAX_FRAME
+from vimaged.framing import frame_length as frame_length
 from vimaged.names import SANDBOX_IFNAME_PATTERN
 from vimaged.names import VIMAGE_NAME_PATTERN as VIMAGE_NAME_PATTERN
 
 PROTOCOL_VERSION = 1
-HEADER = struct.Struct(">I")
-MAX_FRAME = 1 << 20
-"""Largest frame body accepted in either direction (1 MiB)."""
 MAX_NESTING = 16
 """Deepest ``[``/``{`` nesting a request may have (real ones nest 2): msgspec's decoder recurses
 while it skips an unknown value, and 1,000 levels raised RecursionError (issue 10)."""
@@ -342,19 +342,8 @@ def wire_schema() -> dict[str, object]:
 
 
 def frame(message: Request | Reply) -> bytes:
-    """Encode ``message`` with its length prefix."""
-    body = ENCODER.encode(message)
-    if len(body) > MAX_FRAME:
-        raise ValueError(f"frame of {len(body)} bytes exceeds MAX_FRAME ({MAX_FRAME})")
-    return HEADER.pack(len(body)) + body
-
-
-def frame_length(header: bytes) -> int:
-    """The body length announced by a 4-byte header; ``ValueError`` above :data:`MAX_FRAME`."""
-    (length,) = HEADER.unpack(header)
-    if length > MAX_FRAME:
-        raise ValueError(f"frame of {length} bytes exceeds MAX_FRAME ({MAX_FRAME})")
-    return int(length)
+    """Encode ``message`` with its length prefix; ``ValueError`` above :data:`MAX_FRAME`."""
+    return framing.frame(ENCODER.encode(message))
 
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)

@@ -2,13 +2,14 @@
 (tests, unit tier).
 
 vimaged/protocol.py owns the message types. vimagectl reads replies without msgspec, checking
-them against vimagectl/protocol.schema.json (derived from protocol.py) and typing them with
-vimagectl/replies.py. These tests hold all three to protocol.py, and hold the checker to what
-msgspec itself accepts and produces.
+them against vimagectl/protocol.schema.json and typing them with vimagectl/replies.py, both
+generated from protocol.py by scripts/gen-wire-schema.py. These tests hold both files current
+and equal to protocol.py, and hold the checker to what msgspec itself accepts and produces.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import typing
@@ -21,7 +22,6 @@ from hypothesis import strategies as st
 
 from vimagectl import replies
 from vimagectl.client import (
-    MAX_FRAME,
     PROTOCOL_VERSION,
     SCHEMA,
     ClientError,
@@ -29,7 +29,7 @@ from vimagectl.client import (
     decode_reply,
 )
 from vimagectl.schema import SCHEMA_FILE, Schema, SchemaError, WireError
-from vimaged import protocol
+from vimaged import framing, protocol
 from vimaged.protocol import (
     REPLY_DECODER,
     REQUEST_DECODER,
@@ -50,11 +50,27 @@ from vimaged.protocol import (
     wire_schema,
 )
 
+if typing.TYPE_CHECKING:
+    import types
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # --- the shipped schema -----------------------------------------------------------------------
+
+
+def _generator() -> types.ModuleType:
+    """scripts/gen-wire-schema.py, the one writer of vimagectl's copies of the wire types."""
+    spec = importlib.util.spec_from_file_location("gen_wire_schema", GENERATOR)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GENERATOR = ROOT / "scripts" / "gen-wire-schema.py"
 
 
 def test_the_shipped_schema_is_current() -> None:
@@ -65,8 +81,26 @@ def test_the_shipped_schema_is_current() -> None:
     assert Path(SCHEMA_FILE) == ROOT / "vimagectl" / "protocol.schema.json"
 
 
+def test_every_generated_file_is_current() -> None:
+    generator = _generator()
+    assert set(generator.OUTPUTS) == {Path(SCHEMA_FILE), Path(replies.__file__)}
+    for path, text in generator.OUTPUTS.items():
+        assert path.read_text() == text(), f"{path.name} is stale: run {GENERATOR.name}"
+
+
+def test_a_wire_type_the_generator_cannot_spell_is_refused() -> None:
+    """So that a new kind of field never ends up typed loosely (or not at all) in replies.py."""
+    import datetime
+
+    import msgspec.inspect
+
+    with pytest.raises(TypeError):
+        _generator()._Writer().annotation(msgspec.inspect.type_info(datetime.datetime))
+
+
 def test_the_client_takes_version_and_frame_cap_from_the_protocol() -> None:
-    assert (PROTOCOL_VERSION, MAX_FRAME) == (protocol.PROTOCOL_VERSION, protocol.MAX_FRAME)
+    assert PROTOCOL_VERSION == protocol.PROTOCOL_VERSION
+    assert SCHEMA.integer("x-max-frame") == framing.MAX_FRAME == protocol.MAX_FRAME
     assert SCHEMA.pattern("Status", "names") == protocol.VIMAGE_NAME_PATTERN
 
 
