@@ -13,7 +13,7 @@ import os
 import sys
 
 from vimagectl import args as grammar
-from vimagectl.args import ANY_NAMES, NAMES_OR_ALL, NO_OPERANDS, SOME_NAMES, UsageError
+from vimagectl.args import ANY_NAMES, NAMES_OR_ALL, NO_OPERANDS, UsageError
 from vimagectl.client import DEFAULT_SOCKET, Client, ClientError
 from vimagectl.exits import EX_INTERRUPTED, EX_OK, EXIT_STATUS, SYSEXITS, exit_status
 from vimagectl.nagios import PLUGIN, render_health
@@ -98,8 +98,7 @@ VERBS: dict[str, Verb] = {
     "restart": Verb(
         NAMES_OR_ALL,
         "stop then start the named vimages, or all of them",
-        # "all" only when asked: a daemon older than restart --all refuses the field
-        lambda a: {"op": "restart", "names": a.names, **({"all": True} if a.all else {})},
+        lambda a: {"op": "restart", "names": a.names, "all": a.all},
         "done",
         render_change,
     ),

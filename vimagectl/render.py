@@ -222,7 +222,7 @@ def _event_value(value: object) -> str:
     if value is True or value is False:
         return "yes" if value else "no"
     text = str(value)
-    if not text or any(c.isspace() or c in "\"=\\" or not c.isprintable() for c in text):
+    if not text or any(c.isspace() or c in '"=\\' or not c.isprintable() for c in text):
         return json.dumps(text, ensure_ascii=False)
     return text
 

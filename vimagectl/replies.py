@@ -250,13 +250,5 @@ Request = (
     | CniList
 )
 Reply = (
-    Hello
-    | Done
-    | Vimages
-    | Reloaded
-    | VersionInfo
-    | Event
-    | Error
-    | AttachmentList
-    | MetricsText
+    Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList | MetricsText
 )

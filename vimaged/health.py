@@ -31,6 +31,7 @@ import trio
 
 from vimaged.command_output import CommandOutput
 from vimaged.errors import VimagedError
+from vimaged.oserrors import error_text
 from vimaged.platforms import HOST_JID
 from vimaged.protocol import LinkStats
 
@@ -281,7 +282,7 @@ class HealthMonitor:
                 await sup.fail_vimage(v, "the jail disappeared")
             except (OSError, VimagedError) as exc:
                 # fail_vimage left it failed with what it could not undo; nothing to restart
-                log.error("vimage.cleanup_failed", vimage=v.name, error=str(exc))
+                log.error("vimage.cleanup_failed", vimage=v.name, error=error_text(exc))
                 return
         policy = v.cfg.restart
         if policy == "no" or sup.stopping:
@@ -309,11 +310,11 @@ class HealthMonitor:
                 await sup.stop_vimage(v, restarting=True)
             await sup.start_vimage(v)
         except VimagedError as exc:
-            log.error("vimage.restart_failed", vimage=v.name, error=str(exc))
+            log.error("vimage.restart_failed", vimage=v.name, error=error_text(exc))
             if policy == "always":
                 await self._recover(v, "start failed")
         except OSError as exc:
-            log.error("vimage.restart_failed", vimage=v.name, error=str(exc))
+            log.error("vimage.restart_failed", vimage=v.name, error=error_text(exc))
             if policy == "always":
                 await self._recover(v, "start failed")
 

@@ -34,3 +34,10 @@ def describe_oserror(exc: OSError) -> str:
     if exc.filename2 is not None:
         subject = f"{subject} -> {exc.filename2}"
     return f"{subject}: {text}" if subject is not None else text
+
+
+def error_text(exc: BaseException) -> str:
+    """Any exception for a log line or message: an OSError in words, else its text."""
+    if isinstance(exc, OSError):
+        return describe_oserror(exc)
+    return str(exc) or type(exc).__name__

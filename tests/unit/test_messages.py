@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from vimaged import cli as daemon_cli
-from vimaged.oserrors import describe_oserror, errno_name
-from vimaged.statedir import StateDirError
 from vimagectl.args import UsageError
 from vimagectl.cli import parse
 from vimagectl.client import Client, ClientError
 from vimagectl.render import format_event, render_status
+from vimaged import cli as daemon_cli
+from vimaged.oserrors import describe_oserror, errno_name
+from vimaged.statedir import StateDirError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,13 +32,11 @@ pytestmark = pytest.mark.unit
         (OSError(4242, "unheard of", "x"), "errno 4242"),
     ],
 )
-def test_an_oserror_is_worded_with_its_errno_name_never_its_number(
-    exc: OSError, name: str
-) -> None:
+def test_an_oserror_is_worded_with_its_errno_name_never_its_number(exc: OSError, name: str) -> None:
     text = describe_oserror(exc)
     assert "[Errno" not in text
     assert text.endswith(f"({name})")
-    assert text.startswith(f"{exc.filename}: " if exc.filename else exc.strerror[0].lower())
+    assert text.startswith(f"{exc.filename}: " if exc.filename else str(exc.strerror)[0].lower())
     assert errno_name(exc.errno) == name
 
 
@@ -134,7 +132,8 @@ def test_status_of_a_removed_vimage_says_what_start_would(
 ) -> None:
     from vimaged.supervisor import removed_text
 
-    render_status({"reply": "vimages", "vimages": [_info(config_changed=True, removed=True)]}, _Args())  # type: ignore[arg-type, typeddict-item]
+    reply: Any = {"reply": "vimages", "vimages": [_info(config_changed=True, removed=True)]}
+    render_status(reply, _Args())  # type: ignore[arg-type]
     shown = capsys.readouterr().out
     assert "removed from the configuration by reload" in shown
     assert "restart to apply" not in shown  # restart would refuse it

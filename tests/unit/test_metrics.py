@@ -55,7 +55,8 @@ def parse_exposition(text: str) -> dict[str, dict[str, object]]:
             current = name
         elif line.startswith("# TYPE "):
             name, _, kind = line[7:].partition(" ")
-            assert name == current and "type" not in families[name]
+            assert name == current
+            assert "type" not in families[name]
             assert kind in ("counter", "gauge", "histogram", "summary", "untyped")
             families[name]["type"] = kind
         else:

@@ -373,7 +373,9 @@ async def test_reload_and_version(handler: Handler, socket_path: str) -> None:
     assert json.loads(version.stdout)["daemon"] == "9.9.9"
 
 
-async def test_events_json_prints_one_json_object_per_line(handler: Handler, socket_path: str) -> None:
+async def test_events_json_prints_one_json_object_per_line(
+    handler: Handler, socket_path: str
+) -> None:
     done = await vimagectl("-s", socket_path, "--json", "events")
     assert done.returncode == 69  # the daemon ended the stream
     events = [json.loads(line) for line in done.stdout.splitlines()]

@@ -382,7 +382,7 @@ def test_decode_reply_refuses_what_is_not_a_protocol_reply(body: bytes) -> None:
 VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
     ({"op": "start", "names": ["web"], "all": False}, protocol.Start(names=("web",))),
     ({"op": "stop", "names": [], "all": True}, protocol.Stop(all_=True)),
-    ({"op": "restart", "names": ["a", "b"]}, protocol.Restart(names=("a", "b"))),
+    ({"op": "restart", "names": ["a", "b"], "all": False}, protocol.Restart(names=("a", "b"))),
     ({"op": "list"}, protocol.ListVimages()),
     ({"op": "status", "names": ["db"]}, protocol.Status(names=("db",))),
     ({"op": "health", "names": []}, protocol.Health()),

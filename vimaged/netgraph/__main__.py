@@ -17,6 +17,7 @@ import trio
 
 from vimaged.netgraph import abi
 from vimaged.netgraph.ngsocket import open_ng_socket
+from vimaged.oserrors import describe_oserror
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -169,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         lines = trio.run(run, options)
     except OSError as exc:
-        print(f"netgraph: {exc}", file=sys.stderr)
+        print(f"netgraph: {describe_oserror(exc)}", file=sys.stderr)
         return EX_OSERR
     except trio.TooSlowError:
         print("netgraph: no reply in time", file=sys.stderr)

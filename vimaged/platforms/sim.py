@@ -39,6 +39,7 @@ from vimaged.framing import receive_frame
 from vimaged.netgraph.bridges import NetgraphBridges
 from vimaged.netgraph.parents import ParentNics
 from vimaged.netgraph.sim_transport import open_sim_transport
+from vimaged.oserrors import error_text
 from vimaged.platforms import (
     HOST_JID,
     BridgedIfnet,
@@ -217,7 +218,7 @@ class SimPlatform:
             self._retry_delay = RECONNECT_FIRST_DELAY
             self._next_attempt = self._lost_at + self._retry_delay
             self._started = False
-            log.warning("platform.connection_lost", socket=self.socket_path, error=str(exc))
+            log.warning("platform.connection_lost", socket=self.socket_path, error=error_text(exc))
         return OSError(code, os.strerror(code), f"sim host {self.socket_path}")
 
     async def _reconnect(self) -> None:
