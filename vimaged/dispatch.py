@@ -83,6 +83,7 @@ class Dispatcher:
                 return Done(outcomes=tuple(await sup.start(self._names(names, everything))))
             case Stop(names=names, all_=everything):
                 if everything:
+                    _refuse_names_and_all(names)
                     return Done(outcomes=tuple(await sup.stop([], everything=True)))
                 return Done(outcomes=tuple(await sup.stop(self._names(names, False))))
             case Restart(names=names, all_=everything):
@@ -108,6 +109,7 @@ class Dispatcher:
 
     def _names(self, names: tuple[str, ...], everything: bool) -> list[str]:
         if everything:
+            _refuse_names_and_all(names)
             return [v.name for v in self._sup.cfg.vimages]
         if not names:
             raise InvalidRequestError("name at least one vimage, or use --all")
@@ -124,6 +126,13 @@ class Dispatcher:
         held |= set(self._sup.watcher.pending)  # still in a (dying) jail, on its way home
         config.check_host_nics(new, {i.name for i in host} | held)
         return self._sup.reload(new)
+
+
+def _refuse_names_and_all(names: tuple[str, ...]) -> None:
+    """``all`` with names would act on all and silently pass over the names given."""
+    if names:
+        shown = " ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        raise InvalidRequestError(f"names ({shown}) and all: give one or the other")
 
 
 def _unique(names: tuple[str, ...]) -> tuple[str, ...]:
