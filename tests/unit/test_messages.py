@@ -169,3 +169,19 @@ def test_metrics_is_read_only() -> None:
     from vimaged.protocol import MUTATING, Metrics
 
     assert Metrics not in MUTATING  # any peer that can connect may read the counts
+
+
+def test_an_unprivileged_daemon_denied_permission_exits_77(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vimaged import config
+
+    def denied(paths: object) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/etc/rc.conf")
+
+    monkeypatch.setattr(config, "load", denied)
+    monkeypatch.setattr(os, "geteuid", lambda: 1001)
+    assert daemon_cli.main(["--platform", "sim", "--log-format", "json"]) == 77  # EX_NOPERM
+    err = capsys.readouterr().err
+    assert "needs root" in err
+    assert "[Errno" not in err
