@@ -189,5 +189,6 @@ class IfnetWatcher:
         async with trio.open_nursery() as nursery:
             await nursery.start(self._serve_events)
             nursery.start_soon(self._serve_resyncs)
+            task_status.started()
             await trio.sleep_forever()
         raise AssertionError("unreachable")  # pragma: no cover
