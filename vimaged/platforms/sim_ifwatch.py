@@ -16,8 +16,10 @@ import os
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import msgspec
 import trio
 
+from vimaged.framing import receive_frame
 from vimaged.platforms.ifnet_events import LOST, IfnetEvent, valid_ifname
 from vimaged.simhost import rpc
 
@@ -45,24 +47,18 @@ def notice_event(notice: rpc.IfnetNoticeRecord) -> IfnetEvent | None:
 
 async def _poll(stream: trio.SocketStream, request: rpc.WatchIfnets) -> rpc.IfnetNotices:
     await stream.send_all(rpc.frame(request))
-    header = await _receive_exactly(stream, rpc.HEADER.size)
-    body = await _receive_exactly(stream, rpc.frame_length(header))
-    reply = rpc.REPLY_DECODER.decode(body)
+    try:
+        body = await receive_frame(stream)
+        if body is None:
+            raise OSError(errno.ECONNRESET, os.strerror(errno.ECONNRESET), "sim host")
+        reply = rpc.REPLY_DECODER.decode(body)
+    except (ValueError, msgspec.DecodeError) as exc:  # a bad frame: the framing is lost
+        raise OSError(errno.EPROTO, os.strerror(errno.EPROTO), "sim host") from exc
     if isinstance(reply, rpc.Failed):
         raise OSError(reply.errno, os.strerror(reply.errno), reply.message)
     if not isinstance(reply, rpc.IfnetNotices):
         raise OSError(errno.EPROTO, f"the sim host answered {type(reply).__name__}")
     return reply
-
-
-async def _receive_exactly(stream: trio.SocketStream, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = await stream.receive_some(size - len(buf))
-        if not chunk:
-            raise OSError(errno.ECONNRESET, os.strerror(errno.ECONNRESET), "sim host")
-        buf += chunk
-    return bytes(buf)
 
 
 @asynccontextmanager
