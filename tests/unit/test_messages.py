@@ -174,7 +174,9 @@ def test_metrics_is_read_only() -> None:
 def test_an_unprivileged_daemon_denied_permission_exits_77(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from vimaged import config
+    from vimaged import config, log
+
+    monkeypatch.setattr(log, "configure", lambda **_: None)  # the tests' logging stays as it is
 
     def denied(paths: object) -> None:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/etc/rc.conf")
