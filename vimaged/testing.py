@@ -26,15 +26,12 @@ import struct
 import sys
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import trio
 
 from vimaged.events import EventHub
-from vimaged.platforms.netgraph_bridges import NetgraphBridges
-from vimaged.platforms.parent_nics import ParentNics
-from vimaged.platforms.sim import SimOptions, SimPlatform, _expect, _SimNicOps
+from vimaged.platforms.sim import SimOptions, SimPlatform, _expect
 from vimaged.simhost import rpc
 from vimaged.simhost.faults import parse_faults
 from vimaged.simhost.host import DEFAULT_NICS, SIGKILL_STATUS, ExecScript
@@ -44,8 +41,10 @@ from vimaged.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+    from pathlib import Path
 
     from vimaged.config import Config
+    from vimaged.platforms.netgraph_bridges import NetgraphBridges
     from vimaged.simhost.host import SimHost
     from vimaged.simhost.ng_socket import SocketNode
 
@@ -160,16 +159,12 @@ class InProcessPlatform(SimPlatform):
     # -- the transport, in process ---------------------------------------------------------
 
     def _new_bridges(self) -> NetgraphBridges:
-        parents = None
-        if self._parents_dir is not None:
-            parents = ParentNics(Path(self._parents_dir), _SimNicOps(self))
-        return NetgraphBridges(
-            self._open_model_transport,
-            self.rename_ifnet,
-            self.set_ifnet_up,
-            bridge_mode=self.options.bridge_mode,
-            parents=parents,
-        )
+        # The sim platform's own bridges with the transport swapped, and nothing else.
+        bridges = super()._new_bridges()
+        bridges._open_transport = self._open_model_transport
+        if self._parents_dir is None:
+            bridges._parents = None
+        return bridges
 
     @asynccontextmanager
     async def _open_model_transport(self) -> AsyncIterator[ModelTransport]:
@@ -290,11 +285,13 @@ async def open_memory_journal(*, boot_id: str | None = None) -> AsyncIterator[Jo
 
 class RecordingEvents(EventHub):
     """An ``EventHub`` that keeps every event it emits (as structlog's ``LogCapture`` keeps
-    log entries): :attr:`events` holds ``(event, vimage, data)``."""
+    log entries): :attr:`events` holds ``(event, vimage, data)``. Only inside ``trio.run``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.events: list[tuple[str, str | None, dict[str, Any]]] = []
+        self.timed: list[tuple[float, str, str | None, dict[str, Any]]] = []
+        """The same, each with ``trio.current_time()`` when it was emitted first."""
         self._changed = trio.Event()
 
     def emit(
@@ -302,6 +299,7 @@ class RecordingEvents(EventHub):
     ) -> None:
         super().emit(event, name, **data)
         self.events.append((event, name, dict(data)))
+        self.timed.append((trio.current_time(), event, name, dict(data)))
         self._changed.set()
         self._changed = trio.Event()
 

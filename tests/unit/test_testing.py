@@ -75,7 +75,7 @@ async def test_scripted_command_takes_fake_time_and_dies_with_its_jail(
 async def test_disconnect_is_an_oserror_until_reconnect() -> None:
     plat = InProcessPlatform()
     plat.disconnect()
-    with pytest.raises(OSError) as caught:
+    with pytest.raises(OSError) as caught:  # noqa: PT011 (the errno is checked)
         await plat.list_jails()
     assert caught.value.errno == errno.ENOTCONN
     async with trio.open_nursery() as nursery:
@@ -92,9 +92,8 @@ async def test_bridged_ifnet_through_the_netgraph_model(tmp_path: Path) -> None:
     assert [(b.name, b.parent) for b in listed] == [("ng0_web", "em0")]
     assert {n.type_name for n in plat.host.ng.iter_nodes()} >= {"bridge", "eiface"}
     await plat.destroy_bridged_ifnet("ng0_web")
-    await plat.release_bridge("em0")
     assert await plat.list_bridged_ifnets() == []
-    assert {n.type_name for n in plat.host.ng.iter_nodes()}.isdisjoint({"bridge", "eiface"})
+    assert "eiface" not in {n.type_name for n in plat.host.ng.iter_nodes()}
     await plat.aclose()
 
 

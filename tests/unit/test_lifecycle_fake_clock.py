@@ -1,0 +1,105 @@
+"""Start and stop through the Supervisor on the in-process sim platform, on a fake clock."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+from vimaged import config
+from vimaged.platforms import HOST_JID, JailSpec
+from vimaged.testing import InProcessPlatform, RecordingEvents, open_supervisor
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import trio.testing
+
+pytestmark = pytest.mark.unit
+
+
+async def test_start_then_stop(tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    cfg = config.build(
+        {"vimage_list": "web", "vimage_web_vnets": "em1", "vimage_web_bridges": "em0"}
+    )
+    plat = InProcessPlatform(nics=("em0", "em1"), state_dir=tmp_path)
+    events = RecordingEvents()
+    async with open_supervisor(cfg, plat, events=events) as sup:
+        [started] = await sup.start(["web"])
+        assert started.ok
+        assert started.state == "running"
+        info = sup.info("web")
+        jid = info.jid
+        assert jid is not None
+        assert plat.host.jails[jid].name == "web"
+        assert plat.where("em1") == jid
+        assert plat.where("ng0_web") == jid
+        assert {i.name: i.where for i in info.interfaces} == {"ng0_web": "vimage", "em1": "vimage"}
+        assert plat.commands("web") == [cfg.vimages[0].exec_start]
+
+        [stopped] = await sup.stop(["web"])
+        assert stopped.ok
+        assert stopped.state == "stopped"
+        assert plat.where("em1") == HOST_JID
+        assert plat.where("ng0_web") is None  # destroyed, not just moved out
+        assert plat.host.jails == {}
+        assert await sup.journal.resources() == []
+        assert (await sup.journal.vimages())["web"].desired == "stopped"
+        assert events.names("web") == [
+            "vimage.starting",
+            "jail.created",
+            "ifnet.bridged",
+            "ifnet.moved",
+            "vimage.started",
+            "health.ok",
+            "vimage.stopping",
+            "ifnet.returned",
+            "jail.removed",
+            "vimage.stopped",
+        ]
+
+
+async def test_start_refused_while_a_nic_is_elsewhere(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cfg = config.build({"vimage_list": "web", "vimage_web_vnets": "em0 em1"})
+    plat = InProcessPlatform(nics=("em0", "em1"))
+    async with open_supervisor(cfg, plat) as sup:
+        other = await plat.create_jail(JailSpec(name="other", hostname="other"))
+        await plat.move_ifnet("em1", other)
+        [refused] = await sup.start(["web"])
+        assert not refused.ok
+        assert refused.code == "conflict"
+        assert [j.name for j in plat.host.jails.values()] == ["other"]  # nothing made
+        assert plat.where("em0") == HOST_JID
+        assert plat.where("em1") == other
+        assert await sup.journal.resources() == []
+
+
+async def test_failed_start_rolls_back(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    cfg = config.build(
+        {
+            "vimage_list": "web",
+            "vimage_web_vnets": "em1",
+            "vimage_web_bridges": "em0",
+            "vimage_web_exec_start": "/bin/sh /etc/rc",
+        }
+    )
+    plat = InProcessPlatform(nics=("em0", "em1"), state_dir=tmp_path)
+    plat.script("web", "/etc/rc", status=1, duration=3, output="rc: no network\n")
+    events = RecordingEvents()
+    async with open_supervisor(cfg, plat, events=events) as sup:
+        [failed] = await sup.start(["web"])
+        assert not failed.ok
+        assert failed.state == "failed"
+        assert failed.code == "failed"
+        assert plat.host.jails == {}
+        assert plat.where("em1") == HOST_JID
+        assert plat.where("ng0_web") is None
+        assert await plat.list_bridges() == []
+        assert await sup.journal.resources() == []
+        assert (await sup.journal.vimages())["web"].desired == "stopped"
+        assert "vimage.rolled_back" in events.names("web")
