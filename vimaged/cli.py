@@ -142,7 +142,7 @@ def _check_config(cfg: Config, args: argparse.Namespace) -> int:
     """
     import trio
 
-    from vimaged import config, platforms
+    from vimaged import platforms, supervisor
 
     names = ", ".join(v.name for v in cfg.vimages) or "none"
     nics = sorted({n for v in cfg.vimages for n in (*v.vnets, *(b.parent for b in v.bridges))})
@@ -151,17 +151,13 @@ def _check_config(cfg: Config, args: argparse.Namespace) -> int:
         options = {"sim_host": args.sim_host} if args.sim_host else {}
         platform = platforms.load(args.platform, **options)
 
-        async def present() -> set[str]:
+        async def check() -> None:
             try:
-                found = {i.name for i in await platform.list_ifnets()}
-                for nic in set(nics) - found:
-                    if await platform.locate_ifnet(nic) is not None:
-                        found.add(nic)  # inside a jail: moved in by a running vimage
-                return found
+                await supervisor.check_host_nics(cfg, platform, in_any_jail=True)
             finally:
                 await platform.aclose()
 
-        config.check_host_nics(cfg, trio.run(present))
+        trio.run(check)
         checked = f"NICs present: {' '.join(nics)}"
     elif nics:
         checked = "NICs not checked (no --sim-host)"

@@ -7,6 +7,7 @@ sysexits(3) exit status in vimagectl. Platforms and the netgraph binding raise o
 
 from __future__ import annotations
 
+import errno
 from typing import Any, ClassVar
 
 
@@ -41,7 +42,14 @@ class PermissionDeniedError(VimagedError, code="permission_denied"):
 
 
 class OperationFailedError(VimagedError, code="failed"):
-    """A start, stop or restart failed; everything done so far was rolled back."""
+    """A start, stop or restart failed; everything done so far was rolled back.
+
+    ``errno_name``: the errno of the OSError it stands for (``"EBUSY"``), when there was one.
+    """
+
+    def __init__(self, message: str, *, errno_name: str | None = None) -> None:
+        super().__init__(message)
+        self.errno_name = errno_name
 
 
 class PlatformError(VimagedError, code="platform"):
@@ -50,3 +58,27 @@ class PlatformError(VimagedError, code="platform"):
 
 class InvalidRequestError(VimagedError, code="invalid_request"):
     """A well-formed request that asks for something meaningless (no names, say)."""
+
+
+def errno_name(exc: BaseException) -> str | None:
+    """The symbolic name of an OSError's errno (``"EBUSY"``), for the wire: scripts tell
+    EBUSY from EEXIST without parsing text. None for anything else, or an errno no name has."""
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    return errno.errorcode.get(exc.errno)
+
+
+def describe_oserror(exc: OSError) -> str:
+    """``strerror (subject) [ENAME]``: one line for a log or an Outcome's message."""
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    subject = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{subject} [{code}]"
+
+
+def error_text(exc: BaseException) -> str:
+    """What went wrong, in one line, for any exception a step may raise."""
+    if isinstance(exc, OSError):
+        return describe_oserror(exc)
+    if type(exc).__name__ == "Cancelled":  # trio.Cancelled, without importing trio here
+        return "cancelled"
+    return str(exc) or type(exc).__name__
