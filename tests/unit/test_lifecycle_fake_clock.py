@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
+import trio.testing
 
 from vimaged import config
 from vimaged.platforms import HOST_JID, JailSpec
@@ -14,7 +15,6 @@ from vimaged.testing import InProcessPlatform, RecordingEvents, open_supervisor
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import trio.testing
 
 pytestmark = pytest.mark.unit
 
@@ -103,3 +103,54 @@ async def test_failed_start_rolls_back(
         assert await sup.journal.resources() == []
         assert (await sup.journal.vimages())["web"].desired == "stopped"
         assert "vimage.rolled_back" in events.names("web")
+
+
+async def test_exec_start_past_its_timeout_is_killed_and_rolled_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cfg = config.build(
+        {
+            "vimage_list": "web",
+            "vimage_web_vnets": "em1",
+            "vimage_web_exec_start": "/etc/rc.hang",
+            "vimage_web_exec_timeout": "30",
+        }
+    )
+    plat = InProcessPlatform()
+    plat.script("web", "/etc/rc.hang", duration=3600)
+    async with open_supervisor(cfg, plat) as sup:
+        began = trio.current_time()
+        [failed] = await sup.start(["web"])
+        assert trio.current_time() - began == pytest.approx(30)
+        assert not failed.ok
+        assert failed.state == "failed"
+        [record] = [r for r in plat.host.exec_log if r.command == "/etc/rc.hang"]
+        assert record.outcome == "killed"
+        assert plat.where("em1") == HOST_JID
+        assert plat.host.jails == {}
+
+
+async def test_stop_interrupts_a_hanging_start(autojump_clock: trio.testing.MockClock) -> None:
+    cfg = config.build(
+        {"vimage_list": "web", "vimage_web_vnets": "em1", "vimage_web_exec_start": "/etc/rc.hang"}
+    )
+    plat = InProcessPlatform()
+    plat.script("web", "/etc/rc.hang", duration=3600)
+    async with open_supervisor(cfg, plat) as sup:
+        outcomes = []
+
+        async def start() -> None:
+            outcomes.extend(await sup.start(["web"]))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(start)
+            await trio.sleep(10)
+            assert sup.info("web").state == "starting"
+            [stopped] = await sup.stop(["web"])
+        assert stopped.ok
+        assert stopped.state == "stopped"
+        [interrupted] = outcomes
+        assert not interrupted.ok
+        assert trio.current_time() < 3600  # it did not wait for exec_start
+        assert plat.where("em1") == HOST_JID
+        assert plat.host.jails == {}
