@@ -7,8 +7,16 @@ import trio
 import trio.testing
 
 from vimaged import config
-from vimaged.platforms import HOST_JID
-from vimaged.testing import InProcessPlatform, RecordingEvents, open_supervisor
+from vimaged.health import HealthMonitor
+from vimaged.platforms import HOST_JID, JailSpec
+from vimaged.testing import (
+    InProcessPlatform,
+    RecordingEvents,
+    open_memory_journal,
+    open_supervisor,
+)
+from vimaged.vimage import Vimage
+from vimaged.vnets import ReturnWatcher
 
 pytestmark = pytest.mark.unit
 
@@ -104,3 +112,38 @@ async def test_vanished_jail_is_cleaned_up(autojump_clock: trio.testing.MockCloc
         [again] = await sup.start(["web"])  # the operator acts
         assert again.ok
         assert again.state == "running"
+
+
+async def test_monitor_alone_calls_on_failed_once(autojump_clock: trio.testing.MockClock) -> None:
+    """health.HealthMonitor without a supervisor: checks in, one ``on_failed`` out."""
+    cfg = config.build(
+        {
+            "vimage_list": "web",
+            "vimage_web_health_cmd": "check-nginx",
+            "vimage_web_health_interval": "10",
+            "vimage_web_health_retries": "2",
+        }
+    )
+    plat = InProcessPlatform()
+    plat.script("web", "check-nginx", status=1)
+    v = Vimage(cfg.vimages[0])
+    v.jid = await plat.create_jail(JailSpec(name="web", hostname="web"))
+    v.state = "running"
+    failed: list[float] = []
+
+    async def on_failed(failing: Vimage, reason: str | None) -> None:
+        assert failing is v
+        failed.append(trio.current_time())
+
+    events = RecordingEvents()
+    async with open_memory_journal() as journal:
+        monitor = HealthMonitor(plat, ReturnWatcher(plat, journal, events), events, on_failed)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(monitor.run)
+            began = trio.current_time()
+            monitor.watch(v)
+            await trio.sleep(10 * INTERVAL)
+            nursery.cancel_scope.cancel()
+    assert failed == [began + INTERVAL]  # the second failed check, and only once
+    assert v.health == "failed"
+    assert events.names("web") == ["health.degraded", "health.failed"]

@@ -8,13 +8,10 @@ import pytest
 import trio
 import trio.testing
 
-from vimaged import config
+from vimaged import config, restarts
 from vimaged.testing import InProcessPlatform, RecordingEvents, open_supervisor
 
 pytestmark = pytest.mark.unit
-
-FIRST_DELAY, MAX_DELAY = 1.0, 60.0
-"""The restart backoff: 1 s doubling to 60 s, each wait jittered between half and all of it."""
 
 
 def web(**settings: str) -> config.Config:
@@ -41,7 +38,7 @@ async def test_backoff_then_circuit_breaker(autojump_clock: trio.testing.MockClo
         assert len(restarting) == 3
         # restart n waits half to all of min(60, 1 * 2**(n-1)) seconds after failure n
         for n, (down, up) in enumerate(zip(failed, restarting, strict=False)):
-            step = min(MAX_DELAY, FIRST_DELAY * 2**n)
+            step = min(restarts.RESTART_MAX_DELAY, restarts.RESTART_FIRST_DELAY * 2**n)
             assert step / 2 <= up - down <= step
         info = sup.info("web")
         assert info.state == "failed"
