@@ -12,8 +12,13 @@ import trio
 import trio.testing
 
 from vimaged import config, vnets
-from vimaged.platforms import HOST_JID
-from vimaged.testing import InProcessPlatform, RecordingEvents, open_supervisor
+from vimaged.platforms import HOST_JID, JailSpec
+from vimaged.testing import (
+    InProcessPlatform,
+    RecordingEvents,
+    open_memory_journal,
+    open_supervisor,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -89,3 +94,27 @@ async def test_failed_reclaim_retried_until_it_works(
         assert any(j.dying for j in plat.host.jails.values())
         assert plat.where("em1") == HOST_JID
         assert sup.watcher.pending == {}
+
+
+async def test_watcher_alone_waits_out_a_dying_jail(autojump_clock: trio.testing.MockClock) -> None:
+    """vnets.ReturnWatcher without a supervisor: the journal row goes when the NIC is home."""
+    plat = RecordingReclaims(faults="dying=100, reclaim_fail=100000:EBUSY")
+    jid = await plat.create_jail(JailSpec(name="web", hostname="web"))
+    await plat.move_ifnet("em1", jid)
+    events = RecordingEvents()
+    async with open_memory_journal() as journal:
+        await journal.intend("vnet", "em1", vimage="web", jid=jid)
+        await journal.mark("vnet", "em1", "done")
+        watcher = vnets.ReturnWatcher(plat, journal, events)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(watcher.run)
+            await plat.remove_jail(jid)
+            assert not await watcher.return_home("em1", vimage="web", jid=jid)
+            assert events.names("web") == ["ifnet.return_pending"]
+            with trio.fail_after(100 + vnets.MAX_DELAY):
+                await events.wait_for("ifnet.returned", "web")
+            nursery.cancel_scope.cancel()
+        assert await journal.resources() == []
+    assert watcher.pending == {}
+    assert plat.where("em1") == HOST_JID
+    assert len(plat.reclaims) > 3  # retried meanwhile
