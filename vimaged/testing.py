@@ -228,6 +228,7 @@ class InProcessPlatform(SimPlatform):
     def reconnect(self) -> None:
         """Calls reach the host again; :meth:`wait_reconnected` returns, as after a reconnect."""
         self._reachable = True
+        self._lost_at = None  # as SimPlatform._reconnect leaves it
         self.reconnects += 1
         self._reconnected.set()
         self._reconnected = trio.Event()
