@@ -115,6 +115,7 @@ class Outcome(TypedDict):
     state: State
     code: str | None
     message: str | None
+    errno_name: str | None
 
 
 class Done(TypedDict):
@@ -154,6 +155,7 @@ class Error(TypedDict):
     code: str
     message: str
     errno: int | None
+    errno_name: str | None
 
 
 Reply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error
