@@ -32,7 +32,7 @@ from vimaged.platforms import HOST_JID
 from vimaged.vimage import Vimage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, MutableMapping
+    from collections.abc import Callable, MutableMapping, Set
 
     from vimaged.events import EventHub
     from vimaged.health import HealthMonitor
@@ -58,6 +58,7 @@ class Reconciler:
         macs: MacBook,
         vimages: MutableMapping[str, Vimage],
         pending_nics: Callable[[str], list[str]],
+        spared: Set[str] = frozenset(),
     ) -> None:
         self.platform = platform
         self.journal = journal
@@ -68,6 +69,8 @@ class Reconciler:
         self.macs = macs
         self.vimages = vimages
         self._pending_nics = pending_nics
+        self._spared = spared
+        """Bridged ifnets others own (vimaged-cni's attachments): never orphans."""
 
     async def reconcile(self, *, live: bool = False) -> list[str]:
         """Converge; returns the vimages whose interrupted start should be retried.
@@ -136,7 +139,7 @@ class Reconciler:
             if not live and record is not None and record.desired == "running" and v is not None:
                 retry.append(name)
         journaled = {r.key for r in await self.journal.resources() if r.kind == "bridge"}
-        await self.resources.remove_unowned_bridged(journaled)
+        await self.resources.remove_unowned_bridged(journaled | self._spared)
         return retry
 
     def _keep_in_view(self, name: str) -> None:

@@ -88,6 +88,8 @@ class Supervisor:
         self.restarts = RestartPolicy(self)
         self.health = HealthMonitor(platform, self.watcher, events, self.restarts.recover)
         self.stopping = False
+        self.attachment_ifnets: set[str] = set()
+        """Host-side names of vimaged-cni's attachments (attachments.py fills it): not orphans."""
         self._limiter = trio.CapacityLimiter(PARALLEL_STARTS)
         self.macs = MacBook(platform, journal)
         self.resources = Resources(platform, journal, events, self.watcher)
@@ -114,6 +116,7 @@ class Supervisor:
             macs=self.macs,
             vimages=self.vimages,
             pending_nics=self._pending_nics,
+            spared=self.attachment_ifnets,
         )
 
     # ------------------------------------------------------------------ running
