@@ -20,10 +20,10 @@ import trio
 from tests.sim.conftest import SimHostHandle
 from tests.sim.daemon_harness import Daemon
 from vimaged.macs import jng_mac
-from vimaged.netgraph.bridges import bridge_name, eiface_name
 from vimaged.netgraph.ngsocket import open_ng_socket
-from vimaged.netgraph.sim_transport import open_sim_transport
+from vimaged.platforms.netgraph_bridges import bridge_name, eiface_name
 from vimaged.platforms.sim import SimOptions, SimPlatform
+from vimaged.platforms.sim_transport import open_sim_transport
 from vimaged.simhost import rpc, wire
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ Cheap, frequent questions (which jails exist, which are dying, which name has a 
 straight to ``jail_get(2)``. Interfaces move with the SIOCSIFVNET/SIOCSIFRVNET ioctls,
 are renamed with SIOCSIFNAME and brought up with SIOCGIFFLAGS/SIOCSIFFLAGS; MACs come from
 ``getifaddrs(3)``; to see inside a jail's vnet a short-lived child ``jail_attach(2)``-es and
-reports. Bridged interfaces are ``vimaged.netgraph.bridges.NetgraphBridges`` over the real
+reports. Bridged interfaces are ``vimaged.platforms.netgraph_bridges.NetgraphBridges`` over the real
 PF_NETGRAPH transport. Bytes for the kernel come from :mod:`freebsd_abi`, libc from
 :mod:`_libc`. docs/freebsd.md gives the reasons.
 
@@ -39,6 +39,7 @@ from vimaged.platforms import (
     JailSpec,
     LinkCounters,
     _libc,
+    os_error,
 )
 from vimaged.platforms import freebsd_abi as abi
 from vimaged.platforms.host_command import run_host_command
@@ -47,8 +48,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
-    from vimaged.netgraph.bridges import NetgraphBridges
     from vimaged.netgraph.transport import NgTransport
+    from vimaged.platforms.netgraph_bridges import NetgraphBridges
 
 JAIL = "/usr/sbin/jail"
 JEXEC = "/usr/sbin/jexec"
@@ -203,7 +204,7 @@ def _set_ifnet_up(ifname: str, up: bool) -> None:
 
 
 class _HostNicOps:
-    """:class:`vimaged.netgraph.parents.NicOps` with ioctls on the host's vnet."""
+    """:class:`vimaged.platforms.parent_nics.NicOps` with ioctls on the host's vnet."""
 
     async def is_up(self, ifname: str) -> bool:
         return bool(_ifnet_flags(ifname) & abi.IFF_UP)
@@ -257,7 +258,7 @@ async def _run_child(script: str, jid: int, *args: str) -> bytes:
 def _quote(value: str) -> str:
     """A jail.conf(5) double-quoted string: backslash, quote and ``$`` (expansion) escaped."""
     if "\n" in value or "\0" in value:
-        raise ValueError(f"jail parameter value {value!r} contains a newline or NUL")
+        raise os_error(errno.EINVAL, f"jail parameter value {value!r}: a newline or NUL")
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
     return f'"{escaped}"'
 
@@ -266,11 +267,12 @@ def jail_conf(spec: JailSpec) -> str:
     """The jail.conf(5) block jail(8) creates and removes ``spec``'s jail from.
 
     ``vnet`` and ``persist`` always; devfs is mounted only for a jail with its own root
-    (mounting it at ``/`` + ``/dev`` would cover the host's). Raises ``ValueError`` naming a
-    malformed or duplicated parameter.
+    (mounting it at ``/`` + ``/dev`` would cover the host's). Raises ``OSError`` (EINVAL)
+    naming a malformed or duplicated parameter: the domain checks names and parameters first,
+    so this is the platform's own guard, not the error users see.
     """
     if not _JAIL_NAME.fullmatch(spec.name):
-        raise ValueError(f"bad jail name {spec.name!r}: a letter, then letters, digits or '_'")
+        raise os_error(errno.EINVAL, f"jail name {spec.name!r}")
     lines = [
         f"path = {_quote(spec.path)};",
         f"host.hostname = {_quote(spec.hostname)};",
@@ -285,9 +287,9 @@ def jail_conf(spec: JailSpec) -> str:
     for param in spec.parameters:
         key, sep, value = param.partition("=")
         if not _PARAM_KEY.fullmatch(key):
-            raise ValueError(f"bad jail parameter {param!r}: the name must look like 'allow.raw'")
+            raise os_error(errno.EINVAL, f"jail parameter {param!r}")
         if key in _OWN_PARAMS or key in seen:
-            raise ValueError(f"jail parameter {key!r} is given twice (or is set by vimaged)")
+            raise os_error(errno.EINVAL, f"jail parameter {key!r} (given twice or set by vimaged)")
         seen.add(key)
         lines.append(f"{key} = {_quote(value)};" if sep else f"{key};")
     body = "".join(f"\t{line}\n" for line in lines)
@@ -385,7 +387,7 @@ class FreeBSDPlatform:
         return self.run_dir / f"jail.{name}.conf"
 
     async def create_jail(self, spec: JailSpec) -> int:
-        conf = jail_conf(spec)  # ValueError before anything is done
+        conf = jail_conf(spec)  # EINVAL before anything is done
         try:
             existing = _find_jail(name=spec.name)  # prison_find_name: a live one first
         except FileNotFoundError:
@@ -494,6 +496,7 @@ class FreeBSDPlatform:
         _ifnet_ioctl(abi.SIOCSIFNAME, abi.ifreq_rename(ifname, buf))
 
     async def set_ifnet_up(self, ifname: str) -> None:
+        """``ifconfig IF up`` on the host: for the bridge code and tests, not on ``Platform``."""
         _raise_ifnet(ifname)
 
     # -- bridged interfaces (netgraph)
@@ -502,8 +505,10 @@ class FreeBSDPlatform:
         if self._closed:
             raise OSError(errno.EBADF, "platform is closed", "netgraph")
         if self._bridges is None:
-            from vimaged.netgraph.bridges import NetgraphBridges  # the binding, on first use
-            from vimaged.netgraph.parents import ParentNics
+            from vimaged.platforms.netgraph_bridges import (
+                NetgraphBridges,  # the binding, on first use
+            )
+            from vimaged.platforms.parent_nics import ParentNics
 
             self._bridges = NetgraphBridges(
                 self._open_transport,
@@ -519,19 +524,15 @@ class FreeBSDPlatform:
         abi.check_ifname(ifname)
         await self._netgraph().create(parent, ifname, mac)
 
-    async def destroy_bridged_ifnet(self, ifname: str) -> None:
-        await self._netgraph().destroy(ifname)
-
-    async def release_bridge(self, parent: str) -> bool:
-        return await self._netgraph().release(parent)
+    async def destroy_bridged_ifnet(self, ifname: str) -> str | None:
+        abi.check_ifname(ifname)
+        return await self._netgraph().destroy(ifname)
 
     async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
         return await self._netgraph().list()
 
-    async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
-        strays = await self._netgraph().remove_strays()
-        await self._netgraph().release_empty()
-        return strays
+    async def reconcile_strays(self) -> list[BridgedIfnet]:
+        return await self._netgraph().reconcile_strays()
 
     async def list_bridges(self) -> list[BridgeInfo]:
         return await self._netgraph().bridges()

@@ -593,6 +593,7 @@ class LinuxPlatform:
         await trio.to_thread.run_sync(self._rename_ifnet, ifname, newname)
 
     async def set_ifnet_up(self, ifname: str) -> None:
+        """``ip link set IF up`` on the host: for tests and tools, not on ``Platform``."""
         await trio.to_thread.run_sync(self._set_ifnet_up, ifname)
 
     async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
@@ -600,17 +601,15 @@ class LinuxPlatform:
         a Linux bridge. EEXIST if ``ifname`` exists on the host."""
         await trio.to_thread.run_sync(self._create_bridged_ifnet, parent, ifname, mac)
 
-    async def destroy_bridged_ifnet(self, ifname: str) -> None:
+    async def destroy_bridged_ifnet(self, ifname: str) -> str | None:
+        """None: macvlans and veth pairs need no per-parent bridge of ours to release."""
         await trio.to_thread.run_sync(self._destroy_bridged_ifnet, ifname)
-
-    async def release_bridge(self, parent: str) -> bool:
-        """Always False: macvlans and veth pairs need no per-parent bridge of ours."""
-        return False
+        return None
 
     async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
         return await trio.to_thread.run_sync(self._list_bridged_ifnets)
 
-    async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
+    async def reconcile_strays(self) -> list[BridgedIfnet]:
         """Bridged links a killed daemon left without their alias, removed (see
         :data:`BRIDGED_GROUP`); the parent is empty for a veth pair, never enslaved."""
         return await trio.to_thread.run_sync(self._remove_stray_bridged_ifnets)

@@ -1,7 +1,10 @@
-"""Netgraph binding, graph layer: per-parent ng_bridge + ng_eiface graphs for bridged ifnets.
+"""Platform layer, netgraph bridges: per-parent ng_bridge + ng_eiface graphs for bridged ifnets.
 
-Used by the ``sim`` and ``freebsd`` platforms to implement ``create_bridged_ifnet``,
-``destroy_bridged_ifnet``, ``release_bridge`` and ``list_bridged_ifnets``.
+Used by the ``sim`` and ``freebsd`` platforms to implement the bridged-ifnet methods of
+``Platform`` over the binding (``vimaged.netgraph``). The bridge lifecycle is entirely here:
+:meth:`NetgraphBridges.create` builds a parent's bridge on first use and
+:meth:`NetgraphBridges.destroy` releases it with its last eiface, under the one per-parent
+lock of the process, so the domain never sees a bridge.
 
 Naming scheme (``docs/netgraph.md``): everything vimaged creates carries a name it can find
 again after a restart, and nodes without it are never touched:
@@ -40,19 +43,22 @@ from contextlib import AsyncExitStack, suppress
 from typing import TYPE_CHECKING
 
 import msgspec
+import structlog
 import trio
 
 from vimaged.netgraph import abi, codec
 from vimaged.netgraph.linkview import UPLINK_HOOK, LinkView, Wiring
 from vimaged.netgraph.ngsocket import NgSocket, netgraph_error, open_ng_socket
-from vimaged.platforms import BridgedIfnet, BridgeInfo, LinkCounters
+from vimaged.platforms import BridgedIfnet, BridgeInfo, LinkCounters, os_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
     from contextlib import AbstractAsyncContextManager
 
-    from vimaged.netgraph.parents import ParentNics
     from vimaged.netgraph.transport import NgTransport
+    from vimaged.platforms.parent_nics import ParentNics
+
+log = structlog.get_logger()
 
 BRIDGE_PREFIX = "vimaged_br_"
 EIFACE_PREFIX = "vimaged_if_"
@@ -78,21 +84,37 @@ def eiface_name(ifname: str) -> str:
     return EIFACE_PREFIX + ifname
 
 
-def _check_ifname(ifname: str, what: str) -> None:
-    """A name vimaged gives a new node: it must be usable as a netgraph name as it is."""
-    if not 0 < len(ifname) < IFNAMSIZ or not ifname.isascii():
-        raise ValueError(f"{what} {ifname!r} must be 1 to 15 ASCII characters")
-    if any(c in ifname for c in ".:[]\0 "):
-        raise ValueError(f"{what} {ifname!r} must not contain '.', ':', '[', ']' or spaces")
+def _check_ifname(ifname: str) -> None:
+    """A name vimaged gives a new node: it must be usable as a netgraph name as it is.
+
+    The domain checks names before it calls a platform; this is the platform's own guard,
+    so it raises EINVAL or ENAMETOOLONG like the kernel (never ValueError).
+    """
+    if len(ifname) >= IFNAMSIZ:
+        raise os_error(errno_codes.ENAMETOOLONG, ifname)
+    if not ifname or not ifname.isascii() or any(c in ifname for c in ".:[]\0 "):
+        raise os_error(errno_codes.EINVAL, ifname)
 
 
 def _check_parent(parent: str) -> None:
     """An existing NIC: ``igb0.100`` is fine, ng_ether names its node ``igb0_100``
-    (``ng_ether_sanitize_ifname``)."""
-    if not 0 < len(parent) < IFNAMSIZ or not parent.isascii() or not parent.isprintable():
-        raise ValueError(f"parent NIC {parent!r} must be 1 to 15 printable ASCII characters")
+    (``ng_ether_sanitize_ifname``). EINVAL or ENAMETOOLONG otherwise."""
+    if len(parent) >= IFNAMSIZ:
+        raise os_error(errno_codes.ENAMETOOLONG, parent)
+    if not parent or not parent.isascii() or not parent.isprintable():
+        raise os_error(errno_codes.EINVAL, parent)
     if any(c in parent for c in "[]/ "):
-        raise ValueError(f"parent NIC {parent!r} must not contain '[', ']', '/' or spaces")
+        raise os_error(errno_codes.EINVAL, parent)
+
+
+def _check_mac(mac: str) -> None:
+    """A unicast ``xx:xx:xx:xx:xx:xx``; EINVAL otherwise (SIOCSIFLLADDR refuses multicast)."""
+    try:
+        raw = codec.mac_bytes(mac)
+    except ValueError:
+        raise os_error(errno_codes.EINVAL, mac) from None
+    if raw[0] & 1:
+        raise os_error(errno_codes.EINVAL, mac)
 
 
 class NetgraphBridges:
@@ -106,7 +128,7 @@ class NetgraphBridges:
         bridge_mode: ``"classic"`` (default) or ``"uplink"``: the wiring of bridges built
             from now on (existing ones keep theirs until released).
         parents: raises a parent NIC and turns its offloads off when its bridge is built,
-            restores it on release (:mod:`vimaged.netgraph.parents`); None leaves NICs alone.
+            restores it on release (:mod:`vimaged.platforms.parent_nics`); None leaves NICs alone.
     """
 
     def __init__(
@@ -128,7 +150,9 @@ class NetgraphBridges:
         self._stack = AsyncExitStack()
         self._sock: NgSocket | None = None
         self._open_lock = trio.Lock()
-        self._parent_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        self._bridge_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        """Bridge name -> the lock of its build, adds and release: the only per-parent lock
+        of the process (the bridge's name is a function of the parent's)."""
         self._bridge_cookies: dict[str, int] = {}
         self._views: dict[str, LinkView] = {}
         """Bridge name -> this process's view of its links."""
@@ -274,13 +298,11 @@ class NetgraphBridges:
         Cancellation: safe; the rollback runs shielded.
         """
         _check_parent(parent)
-        _check_ifname(ifname, "interface name")
-        mac_raw = codec.mac_bytes(mac)
-        if mac_raw[0] & 1:
-            raise ValueError(f"MAC {mac!r} is a multicast address")
+        _check_ifname(ifname)
+        _check_mac(mac)
         sock = await self.socket()
         node = eiface_name(ifname)
-        async with self._parent_locks[parent]:
+        async with self._bridge_locks[bridge_name(parent)]:
             try:
                 await sock.nodeinfo(node + ":")
             except FileNotFoundError:
@@ -369,7 +391,7 @@ class NetgraphBridges:
                 del self._link_of[node]
         if built:
             # Another process may have adopted the bridge meanwhile: only an empty one goes.
-            await self._release_locked(sock, parent)
+            await self._release_locked(sock, bridge_name(parent), parent)
 
     def _drop_link(self, node: str) -> None:
         """Take the eiface ``node``'s link out of this process's view, if it is there."""
@@ -381,30 +403,68 @@ class NetgraphBridges:
         if view is not None and view.eifaces.get(number) == node:
             view.remove(number)
 
-    async def destroy(self, ifname: str) -> None:
-        """Shut down the eiface of ``ifname``, destroying its ifnet wherever it lives.
+    async def destroy(self, ifname: str) -> str | None:
+        """Shut down the eiface of ``ifname``, destroying its ifnet wherever it lives, then
+        release its bridge if that was the bridge's last eiface.
 
-        ``FileNotFoundError`` (ENOENT) if there is no such interface of ours.
+        Returns the parent NIC whose bridge was released, else None. ``FileNotFoundError``
+        (ENOENT) if there is no such interface of ours; a bridge this process saw it on is
+        still released if it is left empty. A release that fails is logged
+        (``bridge.release_failed``), not raised: the interface is gone, which is what the
+        caller asked, and reconciliation releases an empty bridge later.
         """
-        _check_ifname(ifname, "interface name")
+        _check_ifname(ifname)
         sock = await self.socket()
         node = eiface_name(ifname)
         try:
-            await sock.shutdown(node + ":")
+            hooks = await sock.listhooks(node + ":")
         except FileNotFoundError:
+            place = self._link_of.get(node)
             self._drop_link(node)  # gone already: neither is its link
+            if place is not None:
+                async with self._bridge_locks[place[0]]:
+                    await self._release_logged(sock, place[0])
             raise
-        self._drop_link(node)
+        bridge = next(
+            (
+                link.peer.name
+                for link in hooks.links
+                if link.peer.type == abi.NG_BRIDGE_NODE_TYPE
+                and link.peer.name.startswith(BRIDGE_PREFIX)
+            ),
+            None,
+        )
+        if bridge is None:  # on no bridge of ours: nothing to release
+            await self._shutdown_eiface(sock, node)
+            return None
+        async with self._bridge_locks[bridge]:
+            await self._shutdown_eiface(sock, node)
+            return await self._release_logged(sock, bridge)
+
+    async def _release_logged(self, sock: NgSocket, bridge: str) -> str | None:
+        try:
+            return await self._release_locked(sock, bridge, None)
+        except OSError as exc:
+            log.warning("bridge.release_failed", bridge=bridge, errno=exc.errno, error=str(exc))
+            return None
+
+    async def _shutdown_eiface(self, sock: NgSocket, node: str) -> None:
+        try:
+            await sock.shutdown(node + ":")
+        finally:
+            self._drop_link(node)
 
     async def release(self, parent: str) -> bool:
         """Remove ``parent``'s bridge if no eiface is left on it; True if it was removed.
 
         The parent's ng_ether node then has no hooks: promiscuous mode off, autosrc on.
+        :meth:`destroy` does this itself; this is for a bridge found empty otherwise.
         """
         _check_parent(parent)
         sock = await self.socket()
-        async with self._parent_locks[parent]:
-            return await self._release_locked(sock, parent)
+        bridge = bridge_name(parent)
+        async with self._bridge_locks[bridge]:
+            return await self._release_locked(sock, bridge, parent) is not None
 
     async def _holds_eiface(self, sock: NgSocket, bridge: str) -> bool:
         """True if one link this process's view names is (still) an eiface: a NODEINFO
@@ -420,29 +480,37 @@ class NetgraphBridges:
             return False
         return peer.type == abi.NG_EIFACE_NODE_TYPE
 
-    async def _release_locked(self, sock: NgSocket, parent: str) -> bool:
-        bridge = bridge_name(parent)
+    async def _release_locked(self, sock: NgSocket, bridge: str, parent: str | None) -> str | None:
+        """Shut ``bridge`` down if it holds no eiface and reset its parent NIC (``parent``,
+        or the ifname of the ether node it hangs on); the parent, or None if it stays."""
         if await self._holds_eiface(sock, bridge):
-            return False
+            return None
         # No eiface this process knows of: the kernel's own list decides.
         try:
             hooks = await sock.listhooks(bridge + ":")
         except FileNotFoundError:
             self._forget(bridge)
-            return False
+            return None
         if any(link.peer.type == abi.NG_EIFACE_NODE_TYPE for link in hooks.links):
             self._learn(bridge, hooks)
-            return False
+            return None
+        if parent is None:
+            ether = next(
+                (k.peer for k in hooks.links if k.peer.type == abi.NG_ETHER_NODE_TYPE), None
+            )
+            if ether is None:
+                return None  # hangs on no NIC: not a bridge release can restore anything for
+            parent = await sock.ether_getifname(ether.address)
         try:
             await sock.shutdown(bridge + ":")
         except FileNotFoundError:
-            return False  # another process released it first
+            return None  # another process released it first
         finally:
             self._forget(bridge)
         await self._reset_parent(sock, parent)
         if self._parents is not None:
             await self._parents.restore(parent)
-        return True
+        return parent
 
     async def remove_strays(self) -> list[BridgedIfnet]:
         """Shut down the eifaces a killed process left on our bridges before it named them,
@@ -486,6 +554,12 @@ class NetgraphBridges:
             if await self.release(parent):
                 released.append(parent)
         return released
+
+    async def reconcile_strays(self) -> list[BridgedIfnet]:
+        """:meth:`remove_strays`, then :meth:`release_empty`: ``Platform.reconcile_strays``."""
+        strays = await self.remove_strays()
+        await self.release_empty()
+        return strays
 
     async def bridges(self) -> list[BridgeInfo]:
         """Every bridge of ours: its parent NIC, wiring (``classic``/``uplink``) and eifaces."""
@@ -548,7 +622,7 @@ class NetgraphBridges:
 
     async def link_stats(self, ifname: str) -> codec.LinkStats:
         """The bridge's counters for the link ``ifname``'s eiface is on (getstats)."""
-        _check_ifname(ifname, "interface name")
+        _check_ifname(ifname)
         sock = await self.socket()
         hooks = await sock.listhooks(eiface_name(ifname) + ":")
         if not hooks.links:
