@@ -14,15 +14,14 @@ import sys
 from typing import TYPE_CHECKING, NoReturn
 
 from vimaged import __version__
+from vimaged.errors import EX_CONFIG as EX_CONFIG  # re-exported: tests read the statuses here
+from vimaged.errors import EX_OSERR as EX_OSERR
+from vimaged.errors import EX_SOFTWARE as EX_SOFTWARE
+from vimaged.errors import EX_UNAVAILABLE as EX_UNAVAILABLE
+from vimaged.errors import EX_USAGE as EX_USAGE
 
 if TYPE_CHECKING:
     from vimaged.config import Config
-
-EX_USAGE = 64
-EX_SOFTWARE = 70
-EX_UNAVAILABLE = 69
-EX_OSERR = 71
-EX_CONFIG = 78
 
 DEFAULT_SOCKET = "/var/run/vimaged.sock"
 DEFAULT_STATE_DIR = "/var/db/vimaged"
@@ -86,14 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     import trio
 
     from vimaged import config, daemon, log, platforms
-    from vimaged.errors import ConfigError, PlatformError, VimagedError
-    from vimaged.server import DaemonRunningError
-    from vimaged.statedir import StateDirError
+    from vimaged.errors import ConfigError, PlatformError, StateDirError, VimagedError
 
-    # Most specific first: DaemonRunningError is an OSError, ConfigError a VimagedError.
+    # Most specific first: ConfigError and PlatformError are VimagedErrors. A StateDirError
+    # (DaemonRunningError too) carries its own status and is answered before this table.
     exit_statuses: list[tuple[type[Exception], int]] = [
         (ConfigError, EX_CONFIG),
-        (DaemonRunningError, EX_UNAVAILABLE),
         (PlatformError, EX_UNAVAILABLE),
         (VimagedError, EX_SOFTWARE),
         (OSError, EX_OSERR),

@@ -1,8 +1,9 @@
-"""Domain errors of vimaged.
+"""Errors of vimaged: the one hierarchy.
 
 Each class's ``code`` is its wire error code (``protocol.Error.code``) and maps to one
 sysexits(3) exit status in vimagectl. Platforms and the netgraph binding raise only
-``OSError``; domain code raises these, chained.
+``OSError``; domain code raises these, chained. The daemon's own exit statuses (sysexits(3))
+for a state dir or a socket it cannot use are here too.
 """
 
 from __future__ import annotations
@@ -58,6 +59,38 @@ class PlatformError(VimagedError, code="platform"):
 
 class InvalidRequestError(VimagedError, code="invalid_request"):
     """A well-formed request that asks for something meaningless (no names, say)."""
+
+
+EX_USAGE = 64
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_OSERR = 71
+EX_CANTCREAT = 73
+EX_IOERR = 74
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+"""sysexits(3): the daemon's exit statuses (vimagectl, stdlib only, keeps its own table)."""
+
+
+class StateDirError(VimagedError, code="failed"):
+    """The state dir or the journal in it cannot be trusted or used; ``exit_status`` is the
+    sysexits(3) status the daemon ends with."""
+
+    exit_status: ClassVar[int] = EX_CONFIG
+
+    def __init__(self, message: str, *, exit_status: int | None = None) -> None:
+        super().__init__(message)
+        if exit_status is not None:
+            self.exit_status = exit_status  # type: ignore[misc]
+
+
+class DaemonRunningError(StateDirError, code="failed"):
+    """Another daemon holds the state dir, the socket's lock, or listens on the socket:
+    EX_UNAVAILABLE either way, so rc scripts see one status. ``errno`` is EADDRINUSE, what a
+    bind(2) on a socket in use says."""
+
+    exit_status: ClassVar[int] = EX_UNAVAILABLE
+    errno: ClassVar[int] = errno.EADDRINUSE
 
 
 def errno_name(exc: BaseException) -> str | None:

@@ -20,6 +20,7 @@ import structlog
 import trio
 
 from vimaged.errors import ConfigError
+from vimaged.errors import DaemonRunningError as DaemonRunningError  # re-exported (server)
 
 log = structlog.get_logger()
 
@@ -36,13 +37,6 @@ refused. The kernel clamps it silently (FreeBSD: kern.ipc.soacceptqueue, 128 by 
 Linux: net.core.somaxconn); past that, FreeBSD refuses connects and vimagectl retries."""
 SUN_PATH_MAX = 104
 """sizeof(sockaddr_un.sun_path) minus the NUL on FreeBSD (104); Linux allows 108."""
-
-
-class DaemonRunningError(OSError):
-    """Another process accepts connections on the control socket; vimaged exits 69."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(errno.EADDRINUSE, "a vimaged is already listening on this socket", path)
 
 
 class ControlListener(trio.abc.Listener[trio.SocketStream]):
@@ -177,4 +171,4 @@ async def _refuse_live_daemon(path: str) -> None:
                     await trio.sleep(PROBE_REFUSED_DELAY)
                     continue
             # Connected, or connect hangs on a full backlog (Linux): either way someone listens.
-            raise DaemonRunningError(path)
+            raise DaemonRunningError(f"{path}: a vimaged is already listening on this socket")
