@@ -6,13 +6,8 @@ Used by the ``sim`` and ``freebsd`` platforms to implement the bridged-ifnet met
 :meth:`NetgraphBridges.destroy` releases it with its last eiface, under the one per-parent
 lock of the process, so the domain never sees a bridge.
 
-Naming scheme (``docs/netgraph.md``): everything vimaged creates carries a name it can find
-again after a restart, and nodes without it are never touched:
-
-- the bridge of host NIC ``em0`` (ng_ether node ``em0``; ``.``/``:`` become ``_``) is
-  ``vimaged_br_em0``;
-- the eiface behind interface ``ng0_web`` is ``vimaged_if_ng0_web``; its ifnet, born
-  ``ngethN``, is renamed ``ng0_web``.
+Names (``vimaged_br_<nic>``, ``vimaged_if_<ifname>``) and the read-only walks are
+:mod:`vimaged.platforms.netgraph_survey`'s.
 
 Wiring: *classic* by default (ether ``lower`` -> ``link0``, ``upper`` -> ``link1``, eifaces
 from ``link2``), because with an uplink as its first hook ng_bridge is in restrictive mode
@@ -28,11 +23,12 @@ by the bridge's node ID (``[1a2b]:link12``), never as ``vimaged_br_<parent>:link
 
 Races: links are taken by ``mkpeer`` on a chosen free ``linkN`` (EEXIST, another process got
 it first, moves on to the next), never probed and then used; inside the process one
-``trio.Lock`` per parent serializes build, add and release. N is chosen from the process's own
+``trio.Lock`` per parent (the only one: the domain takes none) serializes build, add and
+release. N is chosen from the process's own
 view of the bridge's links (learnt once by LISTHOOKS, kept by its own adds and removes), so an
 add costs a fixed number of requests however big the bridge; the kernel's EEXIST and ENOENT
-correct a stale view. Bridges are not made persistent:
-a shared bridge should die with its last link, and ``release`` removes it explicitly anyway.
+correct a stale view. Bridges are not made persistent: a shared bridge should die with its
+last link, and :meth:`NetgraphBridges.destroy` removes it explicitly anyway.
 """
 
 from __future__ import annotations
@@ -49,72 +45,35 @@ import trio
 from vimaged.netgraph import abi, codec
 from vimaged.netgraph.linkview import UPLINK_HOOK, LinkView, Wiring
 from vimaged.netgraph.ngsocket import NgSocket, netgraph_error, open_ng_socket
-from vimaged.platforms import BridgedIfnet, BridgeInfo, LinkCounters, os_error
+from vimaged.platforms import BridgedIfnet, LinkCounters
+from vimaged.platforms import netgraph_survey as survey
+from vimaged.platforms.netgraph_survey import (
+    BRIDGE_PREFIX,
+    EIFACE_PREFIX,
+    bridge_name,
+    check_ifname,
+    check_mac,
+    check_parent,
+    eiface_name,
+    ether_node_name,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.netgraph.transport import NgTransport
+    from vimaged.platforms import BridgeInfo
     from vimaged.platforms.parent_nics import ParentNics
 
 log = structlog.get_logger()
 
-BRIDGE_PREFIX = "vimaged_br_"
-EIFACE_PREFIX = "vimaged_if_"
-IFNAMSIZ = 16
-BRIDGE_MODES = ("classic", "uplink")
 MAX_LINK_ATTEMPTS = 1024
 """EEXIST retries before giving up: each one means another process took that link."""
 ADOPT_POLLS = 40
 ADOPT_POLL_INTERVAL = 0.05
 """How long to wait for another process to name the bridge it is building (2 s in all)."""
-
-
-def ether_node_name(ifname: str) -> str:
-    """The ng_ether node of ``ifname``: ``.`` and ``:`` replaced by ``_`` (``ng_ether.c``)."""
-    return ifname.replace(".", "_").replace(":", "_")
-
-
-def bridge_name(parent: str) -> str:
-    return BRIDGE_PREFIX + ether_node_name(parent)
-
-
-def eiface_name(ifname: str) -> str:
-    return EIFACE_PREFIX + ifname
-
-
-def _check_ifname(ifname: str) -> None:
-    """A name vimaged gives a new node: it must be usable as a netgraph name as it is.
-
-    The domain checks names before it calls a platform; this is the platform's own guard,
-    so it raises EINVAL or ENAMETOOLONG like the kernel (never ValueError).
-    """
-    if len(ifname) >= IFNAMSIZ:
-        raise os_error(errno_codes.ENAMETOOLONG, ifname)
-    if not ifname or not ifname.isascii() or any(c in ifname for c in ".:[]\0 "):
-        raise os_error(errno_codes.EINVAL, ifname)
-
-
-def _check_parent(parent: str) -> None:
-    """An existing NIC: ``igb0.100`` is fine, ng_ether names its node ``igb0_100``
-    (``ng_ether_sanitize_ifname``). EINVAL or ENAMETOOLONG otherwise."""
-    if len(parent) >= IFNAMSIZ:
-        raise os_error(errno_codes.ENAMETOOLONG, parent)
-    if not parent or not parent.isascii() or not parent.isprintable():
-        raise os_error(errno_codes.EINVAL, parent)
-    if any(c in parent for c in "[]/ "):
-        raise os_error(errno_codes.EINVAL, parent)
-
-
-def _check_mac(mac: str) -> None:
-    """A unicast ``xx:xx:xx:xx:xx:xx``; EINVAL otherwise (SIOCSIFLLADDR refuses multicast)."""
-    try:
-        raw = codec.mac_bytes(mac)
-    except ValueError:
-        raise os_error(errno_codes.EINVAL, mac) from None
-    if raw[0] & 1:
-        raise os_error(errno_codes.EINVAL, mac)
+BRIDGE_MODES = ("classic", "uplink")
 
 
 class NetgraphBridges:
@@ -257,21 +216,6 @@ class NetgraphBridges:
             await trio.sleep(ADOPT_POLL_INTERVAL)  # an unnamed bridge: being built right now
         return None
 
-    async def _bridge_cookie(self, sock: NgSocket, bridge: str) -> int:
-        """The bridge ABI's cookie: getconfig with the current one, EINVAL means pre-12.2."""
-        cookie = self._bridge_cookies.get(bridge)
-        if cookie is None:
-            try:
-                await sock.bridge_getconfig(bridge + ":", abi.NGM_BRIDGE_COOKIE)
-                cookie = abi.NGM_BRIDGE_COOKIE
-            except OSError as exc:
-                if exc.errno != errno_codes.EINVAL:
-                    raise
-                await sock.bridge_getconfig(bridge + ":", abi.NGM_BRIDGE_COOKIE_OLD)
-                cookie = abi.NGM_BRIDGE_COOKIE_OLD
-            self._bridge_cookies[bridge] = cookie
-        return cookie
-
     async def _reset_parent(self, sock: NgSocket, parent: str) -> None:
         """What ng_ether does when its last hook goes: promisc off, autosrc on, made explicit.
 
@@ -297,9 +241,9 @@ class NetgraphBridges:
 
         Cancellation: safe; the rollback runs shielded.
         """
-        _check_parent(parent)
-        _check_ifname(ifname)
-        _check_mac(mac)
+        check_parent(parent)
+        check_ifname(ifname)
+        check_mac(mac)
         sock = await self.socket()
         node = eiface_name(ifname)
         async with self._bridge_locks[bridge_name(parent)]:
@@ -413,7 +357,7 @@ class NetgraphBridges:
         (``bridge.release_failed``), not raised: the interface is gone, which is what the
         caller asked, and reconciliation releases an empty bridge later.
         """
-        _check_ifname(ifname)
+        check_ifname(ifname)
         sock = await self.socket()
         node = eiface_name(ifname)
         try:
@@ -460,7 +404,7 @@ class NetgraphBridges:
         The parent's ng_ether node then has no hooks: promiscuous mode off, autosrc on.
         :meth:`destroy` does this itself; this is for a bridge found empty otherwise.
         """
-        _check_parent(parent)
+        check_parent(parent)
         sock = await self.socket()
         bridge = bridge_name(parent)
         async with self._bridge_locks[bridge]:
@@ -523,7 +467,7 @@ class NetgraphBridges:
         """
         sock = await self.socket()
         strays: list[BridgedIfnet] = []
-        async for parent, hooks in self._our_bridges(sock, await sock.listnodes()):
+        async for parent, hooks in survey.our_bridges(sock, await sock.listnodes()):
             for link in hooks.links:
                 peer = link.peer
                 if peer.type != abi.NG_EIFACE_NODE_TYPE or peer.name.startswith(EIFACE_PREFIX):
@@ -546,7 +490,7 @@ class NetgraphBridges:
         sock = await self.socket()
         empty = [
             parent
-            async for parent, hooks in self._our_bridges(sock, await sock.listnodes())
+            async for parent, hooks in survey.our_bridges(sock, await sock.listnodes())
             if not any(link.peer.type == abi.NG_EIFACE_NODE_TYPE for link in hooks.links)
         ]
         released = []
@@ -563,74 +507,16 @@ class NetgraphBridges:
 
     async def bridges(self) -> list[BridgeInfo]:
         """Every bridge of ours: its parent NIC, wiring (``classic``/``uplink``) and eifaces."""
-        sock = await self.socket()
-        found = [
-            BridgeInfo(
-                parent=parent,
-                mode=LinkView.from_hooks(hooks).wiring.mode,
-                ifnets=tuple(
-                    sorted(
-                        link.peer.name.removeprefix(EIFACE_PREFIX)
-                        for link in hooks.links
-                        if link.peer.type == abi.NG_EIFACE_NODE_TYPE
-                        and link.peer.name.startswith(EIFACE_PREFIX)
-                    )
-                ),
-            )
-            async for parent, hooks in self._our_bridges(sock, await sock.listnodes())
-        ]
-        return sorted(found, key=lambda b: b.parent)
-
-    async def _our_bridges(
-        self, sock: NgSocket, nodes: Sequence[codec.NodeInfo]
-    ) -> AsyncIterator[tuple[str, codec.HookList]]:
-        """``(parent NIC, hooks)`` of each bridge of ours among ``nodes`` that still hangs
-        on an ng_ether node."""
-        for bridge in nodes:
-            if bridge.type != abi.NG_BRIDGE_NODE_TYPE or not bridge.name.startswith(BRIDGE_PREFIX):
-                continue
-            hooks = await sock.listhooks(bridge.address)
-            ether = next(
-                (link.peer for link in hooks.links if link.peer.type == abi.NG_ETHER_NODE_TYPE),
-                None,
-            )
-            if ether is not None:
-                yield await sock.ether_getifname(ether.address), hooks
+        return await survey.bridges(await self.socket())
 
     async def list(self) -> list[BridgedIfnet]:
-        """Every eiface of ours, with the parent NIC of the bridge it hangs on.
-
-        ``parent`` is ``""`` for an eiface no longer on a bridge of ours; ``jid`` is None.
-        One LISTNODES, then a LISTHOOKS and a GETIFNAME per bridge of ours: each bridge's
-        hooks name the eifaces on it, so no eiface is asked on its own.
-        """
-        sock = await self.socket()
-        nodes = await sock.listnodes()
-        parent_of_eiface: dict[int, str] = {}
-        async for parent, hooks in self._our_bridges(sock, nodes):
-            for link in hooks.links:
-                if link.peer.type == abi.NG_EIFACE_NODE_TYPE:
-                    parent_of_eiface[link.peer.id] = parent
-        found = [
-            BridgedIfnet(
-                name=node.name.removeprefix(EIFACE_PREFIX), parent=parent_of_eiface.get(node.id, "")
-            )
-            for node in nodes
-            if node.type == abi.NG_EIFACE_NODE_TYPE and node.name.startswith(EIFACE_PREFIX)
-        ]
-        return sorted(found, key=lambda b: b.name)
+        """Every eiface of ours, with the parent NIC of the bridge it hangs on
+        (:func:`survey.bridged_ifnets`)."""
+        return await survey.bridged_ifnets(await self.socket())
 
     async def link_stats(self, ifname: str) -> codec.LinkStats:
         """The bridge's counters for the link ``ifname``'s eiface is on (getstats)."""
-        _check_ifname(ifname)
-        sock = await self.socket()
-        hooks = await sock.listhooks(eiface_name(ifname) + ":")
-        if not hooks.links:
-            raise netgraph_error(errno_codes.ENOTCONN, eiface_name(ifname) + ":", "getstats")
-        link = hooks.links[0]
-        bridge = link.peer.name or link.peer.address.rstrip(":")
-        cookie = await self._bridge_cookie(sock, bridge)
-        return await sock.bridge_getstats(link.peer.address, link.peerhook, cookie)
+        return await survey.link_stats(await self.socket(), ifname, self._bridge_cookies)
 
     async def link_counters(self, ifname: str) -> LinkCounters:
         """:meth:`link_stats` as the platform type."""
