@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-from vimaged.platforms import HOST_JID, BridgedIfnet, JailSpec, linux
+from vimaged.platforms import HOST_JID, BridgedIfnet, JailSpec, linux, linux_links
 
 if TYPE_CHECKING:
     from tests.linux.conftest import World
@@ -126,7 +126,7 @@ async def test_a_bridged_link_left_by_a_kill_is_found_and_removed(
     ]
     links = world.ip("-o", "link", "show", netns=world.host)
     assert "ng0_web" not in links
-    assert f"{linux._peer_name('ng0_web')}" not in links  # the veth peer went with it
+    assert f"{linux_links.peer_name('ng0_web')}" not in links  # the veth peer went with it
     assert "ng0_other" in links
     assert "ng1_web" in links
     assert await plat.reconcile_strays() == []

@@ -5,7 +5,8 @@ so ``ip netns exec vimage-NAME ...`` works like jexec. Its "jid" is the namespac
 number, stable for the namespace's lifetime and found again by any later process with
 ``stat``. Bridged interfaces are macvlans in bridge mode (a veth pair when the parent is a
 Linux bridge), recognised by their ``ifalias``. Links are driven over rtnetlink sockets
-created inside each namespace; nothing here forks except :meth:`exec_in_jail`.
+created inside each namespace; this module owns the namespaces, :mod:`linux_links` the
+links in them. Nothing here forks except :meth:`exec_in_jail`.
 See docs/linux.md for the mechanism and its trade-offs.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import resource
@@ -36,43 +36,21 @@ from vimaged.platforms import (
     LinkCounters,
 )
 from vimaged.platforms import linux_kernel as kernel
+from vimaged.platforms import linux_links as links
 from vimaged.platforms import linux_netlink as nl
 from vimaged.platforms.host_command import exit_status, kill_process_group, run_host_command
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
     from vimaged.platforms import JailSpec
 
 DEFAULT_PREFIX = "vimage-"
 DEFAULT_STATE_DIR = "/run/vimaged"
-BRIDGED_ALIAS = "vimaged:bridged:"
-"""``ifalias`` of a bridged interface, followed by its parent's name; survives netns moves."""
-PEER_ALIAS = "vimaged:peer:"
-"""``ifalias`` of the host end of a bridged veth pair, followed by the bridged interface."""
-BRIDGED_GROUP = 0x76696D67
-"""Device group (``ip link ... group``; "vimg") of both ends of every bridged interface, set
-by the one RTM_NEWLINK that creates them: a daemon killed before the alias is set leaves a
-link that is still recognisably its own, and reconciliation removes it."""
 VIMAGE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
-BRIDGED_NAME = re.compile(r"ng\d+_(?P<vimage>.+)")
-MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
-IFNAMSIZ = 16
+links.BRIDGED_NAME = re.compile(r"ng\d+_(?P<vimage>.+)")
+links.IFNAMSIZ = 16
 T = TypeVar("T")
-ARPHRD_LOOPBACK = 772
-
-
-def _einval(what: str, subject: str) -> OSError:
-    return OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: {what}", subject)
-
-
-def _enoent(subject: str) -> OSError:
-    return OSError(errno.ENOENT, os.strerror(errno.ENOENT), subject)
-
-
-def _check_ifname(name: str) -> None:
-    if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or name.strip() != name:
-        raise _einval("interface names have 1 to 15 bytes, no '/' or whitespace", name)
 
 
 class _Netns:
@@ -103,7 +81,7 @@ class LinuxPlatform:
 
     def __init__(self, *, host_netns: str | None, prefix: str, state_dir: str) -> None:
         if not prefix or "/" in prefix:
-            raise _einval("the namespace prefix must be a non-empty file name part", prefix)
+            raise links.einval("the namespace prefix must be a non-empty file name part", prefix)
         self._prefix = prefix
         self._pin_dir = os.path.join(state_dir, "linux-netns")
         """Bind mounts of dying namespaces (``NAME@JID``) and rootdirs (``JID.root``)."""
@@ -196,7 +174,7 @@ class LinuxPlatform:
     def _busy(self, ns: _Netns) -> bool:
         """Whether the namespace still holds an interface besides lo, or a process."""
         links = self._rtnl(ns).dump_links()
-        return any(link.type != ARPHRD_LOOPBACK for link in links) or self._has_processes(ns.jid)
+        return any(link.type != links.ARPHRD_LOOPBACK for link in links) or self._has_processes(ns.jid)
 
     def _forget(self, ns: _Netns) -> None:
         """Drop our last hold on a namespace; the kernel destroys it once nothing else does."""
@@ -229,7 +207,7 @@ class LinuxPlatform:
 
     def _create_jail(self, spec: JailSpec) -> int:
         if not VIMAGE_NAME.fullmatch(spec.name):
-            raise _einval("a vimage name is a letter then up to 30 of [A-Za-z0-9_]", spec.name)
+            raise links.einval("a vimage name is a letter then up to 30 of [A-Za-z0-9_]", spec.name)
         if spec.path != "/" and not os.path.isdir(spec.path):
             raise OSError(errno.ENOENT, "the vimage's path is no directory", spec.path)
         if not self._run_dir_ready:
@@ -319,7 +297,7 @@ class LinuxPlatform:
             if exc.errno != errno.ENODEV:
                 raise
         namespaces = self._scan()
-        named = BRIDGED_NAME.fullmatch(ifname)
+        named = links.BRIDGED_NAME.fullmatch(ifname)
         if named:
             namespaces.sort(key=lambda n: n.name != named["vimage"])
         for ns in namespaces:
@@ -331,107 +309,27 @@ class LinuxPlatform:
         return None
 
     def _list_ifnets(self, jid: int) -> list[IfnetInfo]:
-        rtnl = self._rtnl_of(jid)
-        links = rtnl.dump_links()
-        addresses: dict[int, list[str]] = {}
-        for address in rtnl.dump_addresses():
-            addresses.setdefault(address.index, []).append(address.text())
-        return [
-            IfnetInfo(
-                name=link.name,
-                mac=_mac_text(link),
-                up=bool(link.flags & nl.IFF_UP),
-                addresses=tuple(addresses.get(link.index, ())),
-            )
-            for link in links
-        ]
-
-    def _move(self, source: nl.Rtnl, ifname: str, target_fd: int, target: nl.Rtnl) -> None:
-        """Move ``ifname`` between namespaces, keeping it up if it was (the Platform contract;
-        the freebsd platform raises it again after if_vmove took it down)."""
-        link = _enodev_is_enoent(lambda: source.get_link(ifname), ifname)
-        body = nl.ifinfo(link.index) + nl.attr(nl.IFLA_NET_NS_FD, nl.u32(target_fd))
-        source.set_link(body, ifname)
-        if link.flags & nl.IFF_UP:
-            # Linux closes an interface that changes namespace, as FreeBSD's if_vmove does.
-            up = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP) + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
-            target.set_link(up, ifname)
+        return links.ifnets(self._rtnl_of(jid))
 
     def _move_ifnet(self, ifname: str, jid: int) -> None:
-        _check_ifname(ifname)
+        links.check_ifname(ifname)
         ns = self._resolve(jid, alive=True)
-        self._move(self._host, ifname, ns.fd, self._rtnl(ns))
+        links.move(self._host, ifname, ns.fd, self._rtnl(ns))
 
     def _reclaim_ifnet(self, ifname: str, jid: int) -> None:
-        _check_ifname(ifname)
+        links.check_ifname(ifname)
         ns = self._resolve(jid)
-        self._move(self._rtnl(ns), ifname, self._host_fd, self._host)
+        links.move(self._rtnl(ns), ifname, self._host_fd, self._host)
         self._prune(ns)
 
-    def _rename_ifnet(self, ifname: str, newname: str) -> None:
-        _check_ifname(ifname)
-        _check_ifname(newname)
-        link = _enodev_is_enoent(lambda: self._host.get_link(ifname), ifname)
-        body = nl.ifinfo(link.index) + nl.attr(nl.IFLA_IFNAME, nl.cstr(newname))
-        self._host.set_link(body, newname)
-
-    def _set_ifnet_up(self, ifname: str) -> None:
-        _check_ifname(ifname)
-        body = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP) + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
-        _enodev_is_enoent(lambda: self._host.set_link(body, ifname), ifname)
-
     def _new_bridged_link(self, parent: str, ifname: str, mac: str) -> nl.Link:
-        """The first step of :meth:`_create_bridged_ifnet`: one RTM_NEWLINK creating the
-        macvlan (or veth pair) with its final names and :data:`BRIDGED_GROUP`; ``parent``'s
-        link is returned."""
-        _check_ifname(parent)
-        _check_ifname(ifname)
-        if not MAC.fullmatch(mac):
-            raise _einval("a MAC address is xx:xx:xx:xx:xx:xx", mac)
-        upper = _enodev_is_enoent(lambda: self._host.get_link(parent), parent)
-        group = nl.attr(nl.IFLA_GROUP, nl.u32(BRIDGED_GROUP))
-        common = nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname)) + group
-        common += nl.attr(nl.IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
-        if upper.kind != "bridge":
-            mode = nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.IFLA_MACVLAN_MODE, nl.u32(4)))
-            linkinfo = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"macvlan"), mode)
-            common += nl.attr(nl.IFLA_LINK, nl.u32(upper.index))
-        else:
-            # A macvlan on a bridge would not reach the bridge's own address: a veth pair does.
-            peer_info = nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, nl.cstr(_peer_name(ifname)))
-            peer_info += group
-            data = nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.VETH_INFO_PEER, peer_info))
-            linkinfo = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"veth"), data)
-        self._host.new_link(nl.ifinfo() + common + linkinfo, ifname)
-        return upper
-
-    def _create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
-        upper = self._new_bridged_link(parent, ifname, mac)
-        peer = _peer_name(ifname)
-        try:
-            # The kernel ignores IFLA_IFALIAS in RTM_NEWLINK, hence a second message; it also
-            # brings the link up, as ng_eiface's are on FreeBSD (kept up across the move).
-            alias = nl.attr(nl.IFLA_IFALIAS, nl.cstr(BRIDGED_ALIAS + parent))
-            self._host.set_link(
-                nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP)
-                + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
-                + alias,
-                ifname,
-            )
-            if upper.kind == "bridge":
-                enslave = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP)
-                enslave += nl.attr(nl.IFLA_IFNAME, nl.cstr(peer))
-                enslave += nl.attr(nl.IFLA_MASTER, nl.u32(upper.index))
-                enslave += nl.attr(nl.IFLA_IFALIAS, nl.cstr(PEER_ALIAS + ifname))
-                self._host.set_link(enslave, peer)
-        except BaseException:
-            self._host.del_link(self._host.get_link(ifname).index, ifname)
-            raise
+        """The first step of a create alone: what a daemon killed half-way leaves (tests)."""
+        return links.new_bridged_link(self._host, parent, ifname, mac)
 
     def _destroy_bridged_ifnet(self, ifname: str) -> None:
-        _check_ifname(ifname)
+        links.check_ifname(ifname)
         where = self._locate(ifname)
-        if where is None or not (where[1].alias or "").startswith(BRIDGED_ALIAS):
+        if where is None or not (where[1].alias or "").startswith(links.BRIDGED_ALIAS):
             raise OSError(errno.ENOENT, "no bridged interface of vimaged", ifname)
         jid, link = where
         self._rtnl_of(jid).del_link(link.index, ifname)
@@ -441,38 +339,7 @@ class LinuxPlatform:
     def _list_bridged_ifnets(self) -> list[BridgedIfnet]:
         places: list[tuple[int, nl.Rtnl]] = [(HOST_JID, self._host)]
         places += [(ns.jid, self._rtnl(ns)) for ns in self._scan()]
-        return [
-            BridgedIfnet(name=link.name, parent=link.alias.removeprefix(BRIDGED_ALIAS), jid=jid)
-            for jid, rtnl in places
-            for link in rtnl.dump_links()
-            if link.alias is not None and link.alias.startswith(BRIDGED_ALIAS)
-        ]
-
-    def _remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
-        """Host links in :data:`BRIDGED_GROUP` named ``ng<i>_NAME`` that never got their
-        alias: a daemon was killed between creating them and naming them. Removing the
-        ``ng`` end of a veth pair removes its peer too. For reconciliation, while no create
-        is in flight (one is a stray between its two steps)."""
-        links = self._host.dump_links()
-        names = {link.index: link.name for link in links}
-        strays: list[BridgedIfnet] = []
-        for link in links:
-            if (
-                link.group != BRIDGED_GROUP
-                or link.kind not in ("veth", "macvlan")
-                or BRIDGED_NAME.fullmatch(link.name) is None
-                or (link.alias or "").startswith(BRIDGED_ALIAS)
-            ):
-                continue
-            parent = names.get(link.link or 0, "") if link.kind == "macvlan" else ""
-            try:
-                self._host.del_link(link.index, link.name)
-            except OSError as exc:
-                if exc.errno != errno.ENODEV:  # gone meanwhile (its veth peer went first)
-                    raise
-                continue
-            strays.append(BridgedIfnet(name=link.name, parent=parent, jid=HOST_JID))
-        return strays
+        return links.bridged_ifnets(places)
 
     def _preflight(self) -> None:
         if os.geteuid() != 0:
@@ -483,20 +350,8 @@ class LinuxPlatform:
             if shutil.which(tool) is None:
                 raise PlatformError(f"{tool} not found: install util-linux and coreutils")
 
-        def try_macvlan() -> None:
-            rtnl = nl.Rtnl()
-            try:
-                veth = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"veth"))
-                rtnl.new_link(nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, b"pf0\0") + veth, "veth")
-                parent = rtnl.get_link("pf0").index
-                macvlan = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"macvlan"))
-                body = nl.ifinfo() + nl.attr(nl.IFLA_LINK, nl.u32(parent)) + macvlan
-                rtnl.new_link(body, "macvlan")
-            finally:
-                rtnl.close()  # the throwaway namespace dies with its last socket and thread
-
         try:
-            kernel.in_new_netns("preflight", try_macvlan)
+            kernel.in_new_netns("preflight", links.try_veth_and_macvlan)
         except OSError as exc:
             raise PlatformError(
                 f"cannot create veth/macvlan links ({exc.strerror}): load the veth and"
@@ -590,16 +445,16 @@ class LinuxPlatform:
         await trio.to_thread.run_sync(self._reclaim_ifnet, ifname, jid)
 
     async def rename_ifnet(self, ifname: str, newname: str) -> None:
-        await trio.to_thread.run_sync(self._rename_ifnet, ifname, newname)
+        await trio.to_thread.run_sync(links.rename, self._host, ifname, newname)
 
     async def set_ifnet_up(self, ifname: str) -> None:
         """``ip link set IF up`` on the host: for tests and tools, not on ``Platform``."""
-        await trio.to_thread.run_sync(self._set_ifnet_up, ifname)
+        await trio.to_thread.run_sync(links.set_up, self._host, ifname)
 
     async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
         """A macvlan (mode bridge) on ``parent``; a veth pair enslaved to ``parent`` when it is
         a Linux bridge. EEXIST if ``ifname`` exists on the host."""
-        await trio.to_thread.run_sync(self._create_bridged_ifnet, parent, ifname, mac)
+        await trio.to_thread.run_sync(links.create_bridged, self._host, parent, ifname, mac)
 
     async def destroy_bridged_ifnet(self, ifname: str) -> str | None:
         """None: macvlans and veth pairs need no per-parent bridge of ours to release."""
@@ -612,7 +467,7 @@ class LinuxPlatform:
     async def reconcile_strays(self) -> list[BridgedIfnet]:
         """Bridged links a killed daemon left without their alias, removed (see
         :data:`BRIDGED_GROUP`); the parent is empty for a veth pair, never enslaved."""
-        return await trio.to_thread.run_sync(self._remove_stray_bridged_ifnets)
+        return await trio.to_thread.run_sync(links.remove_strays, self._host)
 
     async def list_bridges(self) -> list[BridgeInfo]:
         """No bridge of vimaged's own here: a macvlan hangs on its parent directly."""
@@ -625,26 +480,6 @@ class LinuxPlatform:
 
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self._aclose)
-
-
-def _mac_text(link: nl.Link) -> str | None:
-    if link.type == ARPHRD_LOOPBACK or link.address is None or len(link.address) != 6:
-        return None
-    return link.address.hex(":")
-
-
-def _peer_name(ifname: str) -> str:
-    """The host end of a bridged veth: derived from ``ifname`` so it is found without state."""
-    return "vp" + hashlib.blake2s(ifname.encode()).hexdigest()[:12]
-
-
-def _enodev_is_enoent(call: Callable[[], T], ifname: str) -> T:
-    try:
-        return call()
-    except OSError as exc:
-        if exc.errno == errno.ENODEV:
-            raise _enoent(ifname) from None
-        raise
 
 
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
