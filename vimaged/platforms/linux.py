@@ -173,8 +173,10 @@ class LinuxPlatform:
 
     def _busy(self, ns: _Netns) -> bool:
         """Whether the namespace still holds an interface besides lo, or a process."""
-        links = self._rtnl(ns).dump_links()
-        return any(link.type != links.ARPHRD_LOOPBACK for link in links) or self._has_processes(ns.jid)
+        found = self._rtnl(ns).dump_links()
+        return any(link.type != links.ARPHRD_LOOPBACK for link in found) or self._has_processes(
+            ns.jid
+        )
 
     def _forget(self, ns: _Netns) -> None:
         """Drop our last hold on a namespace; the kernel destroys it once nothing else does."""
