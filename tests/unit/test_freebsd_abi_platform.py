@@ -20,7 +20,15 @@ import msgspec
 import pytest
 
 from vimaged.errors import PlatformError
-from vimaged.platforms import HOST_JID, IfnetInfo, JailInfo, JailSpec, _libc, freebsd
+from vimaged.platforms import (
+    HOST_JID,
+    IfnetInfo,
+    JailInfo,
+    JailSpec,
+    _libc,
+    freebsd,
+    freebsd_jailconf,
+)
 from vimaged.platforms import freebsd_abi as abi
 
 if TYPE_CHECKING:
@@ -455,7 +463,7 @@ def test_jail_conf_for_own_root_mounts_devfs() -> None:
         devfs_ruleset=11,
         parameters=("allow.raw_sockets", 'exec.consolelog=/var/log/a "b" $x'),
     )
-    assert freebsd.jail_conf(spec) == (
+    assert freebsd_jailconf.jail_conf(spec) == (
         "web {\n"
         '\tpath = "/jails/web";\n'
         '\thost.hostname = "web.example.org";\n'
@@ -470,7 +478,7 @@ def test_jail_conf_for_own_root_mounts_devfs() -> None:
 
 
 def test_jail_conf_on_host_root_does_not_mount_devfs() -> None:
-    assert "mount.devfs" not in freebsd.jail_conf(JailSpec(name="db", hostname="db"))
+    assert "mount.devfs" not in freebsd_jailconf.jail_conf(JailSpec(name="db", hostname="db"))
 
 
 @pytest.mark.parametrize(
@@ -479,14 +487,14 @@ def test_jail_conf_on_host_root_does_not_mount_devfs() -> None:
 )
 def test_jail_conf_refuses_bad_parameters(parameters: tuple[str, ...]) -> None:
     with pytest.raises(OSError, check=lambda exc: exc.errno == errno.EINVAL):
-        freebsd.jail_conf(JailSpec(name="db", hostname="db", parameters=parameters))
+        freebsd_jailconf.jail_conf(JailSpec(name="db", hostname="db", parameters=parameters))
 
 
 @pytest.mark.parametrize("name", ["1web", "w" * 32, "web-1", ""])
 def test_jail_conf_refuses_a_bad_name_with_einval_not_valueerror(name: str) -> None:
     # issue 12: jail_conf('1web') raised ValueError, which no caller of a platform expects
     with pytest.raises(OSError, check=lambda exc: exc.errno == errno.EINVAL):
-        freebsd.jail_conf(JailSpec(name=name, hostname="h"))
+        freebsd_jailconf.jail_conf(JailSpec(name=name, hostname="h"))
 
 
 def fake_jail_tool(tmp_path: Path, *, status: int) -> Path:
@@ -512,7 +520,7 @@ async def test_create_jail_runs_jail_with_the_generated_conf(
     assert await plat.create_jail(spec) == 12
     conf = tmp_path / "run" / "jail.db.conf"
     assert (tmp_path / "argv").read_text() == f"-i -f {conf} -c db\n"
-    assert (tmp_path / "conf.seen").read_text() == freebsd.jail_conf(spec)
+    assert (tmp_path / "conf.seen").read_text() == freebsd_jailconf.jail_conf(spec)
     assert conf.exists()  # kept for jail -r
 
 

@@ -1,13 +1,14 @@
 """Kernel boundary: the real FreeBSD platform (VNET jails, ifnet ioctls, netgraph).
 
-Jails are created and removed with jail(8) from a generated per-vimage jail.conf, so mounts,
-devfs rulesets and parameter parsing stay jail(8)'s; commands run inside with jexec(8).
+Jails are created and removed with jail(8) from a generated per-vimage jail.conf
+(:mod:`freebsd_jailconf`), so mounts, devfs rulesets and parameter parsing stay jail(8)'s;
+commands run inside with jexec(8).
 Cheap, frequent questions (which jails exist, which are dying, which name has a jid) go
 straight to ``jail_get(2)``. Interfaces move with the SIOCSIFVNET/SIOCSIFRVNET ioctls,
 are renamed with SIOCSIFNAME and brought up with SIOCGIFFLAGS/SIOCSIFFLAGS; MACs come from
 ``getifaddrs(3)``; to see inside a jail's vnet a short-lived child ``jail_attach(2)``-es and
-reports. Bridged interfaces are ``vimaged.platforms.netgraph_bridges.NetgraphBridges`` over the real
-PF_NETGRAPH transport. Bytes for the kernel come from :mod:`freebsd_abi`, libc from
+reports. Bridged interfaces are :class:`~vimaged.platforms.netgraph_bridges.NetgraphBridges`
+over the real PF_NETGRAPH transport. Bytes for the kernel come from :mod:`freebsd_abi`, libc from
 :mod:`_libc`. docs/freebsd.md gives the reasons.
 
 Everything here raises ``OSError(errno, strerror, subject)``; :meth:`preflight` alone raises
@@ -19,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -39,9 +39,9 @@ from vimaged.platforms import (
     JailSpec,
     LinkCounters,
     _libc,
-    os_error,
 )
 from vimaged.platforms import freebsd_abi as abi
+from vimaged.platforms.freebsd_jailconf import jail_conf
 from vimaged.platforms.host_command import run_host_command
 
 if TYPE_CHECKING:
@@ -54,9 +54,6 @@ if TYPE_CHECKING:
 JAIL = "/usr/sbin/jail"
 JEXEC = "/usr/sbin/jexec"
 DEFAULT_RUN_DIR = "/var/db/vimaged/jails"
-_JAIL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
-_PARAM_KEY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
-_OWN_PARAMS = frozenset({"name", "path", "host.hostname", "vnet", "persist", "devfs_ruleset"})
 
 
 # --- libc wrappers (synchronous, each one syscall or a short sequence) ---------------------
@@ -250,50 +247,6 @@ async def _run_child(script: str, jid: int, *args: str) -> bytes:
     if result.returncode != 0:
         raise OSError(errno.EIO, result.stderr.decode(errors="replace").strip(), sys.executable)
     return result.stdout
-
-
-# --- jail.conf generation ------------------------------------------------------------------
-
-
-def _quote(value: str) -> str:
-    """A jail.conf(5) double-quoted string: backslash, quote and ``$`` (expansion) escaped."""
-    if "\n" in value or "\0" in value:
-        raise os_error(errno.EINVAL, f"jail parameter value {value!r}: a newline or NUL")
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-    return f'"{escaped}"'
-
-
-def jail_conf(spec: JailSpec) -> str:
-    """The jail.conf(5) block jail(8) creates and removes ``spec``'s jail from.
-
-    ``vnet`` and ``persist`` always; devfs is mounted only for a jail with its own root
-    (mounting it at ``/`` + ``/dev`` would cover the host's). Raises ``OSError`` (EINVAL)
-    naming a malformed or duplicated parameter: the domain checks names and parameters first,
-    so this is the platform's own guard, not the error users see.
-    """
-    if not _JAIL_NAME.fullmatch(spec.name):
-        raise os_error(errno.EINVAL, f"jail name {spec.name!r}")
-    lines = [
-        f"path = {_quote(spec.path)};",
-        f"host.hostname = {_quote(spec.hostname)};",
-        "vnet;",
-        "persist;",
-    ]
-    if spec.path != "/":
-        lines.append("mount.devfs;")
-    if spec.devfs_ruleset is not None:
-        lines.append(f"devfs_ruleset = {int(spec.devfs_ruleset)};")
-    seen: set[str] = set()
-    for param in spec.parameters:
-        key, sep, value = param.partition("=")
-        if not _PARAM_KEY.fullmatch(key):
-            raise os_error(errno.EINVAL, f"jail parameter {param!r}")
-        if key in _OWN_PARAMS or key in seen:
-            raise os_error(errno.EINVAL, f"jail parameter {key!r} (given twice or set by vimaged)")
-        seen.add(key)
-        lines.append(f"{key} = {_quote(value)};" if sep else f"{key};")
-    body = "".join(f"\t{line}\n" for line in lines)
-    return f"{spec.name} {{\n{body}}}\n"
 
 
 # --- bridged interfaces -------------------------------------------------------------------
