@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-from vimaged.platforms import HOST_JID, BridgedIfnet, JailSpec, linux, linux_links
+from vimaged.platforms import HOST_JID, BridgedIfnet, JailSpec, linux_links
 
 if TYPE_CHECKING:
     from tests.linux.conftest import World

@@ -1,4 +1,6 @@
-"""The binding is a leaf: ``vimaged.netgraph`` imports nothing of vimaged outside itself.
+"""The binding is a leaf: ``vimaged.netgraph`` imports nothing of vimaged outside itself,
+except :mod:`vimaged.names` (every name rule and ``IFNAMSIZ``, defined once), itself a leaf
+of the standard library that every layer may use.
 
 Every import is read from the source with ``ast``, wherever it stands (module level, inside
 a function, under ``if TYPE_CHECKING:``): a lazy or typing-only import of the platforms, the
@@ -37,10 +39,22 @@ def imported(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
     return found
 
 
+LEAVES = ("vimaged.names",)
+"""Modules of vimaged the binding may import: they import nothing of vimaged (tested)."""
+
+
 def outside_binding(module: str) -> bool:
-    """A vimaged module other than the binding's (the bare package, whose ``__init__`` is
-    ``__version__`` only, is reached by every ``from vimaged.x import`` and is no edge)."""
+    """A vimaged module other than the binding's or a leaf's (the bare package, whose
+    ``__init__`` is ``__version__`` only, is reached by every ``from vimaged.x import``)."""
+    if module.startswith(tuple(f"{leaf}." for leaf in LEAVES)) or module in LEAVES:
+        return False
     return module.startswith("vimaged.") and not module.startswith("vimaged.netgraph")
+
+
+@pytest.mark.parametrize("leaf", LEAVES)
+def test_the_leaves_the_binding_may_use_import_nothing_of_vimaged(leaf: str) -> None:
+    path = ROOT / (leaf.replace(".", "/") + ".py")
+    assert [m for _, m in imported(path) if m.startswith("vimaged")] == []
 
 
 def test_the_binding_imports_nothing_of_vimaged_outside_itself() -> None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
 import socket
 from typing import Final
+
+from vimaged import names
+from vimaged.names import IFNAMSIZ as IFNAMSIZ  # the one definition (sys/net/if.h)
 
 # --- sys/sys/ioccom.h: the ioctl request encoding ----------------------------------------
 
@@ -42,9 +44,7 @@ def _iowr(group: str, num: int, struct: type[ctypes.Structure]) -> int:
 
 # --- sys/net/if.h: struct ifreq ----------------------------------------------------------
 
-IFNAMSIZ: Final = 16
 IFF_UP: Final = 0x1
-_IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
 
 
 class IfreqBuffer(ctypes.Structure):
@@ -94,7 +94,7 @@ def check_ifname(ifname: str) -> bytes:
 
     ``IFNAMSIZ`` counts the terminating NUL, so 15 characters is the longest name.
     """
-    if not _IFNAME.fullmatch(ifname):
+    if not names.is_ifname(ifname):
         code = errno.ENAMETOOLONG if len(ifname) >= IFNAMSIZ else errno.EINVAL
         raise OSError(code, os.strerror(code), ifname)
     return ifname.encode("ascii")

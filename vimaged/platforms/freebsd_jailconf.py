@@ -11,12 +11,12 @@ import errno
 import re
 from typing import TYPE_CHECKING
 
+from vimaged import names
 from vimaged.platforms import os_error
 
 if TYPE_CHECKING:
     from vimaged.platforms import JailSpec
 
-_JAIL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
 _PARAM_KEY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
 _OWN_PARAMS = frozenset({"name", "path", "host.hostname", "vnet", "persist", "devfs_ruleset"})
 
@@ -37,7 +37,7 @@ def jail_conf(spec: JailSpec) -> str:
     naming a malformed or duplicated parameter: the domain checks names and parameters first,
     so this is the platform's own guard, not the error users see.
     """
-    if not _JAIL_NAME.fullmatch(spec.name):
+    if not names.is_vimage_name(spec.name):  # the one rule, as an OSError
         raise os_error(errno.EINVAL, f"jail name {spec.name!r}")
     lines = [
         f"path = {_quote(spec.path)};",

@@ -15,17 +15,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import resource
 import shutil
 import subprocess
 import threading
 import uuid
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
-from vimaged import statedir
+from vimaged import names, statedir
 from vimaged.errors import PlatformError
 from vimaged.platforms import (
     HOST_JID,
@@ -34,6 +34,7 @@ from vimaged.platforms import (
     IfnetInfo,
     JailInfo,
     LinkCounters,
+    linux_sandbox,
 )
 from vimaged.platforms import linux_kernel as kernel
 from vimaged.platforms import linux_links as links
@@ -41,15 +42,12 @@ from vimaged.platforms import linux_netlink as nl
 from vimaged.platforms.host_command import exit_status, kill_process_group, run_host_command
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from vimaged.platforms import JailSpec
 
 DEFAULT_PREFIX = "vimage-"
 DEFAULT_STATE_DIR = "/run/vimaged"
-VIMAGE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
-links.BRIDGED_NAME = re.compile(r"ng\d+_(?P<vimage>.+)")
-links.IFNAMSIZ = 16
 T = TypeVar("T")
 
 
@@ -208,7 +206,7 @@ class LinuxPlatform:
         return statedir.read_text(self._root_file(jid))
 
     def _create_jail(self, spec: JailSpec) -> int:
-        if not VIMAGE_NAME.fullmatch(spec.name):
+        if not names.is_vimage_name(spec.name):
             raise links.einval("a vimage name is a letter then up to 30 of [A-Za-z0-9_]", spec.name)
         if spec.path != "/" and not os.path.isdir(spec.path):
             raise OSError(errno.ENOENT, "the vimage's path is no directory", spec.path)
@@ -482,6 +480,56 @@ class LinuxPlatform:
 
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self._aclose)
+
+    # -- CNI attachments (vimaged-cni): the sandbox is the netns path CNI_NETNS names --------
+
+    def _refused_namespaces(self) -> set[int]:
+        with self._lock:
+            return {os.fstat(self._host_fd).st_ino, *self._known}
+
+    async def create_in_sandbox(
+        self,
+        parent: str,
+        ifname: str,
+        mac: str,
+        sandbox: str,
+        newname: str,
+        *,
+        mtu: int | None,
+        addresses: Sequence[str],
+        routes: Sequence[tuple[str, str | None]],
+    ) -> None:
+        await trio.to_thread.run_sync(
+            partial(
+                linux_sandbox.create_in,
+                self._host,
+                self._nsfs_dev,
+                self._refused_namespaces(),
+                parent,
+                ifname,
+                mac,
+                sandbox,
+                newname,
+                mtu=mtu,
+                addresses=addresses,
+                routes=routes,
+            )
+        )
+
+    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
+        return await trio.to_thread.run_sync(
+            linux_sandbox.sandbox_ifnet, self._nsfs_dev, self._refused_namespaces(), sandbox, ifname
+        )
+
+    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
+        await trio.to_thread.run_sync(
+            linux_sandbox.detach_from,
+            self._nsfs_dev,
+            self._refused_namespaces(),
+            sandbox,
+            ifname,
+            mac,
+        )
 
 
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"

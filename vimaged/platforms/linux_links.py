@@ -16,6 +16,7 @@ import os
 import re
 from typing import TYPE_CHECKING, TypeVar
 
+from vimaged.names import IFNAMSIZ
 from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo
 from vimaged.platforms import linux_netlink as nl
 
@@ -32,7 +33,6 @@ by the one RTM_NEWLINK that creates them: a daemon killed before the alias is se
 link that is still recognisably its own, and reconciliation removes it."""
 BRIDGED_NAME = re.compile(r"ng\d+_(?P<vimage>.+)")
 MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
-IFNAMSIZ = 16
 ARPHRD_LOOPBACK = 772
 T = TypeVar("T")
 
@@ -46,6 +46,7 @@ def enoent(subject: str) -> OSError:
 
 
 def check_ifname(name: str) -> None:
+    # The kernel's own rule, wider than names.is_ifname: CNI runtimes pick sandbox names.
     if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or name.strip() != name:
         raise einval("interface names have 1 to 15 bytes, no '/' or whitespace", name)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import errno as errno_codes
 from typing import TYPE_CHECKING
 
+from vimaged import names
+from vimaged.names import IFNAMSIZ
 from vimaged.netgraph import abi, codec
 from vimaged.netgraph.linkview import LinkView
 from vimaged.netgraph.ngsocket import netgraph_error
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
 
 BRIDGE_PREFIX = "vimaged_br_"
 EIFACE_PREFIX = "vimaged_if_"
-IFNAMSIZ = 16
 
 
 def ether_node_name(ifname: str) -> str:
@@ -41,26 +42,25 @@ def eiface_name(ifname: str) -> str:
 
 
 def check_ifname(ifname: str) -> None:
-    """A name vimaged gives a new node: it must be usable as a netgraph name as it is.
+    """A name vimaged gives a new node, usable as a netgraph name as it is
+    (:func:`vimaged.names.is_new_ifname`, the one rule).
 
     The domain checks names before it calls a platform; this is the platform's own guard,
-    so it raises EINVAL or ENAMETOOLONG like the kernel (never ValueError).
+    so it raises ENAMETOOLONG or EINVAL like the kernel (never ValueError).
     """
-    if len(ifname) >= IFNAMSIZ:
-        raise os_error(errno_codes.ENAMETOOLONG, ifname)
-    if not ifname or not ifname.isascii() or any(c in ifname for c in ".:[]\0 "):
-        raise os_error(errno_codes.EINVAL, ifname)
+    if not names.is_new_ifname(ifname):
+        raise os_error(
+            errno_codes.ENAMETOOLONG if len(ifname) >= IFNAMSIZ else errno_codes.EINVAL, ifname
+        )
 
 
 def check_parent(parent: str) -> None:
-    """An existing NIC: ``igb0.100`` is fine, ng_ether names its node ``igb0_100``
-    (``ng_ether_sanitize_ifname``). EINVAL or ENAMETOOLONG otherwise."""
-    if len(parent) >= IFNAMSIZ:
-        raise os_error(errno_codes.ENAMETOOLONG, parent)
-    if not parent or not parent.isascii() or not parent.isprintable():
-        raise os_error(errno_codes.EINVAL, parent)
-    if any(c in parent for c in "[]/ "):
-        raise os_error(errno_codes.EINVAL, parent)
+    """An existing NIC (:func:`vimaged.names.is_ifname`): ``igb0.100`` is fine, ng_ether names
+    its node ``igb0_100`` (``ng_ether_sanitize_ifname``). ENAMETOOLONG or EINVAL otherwise."""
+    if not names.is_ifname(parent):
+        raise os_error(
+            errno_codes.ENAMETOOLONG if len(parent) >= IFNAMSIZ else errno_codes.EINVAL, parent
+        )
 
 
 def check_mac(mac: str) -> None:
