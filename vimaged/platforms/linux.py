@@ -16,17 +16,14 @@ import contextlib
 import errno
 import os
 import resource
-import shutil
 import subprocess
 import threading
-import uuid
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import trio
 
 from vimaged import names, statedir
-from vimaged.errors import PlatformError
 from vimaged.platforms import (
     HOST_JID,
     BridgedIfnet,
@@ -48,7 +45,6 @@ if TYPE_CHECKING:
 
 DEFAULT_PREFIX = "vimage-"
 DEFAULT_STATE_DIR = "/run/vimaged"
-T = TypeVar("T")
 
 
 class _Netns:
@@ -341,23 +337,6 @@ class LinuxPlatform:
         places += [(ns.jid, self._rtnl(ns)) for ns in self._scan()]
         return links.bridged_ifnets(places)
 
-    def _preflight(self) -> None:
-        if os.geteuid() != 0:
-            raise PlatformError("the linux platform needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
-        if not os.path.exists("/proc/self/ns/net"):
-            raise PlatformError("this kernel has no network namespaces (CONFIG_NET_NS)")
-        for tool in ("nsenter", "chroot"):
-            if shutil.which(tool) is None:
-                raise PlatformError(f"{tool} not found: install util-linux and coreutils")
-
-        try:
-            kernel.in_new_netns("preflight", links.try_veth_and_macvlan)
-        except OSError as exc:
-            raise PlatformError(
-                f"cannot create veth/macvlan links ({exc.strerror}): load the veth and"
-                " macvlan kernel modules (modprobe veth macvlan)"
-            ) from exc
-
     def _aclose(self) -> None:
         with self._lock:
             if self._closed:
@@ -372,17 +351,13 @@ class LinuxPlatform:
     # -- the Platform protocol -------------------------------------------------------------
 
     async def preflight(self) -> None:
-        await trio.to_thread.run_sync(self._preflight)
+        await trio.to_thread.run_sync(links.preflight)
 
     async def host_uuid(self) -> str:
-        return await trio.to_thread.run_sync(_read_host_uuid)
+        return await trio.to_thread.run_sync(kernel.read_host_uuid)
 
     async def boot_id(self) -> str:
-        def read() -> str:
-            with open(BOOT_ID_PATH, encoding="ascii") as f:
-                return f.read().strip()
-
-        return await trio.to_thread.run_sync(read)
+        return await trio.to_thread.run_sync(kernel.read_boot_id)
 
     async def create_jail(self, spec: JailSpec) -> int:
         """Create the namespace ``<prefix>NAME`` (lo up) and return its inode as the jid.
@@ -499,22 +474,11 @@ class LinuxPlatform:
         addresses: Sequence[str],
         routes: Sequence[tuple[str, str | None]],
     ) -> None:
-        await trio.to_thread.run_sync(
-            partial(
-                linux_sandbox.create_in,
-                self._host,
-                self._nsfs_dev,
-                self._refused_namespaces(),
-                parent,
-                ifname,
-                mac,
-                sandbox,
-                newname,
-                mtu=mtu,
-                addresses=addresses,
-                routes=routes,
-            )
-        )
+        refused = self._refused_namespaces()
+        await trio.to_thread.run_sync(partial(
+            linux_sandbox.create_in, self._host, self._nsfs_dev, refused, parent, ifname, mac,
+            sandbox, newname, mtu=mtu, addresses=addresses, routes=routes,
+        ))  # fmt: skip
 
     async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
         return await trio.to_thread.run_sync(
@@ -522,28 +486,10 @@ class LinuxPlatform:
         )
 
     async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
+        refused = self._refused_namespaces()
         await trio.to_thread.run_sync(
-            linux_sandbox.detach_from,
-            self._nsfs_dev,
-            self._refused_namespaces(),
-            sandbox,
-            ifname,
-            mac,
+            linux_sandbox.detach_from, self._nsfs_dev, refused, sandbox, ifname, mac
         )
-
-
-BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
-"""A random UUID the kernel makes at each boot (random(4), ``boot_id``)."""
-
-
-def _read_host_uuid() -> str:
-    for path in ("/etc/machine-id", "/sys/class/dmi/id/product_uuid"):
-        try:
-            with open(path, encoding="ascii") as f:
-                return str(uuid.UUID(f.read().strip()))
-        except (OSError, ValueError):
-            continue
-    raise OSError(errno.ENOENT, "no /etc/machine-id or product_uuid", "/etc/machine-id")
 
 
 def create(**options: object) -> LinuxPlatform:

@@ -14,10 +14,13 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 from typing import TYPE_CHECKING, TypeVar
 
+from vimaged.errors import PlatformError
 from vimaged.names import IFNAMSIZ
 from vimaged.platforms import HOST_JID, BridgedIfnet, IfnetInfo
+from vimaged.platforms import linux_kernel as kernel
 from vimaged.platforms import linux_netlink as nl
 
 if TYPE_CHECKING:
@@ -215,3 +218,23 @@ def set_up(host: nl.Rtnl, ifname: str) -> None:
     check_ifname(ifname)
     body = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP) + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
     enodev_is_enoent(lambda: host.set_link(body, ifname), ifname)
+
+
+def preflight() -> None:
+    """Root, network namespaces, nsenter and chroot, veth and macvlan links: or a
+    ``PlatformError`` saying what to do (LinuxPlatform.preflight)."""
+    if os.geteuid() != 0:
+        raise PlatformError("the linux platform needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
+    if not os.path.exists("/proc/self/ns/net"):
+        raise PlatformError("this kernel has no network namespaces (CONFIG_NET_NS)")
+    for tool in ("nsenter", "chroot"):
+        if shutil.which(tool) is None:
+            raise PlatformError(f"{tool} not found: install util-linux and coreutils")
+
+    try:
+        kernel.in_new_netns("preflight", try_veth_and_macvlan)
+    except OSError as exc:
+        raise PlatformError(
+            f"cannot create veth/macvlan links ({exc.strerror}): load the veth and"
+            " macvlan kernel modules (modprobe veth macvlan)"
+        ) from exc
