@@ -4,12 +4,13 @@ Jails are created and removed with jail(8) from a generated per-vimage jail.conf
 (:mod:`freebsd_jailconf`), so mounts, devfs rulesets and parameter parsing stay jail(8)'s;
 commands run inside with jexec(8).
 Cheap, frequent questions (which jails exist, which are dying, which name has a jid) go
-straight to ``jail_get(2)``. Interfaces move with the SIOCSIFVNET/SIOCSIFRVNET ioctls,
-are renamed with SIOCSIFNAME and brought up with SIOCGIFFLAGS/SIOCSIFFLAGS; MACs come from
-``getifaddrs(3)``; to see inside a jail's vnet a short-lived child ``jail_attach(2)``-es and
-reports. Bridged interfaces are :class:`~vimaged.platforms.netgraph_bridges.NetgraphBridges`
-over the real PF_NETGRAPH transport. Bytes for the kernel come from :mod:`freebsd_abi`, libc from
-:mod:`_libc`. docs/freebsd.md gives the reasons.
+straight to ``jail_get(2)``. Interfaces move with the SIOCSIFVNET/SIOCSIFRVNET ioctls, are
+renamed with SIOCSIFNAME and brought up with SIOCGIFFLAGS/SIOCSIFFLAGS; MACs come from
+``getifaddrs(3)`` (:mod:`freebsd_ifaddrs`); to see inside a jail's vnet a short-lived child
+``jail_attach(2)``-es and reports. Bridged interfaces are
+:class:`~vimaged.platforms.netgraph_bridges.NetgraphBridges` over the real PF_NETGRAPH
+transport. Bytes for the kernel come from :mod:`freebsd_abi`, libc from :mod:`_libc`.
+docs/freebsd.md gives the reasons.
 
 Everything here raises ``OSError(errno, strerror, subject)``; :meth:`preflight` alone raises
 ``PlatformError``, saying what to do.
@@ -42,6 +43,7 @@ from vimaged.platforms import (
     jail_sandbox,
 )
 from vimaged.platforms import freebsd_abi as abi
+from vimaged.platforms import freebsd_ifaddrs as ifaddrs
 from vimaged.platforms.freebsd_jailconf import jail_conf
 from vimaged.platforms.host_command import run_host_command
 
@@ -110,42 +112,6 @@ def _find_jail(*, jid: int | None = None, name: str | None = None) -> JailInfo:
     return JailInfo(jid=found, name=query.name.value.decode(), dying=bool(query.dying.value))
 
 
-def _ifnets_here() -> list[IfnetInfo]:
-    """Interfaces of the calling process's vnet from ``getifaddrs(3)``: one AF_LINK entry each
-    (name, MAC, flags), then its AF_INET and AF_INET6 entries (addresses, netmasks)."""
-    lib = _libc.libc()
-    head = ctypes.c_void_p()
-    lib.getifaddrs(ctypes.byref(head))
-    links: dict[str, tuple[str | None, bool]] = {}
-    addresses: dict[str, list[str]] = {}
-    try:
-        entry = ctypes.cast(head, ctypes.POINTER(abi.Ifaddrs))
-        while entry:
-            ifa = entry.contents
-            name = (ifa.ifa_name or b"").decode()
-            family = ctypes.string_at(ifa.ifa_addr, 2)[1] if ifa.ifa_addr else None
-            if family == abi.AF_LINK:
-                sdl = _sockaddr(ifa.ifa_addr, 8)
-                links[name] = (abi.link_address(sdl), bool(ifa.ifa_flags & abi.IFF_UP))
-            elif family in (abi.AF_INET, abi.AF_INET6):
-                netmask = _sockaddr(ifa.ifa_netmask, 0) if ifa.ifa_netmask else None
-                text = abi.inet_address(_sockaddr(ifa.ifa_addr, 2), netmask)
-                if text is not None:
-                    addresses.setdefault(name, []).append(text)
-            entry = ifa.ifa_next
-    finally:
-        lib.freeifaddrs(head)
-    return [
-        IfnetInfo(name=name, mac=mac, up=up, addresses=tuple(addresses.get(name, ())))
-        for name, (mac, up) in links.items()
-    ]
-
-
-def _sockaddr(pointer: int, least: int) -> bytes:
-    """The ``sa_len`` bytes of the sockaddr at ``pointer`` (at least ``least``)."""
-    return ctypes.string_at(pointer, max(ctypes.string_at(pointer, 1)[0], least))
-
-
 def report_ifnets_in_jail(jid: int) -> int:
     """Child side of :meth:`FreeBSDPlatform.list_ifnets` for a jail: attach, list, print JSON.
 
@@ -157,7 +123,7 @@ def report_ifnets_in_jail(jid: int) -> int:
     lib = _libc.libc()
     try:
         lib.jail_attach(jid)
-        result: Any = _ifnets_here()
+        result: Any = ifaddrs.ifnets_here()
         status = 0
     except OSError as exc:
         result, status = {"errno": exc.errno}, CHILD_ERRNO_STATUS
@@ -413,12 +379,12 @@ class FreeBSDPlatform:
 
     async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
         if jid == HOST_JID:
-            return _ifnets_here()
+            return ifaddrs.ifnets_here()
         return msgspec.json.decode(await _run_child(_CHILD, jid), type=list[IfnetInfo])
 
     async def locate_ifnet(self, ifname: str) -> int | None:
         abi.check_ifname(ifname)
-        if any(ifnet.name == ifname for ifnet in _ifnets_here()):
+        if any(ifnet.name == ifname for ifnet in ifaddrs.ifnets_here()):
             return HOST_JID
         for jail in _jails():
             if jail.dying:
