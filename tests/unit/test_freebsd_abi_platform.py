@@ -27,6 +27,7 @@ from vimaged.platforms import (
     JailSpec,
     _libc,
     freebsd,
+    freebsd_ifnet,
     freebsd_jailconf,
 )
 from vimaged.platforms import freebsd_abi as abi
@@ -209,7 +210,7 @@ async def test_move_of_an_up_ifnet_raises_it_again_inside_the_jail(
     # it down, so the platform brings it up in the jail's vnet (a jail_attach-ing child).
     libc.flags["em1"] = 0x8843
     monkeypatch.setattr(
-        freebsd, "_UP_CHILD", "import sys; assert sys.argv[1:] == ['7', 'em1'], sys.argv"
+        freebsd_ifnet, "UP_CHILD", "import sys; assert sys.argv[1:] == ['7', 'em1'], sys.argv"
     )
     await plat.move_ifnet("em1", 7)
     assert [request for request, _ in libc.ioctls()] == [0xC0206911, 0xC020695A]
@@ -220,7 +221,7 @@ async def test_move_of_an_up_ifnet_reports_the_childs_errno(
 ) -> None:
     libc.flags["em1"] = 0x8843
     monkeypatch.setattr(
-        freebsd, "_UP_CHILD", "import sys; sys.stdout.write('{\"errno\": 22}'); sys.exit(3)"
+        freebsd_ifnet, "UP_CHILD", "import sys; sys.stdout.write('{\"errno\": 22}'); sys.exit(3)"
     )
     with pytest.raises(OSError, check=lambda exc: exc.errno == errno.EINVAL):
         await plat.move_ifnet("em1", 7)
@@ -240,7 +241,7 @@ def test_up_child_attaches_then_sets_iff_up(
     attached: list[int] = []
     libc.jail_attach = attached.append
     libc.flags["em1"] = 0x8842
-    assert freebsd.raise_ifnet_in_jail(7, "em1") == 0
+    assert freebsd_ifnet.raise_ifnet_in_jail(7, "em1") == 0
     assert attached == [7]
     assert libc.ioctls()[-1] == (
         0x80206910,
@@ -256,7 +257,7 @@ def test_up_child_reports_the_attach_errno(
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), "jail_attach")
 
     libc.jail_attach = refuse
-    assert freebsd.raise_ifnet_in_jail(7, "em1") == freebsd.CHILD_ERRNO_STATUS
+    assert freebsd_ifnet.raise_ifnet_in_jail(7, "em1") == freebsd_ifnet.CHILD_ERRNO_STATUS
     assert msgspec.json.decode(capsysbinary.readouterr().out) == {"errno": errno.EINVAL}
     assert libc.ioctls() == []
 
@@ -660,7 +661,7 @@ def test_child_attaches_then_reports_the_jails_ifnets(
     attached: list[int] = []
     libc.jail_attach = attached.append
     libc.links = [("ng0_web", bytes.fromhex("020000000001"), 1)]
-    assert freebsd.report_ifnets_in_jail(7) == 0
+    assert freebsd_ifnet.report_ifnets_in_jail(7) == 0
     assert attached == [7]
     assert msgspec.json.decode(capsysbinary.readouterr().out, type=list[IfnetInfo]) == [
         IfnetInfo(name="ng0_web", mac="02:00:00:00:00:01", up=True)
@@ -674,7 +675,7 @@ def test_child_reports_the_attach_errno(
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), "jail_attach")
 
     libc.jail_attach = refuse
-    assert freebsd.report_ifnets_in_jail(7) == freebsd.CHILD_ERRNO_STATUS
+    assert freebsd_ifnet.report_ifnets_in_jail(7) == freebsd_ifnet.CHILD_ERRNO_STATUS
     assert msgspec.json.decode(capsysbinary.readouterr().out) == {"errno": errno.EINVAL}
 
 
@@ -691,7 +692,7 @@ async def test_list_ifnets_in_jail_turns_child_failures_into_oserror(
     child: str,
     expected_errno: int,
 ) -> None:
-    monkeypatch.setattr(freebsd, "_CHILD", child)
+    monkeypatch.setattr(freebsd_ifnet, "CHILD", child)
     with pytest.raises(OSError, check=lambda exc: exc.errno == expected_errno):
         await plat.list_ifnets(7)
 
@@ -700,7 +701,7 @@ async def test_list_ifnets_in_jail_decodes_the_childs_list(
     monkeypatch: pytest.MonkeyPatch, plat: freebsd.FreeBSDPlatform
 ) -> None:
     listing = '[{"name": "em1", "mac": "02:00:00:00:00:09", "up": true}]'
-    monkeypatch.setattr(freebsd, "_CHILD", f"import sys; sys.stdout.write({listing!r})")
+    monkeypatch.setattr(freebsd_ifnet, "CHILD", f"import sys; sys.stdout.write({listing!r})")
     assert await plat.list_ifnets(7) == [IfnetInfo(name="em1", mac="02:00:00:00:00:09", up=True)]
 
 
@@ -734,7 +735,7 @@ def test_create_takes_the_bridge_mode() -> None:
 async def test_host_nic_ops_read_and_set_up_and_capabilities(libc: RecordingLibc) -> None:
     from vimaged.platforms import parent_nics as parents
 
-    ops = freebsd._HostNicOps()
+    ops = freebsd_ifnet.HostNicOps()
     libc.flags["em1"] = 0x8842  # not up
     every = parents.BRIDGED_OFFLOADS_OFF | 0x3  # + RXCSUM|TXCSUM
     libc.caps["em1"] = (every, every)

@@ -6,8 +6,8 @@ commands run inside with jexec(8).
 Cheap, frequent questions (which jails exist, which are dying, which name has a jid) go
 straight to ``jail_get(2)``. Interfaces move with the SIOCSIFVNET/SIOCSIFRVNET ioctls, are
 renamed with SIOCSIFNAME and brought up with SIOCGIFFLAGS/SIOCSIFFLAGS; MACs come from
-``getifaddrs(3)`` (:mod:`freebsd_ifaddrs`); to see inside a jail's vnet a short-lived child
-``jail_attach(2)``-es and reports. Bridged interfaces are
+``getifaddrs(3)``; to see inside a jail's vnet a short-lived child ``jail_attach(2)``-es and
+reports (all three in :mod:`freebsd_ifnet`). Bridged interfaces are
 :class:`~vimaged.platforms.netgraph_bridges.NetgraphBridges` over the real PF_NETGRAPH
 transport. Bytes for the kernel come from :mod:`freebsd_abi`, libc from :mod:`_libc`.
 docs/freebsd.md gives the reasons.
@@ -21,12 +21,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import socket
 import subprocess
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
@@ -44,7 +43,7 @@ from vimaged.platforms import (
     jail_sandbox,
 )
 from vimaged.platforms import freebsd_abi as abi
-from vimaged.platforms import freebsd_ifaddrs as ifaddrs
+from vimaged.platforms import freebsd_ifnet as ifops
 from vimaged.platforms.freebsd_devd import DEVD_SEQPACKET_PIPE, open_devd_source
 from vimaged.platforms.freebsd_jailconf import jail_conf
 from vimaged.platforms.host_command import run_host_command
@@ -64,12 +63,6 @@ DEFAULT_RUN_DIR = "/var/db/vimaged/jails"
 
 
 # --- libc wrappers (synchronous, each one syscall or a short sequence) ---------------------
-
-
-def _ifnet_ioctl(request: int, req: abi.Ifreq) -> None:
-    """``ioctl(s, request, &ifreq)`` on a throwaway local datagram socket (as ifconfig(8))."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        _libc.libc().ioctl(sock.fileno(), request, ctypes.addressof(req))
 
 
 SYSCTL_BOOTTIME = b"kern.boottime"
@@ -114,110 +107,6 @@ def _find_jail(*, jid: int | None = None, name: str | None = None) -> JailInfo:
     query = abi.JailQuery(jid=jid) if jid is not None else abi.JailQuery(name=name)
     found = _jail_get(query)
     return JailInfo(jid=found, name=query.name.value.decode(), dying=bool(query.dying.value))
-
-
-def report_ifnets_in_jail(jid: int) -> int:
-    """Child side of :meth:`FreeBSDPlatform.list_ifnets` for a jail: attach, list, print JSON.
-
-    Runs in a fresh interpreter (``python -c``), because ``jail_attach(2)`` cannot be undone.
-    Everything it needs is loaded before the attach, which also chroots into the jail's path.
-    Prints the list, or ``{"errno": N}`` and returns :data:`CHILD_ERRNO_STATUS`.
-    """
-    encoder = msgspec.json.Encoder()
-    lib = _libc.libc()
-    try:
-        lib.jail_attach(jid)
-        result: Any = ifaddrs.ifnets_here()
-        status = 0
-    except OSError as exc:
-        result, status = {"errno": exc.errno}, CHILD_ERRNO_STATUS
-    sys.stdout.buffer.write(encoder.encode(result))
-    sys.stdout.flush()
-    return status
-
-
-def raise_ifnet_in_jail(jid: int, ifname: str) -> int:
-    """Child side of :meth:`FreeBSDPlatform.move_ifnet`: attach, ``ifconfig IFNAME up``.
-
-    Prints ``{"errno": N}`` and returns :data:`CHILD_ERRNO_STATUS` on failure, else prints
-    nothing and returns 0.
-    """
-    try:
-        _libc.libc().jail_attach(jid)
-        _raise_ifnet(ifname)
-    except OSError as exc:
-        sys.stdout.buffer.write(msgspec.json.encode({"errno": exc.errno}))
-        sys.stdout.flush()
-        return CHILD_ERRNO_STATUS
-    return 0
-
-
-def _raise_ifnet(ifname: str) -> None:
-    """SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP added unless it is there already."""
-    _set_ifnet_up(ifname, True)
-
-
-def _ifnet_flags(ifname: str) -> int:
-    req = abi.ifreq(ifname)
-    _ifnet_ioctl(abi.SIOCGIFFLAGS, req)
-    return abi.ifreq_get_flags(req)
-
-
-def _set_ifnet_up(ifname: str, up: bool) -> None:
-    """SIOCSIFFLAGS with IFF_UP set or cleared, unless it is that way already."""
-    flags = _ifnet_flags(ifname)
-    if bool(flags & abi.IFF_UP) != up:
-        new = flags | abi.IFF_UP if up else flags & ~abi.IFF_UP
-        _ifnet_ioctl(abi.SIOCSIFFLAGS, abi.ifreq_flags(ifname, new))
-
-
-class _HostNicOps:
-    """:class:`vimaged.platforms.parent_nics.NicOps` with ioctls on the host's vnet."""
-
-    async def is_up(self, ifname: str) -> bool:
-        return bool(_ifnet_flags(ifname) & abi.IFF_UP)
-
-    async def set_up(self, ifname: str, up: bool) -> None:
-        _set_ifnet_up(ifname, up)
-
-    async def capabilities(self, ifname: str) -> tuple[int, int]:
-        req = abi.ifreq(ifname)
-        _ifnet_ioctl(abi.SIOCGIFCAP, req)
-        return abi.ifreq_get_caps(req)
-
-    async def set_capabilities(self, ifname: str, enabled: int) -> None:
-        _ifnet_ioctl(abi.SIOCSIFCAP, abi.ifreq_caps(ifname, enabled))
-
-
-CHILD_ERRNO_STATUS = 3
-"""Exit status of the child that reports an errno; Python itself exits 1 on a traceback."""
-
-_CHILD = (
-    "import sys\n"
-    "from vimaged.platforms import freebsd\n"
-    "sys.exit(freebsd.report_ifnets_in_jail(int(sys.argv[1])))\n"
-)
-_UP_CHILD = (
-    "import sys\n"
-    "from vimaged.platforms import freebsd\n"
-    "sys.exit(freebsd.raise_ifnet_in_jail(int(sys.argv[1]), sys.argv[2]))\n"
-)
-
-
-async def _run_child(script: str, jid: int, *args: str) -> bytes:
-    """Run a ``jail_attach(2)``-ing child; its stdout, or its errno as ``OSError``."""
-    result = await trio.run_process(
-        [sys.executable, "-c", script, str(jid), *args],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-    if result.returncode == CHILD_ERRNO_STATUS:
-        err = msgspec.json.decode(result.stdout, type=dict[str, int])["errno"]
-        raise OSError(err, os.strerror(err), f"jail {jid}")
-    if result.returncode != 0:
-        raise OSError(errno.EIO, result.stderr.decode(errors="replace").strip(), sys.executable)
-    return result.stdout
 
 
 # --- bridged interfaces -------------------------------------------------------------------
@@ -385,12 +274,12 @@ class FreeBSDPlatform:
 
     async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
         if jid == HOST_JID:
-            return ifaddrs.ifnets_here()
-        return msgspec.json.decode(await _run_child(_CHILD, jid), type=list[IfnetInfo])
+            return ifops.ifnets_here()
+        return msgspec.json.decode(await ifops.run_child(ifops.CHILD, jid), type=list[IfnetInfo])
 
     async def locate_ifnet(self, ifname: str) -> int | None:
         abi.check_ifname(ifname)
-        if any(ifnet.name == ifname for ifnet in ifaddrs.ifnets_here()):
+        if any(ifnet.name == ifname for ifnet in ifops.ifnets_here()):
             return HOST_JID
         for jail in _jails():
             if jail.dying:
@@ -410,21 +299,21 @@ class FreeBSDPlatform:
         down (sys/net/if.c@d87a5f2a); the Platform contract says the up flag survives.
         """
         flags = abi.ifreq(ifname)
-        _ifnet_ioctl(abi.SIOCGIFFLAGS, flags)
-        _ifnet_ioctl(abi.SIOCSIFVNET, abi.ifreq_jid(ifname, jid))
+        ifops.ifnet_ioctl(abi.SIOCGIFFLAGS, flags)
+        ifops.ifnet_ioctl(abi.SIOCSIFVNET, abi.ifreq_jid(ifname, jid))
         if abi.ifreq_get_flags(flags) & abi.IFF_UP:
-            await _run_child(_UP_CHILD, jid, ifname)
+            await ifops.run_child(ifops.UP_CHILD, jid, ifname)
 
     async def reclaim_ifnet(self, ifname: str, jid: int) -> None:
-        _ifnet_ioctl(abi.SIOCSIFRVNET, abi.ifreq_jid(ifname, jid))
+        ifops.ifnet_ioctl(abi.SIOCSIFRVNET, abi.ifreq_jid(ifname, jid))
 
     async def rename_ifnet(self, ifname: str, newname: str) -> None:
         buf = abi.new_name_buffer(newname)
-        _ifnet_ioctl(abi.SIOCSIFNAME, abi.ifreq_rename(ifname, buf))
+        ifops.ifnet_ioctl(abi.SIOCSIFNAME, abi.ifreq_rename(ifname, buf))
 
     async def set_ifnet_up(self, ifname: str) -> None:
         """``ifconfig IF up`` on the host: for the bridge code and tests, not on ``Platform``."""
-        _raise_ifnet(ifname)
+        ifops.raise_ifnet(ifname)
 
     # -- bridged interfaces (netgraph)
 
@@ -442,7 +331,7 @@ class FreeBSDPlatform:
                 self.rename_ifnet,
                 self.set_ifnet_up,
                 bridge_mode=self.bridge_mode,
-                parents=ParentNics(self.run_dir / "parents", _HostNicOps()),
+                parents=ParentNics(self.run_dir / "parents", ifops.HostNicOps()),
             )
         return self._bridges
 
