@@ -129,6 +129,7 @@ class Outcome(TypedDict):
     state: State
     code: str | None
     message: str | None
+    errno_name: str | None
 
 
 class Done(TypedDict):
@@ -201,6 +202,7 @@ class Error(TypedDict):
     code: str
     message: str
     errno: int | None
+    errno_name: str | None
 
 
 class Attachment(TypedDict):
