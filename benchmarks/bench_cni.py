@@ -10,13 +10,14 @@ pair, as the bridge plugin makes) and as pip's console script (``vimaged-pip``).
 DEL latency, one container at a time, and N concurrent ADDs on one parent followed by N
 concurrent DELs (distinct links, all removed).
 
-usage (root): python benchmarks/bench_cni.py [N] [ROUNDS] [OLD]   (defaults 200 and 20)
+usage (root): python benchmarks/bench_cni.py [N] [ROUNDS] [OLD]   (defaults 200 and 40)
 OLD: a directory holding another vimaged_cni (say, an older commit's, from ``git archive``),
 run as pip's console script runs it (kind ``old-pip``), for before/after figures.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import secrets
@@ -32,6 +33,31 @@ from vimaged_cni import client, launcher
 
 REFERENCE = "/usr/lib/cni"
 PIP_SCRIPT = Path(sys.executable).parent / "vimaged-cni"
+
+
+PROFILER = """#!{python} -IS
+import time
+t0 = time.perf_counter()
+import sys
+sys.path.append({root!r})
+from vimaged_cni import cli, client, ipam
+phases = {{"imports": time.perf_counter() - t0, "ipam": 0.0, "daemon": 0.0}}
+def timed(name, f):
+    def run(*args):
+        began = time.perf_counter()
+        try:
+            return f(*args)
+        finally:
+            phases[name] += time.perf_counter() - began
+    return run
+ipam.run = timed("ipam", ipam.run)
+client.request = timed("daemon", client.request)
+try:
+    cli.main()
+finally:
+    phases["in_python"] = time.perf_counter() - t0
+    sys.stderr.write(repr(phases))
+"""
 
 
 def ip(*args: str) -> None:
@@ -54,6 +80,10 @@ class Bench:
             script.write_text(f"#!{sys.executable}\nimport re, sys\nsys.path.insert(0, {old!r})\n"
                               "from vimaged_cni.cli import main\nmain()\n")  # fmt: skip
             script.chmod(0o755)
+        root = str(Path(launcher.__file__).resolve().parents[1])
+        prof = self.bin / "vimaged-prof"  # the launcher, timing its phases onto stderr
+        prof.write_text(PROFILER.format(python=sys.executable, root=root))
+        prof.chmod(0o755)
         for name in ("host-local", "macvlan", "bridge"):
             (self.bin / name).symlink_to(f"{REFERENCE}/{name}")
 
@@ -74,10 +104,14 @@ class Bench:
         return json.dumps(plugin).encode()
 
     def call(self, kind: str, command: str, i: int) -> float:
+        return self.run(kind, command, i)[0]
+
+    def run(self, kind: str, command: str, i: int) -> tuple[float, bytes]:
         env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=f"c{i}",
                    CNI_NETNS=f"/run/netns/{self.tag}s{i}", CNI_IFNAME="eth0",
                    CNI_PATH=str(self.bin))  # fmt: skip
         program = {"vimaged": "vimaged-cni", "vimaged-br": "vimaged-cni"}.get(kind, kind)
+        kind = "vimaged" if kind == "vimaged-prof" else kind
         argv = [str(self.bin / program)]
         if kind in ("macvlan", "bridge"):
             argv = ["nsenter", f"--net=/run/netns/{self.host}", *argv]
@@ -86,7 +120,7 @@ class Bench:
         elapsed = time.perf_counter() - began
         if done.returncode != 0:
             raise RuntimeError(f"{kind} {command} c{i}: {done.stdout!r} {done.stderr!r}")
-        return elapsed
+        return elapsed, done.stderr
 
     def host_links(self) -> int:
         out = subprocess.run(["ip", "-n", self.host, "-o", "link"], capture_output=True,
@@ -96,7 +130,7 @@ class Bench:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 40
     old = sys.argv[3] if len(sys.argv) > 3 else None
     tag = "bc" + secrets.token_hex(3)
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -132,26 +166,42 @@ def main() -> None:
             kinds = ["macvlan", "bridge", "vimaged", "vimaged-br", "vimaged-pip"]
             if old is not None:
                 kinds.append("old-pip")
-            for kind in kinds + kinds:  # in turns: the machine's load varies
-                adds, dels = [], []
-                for r in range(rounds):
-                    adds.append(b.call(kind, "ADD", r))
-                    dels.append(b.call(kind, "DEL", r))
-                print(f"  {kind:11} ADD {statistics.median(adds) * 1e3:7.1f}"
-                      f"  DEL {statistics.median(dels) * 1e3:7.1f}")  # fmt: skip
+            adds: dict[str, list[float]] = {kind: [] for kind in kinds}
+            dels: dict[str, list[float]] = {kind: [] for kind in kinds}
+            for r in range(rounds):  # every kind in each round: the machine's load varies
+                for kind in kinds:
+                    adds[kind].append(b.call(kind, "ADD", r))
+                    dels[kind].append(b.call(kind, "DEL", r))
+            for kind in kinds:
+                a, d = sorted(adds[kind]), sorted(dels[kind])
+                med_a, med_d = statistics.median(a) * 1e3, statistics.median(d) * 1e3
+                print(f"  {kind:11} ADD {med_a:7.1f} (min {a[0] * 1e3:5.1f})"
+                      f"  DEL {med_d:7.1f} (min {d[0] * 1e3:5.1f})")  # fmt: skip
+            print("  where a vimaged-cni ADD's time goes (medians, ms):")
+            phases: dict[str, list[float]] = {}
+            for r in range(rounds):
+                wall, stderr = b.run("vimaged-prof", "ADD", r)
+                b.call("vimaged", "DEL", r)
+                timing = ast.literal_eval(stderr.decode())
+                timing["interpreter start"] = wall - timing.pop("in_python")
+                timing["wall"] = wall
+                for name, seconds in timing.items():
+                    phases.setdefault(name, []).append(seconds)
+            print("   ", "  ".join(f"{name} {statistics.median(v) * 1e3:.1f}"
+                                   for name, v in phases.items()))  # fmt: skip
             print("  the daemon's part alone (cni_add / cni_del requests, no IPAM, no exec):")
-            adds, dels = [], []
+            direct_adds, direct_dels = [], []
             for r in range(rounds):
                 key = {"network": "direct", "container_id": f"c{r}", "ifname": "eth0"}
                 began = time.perf_counter()
                 client.request(b.socket, {"op": "cni_add", **key, "parent": "lan0",
                                           "sandbox": f"/run/netns/{tag}s{r}"})  # fmt: skip
-                adds.append(time.perf_counter() - began)
+                direct_adds.append(time.perf_counter() - began)
                 began = time.perf_counter()
                 client.request(b.socket, {"op": "cni_del", **key})
-                dels.append(time.perf_counter() - began)
-            print(f"  {'daemon':11} ADD {statistics.median(adds) * 1e3:7.1f}"
-                  f"  DEL {statistics.median(dels) * 1e3:7.1f}")  # fmt: skip
+                direct_dels.append(time.perf_counter() - began)
+            print(f"  {'daemon':11} ADD {statistics.median(direct_adds) * 1e3:7.1f}"
+                  f"  DEL {statistics.median(direct_dels) * 1e3:7.1f}")  # fmt: skip
             print(f"{n} concurrent ADDs on one parent, then {n} concurrent DELs (wall, s):")
             for kind in ("macvlan", "bridge", "vimaged"):
                 with ThreadPoolExecutor(max_workers=n) as pool:
