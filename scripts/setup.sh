@@ -18,7 +18,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # its containerd end-to-end test: ctr run --cni --rootfs with a static busybox rootfs
     command -v containerd >/dev/null || need="$need containerd"
     command -v runc >/dev/null || need="$need runc"
-    [ -x /bin/busybox ] && ! grep -q ld-linux /bin/busybox || need="$need busybox-static"
+    dpkg -s busybox-static >/dev/null 2>&1 || need="$need busybox-static"
     if [ -n "$need" ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq

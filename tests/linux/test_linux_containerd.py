@@ -47,9 +47,21 @@ def _tools() -> dict[str, str]:
     if missing or not os.access(HOST_LOCAL, os.X_OK):
         pytest.skip(f"{', '.join(missing) or 'host-local'} absent: apt-get install containerd "
                     "runc containernetworking-plugins (scripts/setup.sh does)")  # fmt: skip
-    if not os.path.isfile(BUSYBOX) or b"ld-linux" in Path(BUSYBOX).read_bytes()[:8192]:
+    if not os.path.isfile(BUSYBOX) or _has_interpreter(Path(BUSYBOX).read_bytes()):
         pytest.skip("no static busybox: apt-get install busybox-static")
     return {name: str(path) for name, path in tools.items()}
+
+
+def _has_interpreter(elf: bytes) -> bool:
+    """Whether a 64-bit little-endian ELF file has a PT_INTERP program header (is dynamic)."""
+    if elf[:6] != b"\x7fELF\x02\x01":
+        return True  # not what busybox-static installs
+    phoff, phentsize, phnum = elf[0x20:0x28], elf[0x36:0x38], elf[0x38:0x3A]
+    start, size = int.from_bytes(phoff, "little"), int.from_bytes(phentsize, "little")
+    types = (
+        elf[start + i * size : start + i * size + 4] for i in range(int.from_bytes(phnum, "little"))
+    )
+    return any(int.from_bytes(t, "little") == 3 for t in types)  # PT_INTERP
 
 
 def _made_dirs(path: str) -> list[str]:
