@@ -535,8 +535,11 @@ def test_autostart_at_boot_and_operator_intent_after_a_restart(
     daemon: Daemon, sim_host: SimHostHandle
 ) -> None:
     daemon.write_config(SEED.replace('vimage_enable="NO"', 'vimage_enable="YES"'))
-    daemon.start()  # the first daemon since boot starts vimage_list
-    assert {v["state"] for v in daemon.vimages().values()} == {"running"}
+    daemon.start()  # the first daemon since boot starts vimage_list, once it serves
+    daemon.wait_until(
+        lambda: {v["state"] for v in daemon.vimages().values()} == {"running"},
+        what="autostart done",
+    )
     daemon.ok("stop", "web")
     daemon.kill(signal.SIGTERM)  # an upgrade: router keeps running
     daemon.start()
