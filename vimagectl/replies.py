@@ -134,6 +134,7 @@ class Outcome(TypedDict):
     state: State
     code: str | None
     message: str | None
+    errno_name: str | None
 
 
 class Done(TypedDict):
@@ -207,6 +208,7 @@ class Error(TypedDict):
     code: str
     message: str
     errno: int | None
+    errno_name: str | None
 
 
 class Attachment(TypedDict):

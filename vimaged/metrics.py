@@ -157,7 +157,7 @@ def exposition(sup: Supervisor, times: RequestTimes) -> str:
             "vimaged_circuit_breakers_open",
             "gauge",
             "Vimages whose circuit breaker is open: not restarted until started by hand.",
-            [("", (), sum(1 for v in vimages if sup.health.circuit_open(v)))],
+            [("", (), sum(1 for v in vimages if sup.restarts.circuit_open(v)))],
         ),
         (
             "vimaged_bridge_links",

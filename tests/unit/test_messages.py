@@ -14,7 +14,7 @@ from vimagectl.cli import parse
 from vimagectl.client import Client, ClientError
 from vimagectl.render import format_event, render_status
 from vimaged import cli as daemon_cli
-from vimaged.oserrors import describe_oserror, errno_name
+from vimaged.errors import describe_oserror, errno_name
 from vimaged.statedir import StateDirError
 
 if TYPE_CHECKING:
@@ -37,7 +37,13 @@ def test_an_oserror_is_worded_with_its_errno_name_never_its_number(exc: OSError,
     assert "[Errno" not in text
     assert text.endswith(f"({name})")
     assert text.startswith(f"{exc.filename}: " if exc.filename else str(exc.strerror)[0].lower())
-    assert errno_name(exc.errno) == name
+    # the wire's errno_name: None for an errno the system has no name for
+    assert errno_name(exc) == (None if name.startswith("errno ") else name)
+
+
+@pytest.mark.parametrize("exc", [OSError("no errno at all"), ValueError("not an OSError")])
+def test_errno_name_is_none_without_an_errno(exc: Exception) -> None:
+    assert errno_name(exc) is None
 
 
 @pytest.mark.parametrize(
@@ -130,7 +136,7 @@ def _info(**changes: Any) -> dict[str, Any]:
 def test_status_of_a_removed_vimage_says_what_start_would(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from vimaged.supervisor import removed_text
+    from vimaged.lifecycle import removed_text
 
     reply: Any = {"reply": "vimages", "vimages": [_info(config_changed=True, removed=True)]}
     render_status(reply, _Args())  # type: ignore[arg-type]
