@@ -289,10 +289,15 @@ class Supervisor:
         return self._info(self._get(name))
 
     def infos(self) -> list[VimageInfo]:
+        return [self._info(self.vimages[name]) for name in self.listed_names()]
+
+    def listed_names(self) -> list[str]:
+        """The names a listing shows, in order (a snapshot: streamed listings look each one up
+        as they go); drops vimages a reload removed once stopped with their NICs home."""
         for name, v in list(self.vimages.items()):
             if v.removed and v.state == "stopped" and not self._pending_nics(name):
                 del self.vimages[name]  # its last NIC came home
-        return [self._info(v) for v in self.vimages.values()]
+        return list(self.vimages)
 
     async def observe_addresses(self, names: Iterable[str]) -> None:
         """Look again at the addresses inside the named running vimages (``status``). Bounded:

@@ -107,7 +107,7 @@ class Conn:
     @classmethod
     async def greeted(cls, path: str) -> Conn:
         conn = await cls.open(path)
-        assert await conn.receive() == Hello(protocol=1, daemon=__version__)
+        assert await conn.receive() == Hello(protocol=1, daemon=__version__, features=("stream",))
         return conn
 
     async def _fill(self, size: int) -> bool:
