@@ -10,7 +10,7 @@ Imported only under ``TYPE_CHECKING``: ``typing`` alone would cost vimagectl ~6 
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 State = Literal["stopped", "starting", "running", "stopping", "failed"]
 HealthState = Literal["ok", "degraded", "failed", "unknown"]
@@ -40,16 +40,19 @@ class Restart(TypedDict):
 
 class ListVimages(TypedDict):
     op: Literal["list"]
+    stream: NotRequired[bool]  # sent only to a daemon whose Hello lists the feature
 
 
 class Status(TypedDict):
     op: Literal["status"]
     names: list[str]
+    stream: NotRequired[bool]
 
 
 class Health(TypedDict):
     op: Literal["health"]
     names: list[str]
+    stream: NotRequired[bool]
 
 
 class Reload(TypedDict):
@@ -74,6 +77,7 @@ class Hello(TypedDict):
     reply: Literal["hello"]
     protocol: int
     daemon: str
+    features: list[str]
 
 
 class LinkStats(TypedDict):
@@ -127,6 +131,16 @@ class Vimages(TypedDict):
     vimages: list[VimageInfo]
 
 
+class VimagesPage(TypedDict):
+    reply: Literal["vimages_page"]
+    vimages: list[VimageInfo]
+
+
+class VimagesEnd(TypedDict):
+    reply: Literal["vimages_end"]
+    count: int
+
+
 class Reloaded(TypedDict):
     reply: Literal["reloaded"]
     added: list[str]
@@ -156,4 +170,4 @@ class Error(TypedDict):
     errno: int | None
 
 
-Reply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error
+Reply = Hello | Done | Vimages | VimagesPage | VimagesEnd | Reloaded | VersionInfo | Event | Error
