@@ -10,6 +10,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     command -v shellcheck >/dev/null || need="$need shellcheck"
     command -v ip >/dev/null || need="$need iproute2"
     command -v ping >/dev/null || need="$need iputils-ping"
+    # vimaged-cni's tests: a libcni driver (Go, offline GOPATH build) and the host-local IPAM
+    command -v go >/dev/null || need="$need golang-go"
+    [ -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ] ||
+        need="$need golang-github-appc-cni-dev"
+    [ -x /usr/lib/cni/host-local ] || need="$need containernetworking-plugins"
     if [ -n "$need" ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq

@@ -1,7 +1,8 @@
 """Blocking client of the vimaged control socket (vimagectl layer).
 
 A plain blocking AF_UNIX socket with a deadline per request, speaking docs/protocol.md:
-requests and replies are JSON objects, each behind a 4-byte big-endian length. Replies are
+requests and replies are JSON objects, each behind a 4-byte big-endian length
+(vimaged/framing.py, shared with the daemon: the standard library only). Replies are
 decoded with the standard library and checked against the protocol's JSON Schema (schema.py);
 requests are checked against it before they leave. Neither msgspec nor trio nor structlog is
 imported: they would multiply vimagectl's start-up time (tests/unit/test_import_hygiene.py).
@@ -17,6 +18,7 @@ import sys
 import time
 
 from vimagectl.schema import Schema, WireError
+from vimaged.framing import HEADER, frame, frame_length
 
 TYPE_CHECKING = False  # see schema.py: typing is not imported at run time
 if TYPE_CHECKING:
@@ -35,10 +37,8 @@ if TYPE_CHECKING:
     )
 
 DEFAULT_SOCKET = "/var/run/vimaged.sock"
-HEADER_SIZE = 4
 SCHEMA = Schema.load()
 PROTOCOL_VERSION = SCHEMA.integer("x-protocol")
-MAX_FRAME = SCHEMA.integer("x-max-frame")
 KNOWN_PROTOCOLS = frozenset({PROTOCOL_VERSION})
 REFUSED_RETRY_FOR = 0.0 if sys.platform.startswith("linux") else 2.0
 REFUSED_RETRY_DELAY = 0.05
@@ -296,12 +296,11 @@ class Client:
             raise ClientError("closed", f"daemon closed the connection: {exc.strerror}") from None
 
     def _receive(self, deadline: float | None) -> Reply:
-        header = self._read_exactly(HEADER_SIZE, deadline, first=True)
-        length = int.from_bytes(header, "big")
-        if length > MAX_FRAME:
-            raise ClientError(
-                "bad_frame", f"frame of {length} bytes exceeds MAX_FRAME ({MAX_FRAME})"
-            )
+        header = self._read_exactly(HEADER.size, deadline, first=True)
+        try:
+            length = frame_length(header)
+        except ValueError as exc:
+            raise ClientError("bad_frame", str(exc)) from None
         body = self._read_exactly(length, deadline, first=False)
         return decode_reply(body)
 
@@ -385,6 +384,7 @@ def _frame(request: Request) -> bytes:
     # As given, not as checked: the check fills in defaults, and a default of a field newer
     # than the daemon (``"stream": false``) would be refused by it as unknown.
     body = json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode()
-    if len(body) > MAX_FRAME:
-        raise ClientError("bad_request", f"request of {len(body)} bytes exceeds MAX_FRAME")
-    return len(body).to_bytes(HEADER_SIZE, "big") + body
+    try:
+        return frame(body)
+    except ValueError as exc:
+        raise ClientError("bad_request", f"not sent: {exc}") from None

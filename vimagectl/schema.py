@@ -27,6 +27,7 @@ import re
 TYPE_CHECKING = False  # typing itself costs vimagectl ~6 ms of start-up; mypy reads this name
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     Check = Callable[[object], object]
 
@@ -69,6 +70,23 @@ class WireError(ValueError):
             return WireError(step, self.problem)
         joiner = "" if self.where.startswith("[") else "."
         return WireError(f"{step}{joiner}{self.where}", self.problem)
+
+
+def _under(check: Check, item: object, step: str) -> object:
+    """``check(item)``, a failure seen from the value that holds ``item`` at ``step``."""
+    try:
+        return check(item)
+    except WireError as exc:
+        raise exc.under(step) from None
+
+
+def _replace(value: Any, checked: Any, key: Any, result: object) -> Any:
+    """``checked`` with ``key`` set to ``result``, copied from ``value`` first (copy on write:
+    most values pass unchanged and are returned as they came)."""
+    if checked is value:
+        checked = value.copy()
+    checked[key] = result
+    return checked
 
 
 def _describe(value: object) -> str:
@@ -296,14 +314,12 @@ class Schema:
                 return value
             checked = value
             for index, item in enumerate(value):
-                try:
+                try:  # inline, as in check_struct's fast path
                     result = check_item(item)
                 except WireError as exc:
                     raise exc.under(f"[{index}]") from None
                 if result is not item:
-                    if checked is value:
-                        checked = list(value)
-                    checked[index] = result
+                    checked = _replace(value, checked, index, result)
             return checked
 
         return check_array
@@ -316,14 +332,9 @@ class Schema:
                 raise WireError("", f"expected an object, got {_describe(value)}")
             checked = value
             for key, item in value.items():
-                try:
-                    result = check_value(item)
-                except WireError as exc:
-                    raise exc.under(key) from None
+                result = _under(check_value, item, key)
                 if result is not item:
-                    if checked is value:
-                        checked = dict(value)
-                    checked[key] = result
+                    checked = _replace(value, checked, key, result)
             return checked
 
         return check_map
@@ -371,10 +382,7 @@ class Schema:
             checked: dict[str, object] = {}
             for name, needed, default, check in fields:
                 if name in value:
-                    try:
-                        checked[name] = check(value[name])
-                    except WireError as exc:
-                        raise exc.under(name) from None
+                    checked[name] = _under(check, value[name], name)
                 elif needed:
                     raise WireError("", f"{title} lacks its field {name!r}")
                 else:  # defaults are JSON values; copy the mutable ones
@@ -398,14 +406,12 @@ class Schema:
                     continue
                 if container and not item:
                     continue
-                try:
+                try:  # inline, not _under: the fast path's own loop (1,000 vimages: 0.5 ms)
                     result = check(item)
                 except WireError as exc:
                     raise exc.under(name) from None
                 if result is not item:
-                    if checked is value:
-                        checked = dict(value)
-                    checked[name] = result
+                    checked = _replace(value, checked, name, result)
             return checked
 
         return check_struct

@@ -17,6 +17,7 @@ import structlog
 import trio
 
 from vimaged import __version__, config, statedir
+from vimaged.attachments import Attachments
 from vimaged.dispatch import Dispatcher
 from vimaged.errors import ConfigError
 from vimaged.events import EventHub
@@ -99,6 +100,8 @@ async def _run_locked(
         config.check_host_nics(cfg, {i.name for i in host} | held)
         sup = Supervisor(cfg, platform, journal, EventHub())
         dispatcher = Dispatcher(sup, config_paths)
+        attachments = await Attachments.open(state_dir, sup, platform)  # vimaged-cni
+        dispatcher.attachments = attachments
         # Caught from here on and queued until the daemon is ready: a SIGHUP that came once the
         # socket answered, but before a handler was in place, used to end the daemon.
         with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as received:
@@ -107,6 +110,7 @@ async def _run_locked(
             ):  # connection handlers outlive the accept loop
                 async with trio.open_nursery() as main:
                     await main.start(partial(sup.run, boot=boot))  # reconciled when this returns
+                    await attachments.reconcile()
                     listener = await open_control_listener(socket_path, group=cfg.group)
                     socket_inode = os.stat(socket_path).st_ino
                     await main.start(
@@ -125,6 +129,8 @@ async def _run_locked(
                     main.cancel_scope.cancel()
                 handlers.cancel_scope.deadline = trio.current_time() + GRACE
         _unlink_own_socket(socket_path, socket_inode)
+        with trio.CancelScope(shield=True):
+            await attachments.aclose()
     finally:
         with trio.CancelScope(shield=True):
             await platform.aclose()

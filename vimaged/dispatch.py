@@ -13,6 +13,7 @@ import structlog
 import trio
 
 from vimaged import __version__, config
+from vimaged.attachments import CNI_REQUESTS, cni_reply
 from vimaged.errors import InvalidRequestError, VimagedError
 from vimaged.platforms import HOST_JID
 from vimaged.protocol import (
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterator, Sequence
     from contextlib import AbstractAsyncContextManager
 
+    from vimaged.attachments import Attachments
     from vimaged.peercred import Peer
     from vimaged.protocol import AnyRequest, Event, Reply, VimageInfo
     from vimaged.supervisor import Supervisor
@@ -50,6 +52,8 @@ class Dispatcher:
     def __init__(self, supervisor: Supervisor, config_paths: Sequence[str] | None) -> None:
         self._sup = supervisor
         self._config_paths = config_paths
+        self.attachments: Attachments | None = None
+        """vimaged-cni's attachments (set by the daemon); CNI requests fail without them."""
 
     def events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Event]]:
         return self._sup.events.subscribe()
@@ -77,6 +81,8 @@ class Dispatcher:
 
     async def _dispatch(self, request: AnyRequest) -> Reply:
         sup = self._sup
+        if isinstance(request, CNI_REQUESTS):  # vimaged-cni (issue 14): attachments.py owns them
+            return await cni_reply(self.attachments, request)
         match request:
             case Start(names=names, all_=everything):
                 return Done(outcomes=tuple(await sup.start(self._names(names, everything))))

@@ -15,11 +15,13 @@ import os
 import socket
 import stat
 import tempfile
+from functools import partial
 
 import structlog
 import trio
 
 from vimaged.errors import ConfigError
+from vimaged.sockets import GONE, REFUSED, probe_socket
 
 log = structlog.get_logger()
 
@@ -162,19 +164,18 @@ async def _refuse_live_daemon(path: str) -> None:
         log.warning("control.impostor_socket_replaced", path=path, owner=st.st_uid)
         return
     for attempt in range(1, PROBE_REFUSED_TRIES + 1):
-        with trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            with trio.move_on_after(PROBE_TIMEOUT):
-                try:
-                    await probe.connect(path)
-                except FileNotFoundError:
-                    log.info("control.stale_socket_found", path=path)
-                    return
-                except ConnectionRefusedError:
-                    # Nobody listens, or (FreeBSD) a live daemon's listen queue is full.
-                    if attempt == PROBE_REFUSED_TRIES:
-                        log.info("control.stale_socket_found", path=path, refused=attempt)
-                        return
-                    await trio.sleep(PROBE_REFUSED_DELAY)
-                    continue
-            # Connected, or connect hangs on a full backlog (Linux): either way someone listens.
-            raise DaemonRunningError(path)
+        probed = await trio.to_thread.run_sync(
+            partial(probe_socket, path, socket.SOCK_STREAM, timeout=PROBE_TIMEOUT)
+        )
+        if probed == GONE:
+            log.info("control.stale_socket_found", path=path)
+            return
+        if probed == REFUSED:
+            # Nobody listens, or (FreeBSD) a live daemon's listen queue is full.
+            if attempt == PROBE_REFUSED_TRIES:
+                log.info("control.stale_socket_found", path=path, refused=attempt)
+                return
+            await trio.sleep(PROBE_REFUSED_DELAY)
+            continue
+        # Connected, or connect stalls on a full backlog (Linux): either way someone listens.
+        raise DaemonRunningError(path)

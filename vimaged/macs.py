@@ -182,3 +182,21 @@ def _comparable(mac: str) -> str:
         return normalize_mac(mac)
     except ValueError:
         return mac.strip().lower()
+
+
+CNI_MAC_DOMAIN = b"vimaged cni_mac v1"
+
+
+def attachment_mac(host_uuid: str, container_id: str, ifname: str) -> str:
+    """The default address of a CNI attachment (vimaged-cni): stable for one container and
+    interface on one host, as :func:`host_mac` is for a vimage's bridge.
+
+    ``sha256(CNI_MAC_DOMAIN + NUL + uuid + NUL + container_id + NUL + ifname)``, first six
+    bytes, locally administered unicast. Frozen: the tests pin a value.
+    """
+    material = b"\0".join(
+        (CNI_MAC_DOMAIN, host_uuid.strip().lower().encode(), container_id.encode(), ifname.encode())
+    )
+    digest = bytearray(hashlib.sha256(material).digest()[:6])
+    digest[0] = (digest[0] | _UNIVERSAL_LOCAL_BIT) & ~_MULTICAST_BIT & 0xFF
+    return format_mac(bytes(digest))

@@ -12,18 +12,19 @@ change.
 from __future__ import annotations
 
 import re
-import struct
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
+
+from vimaged import framing
+from vimaged.framing import HEADER as HEADER  # re-exported: readers of frames use them
+from vimaged.framing import MAX_FRAME as MAX_FRAME
+from vimaged.framing import frame_length as frame_length
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
 PROTOCOL_VERSION = 1
-HEADER = struct.Struct(">I")
-MAX_FRAME = 1 << 20
-"""Largest frame body accepted in either direction (1 MiB)."""
 MAX_NESTING = 16
 """Deepest ``[``/``{`` nesting a request may have (real ones nest 2): msgspec's decoder recurses
 while it skips an unknown value, and 1,000 levels raised RecursionError (issue 10)."""
@@ -103,9 +104,91 @@ class Events(Request, tag="events", frozen=True):
     """Subscribe: the daemon answers with :class:`Event` frames until the client leaves."""
 
 
-AnyRequest = Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events
+# -- CNI attachments (vimaged-cni, issue 14) ------------------------------------------------
 
-MUTATING: frozenset[type[Request]] = frozenset({Start, Stop, Restart, Reload})
+CniName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}\Z")]
+"""A CNI network name or container ID: the characters libcni allows (``[A-Za-z0-9_.-]``, a
+letter or digit first), at most 255."""
+CniIfName = Annotated[str, msgspec.Meta(pattern=r"^[^/:\s]{1,15}\Z")]
+"""CNI_IFNAME: an interface name inside the sandbox (IFNAMSIZ - 1, no ``/``, ``:`` or space)."""
+CniSandbox = Annotated[str, msgspec.Meta(pattern=r"^[^\x00]{1,1024}\Z")]
+"""CNI_NETNS: a netns path (linux) or a VNET jail's name or jid (FreeBSD)."""
+CniCidr = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Fa-f:./]{1,64}\Z")]
+"""An address, with or without prefix length; the daemon parses it."""
+
+
+class CniRoute(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    dst: CniCidr
+    gw: CniCidr | None = None
+
+
+class CniAttachmentKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    container_id: CniName
+    ifname: CniIfName
+
+
+class CniAdd(Request, tag="cni_add", frozen=True):
+    """Create an interface bridged to ``parent`` and move it into ``sandbox`` as ``ifname``."""
+
+    network: CniName
+    container_id: CniName
+    ifname: CniIfName
+    sandbox: CniSandbox
+    parent: str
+    mac: str | None = None
+    """Default: derived from the host's UUID, the container ID and ``ifname``."""
+    mtu: int | None = None
+    """68 to 65535; the daemon checks it."""
+    addresses: tuple[CniCidr, ...] = ()
+    routes: tuple[CniRoute, ...] = ()
+
+
+class CniCheck(Request, tag="cni_check", frozen=True):
+    """Is the attachment in its sandbox with its MAC and (at least) ``addresses``?"""
+
+    network: CniName
+    container_id: CniName
+    ifname: CniIfName
+    addresses: tuple[CniCidr, ...] = ()
+
+
+class CniDel(Request, tag="cni_del", frozen=True):
+    """Remove the attachment; succeeds when it (or its sandbox) is already gone."""
+
+    network: CniName
+    container_id: CniName
+    ifname: CniIfName
+
+
+class CniGc(Request, tag="cni_gc", frozen=True):
+    """Remove every attachment of ``network`` not in ``valid`` (``cni.dev/valid-attachments``)."""
+
+    network: CniName
+    valid: tuple[CniAttachmentKey, ...] = ()
+
+
+class CniStatus(Request, tag="cni_status", frozen=True):
+    """Can ADD work on ``network``: is ``parent`` on the host?"""
+
+    network: CniName
+    parent: str
+
+
+class CniList(Request, tag="cni_list", frozen=True):
+    """Every attachment (read-only, like ``list``)."""
+
+
+CNI_MUTATING: frozenset[type[Request]] = frozenset({CniAdd, CniCheck, CniDel, CniGc, CniStatus})
+"""CHECK and STATUS name sandboxes and parents: authorized like mutations (issue 14)."""
+
+# -- end of CNI requests ---------------------------------------------------------------------
+
+AnyRequest = (
+    Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events
+    | CniAdd | CniCheck | CniDel | CniGc | CniStatus | CniList
+)  # fmt: skip
+
+MUTATING: frozenset[type[Request]] = CNI_MUTATING | {Start, Stop, Restart, Reload}
 """Requests that need root or the configured group; the rest are read-only."""
 
 
@@ -222,8 +305,44 @@ class Error(Reply, tag="error", frozen=True):
     errno: int | None = None
 
 
+# -- CNI attachments (vimaged-cni, issue 14) ------------------------------------------------
+
+AttachmentState = Literal["attaching", "attached"]
+
+
+class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+    """An interface vimaged made, bridged to ``parent``, in a sandbox it does not own."""
+
+    network: str
+    container_id: str
+    ifname: str
+    """Its name in the sandbox (CNI_IFNAME)."""
+    sandbox: str
+    parent: str
+    mac: str
+    host_ifname: str
+    """Its name on the host before the move (``cni`` + 11 hex digits), as in the journal."""
+    state: AttachmentState = "attached"
+    addresses: tuple[str, ...] = ()
+
+
+class AttachmentList(Reply, tag="attachments", frozen=True):
+    attachments: tuple[Attachment, ...] = ()
+
+
+# -- end of CNI replies ----------------------------------------------------------------------
+
 AnyReply = (
-    Hello | Done | Vimages | VimagesPage | VimagesEnd | Reloaded | VersionInfo | Event | Error
+    Hello
+    | Done
+    | Vimages
+    | VimagesPage
+    | VimagesEnd
+    | Reloaded
+    | VersionInfo
+    | Event
+    | Error
+    | AttachmentList
 )
 
 REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)
@@ -268,19 +387,8 @@ def wire_schema() -> dict[str, object]:
 
 
 def frame(message: Request | Reply) -> bytes:
-    """Encode ``message`` with its length prefix."""
-    body = ENCODER.encode(message)
-    if len(body) > MAX_FRAME:
-        raise ValueError(f"frame of {len(body)} bytes exceeds MAX_FRAME ({MAX_FRAME})")
-    return HEADER.pack(len(body)) + body
-
-
-def frame_length(header: bytes) -> int:
-    """The body length announced by a 4-byte header; ``ValueError`` above :data:`MAX_FRAME`."""
-    (length,) = HEADER.unpack(header)
-    if length > MAX_FRAME:
-        raise ValueError(f"frame of {length} bytes exceeds MAX_FRAME ({MAX_FRAME})")
-    return int(length)
+    """Encode ``message`` with its length prefix; ``ValueError`` above :data:`MAX_FRAME`."""
+    return framing.frame(ENCODER.encode(message))
 
 
 _PAGE_HEAD, _PAGE_TAIL = ENCODER.encode(VimagesPage()).split(b"[]")

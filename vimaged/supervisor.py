@@ -122,6 +122,8 @@ class Supervisor:
         self.health = HealthMonitor(self)
         self.stopping = False
         self._parent_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        self.attachment_ifnets: set[str] = set()
+        """Host-side names of vimaged-cni's attachments (attachments.py fills it): not orphans."""
         self._limiter = trio.CapacityLimiter(PARALLEL_STARTS)
         self._host_uuid: str | None = None
         self._mac_cache: dict[tuple[str, int], str] = {}
@@ -940,6 +942,7 @@ class Supervisor:
             log.warning("reconcile.stray_removed", ifname=stray.name, parent=stray.parent)
         await self._release_bridges({s.parent for s in strays})
         journaled = {r.key for r in await self.journal.resources() if r.kind == "bridge"}
+        journaled |= self.attachment_ifnets
         orphans = [b for b in await self.platform.list_bridged_ifnets() if b.name not in journaled]
         for orphan in orphans:
             log.warning("reconcile.orphan_removed", ifname=orphan.name, parent=orphan.parent)

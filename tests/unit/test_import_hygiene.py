@@ -55,7 +55,17 @@ def test_protocol_needs_only_msgspec_and_the_stdlib() -> None:
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
         " ('trio', 'structlog', 'vimagectl') or m.startswith('vimaged.'))))"
     )
-    assert ours == ["vimaged.protocol"]
+    assert ours == ["vimaged.framing", "vimaged.protocol"]
+
+
+def test_framing_is_the_standard_library_only() -> None:
+    """vimagectl frames through it: it must not bring msgspec (or anything) along."""
+    loaded = loaded_after(
+        "import json, sys\nbefore = set(sys.modules)\nimport vimaged.framing\n"
+        "print(json.dumps(sorted(m for m in set(sys.modules) - before"
+        " if m.split('.')[0] not in sys.stdlib_module_names)))"
+    )
+    assert loaded == ["vimaged", "vimaged.framing"]
 
 
 EVERY_MODULE = """
@@ -93,3 +103,13 @@ print(json.dumps(sorted(m for m in sys.modules
 
 def test_simhost_never_loads_the_binding() -> None:
     assert loaded_after(SIMHOST) == []
+
+
+def test_libc_is_loaded_in_one_place() -> None:
+    """vimaged/netgraph/libc.py is the one ``CDLL`` of libc; the platforms load through it."""
+    loaders = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "vimaged").rglob("*.py")
+        if "CDLL(" in path.read_text()
+    )
+    assert loaders == ["vimaged/netgraph/libc.py"]

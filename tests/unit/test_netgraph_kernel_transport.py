@@ -18,7 +18,8 @@ import pytest
 import trio
 
 from vimaged.netgraph import abi, kernel_transport
-from vimaged.netgraph.kernel_transport import KernelTransport, _errcheck
+from vimaged.netgraph.kernel_transport import KernelTransport
+from vimaged.netgraph.libc import check_minus_one
 
 pytestmark = pytest.mark.unit
 
@@ -123,9 +124,9 @@ def test_errcheck_turns_minus_one_into_errno_oserror() -> None:
     def sendto() -> None: ...
 
     with pytest.raises(FileNotFoundError) as caught:
-        _errcheck(-1, sendto, ())
+        check_minus_one(-1, sendto, ())
     assert caught.value.errno == errno.ENOENT
-    assert _errcheck(7, sendto, ()) == 7
+    assert check_minus_one(7, sendto, ()) == 7
 
 
 async def test_connect_data_and_close(pair: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vimaged import protocol
 from vimaged.protocol import (
     ERROR_CODES,
     HEADER,
@@ -50,6 +51,34 @@ pytestmark = pytest.mark.unit
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 names = st.lists(st.from_regex(VIMAGE_NAME_PATTERN, fullmatch=True), max_size=4).map(tuple)
+cni_names = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,20}\Z")
+cni_ifnames = st.from_regex(r"\A[a-z][a-z0-9]{0,14}\Z")
+cidrs = st.sampled_from(["10.0.0.2/24", "fd00::2/64", "0.0.0.0/0"])
+cni_keys = {"network": cni_names, "container_id": cni_names, "ifname": cni_ifnames}
+CNI_REQUESTS: dict[type, st.SearchStrategy[typing.Any]] = {
+    protocol.CniAdd: st.builds(
+        protocol.CniAdd,
+        **cni_keys,
+        sandbox=st.sampled_from(["/run/netns/a", "12", "web"]),
+        parent=st.sampled_from(["em0", "eth1"]),
+        mac=st.none() | st.just("02:00:00:00:00:01"),
+        mtu=st.none() | st.integers(68, 9000),
+        addresses=st.lists(cidrs, max_size=2).map(tuple),
+        routes=st.lists(st.builds(protocol.CniRoute, dst=cidrs), max_size=2).map(tuple),
+    ),
+    protocol.CniCheck: st.builds(protocol.CniCheck, **cni_keys),
+    protocol.CniDel: st.builds(protocol.CniDel, **cni_keys),
+    protocol.CniGc: st.builds(
+        protocol.CniGc,
+        network=cni_names,
+        valid=st.lists(
+            st.builds(protocol.CniAttachmentKey, container_id=cni_names, ifname=cni_ifnames),
+            max_size=3,
+        ).map(tuple),
+    ),
+    protocol.CniStatus: st.builds(protocol.CniStatus, network=cni_names, parent=st.just("em0")),
+    protocol.CniList: st.builds(protocol.CniList),
+}
 REQUESTS: dict[type, st.SearchStrategy[typing.Any]] = {
     Start: st.builds(Start, names=names, all_=st.booleans()),
     Stop: st.builds(Stop, names=names, all_=st.booleans()),
@@ -60,6 +89,7 @@ REQUESTS: dict[type, st.SearchStrategy[typing.Any]] = {
     Reload: st.builds(Reload),
     Version: st.builds(Version),
     Events: st.builds(Events),
+    **CNI_REQUESTS,
 }
 
 json_values = st.recursive(
@@ -151,7 +181,9 @@ def test_frame_refuses_to_encode_more_than_max_frame() -> None:
 
 def test_mutating_requests_are_requests() -> None:
     assert set(MUTATING) <= set(typing.get_args(AnyRequest))
-    assert {tag(cls) for cls in MUTATING} == {"start", "stop", "restart", "reload"}
+    assert {tag(cls) for cls in MUTATING} == {"start", "stop", "restart", "reload"} | {
+        "cni_add", "cni_check", "cni_del", "cni_gc", "cni_status"
+    }  # fmt: skip
 
 
 def test_docs_name_every_tag_and_error_code() -> None:

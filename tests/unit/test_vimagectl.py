@@ -26,15 +26,22 @@ import msgspec
 import pytest
 import trio
 
-from vimagectl.cli import EXIT_STATUS, VERBS, UsageError, format_table, parse
-from vimagectl.client import CLIENT_CODES, Client, ClientError
+from vimagectl.cli import VERBS, UsageError, parse
+from vimagectl.client import CLIENT_CODES, Client, ClientError, _frame
+from vimagectl.exits import EXIT_STATUS
+from vimagectl.render import format_table
 from vimaged import __version__
 from vimaged.protocol import (
+    CNI_MUTATING,
     ERROR_CODES,
     HEADER,
+    REQUEST_DECODER,
+    AnyRequest,
+    CniList,
     Done,
     Error,
     Event,
+    Events,
     Health,
     Hello,
     Interface,
@@ -60,7 +67,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
     from vimaged.peercred import Peer
-    from vimaged.protocol import AnyRequest, Reply
+    from vimaged.protocol import Reply
 
 pytestmark = pytest.mark.unit
 
@@ -457,6 +464,34 @@ def test_options_are_read_as_getopt_long_reads_them(
 ) -> None:
     args = parse(argv)
     assert (args.verb, args.socket, args.timeout, args.json) == ("list", socket, timeout, json_)
+
+
+EVERY_VERB = [
+    (["list"], ListVimages()),
+    (["status", "web"], Status(names=("web",))),
+    (["start", "--all"], Start(all_=True)),
+    (["stop", "web", "db"], Stop(names=("web", "db"))),
+    (["restart", "web"], Restart(names=("web",))),
+    (["health"], Health()),
+    (["reload"], Reload()),
+    (["version"], Version()),
+    (["events"], Events()),
+    (["attachments"], CniList()),
+]
+
+
+def test_the_verb_table_covers_every_request() -> None:
+    assert [argv[0] for argv, _ in EVERY_VERB] == list(VERBS)
+    # The other CNI requests are vimaged-cni's (vimaged_cni/cli.py), not verbs.
+    verbs_send = set(typing.get_args(AnyRequest)) - CNI_MUTATING
+    assert {type(request) for _, request in EVERY_VERB} == verbs_send
+
+
+@pytest.mark.parametrize(("argv", "expected"), EVERY_VERB, ids=[a[0] for a, _ in EVERY_VERB])
+def test_each_verb_sends_the_request_it_is_named_for(argv: list[str], expected: object) -> None:
+    args = parse(argv)
+    framed = _frame(VERBS[args.verb].request(args))
+    assert REQUEST_DECODER.decode(framed[HEADER.size :]) == expected
 
 
 def test_the_rcd_scripts_command_lines_parse() -> None:

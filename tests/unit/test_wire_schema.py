@@ -2,13 +2,14 @@
 (tests, unit tier).
 
 vimaged/protocol.py owns the message types. vimagectl reads replies without msgspec, checking
-them against vimagectl/protocol.schema.json (derived from protocol.py) and typing them with
-vimagectl/replies.py. These tests hold all three to protocol.py, and hold the checker to what
-msgspec itself accepts and produces.
+them against vimagectl/protocol.schema.json and typing them with vimagectl/replies.py, both
+generated from protocol.py by scripts/gen-wire-schema.py. These tests hold both files current
+and equal to protocol.py, and hold the checker to what msgspec itself accepts and produces.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import typing
@@ -21,7 +22,6 @@ from hypothesis import strategies as st
 
 from vimagectl import replies
 from vimagectl.client import (
-    MAX_FRAME,
     PROTOCOL_VERSION,
     SCHEMA,
     ClientError,
@@ -29,12 +29,14 @@ from vimagectl.client import (
     decode_reply,
 )
 from vimagectl.schema import SCHEMA_FILE, Schema, SchemaError, WireError
-from vimaged import protocol
+from vimaged import framing, protocol
 from vimaged.protocol import (
     REPLY_DECODER,
     REQUEST_DECODER,
     AnyReply,
     AnyRequest,
+    Attachment,
+    AttachmentList,
     Done,
     Error,
     Event,
@@ -50,11 +52,27 @@ from vimaged.protocol import (
     wire_schema,
 )
 
+if typing.TYPE_CHECKING:
+    import types
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # --- the shipped schema -----------------------------------------------------------------------
+
+
+def _generator() -> types.ModuleType:
+    """scripts/gen-wire-schema.py, the one writer of vimagectl's copies of the wire types."""
+    spec = importlib.util.spec_from_file_location("gen_wire_schema", GENERATOR)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GENERATOR = ROOT / "scripts" / "gen-wire-schema.py"
 
 
 def test_the_shipped_schema_is_current() -> None:
@@ -65,8 +83,26 @@ def test_the_shipped_schema_is_current() -> None:
     assert Path(SCHEMA_FILE) == ROOT / "vimagectl" / "protocol.schema.json"
 
 
+def test_every_generated_file_is_current() -> None:
+    generator = _generator()
+    assert set(generator.OUTPUTS) == {Path(SCHEMA_FILE), Path(replies.__file__)}
+    for path, text in generator.OUTPUTS.items():
+        assert path.read_text() == text(), f"{path.name} is stale: run {GENERATOR.name}"
+
+
+def test_a_wire_type_the_generator_cannot_spell_is_refused() -> None:
+    """So that a new kind of field never ends up typed loosely (or not at all) in replies.py."""
+    import datetime
+
+    import msgspec.inspect
+
+    with pytest.raises(TypeError):
+        _generator()._Writer().annotation(msgspec.inspect.type_info(datetime.datetime))
+
+
 def test_the_client_takes_version_and_frame_cap_from_the_protocol() -> None:
-    assert (PROTOCOL_VERSION, MAX_FRAME) == (protocol.PROTOCOL_VERSION, protocol.MAX_FRAME)
+    assert PROTOCOL_VERSION == protocol.PROTOCOL_VERSION
+    assert SCHEMA.integer("x-max-frame") == framing.MAX_FRAME == protocol.MAX_FRAME
     assert SCHEMA.pattern("Status", "names") == protocol.VIMAGE_NAME_PATTERN
 
 
@@ -127,7 +163,22 @@ outcomes = st.builds(
 )
 names = st.lists(texts, max_size=3).map(tuple)
 event_values = st.none() | st.booleans() | ints | floats | texts
+attachments = st.builds(
+    Attachment,
+    network=texts,
+    container_id=texts,
+    ifname=texts,
+    sandbox=texts,
+    parent=texts,
+    mac=texts,
+    host_ifname=texts,
+    state=st.sampled_from(typing.get_args(protocol.AttachmentState)),
+    addresses=names,
+)
 REPLIES: dict[type, st.SearchStrategy[typing.Any]] = {
+    AttachmentList: st.builds(
+        AttachmentList, attachments=st.lists(attachments, max_size=3).map(tuple)
+    ),
     Hello: st.builds(Hello, protocol=ints, daemon=texts, features=names),
     Done: st.builds(Done, outcomes=st.lists(outcomes, max_size=3).map(tuple)),
     Vimages: st.builds(Vimages, vimages=st.lists(vimage_infos, max_size=3).map(tuple)),
@@ -266,7 +317,7 @@ def mutations(value: object) -> st.SearchStrategy[object]:
             {"reply": "goodbye"},
             "reply",
             'expected one of "hello", "done", "vimages", "vimages_page", "vimages_end", '
-            '"reloaded", "version", "event", "error", got "goodbye"',
+            '"reloaded", "version", "event", "error", "attachments", got "goodbye"',
             id="unknown-tag",
         ),
         pytest.param(
@@ -340,6 +391,56 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
     ({"op": "reload"}, protocol.Reload()),
     ({"op": "version"}, protocol.Version()),
     ({"op": "events"}, protocol.Events()),
+    # what vimaged-cni sends (vimaged_cni/cli.py)
+    (
+        {
+            "op": "cni_add",
+            "network": "n",
+            "container_id": "c1",
+            "ifname": "eth0",
+            "sandbox": "/run/netns/x",
+            "parent": "em0",
+            "mac": None,
+            "mtu": 1400,
+            "addresses": ["10.0.0.2/24"],
+            "routes": [{"dst": "0.0.0.0/0", "gw": "10.0.0.1"}],
+        },
+        protocol.CniAdd(
+            network="n",
+            container_id="c1",
+            ifname="eth0",
+            sandbox="/run/netns/x",
+            parent="em0",
+            mtu=1400,
+            addresses=("10.0.0.2/24",),
+            routes=(protocol.CniRoute(dst="0.0.0.0/0", gw="10.0.0.1"),),
+        ),
+    ),
+    (
+        {
+            "op": "cni_check",
+            "network": "n",
+            "container_id": "c1",
+            "ifname": "eth0",
+            "addresses": [],
+        },
+        protocol.CniCheck(network="n", container_id="c1", ifname="eth0"),
+    ),
+    (
+        {"op": "cni_del", "network": "n", "container_id": "c1", "ifname": "eth0"},
+        protocol.CniDel(network="n", container_id="c1", ifname="eth0"),
+    ),
+    (
+        {"op": "cni_gc", "network": "n", "valid": [{"container_id": "c1", "ifname": "eth0"}]},
+        protocol.CniGc(
+            network="n", valid=(protocol.CniAttachmentKey(container_id="c1", ifname="eth0"),)
+        ),
+    ),
+    (
+        {"op": "cni_status", "network": "n", "parent": "em0"},
+        protocol.CniStatus(network="n", parent="em0"),
+    ),
+    ({"op": "cni_list"}, protocol.CniList()),
 ]
 
 
@@ -415,6 +516,7 @@ def test_checked_replies_need_no_default_the_typed_dicts_lack() -> None:
 
 
 REPLIES_MINIMAL: dict[type, AnyReply] = {
+    AttachmentList: AttachmentList(),
     Hello: Hello(protocol=1, daemon="0"),
     Done: Done(),
     Vimages: Vimages(),

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from vimaged.netgraph import abi
+from vimaged.netgraph.libc import Signature, check_minus_one, load
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -54,23 +55,10 @@ LIBC_FUNCTIONS: dict[str, tuple[list[Any], Any]] = {
 }
 
 
-def _errcheck(result: int, func: Any, args: tuple[Any, ...]) -> int:
-    if result == -1:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), func.__name__)
-    return result
-
-
 @functools.cache
 def libc() -> Any:
     """The C library with :data:`LIBC_FUNCTIONS` typed and checked; loaded on first call."""
-    lib = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    for name, (argtypes, restype) in LIBC_FUNCTIONS.items():
-        func = getattr(lib, name, None)
-        if func is None:  # kldload exists only on FreeBSD
-            continue
-        func.argtypes, func.restype, func.errcheck = argtypes, restype, _errcheck
-    return lib
+    return load({name: Signature(a, r, check_minus_one) for name, (a, r) in LIBC_FUNCTIONS.items()})
 
 
 def _new_socket(proto: int, lib: Callable[[], Any]) -> socket.socket:

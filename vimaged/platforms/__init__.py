@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 PLATFORM_NAMES = ("freebsd", "sim", "linux")
 
@@ -199,6 +199,39 @@ class Platform(Protocol):
 
     async def aclose(self) -> None:
         """Release what the platform holds (connections, fds). Idempotent."""
+
+    # -- CNI attachments (vimaged-cni): an interface moved into a sandbox vimaged does not own
+
+    async def create_in_sandbox(
+        self,
+        parent: str,
+        ifname: str,
+        mac: str,
+        sandbox: str,
+        newname: str,
+        *,
+        mtu: int | None,
+        addresses: Sequence[str],
+        routes: Sequence[tuple[str, str | None]],
+    ) -> None:
+        """Create an interface bridged to ``parent`` with ``mac`` (as
+        :meth:`create_bridged_ifnet` does; ``ifname`` is its host-side name) and put it in
+        ``sandbox`` as ``newname``, up, with ``addresses`` (CIDR) and ``routes`` (destination,
+        gateway).
+
+        ``sandbox`` is CNI_NETNS: a netns path on linux, a VNET jail's name or jid on FreeBSD.
+        ENOENT if the sandbox is gone, EINVAL if it is not one (or is vimaged's own), EEXIST if
+        ``newname`` is taken there. Linux creates a macvlan right inside the namespace (a move
+        costs the kernel a synchronize_net, ~25 ms); netgraph platforms make the eiface on the
+        host and move it. Nothing is left behind on failure.
+        """
+
+    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
+        """``ifname`` inside ``sandbox`` if it is an interface of vimaged's, else None."""
+
+    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
+        """Destroy ``ifname`` in ``sandbox`` if it is ours and has ``mac``; ENOENT otherwise
+        (also when the sandbox is gone)."""
 
 
 def load(name: str, **options: str) -> Platform:

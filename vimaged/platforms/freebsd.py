@@ -39,12 +39,13 @@ from vimaged.platforms import (
     JailSpec,
     LinkCounters,
     _libc,
+    jail_sandbox,
 )
 from vimaged.platforms import freebsd_abi as abi
 from vimaged.platforms.host_command import run_host_command
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.netgraph.bridges import NetgraphBridges
@@ -327,6 +328,7 @@ class FreeBSDPlatform:
         self._open_transport = open_transport or _open_kernel_transport
         self._bridges: NetgraphBridges | None = None
         self._closed = False
+        self._sandbox_lock = trio.Lock()  # vimaged-cni: one rename-and-move at a time
 
     # -- start-up checks
 
@@ -545,6 +547,29 @@ class FreeBSDPlatform:
         bridges, self._bridges = self._bridges, None
         if bridges is not None:
             await bridges.aclose()
+
+    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail (jail_sandbox.py) --------
+
+    async def create_in_sandbox(
+        self,
+        parent: str,
+        ifname: str,
+        mac: str,
+        sandbox: str,
+        newname: str,
+        *,
+        mtu: int | None,
+        addresses: Sequence[str],
+        routes: Sequence[tuple[str, str | None]],
+    ) -> None:
+        await jail_sandbox.create(self, self._sandbox_lock, parent, ifname, mac, sandbox, newname,
+                                  mtu=mtu, addresses=addresses, routes=routes)  # fmt: skip
+
+    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
+        return await jail_sandbox.inspect(self, sandbox, ifname)
+
+    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
+        await jail_sandbox.detach(self, sandbox, ifname, mac)
 
 
 def _tool_error(result: subprocess.CompletedProcess[bytes], subject: str) -> OSError:

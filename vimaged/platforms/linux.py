@@ -34,13 +34,14 @@ from vimaged.platforms import (
     IfnetInfo,
     JailInfo,
     LinkCounters,
+    linux_sandbox,
 )
 from vimaged.platforms import linux_kernel as kernel
 from vimaged.platforms import linux_netlink as nl
 from vimaged.platforms.host_command import exit_status, kill_process_group, run_host_command
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from vimaged.platforms import JailSpec
 
@@ -626,6 +627,78 @@ class LinuxPlatform:
 
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self._aclose)
+
+    # -- CNI attachments (vimaged-cni): the sandbox is the netns path CNI_NETNS names --------
+
+    def _refused_namespaces(self) -> set[int]:
+        with self._lock:
+            return {os.fstat(self._host_fd).st_ino, *self._known}
+
+    @staticmethod
+    def _ours(link: nl.Link) -> bool:
+        return (link.alias or "").startswith(BRIDGED_ALIAS)
+
+    def _create_in_sandbox(
+        self,
+        parent: str,
+        ifname: str,
+        mac: str,
+        sandbox: str,
+        newname: str,
+        mtu: int | None,
+        addresses: Sequence[str],
+        routes: Sequence[tuple[str, str | None]],
+    ) -> None:
+        for name in (parent, ifname, newname):
+            _check_ifname(name)
+        if not MAC.fullmatch(mac):
+            raise _einval("a MAC address is xx:xx:xx:xx:xx:xx", mac)
+        upper = _enodev_is_enoent(lambda: self._host.get_link(parent), parent)
+        with linux_sandbox.open_sandbox(sandbox, self._nsfs_dev, self._refused_namespaces()) as fd:
+            try:
+                if upper.kind == "bridge":  # a veth pair, made on the host, then moved
+                    self._create_bridged_ifnet(parent, ifname, mac)
+                    linux_sandbox.attach(self._host, fd, sandbox, ifname, newname,
+                                         owned=self._ours, mtu=mtu, addresses=addresses,
+                                         routes=routes)  # fmt: skip
+                else:
+                    linux_sandbox.create(self._host, fd, sandbox, upper.index, newname, mac,
+                                         BRIDGED_ALIAS + parent, mtu=mtu, addresses=addresses,
+                                         routes=routes)  # fmt: skip
+            except ValueError as exc:
+                raise _einval(str(exc), sandbox) from None
+
+    def _sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
+        _check_ifname(ifname)
+        with linux_sandbox.open_sandbox(sandbox, self._nsfs_dev, self._refused_namespaces()) as fd:
+            return linux_sandbox.inspect(fd, sandbox, ifname, self._ours)
+
+    def _detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
+        _check_ifname(ifname)
+        with linux_sandbox.open_sandbox(sandbox, self._nsfs_dev, self._refused_namespaces()) as fd:
+            linux_sandbox.detach(fd, sandbox, ifname, mac, self._ours)
+
+    async def create_in_sandbox(
+        self,
+        parent: str,
+        ifname: str,
+        mac: str,
+        sandbox: str,
+        newname: str,
+        *,
+        mtu: int | None,
+        addresses: Sequence[str],
+        routes: Sequence[tuple[str, str | None]],
+    ) -> None:
+        await trio.to_thread.run_sync(
+            self._create_in_sandbox, parent, ifname, mac, sandbox, newname, mtu, addresses, routes
+        )
+
+    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
+        return await trio.to_thread.run_sync(self._sandbox_ifnet, sandbox, ifname)
+
+    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
+        await trio.to_thread.run_sync(self._detach_from_sandbox, sandbox, ifname, mac)
 
 
 def _mac_text(link: nl.Link) -> str | None:

@@ -9,12 +9,13 @@ All functions here block; callers run them under ``trio.to_thread.run_sync``.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import functools
 import os
 import threading
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from vimaged.netgraph.libc import Signature, load
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,20 +32,23 @@ NETNS_RUN_DIR = "/run/netns"
 """Where ``ip netns`` keeps its names; a name is a bind mount of an nsfs file."""
 
 
+_SIGNATURES = {
+    # No errcheck: _check names the call in the message, and ensure_netns_run_dir reads EINVAL.
+    "setns": Signature([ctypes.c_int, ctypes.c_int], ctypes.c_int, None),
+    "unshare": Signature([ctypes.c_int], ctypes.c_int, None),
+    "mount": Signature(
+        [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p],
+        ctypes.c_int,
+        None,
+    ),
+    "umount2": Signature([ctypes.c_char_p, ctypes.c_int], ctypes.c_int, None),
+}
+
+
 @functools.cache
-def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.setns.argtypes = (ctypes.c_int, ctypes.c_int)
-    libc.unshare.argtypes = (ctypes.c_int,)
-    libc.mount.argtypes = (
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_ulong,
-        ctypes.c_void_p,
-    )
-    libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
-    return libc
+def _libc() -> Any:
+    """libc through the one loader (vimaged/netgraph/libc.py), on first use."""
+    return load(_SIGNATURES)
 
 
 def _check(result: int, call: str, subject: str) -> None:

@@ -25,7 +25,6 @@ import dataclasses
 import errno
 import math
 import os
-import socket
 import sys
 from contextlib import asynccontextmanager
 from functools import partial
@@ -36,14 +35,24 @@ import structlog
 import trio
 
 from vimaged.errors import PlatformError
+from vimaged.framing import receive_frame
 from vimaged.netgraph.bridges import NetgraphBridges
 from vimaged.netgraph.parents import ParentNics
 from vimaged.netgraph.sim_transport import open_sim_transport
-from vimaged.platforms import HOST_JID, BridgedIfnet, BridgeInfo, IfnetInfo, JailInfo, LinkCounters
+from vimaged.platforms import (
+    HOST_JID,
+    BridgedIfnet,
+    BridgeInfo,
+    IfnetInfo,
+    JailInfo,
+    LinkCounters,
+    jail_sandbox,
+)
 from vimaged.simhost import rpc
+from vimaged.sockets import socket_is_live
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
     from vimaged.netgraph.transport import NgTransport
     from vimaged.platforms import JailSpec
@@ -67,17 +76,6 @@ _LOST_ERRNOS = frozenset(
 log = structlog.get_logger()
 
 
-def _live(path: str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
 def _spawn_detached(argv: list[str], log_path: str) -> int:
     """posix_spawn in a new session: no Popen object whose finalizer would warn or reap."""
     actions = [
@@ -88,20 +86,12 @@ def _spawn_detached(argv: list[str], log_path: str) -> int:
     return os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions, setsid=True)
 
 
-async def _receive_exactly(stream: trio.SocketStream, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = await stream.receive_some(size - len(buf))
-        if not chunk:
-            raise OSError(errno.ECONNRESET, "the sim host closed the connection")
-        buf += chunk
-    return bytes(buf)
-
-
 async def _exchange(stream: trio.SocketStream, request: rpc.Request) -> rpc.Reply:
     await stream.send_all(rpc.frame(request))
-    length = rpc.frame_length(await _receive_exactly(stream, rpc.HEADER.size))
-    reply: rpc.Reply = rpc.REPLY_DECODER.decode(await _receive_exactly(stream, length))
+    body = await receive_frame(stream)
+    if body is None:
+        raise OSError(errno.ECONNRESET, "the sim host closed the connection")
+    reply: rpc.Reply = rpc.REPLY_DECODER.decode(body)
     return reply
 
 
@@ -166,6 +156,7 @@ class SimPlatform:
         """The sim host this platform started, if it did (it is left running on purpose)."""
         self._rpc_lock = trio.Lock()
         self._stream: trio.SocketStream | None = None
+        self._sandbox_lock = trio.Lock()  # vimaged-cni: one rename-and-move at a time
         self._bridges = self._new_bridges()
         self._lost_at: float | None = None
         """When the connection to the host was lost; ``None`` while connected."""
@@ -193,7 +184,7 @@ class SimPlatform:
             if self._lost_at is not None:
                 await self._reconnect()
                 return
-            if not await trio.to_thread.run_sync(_live, self.socket_path):
+            if not await trio.to_thread.run_sync(socket_is_live, self.socket_path):
                 if self.options.sim_host is not None:
                     raise PlatformError(f"no sim host listens on {self.socket_path}")
                 await self._start_host()
@@ -212,7 +203,7 @@ class SimPlatform:
         log_path = os.path.join(state_dir, "simhost.log")
         self.spawned_pid = await trio.to_thread.run_sync(_spawn_detached, argv, log_path)
         for _ in range(int(START_TIMEOUT / START_POLL)):
-            if await trio.to_thread.run_sync(_live, self.socket_path):
+            if await trio.to_thread.run_sync(socket_is_live, self.socket_path):
                 return
             await trio.sleep(START_POLL)
         raise PlatformError(f"the sim host did not start; see {log_path}")
@@ -238,7 +229,7 @@ class SimPlatform:
                 os.strerror(errno.ENOTCONN),
                 f"sim host {self.socket_path}: connection lost, retrying",
             )
-        live = await trio.to_thread.run_sync(_live, self.socket_path)
+        live = await trio.to_thread.run_sync(socket_is_live, self.socket_path)
         if not live and self.options.sim_host is None:
             try:
                 await self._start_host()  # the host this platform started died: another one
@@ -433,6 +424,29 @@ class SimPlatform:
         stream, self._stream = self._stream, None
         if stream is not None:
             await stream.aclose()
+
+    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail (jail_sandbox.py) --------
+
+    async def create_in_sandbox(
+        self,
+        parent: str,
+        ifname: str,
+        mac: str,
+        sandbox: str,
+        newname: str,
+        *,
+        mtu: int | None,
+        addresses: Sequence[str],
+        routes: Sequence[tuple[str, str | None]],
+    ) -> None:
+        await jail_sandbox.create(self, self._sandbox_lock, parent, ifname, mac, sandbox, newname,
+                                  mtu=mtu, addresses=addresses, routes=routes)  # fmt: skip
+
+    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
+        return await jail_sandbox.inspect(self, sandbox, ifname)
+
+    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
+        await jail_sandbox.detach(self, sandbox, ifname, mac)
 
 
 def create(**options: str) -> SimPlatform:

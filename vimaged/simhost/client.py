@@ -10,6 +10,7 @@ import os
 import socket
 from typing import TypeVar
 
+from vimaged.framing import recv_frame
 from vimaged.simhost import rpc
 
 R = TypeVar("R", bound=rpc.Reply)
@@ -42,19 +43,12 @@ class SimHostClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _receive_exactly(self, size: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < size:
-            chunk = self._sock.recv(size - len(buf))
-            if not chunk:
-                raise ConnectionResetError("sim host closed the connection")
-            buf += chunk
-        return bytes(buf)
-
     def call(self, request: rpc.Request) -> rpc.Reply:
         self._sock.sendall(rpc.frame(request))
-        length = rpc.frame_length(self._receive_exactly(rpc.HEADER.size))
-        reply: rpc.Reply = rpc.REPLY_DECODER.decode(self._receive_exactly(length))
+        body = recv_frame(self._sock)
+        if body is None:
+            raise ConnectionResetError("sim host closed the connection")
+        reply: rpc.Reply = rpc.REPLY_DECODER.decode(body)
         return reply
 
     def expect(self, request: rpc.Request, kind: type[R]) -> R:

@@ -1,20 +1,20 @@
 """Simulated host layer: the platform RPC spoken on the sim host's stream socket.
 
-Framing as in the control protocol: a 4-byte big-endian length, then that many bytes of msgspec
-JSON. One request, one reply, in order, on one connection. Kernel failures come back as
-:class:`Failed` carrying the errno; the client raises ``OSError`` from it. An ``Exec`` holds its
-connection until the command ends: closing the connection kills the command. docs/sim.md lists
-every message.
+Framing as in the control protocol (vimaged/framing.py): a 4-byte big-endian length, then that
+many bytes of msgspec JSON. One request, one reply, in order, on one connection. Kernel failures
+come back as :class:`Failed` carrying the errno; the client raises ``OSError`` from it. An
+``Exec`` holds its connection until the command ends: closing the connection kills the command.
+docs/sim.md lists every message.
 """
 
 from __future__ import annotations
 
-import struct
-
 import msgspec
 
-HEADER = struct.Struct(">I")
-MAX_FRAME = 1 << 20
+from vimaged import framing
+from vimaged.framing import HEADER as HEADER  # re-exported: readers of frames use them
+from vimaged.framing import MAX_FRAME as MAX_FRAME
+from vimaged.framing import frame_length as frame_length
 
 
 class Request(
@@ -299,13 +299,5 @@ ENCODER = msgspec.json.Encoder()
 
 
 def frame(message: Request | Reply) -> bytes:
-    body = ENCODER.encode(message)
-    return HEADER.pack(len(body)) + body
-
-
-def frame_length(header: bytes) -> int:
-    """The body length a header announces; ValueError beyond :data:`MAX_FRAME`."""
-    (length,) = HEADER.unpack(header)
-    if length > MAX_FRAME:
-        raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
-    return int(length)
+    """Encode ``message`` with its length prefix; ``ValueError`` above :data:`MAX_FRAME`."""
+    return framing.frame(ENCODER.encode(message))

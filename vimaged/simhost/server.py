@@ -21,10 +21,12 @@ import msgspec
 import structlog
 import trio
 
+from vimaged.framing import receive_frame
 from vimaged.simhost import rpc, wire
 from vimaged.simhost.faults import parse_faults
 from vimaged.simhost.host import SIGKILL_STATUS, ExecScript, SimHost, mac_text
 from vimaged.simhost.ng_socket import SocketNode
+from vimaged.sockets import socket_is_live
 
 if TYPE_CHECKING:
     from vimaged.simhost.host import ExecRecord
@@ -230,10 +232,7 @@ class SimHostServer:
         async with stream:
             while True:
                 try:
-                    header = await _receive_exactly(stream, rpc.HEADER.size)
-                    if header is None:
-                        return
-                    body = await _receive_exactly(stream, rpc.frame_length(header))
+                    body = await receive_frame(stream)
                 except (ValueError, trio.BrokenResourceError):
                     return
                 if body is None:
@@ -252,7 +251,11 @@ class SimHostServer:
                         log.exception("simhost.rpc_failed", op=type(request).__name__)
                         reply = rpc.Failed(errno=errno.EIO, message="sim host internal error")
                 try:
-                    await stream.send_all(rpc.frame(reply))
+                    data = rpc.frame(reply)
+                except ValueError as exc:  # beyond MAX_FRAME: the client could not read it
+                    data = rpc.frame(rpc.Failed(errno=errno.EMSGSIZE, message=str(exc)))
+                try:
+                    await stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
 
@@ -338,31 +341,10 @@ def _failed(exc: OSError) -> rpc.Failed:
     return rpc.Failed(errno=exc.errno or errno.EIO, message=str(subject or ""))
 
 
-async def _receive_exactly(stream: trio.SocketStream, size: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = await stream.receive_some(size - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
-
-
-def _socket_is_live(path: str, kind: int) -> bool:
-    probe = socket.socket(socket.AF_UNIX, kind)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
 def _clear_stale(path: str, kind: int) -> None:
     """Refuse a live socket (another sim host serves it); unlink a dead one."""
     if os.path.exists(path):
-        if _socket_is_live(path, kind):
+        if socket_is_live(path, kind):
             raise OSError(errno.EADDRINUSE, "a sim host is already serving", path)
         os.unlink(path)
 

@@ -1,0 +1,160 @@
+"""Sim tier: vimaged-cni attaches a VNET jail the test created (a container's, not a vimage).
+
+The plugin runs as the engine would run it (its own process, CNI_* environment, config on
+stdin), without IPAM: the sim host models no network layer (docs/sim.md), so only the L2 part
+(ng_eiface on em0's ng_bridge, renamed and moved into the jail) is checked here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trio
+
+from tests.sim.daemon_harness import Daemon
+from vimaged import protocol
+from vimaged.attachments import AttachmentJournal, host_ifname
+from vimaged.netgraph.bridges import eiface_name
+from vimaged.platforms import sim
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from tests.sim.conftest import SimHostHandle
+
+pytestmark = pytest.mark.sim
+
+NETWORK = "simnet"
+
+
+@pytest.fixture
+def daemon(sim_host: SimHostHandle, tmp_path: Path) -> Iterator[Daemon]:
+    sim_host.reset(nics=["em0", "em1"])
+    d = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path)
+    d.write_config('vimage_enable="NO"\nvimage_list=""\n')
+    d.start()
+    yield d
+    d.stop()
+
+
+def plugin(daemon: Daemon, command: str, sandbox: str = "", cid: str = "c1") -> dict[str, Any]:
+    conf = {"cniVersion": "1.0.0", "name": NETWORK, "type": "vimaged-cni", "parent": "em0",
+            "socket": daemon.socket_path}  # fmt: skip
+    env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=cid, CNI_NETNS=sandbox,
+               CNI_IFNAME="eth0", CNI_PATH="/nonexistent")  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", "from vimaged_cni.cli import main; main()"],
+        input=json.dumps(conf), env=env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    out: dict[str, Any] = json.loads(done.stdout) if done.stdout.strip() else {}
+    out["exit"] = done.returncode
+    return out
+
+
+def eifaces(sim_host: SimHostHandle) -> list[str]:
+    return sorted(n.name for n in sim_host.ng_nodes() if n.type == "eiface")
+
+
+def test_add_check_del_into_a_jail_by_name_and_by_jid(
+    daemon: Daemon, sim_host: SimHostHandle
+) -> None:
+    jid = sim_host.create_jail("ctr1")
+    added = plugin(daemon, "ADD", "ctr1")
+    assert added["exit"] == 0, added
+    [iface] = added["interfaces"]
+    assert iface["sandbox"] == "ctr1"
+    inside = {i.name: i for i in sim_host.ifnets(jid)}
+    assert inside["eth0"].mac == iface["mac"]
+    assert inside["eth0"].up
+    assert eifaces(sim_host) == [eiface_name(host_ifname(NETWORK, "c1", "eth0"))]
+    assert plugin(daemon, "CHECK", "ctr1")["exit"] == 0
+
+    # A second container, named by jid.
+    jid2 = sim_host.create_jail("ctr2")
+    assert plugin(daemon, "ADD", str(jid2), cid="c2")["exit"] == 0
+    assert "eth0" in {i.name for i in sim_host.ifnets(jid2)}
+
+    for cid in ("c1", "c1", "c2"):  # DEL twice: the second succeeds
+        assert plugin(daemon, "DEL", cid=cid)["exit"] == 0
+    assert "eth0" not in {i.name for i in sim_host.ifnets(jid)}
+    assert eifaces(sim_host) == []
+    assert {n.type for n in sim_host.ng_nodes()} <= {"ether", "socket"}  # bridge released
+
+
+def test_attachments_survive_a_daemon_restart(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    """The supervisor's orphan sweep must not take an attachment for a leftover bridge."""
+    jid = sim_host.create_jail("ctr1")
+    assert plugin(daemon, "ADD", "ctr1")["exit"] == 0
+    assert daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+    daemon.start()
+    assert "eth0" in {i.name for i in sim_host.ifnets(jid)}
+    assert plugin(daemon, "CHECK", "ctr1")["exit"] == 0
+    assert plugin(daemon, "DEL")["exit"] == 0
+    assert eifaces(sim_host) == []
+
+
+def test_a_failed_move_leaves_nothing_behind(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    jid = sim_host.create_jail("ctr1")
+    sim_host.set_faults("move_fail=1")
+    failed = plugin(daemon, "ADD", "ctr1")
+    assert (failed["exit"], failed["code"], failed["details"]) == (1, 100, "os_error (errno 16)")
+    assert eifaces(sim_host) == []
+    assert not any(i.name.startswith(("cni", "eth")) for i in sim_host.ifnets(0))
+    assert "eth0" not in {i.name for i in sim_host.ifnets(jid)}
+    assert plugin(daemon, "ADD", "ctr1")["exit"] == 0  # and the next one works
+
+
+@pytest.mark.parametrize("sandbox", ["nosuchjail", "999"])
+def test_an_absent_jail_is_refused(daemon: Daemon, sim_host: SimHostHandle, sandbox: str) -> None:
+    failed = plugin(daemon, "ADD", sandbox)
+    assert (failed["exit"], failed["code"], failed["details"]) == (1, 100, "os_error (errno 2)")
+    assert eifaces(sim_host) == []
+
+
+def test_the_daemon_gives_no_vimage_as_a_sandbox(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    daemon.write_config('vimage_enable="NO"\nvimage_list="web"\nvimage_web_bridges="em1"\n')
+    daemon.ok("reload")
+    daemon.ok("start", "web")
+    failed = plugin(daemon, "ADD", "web")
+    assert (failed["exit"], failed["code"], failed["details"]) == (1, 100, "invalid_request")
+    daemon.ok("stop", "web")
+
+
+def test_a_killed_add_converges_at_restart(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    """The journal holds the intent of an ADD cut short with the eiface already in the jail, and
+    of one cut short with it still on the host: the restarted daemon destroys both nodes."""
+    jid = sim_host.create_jail("ctr1")
+    assert daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+    moved, stuck = host_ifname(NETWORK, "c1", "eth0"), host_ifname(NETWORK, "c2", "eth0")
+
+    async def half_done() -> None:
+        plat = sim.create(sim_host=sim_host.socket_path, state_dir=str(daemon.workdir / "p"))
+        journal = await AttachmentJournal.open(str(daemon.workdir / "state"))
+        try:
+            for cid, host, mac in (("c1", moved, "02:00:00:00:00:c1"),
+                                   ("c2", stuck, "02:00:00:00:00:c2")):  # fmt: skip
+                await journal.save(protocol.Attachment(
+                    network=NETWORK, container_id=cid, ifname="eth0", sandbox="ctr1",
+                    parent="em0", mac=mac, host_ifname=host, state="attaching",
+                ))  # fmt: skip
+            await plat.create_in_sandbox("em0", moved, "02:00:00:00:00:c1", "ctr1", "eth0",
+                                         mtu=None, addresses=(), routes=())  # fmt: skip
+            await plat.create_bridged_ifnet("em0", stuck, "02:00:00:00:00:c2")
+        finally:
+            await journal.aclose()
+            await plat.aclose()
+
+    trio.run(half_done)
+    assert "eth0" in {i.name for i in sim_host.ifnets(jid)}
+    assert len(eifaces(sim_host)) == 2
+    daemon.start()
+    assert "eth0" not in {i.name for i in sim_host.ifnets(jid)}
+    assert eifaces(sim_host) == []
+    assert {n.type for n in sim_host.ng_nodes()} <= {"ether", "socket"}

@@ -1,0 +1,246 @@
+"""What vimagectl prints for each reply: jls(8)-style tables, status lines, or ``--json``.
+
+Each ``render_*`` takes the checked reply and the parsed command line, prints, and returns the
+exit status (a change's first failed outcome decides it). ``health`` renders in nagios.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from vimagectl.exits import EX_OK, exit_status
+from vimaged import __version__
+
+TYPE_CHECKING = False  # see schema.py: typing is not imported at run time
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from vimagectl.args import Arguments
+    from vimagectl.replies import (
+        AttachmentList,
+        Done,
+        Event,
+        Reloaded,
+        VersionInfo,
+        VimageInfo,
+        Vimages,
+    )
+
+
+def write_json(value: object) -> None:
+    # Compact UTF-8, as the daemon sends it; check_circular is pointless for decoded JSON.
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+PRINT_BLOCK = 512
+"""Vimages printed at a time as a listing streams in (about one page of the daemon's)."""
+
+
+def _blocks(vimages: Iterable[VimageInfo]) -> Iterator[list[VimageInfo]]:
+    block: list[VimageInfo] = []
+    for info in vimages:
+        block.append(info)
+        if len(block) >= PRINT_BLOCK:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def write_json_array(vimages: Iterable[VimageInfo]) -> None:
+    """``vimages`` as one compact JSON array, written block by block as they arrive: the same
+    bytes as ``write_json(list(vimages))``. A listing that fails midway leaves the array
+    unclosed (and the exit status says why), never a valid-looking partial one; one that
+    fails before its first vimage prints nothing."""
+    out = sys.stdout
+    opening = "["  # written with the first block
+    for block in _blocks(vimages):
+        out.write(opening + _JSON.encode(block)[1:-1])
+        out.flush()
+        opening = ","
+    out.write("[]\n" if opening == "[" else "]\n")
+    out.flush()
+
+
+def write_table(vimages: Iterable[VimageInfo]) -> None:
+    """:func:`format_table`'s columns, printed block by block as the vimages arrive; a column
+    is as wide as its widest cell so far, so a listing of one block is exactly format_table's
+    and a longer one stays aligned unless a later cell is wider."""
+    widths = [0] * 5
+    rows: list[tuple[str, ...]] = [TABLE_HEADER]
+    for block in _blocks(vimages):
+        rows += [_table_row(info) for info in block]
+        sys.stdout.write(_table_lines(rows, widths))
+        sys.stdout.flush()
+        rows = []
+    if rows:  # no vimage at all: the header alone
+        sys.stdout.write(_table_lines(rows, widths))
+
+
+def render_list(reply: Vimages, args: Arguments) -> int:
+    """``reply["vimages"]`` may be an iterator over a streamed listing (cli._ask): read once."""
+    if args.json:
+        write_json_array(reply["vimages"])
+    else:
+        write_table(reply["vimages"])
+    return EX_OK
+
+
+def render_status(reply: Vimages, args: Arguments) -> int:
+    if args.json:
+        write_json_array(reply["vimages"])
+        return EX_OK
+    for info in reply["vimages"]:
+        jid = "-" if info["jid"] is None else str(info["jid"])
+        changed = "  (config changed: restart to apply)" if info["config_changed"] else ""
+        print(
+            f"{info['name']}: {info['state']}, jid {jid}, health {info['health']}, "
+            f"restarts {info['restarts']}{changed}"
+        )
+        if info["error"]:
+            print(f"  error: {info['error']}")
+        if info["health_reason"]:
+            print(f"  health: {info['health_reason']}")
+        for ifc in info["interfaces"]:
+            holder = f" (held by jid {ifc['holder_jid']})" if ifc["holder_jid"] is not None else ""
+            addresses = "".join(f"  {address}" for address in ifc["addresses"])
+            print(
+                f"  {ifc['name']}  {ifc['kind']}  parent {ifc['parent'] or '-'}"
+                f"  mac {ifc['mac'] or '-'}  {ifc['where']}{holder}{addresses}"
+            )
+            link = ifc.get("link")
+            if link is not None:
+                mode = ifc.get("bridge_mode")
+                print(
+                    f"    {mode + ' bridge ' if mode else ''}"
+                    f"link: recv {link['recv_packets']}  xmit {link['xmit_packets']}"
+                    f"  memory failures {link['memory_failures']}"
+                    f"  loop drops {link['loop_drops']}  loops {link['loop_detects']}"
+                )
+    return EX_OK
+
+
+def _interface_column(info: VimageInfo) -> str:
+    words = []
+    for ifc in info["interfaces"]:
+        name, parent = ifc["name"], ifc["parent"]
+        word = f"{name}>{parent}" if ifc["kind"] == "bridge" and parent else name
+        words.append(word if ifc["where"] == "vimage" else f"{word}[{ifc['where']}]")
+    return ",".join(words) or "-"
+
+
+def format_table(vimages: Sequence[VimageInfo]) -> str:
+    """jls(8)-style columns: NAME STATE JID HEALTH IP INTERFACES.
+
+    IP is what jls(8) shows for a jail and cannot for a VNET jail: the vimage's first IPv4
+    address, else its first IPv6 address that is not link-local, without the prefix length.
+    """
+    return _table_lines([TABLE_HEADER, *map(_table_row, vimages)], [0] * 5)
+
+
+TABLE_HEADER: tuple[str, ...] = ("NAME", "STATE", "JID", "HEALTH", "IP", "INTERFACES")
+
+
+def _table_row(info: VimageInfo) -> tuple[str, ...]:
+    jid = "-" if info["jid"] is None else str(info["jid"])
+    return (
+        info["name"],
+        info["state"],
+        jid,
+        info["health"],
+        _primary_address(info),
+        _interface_column(info),
+    )
+
+
+def _table_lines(rows: list[tuple[str, ...]], widths: list[int]) -> str:
+    """``rows`` as lines; ``widths`` (the first five columns') grow to fit them, in place."""
+    for i in range(5):
+        widths[i] = max(widths[i], *(len(row[i]) for row in rows))
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + f"  {row[5]}"
+        for row in rows
+    ]
+    return "".join(line.rstrip() + "\n" for line in lines)
+
+
+def _primary_address(info: VimageInfo) -> str:
+    addresses = [a for ifc in info["interfaces"] for a in ifc["addresses"]]
+    ipv4 = [a for a in addresses if ":" not in a]
+    ipv6 = [a for a in addresses if ":" in a and not a.lower().startswith("fe80:")]
+    return (ipv4 or ipv6 or ["-/"])[0].partition("/")[0]
+
+
+def render_change(reply: Done, args: Arguments) -> int:
+    """``start``, ``stop``, ``restart``: one line per vimage; failures on stderr."""
+    if args.json:
+        write_json(reply["outcomes"])
+    status = EX_OK
+    for outcome in reply["outcomes"]:
+        if outcome["ok"]:
+            if not args.json:
+                print(f"{outcome['name']}: {outcome['state']}")
+            continue
+        code = outcome["code"]
+        if status == EX_OK:
+            status = exit_status(code)  # the first failure decides
+        print(
+            f"vimagectl: {outcome['name']}: {outcome['message'] or code or 'failed'}"
+            f" ({code or 'failed'}; now {outcome['state']})",
+            file=sys.stderr,
+        )
+    return status
+
+
+def render_reload(reply: Reloaded, args: Arguments) -> int:
+    if args.json:
+        write_json(reply)
+    elif reply["added"] or reply["removed"] or reply["changed"]:
+        for label, names in (
+            ("added", reply["added"]),
+            ("removed", reply["removed"]),
+            ("changed", reply["changed"]),
+        ):
+            if names:
+                print(f"{label}: {' '.join(names)}")
+    else:
+        print("no changes")
+    return EX_OK
+
+
+def render_version(reply: VersionInfo, args: Arguments) -> int:
+    daemon, protocol, platform = reply["daemon"], reply["protocol"], reply["platform"]
+    if args.json:
+        write_json(
+            {"vimagectl": __version__, "daemon": daemon, "protocol": protocol, "platform": platform}
+        )
+    else:
+        print(f"vimagectl {__version__}")
+        print(f"vimaged {daemon} (protocol {protocol}, platform {platform})")
+    return EX_OK
+
+
+def render_attachments(reply: AttachmentList, args: Arguments) -> int:
+    """vimaged-cni's attachments (issue 14), one row each."""
+    if args.json:
+        write_json(reply["attachments"])
+        return EX_OK
+    rows = [("NETWORK", "CONTAINER", "IFNAME", "STATE", "PARENT", "MAC", "SANDBOX", "ADDRESSES")]
+    for att in reply["attachments"]:
+        rows.append((att["network"], att["container_id"], att["ifname"], att["state"],
+                     att["parent"], att["mac"], att["sandbox"],
+                     ",".join(att["addresses"]) or "-"))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return EX_OK
+
+
+def render_event(reply: Event, args: Arguments) -> int:
+    """One event, one JSON line, with or without ``--json``."""
+    write_json(reply)
+    return EX_OK
