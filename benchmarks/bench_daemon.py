@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_vimagectl import interleaved, report
 
+from tests.sim import daemon_harness
 from tests.sim.daemon_harness import Daemon
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ def sim_daemon(count: int) -> Iterator[tuple[Daemon, subprocess.Popen[bytes]]]:
             daemon = Daemon(sim_socket=sim_socket, workdir=work, log_level="warning")
             daemon.write_config("\n".join(config_lines(count)) + "\n")
             started = time.perf_counter()
+            daemon_harness.READY_TIMEOUT = 600  # 100,000 vimages take a while to load
             daemon.start()
             print(f"  vimaged up with {count} vimages in {time.perf_counter() - started:.1f} s")
             yield daemon, sim

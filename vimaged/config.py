@@ -717,6 +717,7 @@ def _yes_no(variables: _Variables, problems: _Problems, name: str) -> bool:
 
 def _vimage_names(variables: _Variables, problems: _Problems) -> list[str]:
     names: list[str] = []
+    listed: set[str] = set()  # `name in names` made 100,000 vimages take 52 s
     for name in (variables.take("vimage_list") or "").split():
         if not _VIMAGE_NAME.match(name):
             problems.add(
@@ -726,10 +727,11 @@ def _vimage_names(variables: _Variables, problems: _Problems) -> list[str]:
             )
             # its own variables would only repeat this problem
             variables.claimed.update(v for v in variables.raw if v.startswith(f"vimage_{name}_"))
-        elif name in names:
+        elif name in listed:
             problems.add("vimage_list", f"{name} is listed twice")
         else:
             names.append(name)
+            listed.add(name)
     return names
 
 
