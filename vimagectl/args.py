@@ -87,7 +87,7 @@ def verb_usage(verb: str, spec: VerbGrammar) -> str:
 def vimage_name(text: str) -> str:
     if re.search(NAME_PATTERN, text) is None:
         raise ValueError(
-            f"bad vimage name {text!r}: letters, digits and _, at most 64, not all digits"
+            f"bad vimage name {text!r}: a letter, then letters, digits or _, at most 31"
         )
     return text
 

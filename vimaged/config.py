@@ -1,9 +1,9 @@
 """Configuration layer: rc.conf(5) variables into :class:`Config`, validated in full.
 
 vimaged has no configuration file of its own: it reads what rc.subr(8) reads for it
-(:data:`DEFAULT_PATHS`, later files override earlier ones) with the subset of sh(1) that
-rc.conf files use, keeps the ``vimage_*`` and ``vimaged_*`` variables and turns them into
-frozen Structs. Per-vimage variable names are built from ``vimage_list``
+(:data:`DEFAULT_PATHS`, later files override earlier ones) with :mod:`vimaged.rcconf`, keeps
+the ``vimage_*`` and ``vimaged_*`` variables and turns them into the frozen Structs of
+:mod:`vimaged.config_model`. Per-vimage variable names are built from ``vimage_list``
 (``f"vimage_{name}_vnets"``), never split on ``_``; what is left over is a typo or a vimage
 missing from ``vimage_list`` and is refused.
 
@@ -14,23 +14,49 @@ errors name ``file:line`` and stop at the first one (what follows cannot be trus
 
 from __future__ import annotations
 
-import difflib
 import grp
 import math
-import os
 import re
 import shlex
-from typing import TYPE_CHECKING, Literal
-
-import msgspec
+from typing import TYPE_CHECKING
 
 from vimaged import config_limits as limits
-from vimaged import macs
-from vimaged.errors import ConfigError, NotFoundError
-from vimaged.protocol import VIMAGE_NAME_PATTERN
+from vimaged import macs, rcconf
+from vimaged import names as vnames
+from vimaged.config_checks import Problems, Variables, check_across, check_leftovers
+from vimaged.config_checks import check_host_nics as check_host_nics
+from vimaged.config_model import (
+    DEFAULT_EXEC_START,
+    DEFAULT_EXEC_STOP,
+    GLOBAL_VARIABLES,
+    RC_SUBR_VARIABLES,
+    VIMAGE_DEFAULTS,
+    VIMAGE_SETTINGS,
+    Bridge,
+    BridgeMode,
+    Config,
+    RestartPolicy,
+    VimageConfig,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "DEFAULT_PATHS",
+    "GLOBAL_VARIABLES",
+    "RC_SUBR_VARIABLES",
+    "VIMAGE_SETTINGS",
+    "Bridge",
+    "BridgeMode",
+    "Config",
+    "RestartPolicy",
+    "VimageConfig",
+    "build",
+    "check_host_nics",
+    "load",
+    "parse",
+]
 
 DEFAULT_PATHS = (
     "/etc/rc.conf",
@@ -40,14 +66,6 @@ DEFAULT_PATHS = (
 )
 """Read in this order, as rc.subr's ``load_rc_config vimaged`` does; missing ones skipped."""
 
-IFNAMSIZ_VISIBLE = 15
-"""``IF_NAMESIZE`` (16) less the NUL: the longest interface name the kernel accepts."""
-
-DEFAULT_EXEC_START = "/bin/sh /etc/rc"
-DEFAULT_EXEC_STOP = "/bin/sh /etc/rc.shutdown jail"
-
-RestartPolicy = Literal["no", "on-failure", "always"]
-BridgeMode = Literal["classic", "uplink"]
 _BRIDGE_MODES: dict[str, BridgeMode] = {"classic": "classic", "uplink": "uplink"}
 _RESTART_POLICIES: dict[str, RestartPolicy] = {
     "no": "no",
@@ -56,362 +74,8 @@ _RESTART_POLICIES: dict[str, RestartPolicy] = {
 }
 
 
-class Bridge(msgspec.Struct, frozen=True, kw_only=True):
-    """One ``vimage_NAME_bridges`` entry: an interface in the vimage bridged to a host NIC."""
-
-    index: int
-    """``i`` in ``ng<i>_<alias>``; counts from 0 per vimage, in ``_bridges`` order."""
-    parent: str
-    """The host NIC it is bridged to."""
-    ifname: str
-    """``ng{index}_{alias}``, at most 15 characters (never truncated)."""
-    mac: str | None = None
-    """Explicit ``vimage_NAME_ether_<index>``, ``xx:xx:xx:xx:xx:xx`` lower case; ``None``:
-    the daemon derives one with :func:`vimaged.macs.choose_mac`."""
-
-
-class VimageConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything rc.conf says about one vimage, defaults filled in."""
-
-    name: str
-    hostname: str
-    rootdir: str = "/"
-    vnets: tuple[str, ...] = ()
-    """Host NICs moved into the vimage (``ifconfig IF vnet``) and back on stop."""
-    bridges: tuple[Bridge, ...] = ()
-    ifname: str
-    """The alias in interface names (``ng0_<ifname>``); the vimage name unless overridden."""
-    devfs_ruleset: int | None = None
-    exec_start: str = DEFAULT_EXEC_START
-    exec_stop: str = DEFAULT_EXEC_STOP
-    exec_timeout: float = 0.0
-    """Seconds ``exec_start`` may run before the start fails and is rolled back; 0: no limit,
-    as jail(8)'s ``exec.timeout``."""
-    exec_prestart: str | None = None
-    """Host commands around the vimage (jail(8)'s ``exec.prestart`` family), ``sh -c`` with
-    ``VIMAGE_NAME``, ``VIMAGE_JID``, ``VIMAGE_PATH`` and ``VIMAGE_INTERFACES`` set:
-    ``exec_prestart`` before the jail exists, ``exec_poststart`` after ``exec_start``,
-    ``exec_prestop`` before ``exec_stop``, ``exec_poststop`` once the jail is gone."""
-    exec_poststart: str | None = None
-    exec_prestop: str | None = None
-    exec_poststop: str | None = None
-    exec_consolelog: str | None = None
-    """File that ``exec_start`` and ``exec_stop`` append their output to (jail(8)'s
-    ``exec.consolelog``); ``None``: the daemon's own output."""
-    stop_timeout: float = 10.0
-    parameters: tuple[str, ...] = ()
-    """Extra jail(8) parameters, ``key=value`` or a bare boolean ``key``, split as sh words."""
-    depend: tuple[str, ...] = ()
-    health_cmd: str | None = None
-    health_interval: float = 30.0
-    health_timeout: float = 10.0
-    health_retries: int = 3
-    health_start_period: float = 0.0
-    restart: RestartPolicy = "no"
-    restart_limit: int = 5
-    """Circuit breaker: this many failures ..."""
-    restart_window: float = 600.0
-    """... within this many seconds and the vimage stays failed."""
-
-
-class Config(msgspec.Struct, frozen=True, kw_only=True):
-    """The whole configuration, as read by :func:`load`."""
-
-    enable: bool = False
-    vimages: tuple[VimageConfig, ...] = ()
-    """In ``vimage_list`` order."""
-    parallel_start: bool = False
-    mac_scheme: macs.MacScheme = "host"
-    bridge_mode: BridgeMode = "classic"
-    """``vimage_bridge_mode``: how a parent NIC is wired into its ng_bridge; ``classic``
-    puts ``lower`` and ``upper`` on ``link`` hooks, ``uplink`` on ``uplink``/``link`` hooks
-    (restrictive mode, see vimage.conf(5))."""
-    group: str | None = None
-    """``vimaged_group``: group owning the control socket (mode 0660)."""
-    sources: tuple[str, ...] = ()
-    """The files actually read, in order."""
-
-    def get(self, name: str) -> VimageConfig | None:
-        for vimage in self.vimages:
-            if vimage.name == name:
-                return vimage
-        return None
-
-    def start_order(self, names: Iterable[str]) -> list[list[str]]:
-        """Dependency levels for starting ``names`` and everything they depend on.
-
-        Each level's vimages depend only on vimages of earlier levels, so a level can start
-        in parallel once the previous one is up; within a level, ``vimage_list`` order.
-        Stopping uses the levels reversed. ``NotFoundError`` for a name not configured.
-        """
-        by_name = {vimage.name: vimage for vimage in self.vimages}
-        wanted: set[str] = set()
-        pending = list(names)
-        while pending:
-            name = pending.pop()
-            if name in wanted:
-                continue
-            vimage = by_name.get(name)
-            if vimage is None:
-                raise NotFoundError(f"vimage {name} is not configured (not in vimage_list)")
-            wanted.add(name)
-            pending.extend(vimage.depend)
-        levels: dict[str, int] = {}
-        for name in by_name:  # vimage_list order, so each level comes out in that order
-            if name in wanted:
-                _dependency_level(name, by_name, levels, ())
-        order: list[list[str]] = [[] for _ in range(max(levels.values(), default=-1) + 1)]
-        for name in by_name:
-            if name in wanted:
-                order[levels[name]].append(name)
-        return order
-
-
-def _dependency_level(
-    name: str, by_name: Mapping[str, VimageConfig], levels: dict[str, int], path: tuple[str, ...]
-) -> int:
-    if name in levels:
-        return levels[name]
-    if name in path:  # validation refuses cycles; this guards a Config built by hand
-        raise ConfigError(f"dependency cycle: {' -> '.join((*path, name))}")
-    depends = by_name[name].depend
-    level = 1 + max(
-        (_dependency_level(dep, by_name, levels, (*path, name)) for dep in depends), default=-1
-    )
-    levels[name] = level
-    return level
-
-
-_VIMAGE_DEFAULTS = {field.name: field.default for field in msgspec.structs.fields(VimageConfig)}
-
-
-# --------------------------------------------------------------------------- sh subset
-
-
-class _Assignment(msgspec.Struct, frozen=True):
-    name: str
-    value: str
-    where: str
-    """``file:line`` of the assignment."""
-
-
-_NAME_START = re.compile(r"[A-Za-z_]")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ASSIGNMENT_START = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
-_BLANKS = " \t"
-_OPERATORS = "|&<>()"
-_SPECIAL_PARAMETERS = "@*#?$!-0123456789"
-
-
 def _kept(name: str) -> bool:
     return name.startswith(("vimage_", "vimaged_"))
-
-
-class _ShReader:
-    """A cursor over one file's text; every method leaves ``pos`` after what it consumed."""
-
-    def __init__(self, text: str, filename: str, env: dict[str, str]) -> None:
-        self.text = text
-        self.filename = filename
-        self.env = env
-        self.pos = 0
-        self.line = 1
-
-    def error(self, message: str, line: int | None = None) -> ConfigError:
-        return ConfigError(f"{self.filename}:{self.line if line is None else line}: {message}")
-
-    def peek(self, offset: int = 0) -> str:
-        index = self.pos + offset
-        return self.text[index] if index < len(self.text) else ""
-
-    def advance(self, count: int = 1) -> None:
-        self.line += self.text.count("\n", self.pos, self.pos + count)
-        self.pos += count
-
-    def assignments(self) -> list[_Assignment]:
-        found: list[_Assignment] = []
-        while self.pos < len(self.text):
-            self.skip_separators()
-            if self.pos >= len(self.text):
-                break
-            found.extend(self.simple_command())
-        return found
-
-    def skip_separators(self) -> None:
-        """Blanks, newlines, ``;``, comments and line continuations between commands."""
-        while self.pos < len(self.text):
-            char = self.peek()
-            if char in _BLANKS or char in "\n;":
-                self.advance()
-            elif char == "#":
-                self.skip_comment()
-            elif char == "\\" and self.peek(1) == "\n":
-                self.advance(2)
-            else:
-                return
-
-    def skip_comment(self) -> None:
-        end = self.text.find("\n", self.pos)
-        self.advance((len(self.text) if end < 0 else end) - self.pos)
-
-    def skip_blanks(self) -> None:
-        while True:
-            char = self.peek()
-            if char and char in _BLANKS:
-                self.advance()
-            elif char == "\\" and self.peek(1) == "\n":
-                self.advance(2)
-            else:
-                return
-
-    def at_command_end(self) -> bool:
-        char = self.peek()
-        return char in ("", "\n", ";", "#")
-
-    def simple_command(self) -> list[_Assignment]:
-        """``NAME=value ...`` or ``export NAME[=value] ...``; anything else is an error."""
-        found: list[_Assignment] = []
-        exporting = False
-        first = True
-        while not self.at_command_end():
-            match = _ASSIGNMENT_START.match(self.text, self.pos)
-            if match is not None:
-                found.append(self.assignment(match))
-            elif first and self.word_is("export"):
-                self.advance(len("export"))
-                exporting = True
-            elif exporting and (exported := _NAME.match(self.text, self.pos)) is not None:
-                self.advance(exported.end() - self.pos)
-                if not (self.at_command_end() or self.peek() in _BLANKS):
-                    raise self.error("export takes variable names: only NAME or NAME=value")
-            else:
-                raise self.unsupported_command(after_assignment=bool(found))
-            first = False
-            self.skip_blanks()
-        return found
-
-    def word_is(self, word: str) -> bool:
-        end = self.pos + len(word)
-        return self.text.startswith(word, self.pos) and (
-            end >= len(self.text) or self.text[end] in _BLANKS + "\n;"
-        )
-
-    def unsupported_command(self, *, after_assignment: bool) -> ConfigError:
-        end = self.pos
-        while end < len(self.text) and self.text[end] not in _BLANKS + "\n;" + _OPERATORS:
-            end += 1
-        word = self.text[self.pos : end]
-        if word in (".", "source"):
-            return self.error(f"'{word}' (reading another file) is not supported")
-        if end < len(self.text) and self.text[end] == "(" and _NAME.fullmatch(word):
-            return self.error(f"function definition '{word}()' is not supported")
-        if not word:
-            return self.error(f"'{self.peek()}' is not supported: only NAME=value assignments")
-        if after_assignment:
-            return self.error(f"command '{word}' is not supported: only NAME=value assignments")
-        return self.error(f"'{word}' is not supported: only NAME=value assignments")
-
-    def assignment(self, match: re.Match[str]) -> _Assignment:
-        name = match.group(1)
-        line = self.line
-        self.advance(match.end() - self.pos)
-        value = self.word()
-        self.env[name] = value
-        return _Assignment(name, value, f"{self.filename}:{line}")
-
-    def word(self) -> str:
-        """The value of one word: quotes removed, escapes and ``$var`` expanded."""
-        parts: list[str] = []
-        while self.pos < len(self.text):
-            char = self.peek()
-            if char in _BLANKS or char in "\n;":
-                break
-            if char in _OPERATORS:
-                raise self.error(f"unquoted '{char}' is not supported (quote the value)")
-            if char == "\\":
-                following = self.peek(1)
-                if following == "":
-                    raise self.error("backslash at end of file")
-                self.advance(2)
-                if following != "\n":  # backslash-newline is a line continuation
-                    parts.append(following)
-            elif char == "'":
-                parts.append(self.single_quoted())
-            elif char == '"':
-                parts.append(self.double_quoted())
-            elif char == "$":
-                parts.append(self.expansion())
-            elif char == "`":
-                raise self.error("command substitution is not supported")
-            else:
-                parts.append(char)
-                self.advance()
-        return "".join(parts)
-
-    def single_quoted(self) -> str:
-        start_line = self.line
-        end = self.text.find("'", self.pos + 1)
-        if end < 0:
-            raise self.error("unterminated single quote", start_line)
-        value = self.text[self.pos + 1 : end]
-        self.advance(end + 1 - self.pos)
-        return value
-
-    def double_quoted(self) -> str:
-        start_line = self.line
-        self.advance()
-        parts: list[str] = []
-        while True:
-            char = self.peek()
-            if char == "":
-                raise self.error("unterminated double quote", start_line)
-            if char == '"':
-                self.advance()
-                return "".join(parts)
-            if char == "\\":
-                following = self.peek(1)
-                if following in ("$", "`", '"', "\\"):
-                    parts.append(following)
-                elif following != "\n":  # other escapes keep their backslash, as in sh
-                    parts.append("\\")
-                    self.advance()
-                    continue
-                self.advance(2)
-            elif char == "$":
-                parts.append(self.expansion())
-            elif char == "`":
-                raise self.error("command substitution is not supported")
-            else:
-                parts.append(char)
-                self.advance()
-
-    def expansion(self) -> str:
-        """``$NAME`` or ``${NAME}``; a lone ``$`` is literal, as in sh."""
-        following = self.peek(1)
-        if following == "(":
-            if self.peek(2) == "(":
-                raise self.error("arithmetic expansion $((...)) is not supported")
-            raise self.error("command substitution is not supported")
-        if following == "{":
-            close = self.text.find("}", self.pos + 2)
-            inner = self.text[self.pos + 2 : close] if close >= 0 else ""
-            if close < 0 or "\n" in inner:
-                raise self.error("unterminated ${")
-            if not _NAME.fullmatch(inner):
-                raise self.error(
-                    f"${{{inner}}} is not supported: only ${{NAME}} and $NAME expansions"
-                )
-            self.advance(close + 1 - self.pos)
-            return self.env.get(inner, "")
-        if following and _NAME_START.match(following):
-            match = _NAME.match(self.text, self.pos + 1)
-            assert match is not None  # the first character matched _NAME_START
-            self.advance(match.end() - self.pos)
-            return self.env.get(match.group(), "")
-        if following and following in _SPECIAL_PARAMETERS:
-            raise self.error(f"${following} is not supported: only ${{NAME}} and $NAME")
-        self.advance()
-        return "$"
 
 
 def parse(text: str, filename: str, env: dict[str, str]) -> dict[str, str]:
@@ -419,18 +83,11 @@ def parse(text: str, filename: str, env: dict[str, str]) -> dict[str, str]:
 
     ``env`` holds the variables set so far (earlier files): ``${var}`` and ``$var`` expand
     from it, unset ones to the empty string, as in sh. Every assignment of ``text`` is added
-    to ``env``, so the next file sees it. Supported: ``NAME=value`` (several per line),
-    ``export NAME[=value]``, single and double quotes, backslash escapes, line
-    continuations, comments. Anything else raises ``ConfigError("file:line: ...")``.
+    to ``env``, so the next file sees it. What is supported: :mod:`vimaged.rcconf`; anything
+    else raises ``ConfigError("file:line: ...")``.
     """
-    return {found.name: found.value for found in _parse(text, filename, env) if _kept(found.name)}
-
-
-def _parse(text: str, filename: str, env: dict[str, str]) -> list[_Assignment]:
-    return _ShReader(text, filename, env).assignments()
-
-
-# --------------------------------------------------------------------------- files
+    found = rcconf.assignments(text, filename, env)
+    return {item.name: item.value for item in found if _kept(item.name)}
 
 
 def load(paths: Sequence[str] | None = None) -> Config:
@@ -440,123 +97,26 @@ def load(paths: Sequence[str] | None = None) -> Config:
     for the files in it, in name order (rc.subr reads ``rc.conf.d/vimaged/*`` that way).
     Later files override earlier ones.
     """
-    explicit = paths is not None
-    env: dict[str, str] = {}
-    found: dict[str, _Assignment] = {}
-    sources: list[str] = []
-    for path in DEFAULT_PATHS if paths is None else paths:
-        for filename in _files_of(path, explicit=explicit):
-            try:
-                with open(filename, encoding="utf-8", errors="surrogateescape") as file:
-                    text = file.read()
-            except OSError as exc:
-                raise ConfigError(f"{filename}: cannot read: {exc.strerror}") from None
-            sources.append(filename)
-            for assignment in _parse(text, filename, env):
-                if _kept(assignment.name):
-                    found[assignment.name] = assignment
+    found, sources = rcconf.read_files(
+        DEFAULT_PATHS if paths is None else paths, explicit=paths is not None, keep=_kept
+    )
     return build(
         {name: item.value for name, item in found.items()},
-        sources=tuple(sources),
+        sources=sources,
         origins={name: item.where for name, item in found.items()},
         check_host=True,
     )
 
 
-def _files_of(path: str, *, explicit: bool) -> list[str]:
-    if os.path.isdir(path):
-        return sorted(
-            entry.path
-            for entry in os.scandir(path)
-            if entry.is_file() and not entry.name.startswith(".")
-        )
-    if os.path.exists(path):
-        return [path]
-    if explicit:
-        raise ConfigError(f"{path}: no such file")
-    return []
-
-
 # --------------------------------------------------------------------------- semantics
 
-_VIMAGE_NAME = re.compile(VIMAGE_NAME_PATTERN)
-_NIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$")
 _GROUP = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
 _SECONDS = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _INTEGER = re.compile(r"^[0-9]+$")
 _ETHER_INDEX = re.compile(r"^ether_(0|[1-9][0-9]*)$")
-_ETHER_VARIABLE = re.compile(r"^vimage_(.+)_ether_(?:0|[1-9][0-9]*)$")
 _JAIL_PARAMETER = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*(=.*)?$", re.DOTALL)
-_NEAR_MISS = 0.85
-"""difflib ratio above which an unknown ``vimaged_*`` is taken for a misspelt ours."""
 _YES = ("yes", "true", "on", "1")
 _NO = ("no", "false", "off", "0")
-
-GLOBAL_VARIABLES = (
-    "vimage_enable",
-    "vimage_list",
-    "vimage_parallel_start",
-    "vimage_mac_scheme",
-    "vimage_bridge_mode",
-    "vimaged_group",
-)
-VIMAGE_SETTINGS = (
-    "rootdir",
-    "hostname",
-    "vnets",
-    "bridges",
-    "ifname",
-    "devfs_ruleset",
-    "exec_start",
-    "exec_stop",
-    "exec_timeout",
-    "exec_prestart",
-    "exec_poststart",
-    "exec_prestop",
-    "exec_poststop",
-    "exec_consolelog",
-    "stop_timeout",
-    "parameters",
-    "depend",
-    "health_cmd",
-    "health_interval",
-    "health_timeout",
-    "health_retries",
-    "health_start_period",
-    "restart",
-    "restart_limit",
-    "restart_window",
-)
-"""Per-vimage suffixes of ``vimage_NAME_``; ``ether_N`` comes on top, one per bridge."""
-
-_RC_SUBR_SUFFIXES = (
-    "flags",
-    "program",
-    "pidfile",
-    "user",
-    "group",
-    "chroot",
-    "chdir",
-    "nice",
-    "env",
-    "env_file",
-    "fib",
-    "setfib",
-    "limits",
-    "login_class",
-    "oomprotect",
-    "prepend",
-    "umask",
-    "svcj",
-    "svcj_options",
-    "svcj_ipaddrs",
-)
-RC_SUBR_VARIABLES = frozenset(f"vimage_{suffix}" for suffix in _RC_SUBR_SUFFIXES)
-"""Variables rc.subr(8) reads for the ``vimage`` rc.d script: allowed, not used here.
-
-Every other ``vimage_*`` variable must be one of ours. ``vimaged_*`` variables belong to the
-``vimaged`` rc.d script and rc.subr(8) (``vimaged_enable``, ``vimaged_flags``,
-``vimaged_socket``, ...) and are ignored, except ``vimaged_group`` and near misses of it."""
 
 _RESERVED_PARAMETERS = {
     "name": "the vimage name",
@@ -580,52 +140,6 @@ _RESERVED_PARAMETERS = {
 }
 
 
-class _Problems:
-    """Collects semantic errors, one line each, ``variable: what is wrong``."""
-
-    def __init__(self, origins: Mapping[str, str] | None = None) -> None:
-        self.lines: list[str] = []
-        self.origins = origins or {}
-
-    def add(self, variable: str, message: str) -> None:
-        self.lines.append(f"{variable}: {message}")
-
-    def add_at(self, variable: str, message: str) -> None:
-        """``add`` with the ``file:line`` that set ``variable``, when known."""
-        where = self.origins.get(variable)
-        self.add(variable, f"{message} (set at {where})" if where else message)
-
-    def raise_if_any(self) -> None:
-        if self.lines:
-            raise ConfigError("\n".join(self.lines))
-
-
-class _Variables:
-    """The raw variables; ``take`` marks a variable used so leftovers can be reported."""
-
-    def __init__(self, raw: Mapping[str, str]) -> None:
-        self.raw = raw
-        self.claimed: set[str] = set()
-        self._ethers: dict[str, list[str]] | None = None
-
-    def ethers(self, name: str) -> list[str]:
-        """The ``vimage_NAME_ether_N`` variables set, through an index built once: a scan of
-        every variable per vimage was quadratic (15 of 17 s of loading 10,000 vimages)."""
-        if self._ethers is None:
-            self._ethers = {}
-            for variable in self.raw:
-                match = _ETHER_VARIABLE.match(variable)
-                if match is not None:  # greedy: the one NAME whose rest is ether_N
-                    self._ethers.setdefault(match.group(1), []).append(variable)
-        return self._ethers.get(name, [])
-
-    def take(self, name: str) -> str | None:
-        """The value, or ``None`` when unset or empty (``${var:-default}`` in rc.d scripts)."""
-        self.claimed.add(name)
-        value = self.raw.get(name, "").strip()
-        return value or None
-
-
 def build(
     raw: Mapping[str, str],
     *,
@@ -639,8 +153,8 @@ def build(
     ``check_host`` also looks up what the daemon will look up (``vimaged_group``), so that a
     configuration that passed configtest cannot fail at start.
     """
-    problems = _Problems(origins)
-    variables = _Variables(_passable_values(raw, problems))
+    problems = Problems(origins)
+    variables = Variables(_passable_values(raw, problems))
     enable = _yes_no(variables, problems, "vimage_enable")
     parallel_start = _yes_no(variables, problems, "vimage_parallel_start")
     mac_scheme: macs.MacScheme = "host"
@@ -666,8 +180,8 @@ def build(
 
     names = _vimage_names(variables, problems)
     vimages = [_vimage(name, variables, problems) for name in names]
-    _check_across(vimages, problems)
-    _check_leftovers(variables, names, problems, origins or {})
+    check_across(vimages, problems)
+    check_leftovers(variables, names, problems, origins or {})
     problems.raise_if_any()
     return Config(
         enable=enable,
@@ -680,7 +194,7 @@ def build(
     )
 
 
-def _passable_values(raw: Mapping[str, str], problems: _Problems) -> dict[str, str]:
+def _passable_values(raw: Mapping[str, str], problems: Problems) -> dict[str, str]:
     """``raw`` with every value vimaged uses checked for NUL, invalid UTF-8 and size.
 
     A refused value is recorded and stands in cleaned (or empty when too long), so the
@@ -704,7 +218,7 @@ def _passable_values(raw: Mapping[str, str], problems: _Problems) -> dict[str, s
     return values
 
 
-def _yes_no(variables: _Variables, problems: _Problems, name: str) -> bool:
+def _yes_no(variables: Variables, problems: Problems, name: str) -> bool:
     """rc.subr's checkyesno: yes/true/on/1 and no/false/off/0, any case."""
     value = variables.take(name)
     if value is None or value.lower() in _NO:
@@ -715,15 +229,15 @@ def _yes_no(variables: _Variables, problems: _Problems, name: str) -> bool:
     return False
 
 
-def _vimage_names(variables: _Variables, problems: _Problems) -> list[str]:
+def _vimage_names(variables: Variables, problems: Problems) -> list[str]:
     names: list[str] = []
     listed: set[str] = set()  # `name in names` made 100,000 vimages take 52 s
     for name in (variables.take("vimage_list") or "").split():
-        if not _VIMAGE_NAME.match(name):
+        if not vnames.is_vimage_name(name):
             problems.add(
                 "vimage_list",
-                f"{name!r} is not a vimage name (letters, digits and _, not only digits, "
-                "at most 64 characters)",
+                f"{name!r} is not a vimage name (a letter, then letters, digits and _, "
+                f"at most {vnames.VIMAGE_NAME_MAX} characters)",
             )
             # its own variables would only repeat this problem
             variables.claimed.update(v for v in variables.raw if v.startswith(f"vimage_{name}_"))
@@ -735,7 +249,7 @@ def _vimage_names(variables: _Variables, problems: _Problems) -> list[str]:
     return names
 
 
-def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConfig:
+def _vimage(name: str, variables: Variables, problems: Problems) -> VimageConfig:
     """One vimage's settings with defaults; problems are recorded, defaults stand in."""
 
     def var(setting: str) -> str:
@@ -751,12 +265,12 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
         return value
 
     def seconds(setting: str) -> float:
-        default = _VIMAGE_DEFAULTS[setting]
+        default = VIMAGE_DEFAULTS[setting]
         assert isinstance(default, float)
         return _seconds(variables, problems, var(setting), default, limits.SECONDS_RANGES[setting])
 
     def integer(setting: str) -> int:
-        default = _VIMAGE_DEFAULTS[setting]
+        default = VIMAGE_DEFAULTS[setting]
         assert isinstance(default, int)
         number = _optional_integer(
             variables, problems, var(setting), limits.INTEGER_RANGES[setting]
@@ -778,14 +292,14 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
         problems.add_at(var("hostname"), "must not contain blanks or control characters")
 
     alias = take("ifname") or name
-    if take("ifname") is not None and not _VIMAGE_NAME.match(alias):
+    if take("ifname") is not None and not vnames.is_alias(alias):
         problems.add(
             var("ifname"), f"{alias!r} is not valid (letters, digits and _, not only digits)"
         )
 
     vnets: list[str] = []
     for nic in (take("vnets") or "").split():
-        if not _NIC.match(nic):
+        if not vnames.is_ifname(nic):
             problems.add(var("vnets"), f"{nic!r} is not an interface name")
         elif nic in vnets:
             problems.add(var("vnets"), f"{nic} is listed twice")
@@ -794,23 +308,21 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
 
     parents = (take("bridges") or "").split()
     for nic in parents:
-        if not _NIC.match(nic):
+        if not vnames.is_ifname(nic):
             problems.add(var("bridges"), f"{nic!r} is not an interface name")
     explicit_macs = _explicit_macs(name, len(parents), variables, problems)
     bridges = tuple(
         Bridge(
-            index=index, parent=parent, ifname=f"ng{index}_{alias}", mac=explicit_macs.get(index)
+            index=index,
+            parent=parent,
+            ifname=vnames.bridged_ifname(index, alias),
+            mac=explicit_macs.get(index),
         )
         for index, parent in enumerate(parents)
     )
-    if bridges and len(bridges[-1].ifname) > IFNAMSIZ_VISIBLE:
-        longest = bridges[-1].ifname
-        problems.add(
-            var("bridges"),
-            f"interface name {longest} is {len(longest)} characters, more than "
-            f"{IFNAMSIZ_VISIBLE}; set vimage_{name}_ifname to a shorter alias "
-            f"(at most {IFNAMSIZ_VISIBLE - len(longest) + len(alias)} characters)",
-        )
+    too_long = vnames.bridged_ifname_problem(len(bridges), alias, setting=var("ifname"))
+    if too_long is not None:
+        problems.add(var("bridges"), too_long)
 
     devfs_ruleset = _optional_integer(
         variables, problems, var("devfs_ruleset"), limits.INTEGER_RANGES["devfs_ruleset"]
@@ -859,7 +371,7 @@ def _vimage(name: str, variables: _Variables, problems: _Problems) -> VimageConf
 
 
 def _explicit_macs(
-    name: str, bridge_count: int, variables: _Variables, problems: _Problems
+    name: str, bridge_count: int, variables: Variables, problems: Problems
 ) -> dict[int, str]:
     """``vimage_NAME_ether_N`` for every N set, validated; N must name a bridge."""
     prefix = f"vimage_{name}_"
@@ -888,27 +400,24 @@ def _explicit_macs(
 
 
 def _optional_integer(
-    variables: _Variables, problems: _Problems, name: str, bounds: tuple[int, int]
+    variables: Variables, problems: Problems, name: str, bounds: tuple[int, int]
 ) -> int | None:
     """A whole number within ``bounds`` (inclusive), or ``None`` when unset or refused."""
     value = variables.take(name)
     if value is None:
         return None
     minimum, maximum = bounds
+    span = f"from {minimum} to {maximum}"
     if not _INTEGER.match(value):
-        problems.add_at(name, f"{value!r} is not a whole number (from {minimum} to {maximum})")
+        problems.add_at(name, f"{value!r} is not a whole number ({span})")
         return None
     number = int(value) if len(value) <= limits.NUMBER_DIGITS_MAX else maximum + 1
-    if not minimum <= number <= maximum:
-        shown = value if len(value) <= limits.NUMBER_DIGITS_MAX else f"a {len(value)}-digit number"
-        problems.add_at(name, f"{shown} is out of range (from {minimum} to {maximum})")
-        return None
-    return number
+    return number if _in_range(problems, name, value, number, bounds, span) else None
 
 
 def _seconds(
-    variables: _Variables,
-    problems: _Problems,
+    variables: Variables,
+    problems: Problems,
     name: str,
     default: float,
     bounds: tuple[float, float],
@@ -923,14 +432,27 @@ def _seconds(
         return default
     whole = value.partition(".")[0]
     seconds = float(value) if len(whole) <= limits.NUMBER_DIGITS_MAX else math.inf
-    if not minimum <= seconds <= maximum:
-        shown = value if len(value) <= limits.NUMBER_DIGITS_MAX else f"a {len(value)}-digit number"
-        problems.add_at(name, f"{shown} is out of range (from {minimum:g} to {maximum:g} seconds)")
-        return default
-    return seconds
+    span = f"from {minimum:g} to {maximum:g} seconds"
+    return seconds if _in_range(problems, name, value, seconds, bounds, span) else default
 
 
-def _jail_parameters(name: str, value: str | None, problems: _Problems) -> tuple[str, ...]:
+def _in_range(
+    problems: Problems,
+    name: str,
+    value: str,
+    number: float,
+    bounds: tuple[float, float],
+    span: str,
+) -> bool:
+    """Whether ``number`` (read from ``value``) is within ``bounds``; if not, say so."""
+    if bounds[0] <= number <= bounds[1]:
+        return True
+    shown = value if len(value) <= limits.NUMBER_DIGITS_MAX else f"a {len(value)}-digit number"
+    problems.add_at(name, f"{shown} is out of range ({span})")
+    return False
+
+
+def _jail_parameters(name: str, value: str | None, problems: Problems) -> tuple[str, ...]:
     """sh words, each ``key=value`` or a boolean ``key``; keys vimaged sets are refused."""
     if value is None:
         return ()
@@ -949,132 +471,3 @@ def _jail_parameters(name: str, value: str | None, problems: _Problems) -> tuple
             instead = instead.replace("vimage_NAME_", name.removesuffix("parameters"))
             problems.add(name, f"{key} is set by {instead}, not here")
     return tuple(words)
-
-
-def _check_across(vimages: Sequence[VimageConfig], problems: _Problems) -> None:
-    """What no single vimage can see: shared NICs, interface names, MACs, dependencies."""
-    moved_by: dict[str, str] = {}
-    for vimage in vimages:
-        variable = f"vimage_{vimage.name}_vnets"
-        for nic in vimage.vnets:
-            if nic in moved_by:
-                problems.add(variable, f"{nic} is also in {moved_by[nic]}")
-            else:
-                moved_by[nic] = variable
-    interface_owner: dict[str, str] = {nic: variable for nic, variable in moved_by.items()}
-    mac_owner: dict[str, str] = {}
-    for vimage in vimages:
-        variable = f"vimage_{vimage.name}_bridges"
-        reported: set[str] = set()
-        for bridge in vimage.bridges:
-            if bridge.parent in moved_by and bridge.parent not in reported:
-                reported.add(bridge.parent)
-                problems.add(
-                    variable,
-                    f"{bridge.parent} is moved by {moved_by[bridge.parent]}, so it cannot "
-                    "also be bridged",
-                )
-            owner = interface_owner.get(bridge.ifname)
-            if owner is not None and owner != variable:
-                problems.add(
-                    variable,
-                    f"interface name {bridge.ifname} is also used by {owner}; "
-                    f"set vimage_{vimage.name}_ifname to a different alias",
-                )
-            interface_owner.setdefault(bridge.ifname, variable)
-            if bridge.mac is not None:
-                ether = f"vimage_{vimage.name}_ether_{bridge.index}"
-                if bridge.mac in mac_owner:
-                    problems.add(ether, f"{bridge.mac} is also set by {mac_owner[bridge.mac]}")
-                else:
-                    mac_owner[bridge.mac] = ether
-    _check_dependencies(vimages, problems)
-
-
-def _check_dependencies(vimages: Sequence[VimageConfig], problems: _Problems) -> None:
-    by_name = {vimage.name: vimage for vimage in vimages}
-    for vimage in vimages:
-        for dependency in vimage.depend:
-            if dependency not in by_name:
-                problems.add(f"vimage_{vimage.name}_depend", f"{dependency} is not in vimage_list")
-    finished: set[str] = set()
-    reported: set[frozenset[str]] = set()
-
-    def visit(name: str, path: list[str]) -> None:
-        if name in finished:
-            return
-        if name in path:
-            cycle = [*path[path.index(name) :], name]
-            if frozenset(cycle) not in reported:
-                reported.add(frozenset(cycle))
-                problems.add(f"vimage_{cycle[0]}_depend", f"dependency cycle {' -> '.join(cycle)}")
-            return
-        path.append(name)
-        for dependency in by_name[name].depend:
-            if dependency in by_name:
-                visit(dependency, path)
-        path.pop()
-        finished.add(name)
-
-    for vimage in vimages:
-        visit(vimage.name, [])
-
-
-def _check_leftovers(
-    variables: _Variables, names: Sequence[str], problems: _Problems, origins: Mapping[str, str]
-) -> None:
-    """Every ``vimage_*`` variable not used (a typo or an unlisted vimage), and near misses
-    of ``vimaged_group``; other ``vimaged_*`` variables belong to the rc.d script."""
-    known = [*GLOBAL_VARIABLES, *(f"vimage_{n}_{s}" for n in names for s in VIMAGE_SETTINGS)]
-    for variable in variables.raw:
-        if variable in variables.claimed or variable in RC_SUBR_VARIABLES:
-            continue
-        if variable.startswith("vimaged_") and not difflib.get_close_matches(
-            variable, ["vimaged_group"], cutoff=_NEAR_MISS
-        ):
-            continue
-        where = f" (set at {origins[variable]})" if variable in origins else ""
-        owner = _unlisted_vimage(variable)
-        if owner is not None and owner not in names:
-            problems.add(
-                variable,
-                f"vimage {owner} is not in vimage_list{where}; add it there or remove "
-                "its variables",
-            )
-            continue
-        close = difflib.get_close_matches(variable, known, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        problems.add(variable, f"unknown variable{where}{hint}")
-
-
-def _unlisted_vimage(variable: str) -> str | None:
-    """The NAME of ``vimage_NAME_<setting>`` if ``variable`` has that shape."""
-    if not variable.startswith("vimage_"):
-        return None
-    rest = variable[len("vimage_") :]
-    for setting in sorted(VIMAGE_SETTINGS, key=len, reverse=True):
-        if rest.endswith(f"_{setting}"):
-            name = rest[: -len(setting) - 1]
-            return name if _VIMAGE_NAME.match(name) else None
-    match = re.match(r"^(.+)_ether_(0|[1-9][0-9]*)$", rest)
-    if match is not None and _VIMAGE_NAME.match(match.group(1)):
-        return match.group(1)
-    return None
-
-
-def check_host_nics(cfg: Config, host_nics: Collection[str]) -> None:
-    """``ConfigError`` naming each ``_vnets``/``_bridges`` variable whose NIC the host lacks.
-
-    Called by the daemon once it knows the host's interfaces; a NIC already moved into a
-    running vimage must be in ``host_nics`` for this check (the caller decides).
-    """
-    problems = _Problems()
-    available = set(host_nics)
-    for vimage in cfg.vimages:
-        for nic in vimage.vnets:
-            if nic not in available:
-                problems.add(f"vimage_{vimage.name}_vnets", f"{nic}: no such interface on the host")
-        missing = sorted({b.parent for b in vimage.bridges} - available)
-        for nic in missing:
-            problems.add(f"vimage_{vimage.name}_bridges", f"{nic}: no such interface on the host")
-    problems.raise_if_any()

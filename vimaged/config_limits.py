@@ -14,7 +14,7 @@ from typing import Final
 VALUE_MAX: Final = 64 * 1024
 """Bytes (UTF-8) of any variable not limited more tightly below."""
 LIST_MAX: Final = 8 * 1024 * 1024
-"""Bytes of ``vimage_list``: 100,000 names of 64 characters fit."""
+"""Bytes of ``vimage_list``: 250,000 names of 31 characters fit."""
 COMMAND_MAX: Final = 8 * 1024
 """Bytes of a command (``exec_*``, ``health_cmd``) and of ``parameters``: far below
 ``ARG_MAX`` (sys/sys/syslimits.h), and small enough that a vimage's status stays a small

@@ -20,6 +20,8 @@ from vimaged import framing
 from vimaged.framing import HEADER as HEADER  # re-exported: readers of frames use them
 from vimaged.framing import MAX_FRAME as MAX_FRAME
 from vimaged.framing import frame_length as frame_length
+from vimaged.names import SANDBOX_IFNAME_PATTERN
+from vimaged.names import VIMAGE_NAME_PATTERN as VIMAGE_NAME_PATTERN
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -38,11 +40,9 @@ FEATURES = ("stream",)
 ``stream`` means ``list``, ``status`` and ``health`` take ``"stream": true``. A client checks
 the feature rather than the version, so old clients keep working (they never ask)."""
 
-VIMAGE_NAME_PATTERN = r"^(?![0-9]+\Z)[A-Za-z0-9_]{1,64}\Z"
 VimageName = Annotated[str, msgspec.Meta(pattern=VIMAGE_NAME_PATTERN)]
-"""sh identifier characters (the name sits in ``vimage_NAME_vnets``), never all digits
-(jail(8) would read it as a jid). ``\\Z``, not ``$``: msgspec uses ``re.search`` and ``$`` also
-matches before a trailing newline, which let ``"web\\n"`` through."""
+"""The rule of :mod:`vimaged.names` (a letter, then sh identifier characters, at most 31), so
+a name the platforms would refuse is a bad request, never a ValueError deep in a start."""
 
 State = Literal["stopped", "starting", "running", "stopping", "failed"]
 HealthState = Literal["ok", "degraded", "failed", "unknown"]
@@ -109,7 +109,7 @@ class Events(Request, tag="events", frozen=True):
 CniName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}\Z")]
 """A CNI network name or container ID: the characters libcni allows (``[A-Za-z0-9_.-]``, a
 letter or digit first), at most 255."""
-CniIfName = Annotated[str, msgspec.Meta(pattern=r"^[^/:\s]{1,15}\Z")]
+CniIfName = Annotated[str, msgspec.Meta(pattern=SANDBOX_IFNAME_PATTERN)]
 """CNI_IFNAME: an interface name inside the sandbox (IFNAMSIZ - 1, no ``/``, ``:`` or space)."""
 CniSandbox = Annotated[str, msgspec.Meta(pattern=r"^[^\x00]{1,1024}\Z")]
 """CNI_NETNS: a netns path (linux) or a VNET jail's name or jid (FreeBSD)."""

@@ -35,7 +35,7 @@ DAEMON_PROTOCOL = 101
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
 """A network name or container ID, as libcni validates them."""
 MAX_NAME = 255
-IFNAMSIZ = 16
+IFNAMSIZ = 16  # vimaged.names.IFNAMSIZ, copied: the plugin imports nothing of vimaged
 
 KNOWN_FIELDS = frozenset(
     {

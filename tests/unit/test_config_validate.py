@@ -9,6 +9,7 @@ import re
 import shlex
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -202,6 +203,9 @@ def test_variables_of_the_rc_d_scripts_are_tolerated() -> None:
         ("vimaged_group='wheel staff'", "vimaged_group"),
         ('vimage_list="web 42"', "vimage_list"),
         ('vimage_list="web-1"', "vimage_list"),
+        ('vimage_list="1web"', "vimage_list"),  # jail_conf refused it at start (issue 12)
+        (f'vimage_list="{"a" * 32}"', "vimage_list"),
+        ("vimage_list=w\nvimage_w_bridges=-em0", "vimage_w_bridges"),
         ('vimage_list="web web"', "vimage_list"),
         ("vimage_list=w\nvimage_w_rootdir=jails/w", "vimage_w_rootdir"),
         ("vimage_list=w\nvimage_w_hostname='a b'", "vimage_w_hostname"),
@@ -409,6 +413,16 @@ def test_start_order_puts_dependencies_first(names: list[str]) -> None:
         vimage = result.get(name)
         assert vimage is not None
         assert all(position[dep] < position[name] for dep in vimage.depend)
+
+
+def test_start_order_of_a_hand_built_config_refuses_cycles_and_unknown_dependencies() -> None:
+    # validation refuses both; a Config built by hand meets the same single walk
+    a = VimageConfig(name="a", hostname="a", ifname="a", depend=("b",))
+    b = VimageConfig(name="b", hostname="b", ifname="b", depend=("a",))
+    with pytest.raises(ConfigError):
+        Config(vimages=(a, b)).start_order(["a"])
+    with pytest.raises(NotFoundError, match="ghost"):
+        Config(vimages=(msgspec.structs.replace(a, depend=("ghost",)),)).start_order(["a"])
 
 
 # --------------------------------------------------------------------------- host NICs

@@ -55,7 +55,7 @@ def test_protocol_needs_only_msgspec_and_the_stdlib() -> None:
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
         " ('trio', 'structlog', 'vimagectl') or m.startswith('vimaged.'))))"
     )
-    assert ours == ["vimaged.framing", "vimaged.protocol"]
+    assert ours == ["vimaged.framing", "vimaged.names", "vimaged.protocol"]  # stdlib only
 
 
 def test_framing_is_the_standard_library_only() -> None:

@@ -134,13 +134,15 @@ def test_json_garbage_only_raises_decode_error(fields: dict[str, object], op: st
             REQUEST_DECODER.decode(msgspec.json.encode(body))
 
 
-@pytest.mark.parametrize("name", ["", "1234", "web\n", "we b", "wéb", "web-1", "a" * 65, "../etc"])
+@pytest.mark.parametrize(
+    "name", ["", "1234", "web\n", "we b", "wéb", "web-1", "a" * 32, "../etc", "1web", "_web"]
+)
 def test_bad_vimage_names_are_rejected(name: str) -> None:
     with pytest.raises(msgspec.ValidationError):
         REQUEST_DECODER.decode(msgspec.json.encode({"op": "status", "names": [name]}))
 
 
-@pytest.mark.parametrize("name", ["web", "db_1", "W", "a" * 64, "1a"])
+@pytest.mark.parametrize("name", ["web", "db_1", "W", "a" * 31, "a1"])
 def test_good_vimage_names_are_accepted(name: str) -> None:
     request = REQUEST_DECODER.decode(msgspec.json.encode({"op": "status", "names": [name]}))
     assert request == Status(names=(name,))

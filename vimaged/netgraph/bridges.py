@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
+from vimaged.names import check_ifname, check_new_ifname
 from vimaged.netgraph import abi, codec
 from vimaged.netgraph.linkview import UPLINK_HOOK, LinkView, Wiring
 from vimaged.netgraph.ngsocket import NgSocket, netgraph_error, open_ng_socket
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 
 BRIDGE_PREFIX = "vimaged_br_"
 EIFACE_PREFIX = "vimaged_if_"
-IFNAMSIZ = 16
 BRIDGE_MODES = ("classic", "uplink")
 MAX_LINK_ATTEMPTS = 1024
 """EEXIST retries before giving up: each one means another process took that link."""
@@ -76,23 +76,6 @@ def bridge_name(parent: str) -> str:
 
 def eiface_name(ifname: str) -> str:
     return EIFACE_PREFIX + ifname
-
-
-def _check_ifname(ifname: str, what: str) -> None:
-    """A name vimaged gives a new node: it must be usable as a netgraph name as it is."""
-    if not 0 < len(ifname) < IFNAMSIZ or not ifname.isascii():
-        raise ValueError(f"{what} {ifname!r} must be 1 to 15 ASCII characters")
-    if any(c in ifname for c in ".:[]\0 "):
-        raise ValueError(f"{what} {ifname!r} must not contain '.', ':', '[', ']' or spaces")
-
-
-def _check_parent(parent: str) -> None:
-    """An existing NIC: ``igb0.100`` is fine, ng_ether names its node ``igb0_100``
-    (``ng_ether_sanitize_ifname``)."""
-    if not 0 < len(parent) < IFNAMSIZ or not parent.isascii() or not parent.isprintable():
-        raise ValueError(f"parent NIC {parent!r} must be 1 to 15 printable ASCII characters")
-    if any(c in parent for c in "[]/ "):
-        raise ValueError(f"parent NIC {parent!r} must not contain '[', ']', '/' or spaces")
 
 
 class NetgraphBridges:
@@ -273,8 +256,8 @@ class NetgraphBridges:
 
         Cancellation: safe; the rollback runs shielded.
         """
-        _check_parent(parent)
-        _check_ifname(ifname, "interface name")
+        check_ifname(parent)  # igb0.100: ng_ether names its node igb0_100
+        check_new_ifname(ifname)  # usable as a netgraph name as it is
         mac_raw = codec.mac_bytes(mac)
         if mac_raw[0] & 1:
             raise ValueError(f"MAC {mac!r} is a multicast address")
@@ -386,7 +369,7 @@ class NetgraphBridges:
 
         ``FileNotFoundError`` (ENOENT) if there is no such interface of ours.
         """
-        _check_ifname(ifname, "interface name")
+        check_new_ifname(ifname)  # usable as a netgraph name as it is
         sock = await self.socket()
         node = eiface_name(ifname)
         try:
@@ -401,7 +384,7 @@ class NetgraphBridges:
 
         The parent's ng_ether node then has no hooks: promiscuous mode off, autosrc on.
         """
-        _check_parent(parent)
+        check_ifname(parent)  # igb0.100: ng_ether names its node igb0_100
         sock = await self.socket()
         async with self._parent_locks[parent]:
             return await self._release_locked(sock, parent)
@@ -548,7 +531,7 @@ class NetgraphBridges:
 
     async def link_stats(self, ifname: str) -> codec.LinkStats:
         """The bridge's counters for the link ``ifname``'s eiface is on (getstats)."""
-        _check_ifname(ifname, "interface name")
+        check_new_ifname(ifname)  # usable as a netgraph name as it is
         sock = await self.socket()
         hooks = await sock.listhooks(eiface_name(ifname) + ":")
         if not hooks.links:

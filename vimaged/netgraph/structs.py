@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import ctypes
 
+from vimaged.names import IFNAMSIZ as IFNAMSIZ  # the one definition (sys/net/if.h)
+
 NG_TYPESIZ = 32
 NG_HOOKSIZ = 32
 NG_NODESIZ = 32
 NG_PATHSIZ = 512
 NG_CMDSTRSIZ = 32
-IFNAMSIZ = 16
 ETHER_ADDR_LEN = 6
 
 

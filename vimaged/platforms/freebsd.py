@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
+from vimaged import names
 from vimaged.errors import PlatformError
 from vimaged.platforms import (
     HOST_JID,
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 JAIL = "/usr/sbin/jail"
 JEXEC = "/usr/sbin/jexec"
 DEFAULT_RUN_DIR = "/var/db/vimaged/jails"
-_JAIL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
 _PARAM_KEY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
 _OWN_PARAMS = frozenset({"name", "path", "host.hostname", "vnet", "persist", "devfs_ruleset"})
 
@@ -270,8 +270,7 @@ def jail_conf(spec: JailSpec) -> str:
     (mounting it at ``/`` + ``/dev`` would cover the host's). Raises ``ValueError`` naming a
     malformed or duplicated parameter.
     """
-    if not _JAIL_NAME.fullmatch(spec.name):
-        raise ValueError(f"bad jail name {spec.name!r}: a letter, then letters, digits or '_'")
+    names.check_vimage_name(spec.name)
     lines = [
         f"path = {_quote(spec.path)};",
         f"host.hostname = {_quote(spec.hostname)};",

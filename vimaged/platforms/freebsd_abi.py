@@ -13,9 +13,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
 import socket
 from typing import Final
+
+from vimaged import names
+from vimaged.names import IFNAMSIZ as IFNAMSIZ  # the one definition (sys/net/if.h)
 
 # --- sys/sys/ioccom.h: the ioctl request encoding ----------------------------------------
 
@@ -42,9 +44,7 @@ def _iowr(group: str, num: int, struct: type[ctypes.Structure]) -> int:
 
 # --- sys/net/if.h: struct ifreq ----------------------------------------------------------
 
-IFNAMSIZ: Final = 16
 IFF_UP: Final = 0x1
-_IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
 
 
 class IfreqBuffer(ctypes.Structure):
@@ -93,11 +93,7 @@ def check_ifname(ifname: str) -> bytes:
 
     ``IFNAMSIZ`` counts the terminating NUL, so 15 characters is the longest name.
     """
-    if not _IFNAME.fullmatch(ifname):
-        raise ValueError(
-            f"bad interface name {ifname!r}: need 1-15 characters of letters, digits, '_.:-'"
-        )
-    return ifname.encode("ascii")
+    return names.check_ifname(ifname).encode("ascii")
 
 
 def ifreq(ifname: str) -> Ifreq:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
-from vimaged import statedir
+from vimaged import names, statedir
 from vimaged.errors import PlatformError
 from vimaged.platforms import (
     HOST_JID,
@@ -55,10 +55,8 @@ BRIDGED_GROUP = 0x76696D67
 """Device group (``ip link ... group``; "vimg") of both ends of every bridged interface, set
 by the one RTM_NEWLINK that creates them: a daemon killed before the alias is set leaves a
 link that is still recognisably its own, and reconciliation removes it."""
-VIMAGE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
 BRIDGED_NAME = re.compile(r"ng\d+_(?P<vimage>.+)")
 MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
-IFNAMSIZ = 16
 T = TypeVar("T")
 ARPHRD_LOOPBACK = 772
 
@@ -72,7 +70,8 @@ def _enoent(subject: str) -> OSError:
 
 
 def _check_ifname(name: str) -> None:
-    if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or name.strip() != name:
+    # The kernel's own rule, wider than names.check_ifname: CNI runtimes pick sandbox names.
+    if not name or len(name.encode()) >= names.IFNAMSIZ or "/" in name or name.strip() != name:
         raise _einval("interface names have 1 to 15 bytes, no '/' or whitespace", name)
 
 
@@ -229,7 +228,7 @@ class LinuxPlatform:
         return statedir.read_text(self._root_file(jid))
 
     def _create_jail(self, spec: JailSpec) -> int:
-        if not VIMAGE_NAME.fullmatch(spec.name):
+        if not names.is_vimage_name(spec.name):
             raise _einval("a vimage name is a letter then up to 30 of [A-Za-z0-9_]", spec.name)
         if spec.path != "/" and not os.path.isdir(spec.path):
             raise OSError(errno.ENOENT, "the vimage's path is no directory", spec.path)

@@ -20,6 +20,8 @@ NGF_RESP = 0x00000001
 NG_NODESIZ = NG_HOOKSIZ = NG_TYPESIZ = NG_CMDSTRSIZ = 32
 NG_PATHSIZ = 512
 IFNAMSIZ = 16
+"""sys/net/if.h. A deliberate copy of ``vimaged.names.IFNAMSIZ``: the sim models the kernel and
+imports none of the product's rules, so a wrong rule there cannot hide in both ends."""
 SOCKADDR_NG_MAX = NG_NODESIZ + 2
 """``sg_len`` limit of FreeBSD 15's ngc_send/ng_bind (``sizeof(struct sockaddr_ng)``)."""
 
