@@ -135,6 +135,7 @@ class Outcome(TypedDict):
     state: State
     code: str | None
     message: str | None
+    errno_name: str | None
 
 
 class Done(TypedDict):
@@ -217,6 +218,7 @@ class Error(TypedDict):
     code: str
     message: str
     errno: int | None
+    errno_name: str | None
 
 
 class Attachment(TypedDict):

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING
 
 from vimaged.simhost.dataplane import DataPlane
 from vimaged.simhost.faults import Faults
+from vimaged.simhost.ifnet import HOST_JID
+from vimaged.simhost.ifnet import Ifnet as Ifnet  # re-exported: the model's callers use it
+from vimaged.simhost.ifnet_log import IfnetLog
 from vimaged.simhost.ng_eiface import eiface_mac
 from vimaged.simhost.ng_message import IFNAMSIZ, fail
 from vimaged.simhost.ngmodel import NgKernel
@@ -27,7 +30,6 @@ if TYPE_CHECKING:
 
     from vimaged.simhost.ng_base import IfnetLike
 
-HOST_JID = 0
 JAIL_MAX = 999999  # kern_jail.c: jids wrap after JAIL_MAX
 DEFAULT_NICS = ("em0", "em1")
 NIC_CAPABILITIES = 0x1 | 0x2 | 0x10 | 0x100 | 0x200 | 0x10000 | 0x40000
@@ -47,29 +49,6 @@ def nic_mac(name: str) -> bytes:
 
 def mac_text(mac: bytes | None) -> str | None:
     return None if mac is None else ":".join(f"{b:02x}" for b in mac)
-
-
-@dataclass(eq=False)
-class Ifnet:
-    """One interface. ``vnet`` is where it is now (0 the host, else a jid)."""
-
-    name: str
-    kind: str  # "ether" (a NIC), "eiface" (ng_eiface) or "loopback"
-    index: int
-    mac: bytes | None = None
-    up: bool = False
-    vnet: int = HOST_JID
-    home: int = HOST_JID
-    """if_home_vnet: where vnet_if_return sends it when its vnet is destroyed."""
-    unit: int = -1
-    hwassist: int = 0
-    """if_hwassist: the checksum offloads in use (ng_ether zeroes it while ``upper`` is on)."""
-    capabilities: int = 0
-    """if_capabilities: what the driver can offload (SIOCGIFCAP ``ifr_reqcap``)."""
-    capenable: int = 0
-    """if_capenable: what is on (SIOCGIFCAP ``ifr_curcap``; SIOCSIFCAP sets it)."""
-    inbox: list[bytes] = field(default_factory=list)
-    """Frames its vnet's stack received on it (if_input), oldest first, for ``received``."""
 
 
 @dataclass(eq=False)
@@ -153,6 +132,7 @@ class SimHost(DataPlane):
         self.exec_log: list[ExecRecord] = []
         self.scripts: list[ExecScript] = []
         self.vanish_at: dict[int, float] = {}
+        self.ifnet_log = IfnetLog()  # devctl's IFNET notices (ifnet_log.py)
         for nic in self.nics:
             ifnet = Ifnet(nic, "ether", 0, nic_mac(nic), hwassist=NIC_HWASSIST)
             ifnet.capabilities = ifnet.capenable = NIC_CAPABILITIES
@@ -174,6 +154,7 @@ class SimHost(DataPlane):
         self.ifnets.append(ifnet)
         if ifnet.kind == "ether" and ifnet.vnet == HOST_JID:
             self.ng.attach_ether(ifnet)
+        self.ifnet_log.notify("ATTACH", ifnet.name, ifnet.vnet)  # if_attach_internal
         return ifnet
 
     def find_ifnet(self, name: str, vnet: int) -> Ifnet | None:
@@ -213,7 +194,10 @@ class SimHost(DataPlane):
 
     def detach_eiface(self, ifnet: IfnetLike) -> None:
         self.ng.detach_ether(ifnet)  # ether_ifdetach → ng_ether_detach, if it had one
+        gone = [i for i in self.ifnets if i is ifnet]
         self.ifnets = [i for i in self.ifnets if i is not ifnet]
+        for i in gone:  # if_detach_internal
+            self.ifnet_log.notify("DETACH", i.name, i.vnet)
 
     def move_ifnet(self, name: str, jid: int) -> None:
         """SIOCSIFVNET, ``ifconfig IF vnet JID`` (ifioctl → if_vmove_loan, sys/net/if.c)."""
@@ -261,7 +245,9 @@ class SimHost(DataPlane):
         # if_detach_internal calls if_down for a vmove too, which clears IFF_UP: an ifnet
         # arrives in its new vnet down, whichever way it moves (if.c@d87a5f2a).
         ifnet.up = False
+        self.ifnet_log.notify("DETACH", ifnet.name, ifnet.vnet)  # if_detach_internal(vmove)
         ifnet.vnet = vnet
+        self.ifnet_log.notify("ATTACH", ifnet.name, vnet)  # if_attach_internal(vmove)
         if ifnet.kind in ETHER_KINDS and vnet == HOST_JID:
             self.ng.attach_ether(ifnet)
 
@@ -293,7 +279,8 @@ class SimHost(DataPlane):
             return
         if self.find_ifnet(newname, vnet) is not None:
             fail(errno.EEXIST, newname)
-        ifnet.name = newname
+        old, ifnet.name = ifnet.name, newname
+        self.ifnet_log.notify("RENAME", old, vnet, newname)  # any vnet: if_rename
         if vnet == HOST_JID:  # ng_ether nodes live in the host vnet only
             self.ng.rename_ether(ifnet)
 
