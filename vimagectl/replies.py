@@ -37,6 +37,7 @@ class Stop(TypedDict):
 class Restart(TypedDict):
     op: Literal["restart"]
     names: NotRequired[list[str]]
+    all: NotRequired[bool]
 
 
 class ListVimages(TypedDict):
@@ -66,6 +67,10 @@ class Version(TypedDict):
 
 class Events(TypedDict):
     op: Literal["events"]
+
+
+class Metrics(TypedDict):
+    op: Literal["metrics"]
 
 
 class CniRoute(TypedDict):
@@ -174,6 +179,7 @@ class VimageInfo(TypedDict):
     config_changed: bool
     error: str | None
     restarts: int
+    removed: bool
 
 
 class Vimages(TypedDict):
@@ -238,6 +244,11 @@ class AttachmentList(TypedDict):
     attachments: list[Attachment]
 
 
+class MetricsText(TypedDict):
+    reply: Literal["metrics"]
+    text: str
+
+
 Request = (
     Start
     | Stop
@@ -248,6 +259,7 @@ Request = (
     | Reload
     | Version
     | Events
+    | Metrics
     | CniAdd
     | CniCheck
     | CniDel
@@ -266,4 +278,5 @@ Reply = (
     | Event
     | Error
     | AttachmentList
+    | MetricsText
 )

@@ -17,8 +17,10 @@ from vimaged.protocol import (
     Health,
     Outcome,
     Reply,
+    Restart,
     Start,
     Status,
+    Stop,
     VimageInfo,
     Vimages,
     VimagesEnd,
@@ -55,6 +57,8 @@ class RecordingSupervisor:
     async def start(self, names: list[str]) -> list[Outcome]:
         self.started.append(names)
         return [Outcome(name=n, ok=True, state="running") for n in names]
+
+    restart = start
 
 
 def dispatcher() -> tuple[Dispatcher, RecordingSupervisor]:
@@ -102,3 +106,19 @@ async def test_a_streamed_status_is_refused_whole_or_paged_once_per_name() -> No
     assert [v.name for page in pages for v in page.vimages] == ["web", "db"]
     assert frames[-1] == VimagesEnd(count=2)
     assert sup.observed == [("web", "db")]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        Start(names=("web",), all_=True),
+        Stop(names=("web",), all_=True),
+        Restart(names=("web",), all_=True),
+    ],
+)
+async def test_names_and_all_together_are_refused_before_anything_starts(request_: object) -> None:
+    dispatch, sup = dispatcher()
+    reply = await dispatch.handle(request_, ROOT)  # type: ignore[arg-type]
+    assert isinstance(reply, Error)
+    assert reply.code == "invalid_request"
+    assert sup.started == []
