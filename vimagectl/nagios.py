@@ -71,7 +71,7 @@ def _health_detail(info: VimageInfo) -> str:
 
 
 def render_health(reply: Vimages, args: Arguments) -> int:
-    vimages = reply["vimages"]
+    vimages = list(reply["vimages"])  # read once, used twice (a streamed listing, cli._ask)
     status, line = health_verdict(vimages, named=bool(args.names))
     if args.json:
         write_json(vimages)
