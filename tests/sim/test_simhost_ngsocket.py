@@ -45,7 +45,7 @@ class Conn:
         """Send one call packet; its errno, keeping datagrams that come meanwhile."""
         self.sock.send(packet)
         while True:
-            reply = self.sock.recv(wire.MAX_PACKET)
+            reply = self.sock.recv(wire.PIECE)
             if reply[:1] == wire.RESULT:
                 return wire.unpack_result(reply)
             self.datagrams.append(wire.unpack_addressed(reply))
@@ -54,7 +54,7 @@ class Conn:
         """The next ``M`` packet's ``(source sockaddr, message)``."""
         if self.datagrams:
             return self.datagrams.pop(0)
-        packet = self.sock.recv(wire.MAX_PACKET)
+        packet = self.sock.recv(wire.PIECE)
         assert packet[:1] == wire.DATAGRAM
         return wire.unpack_addressed(packet)
 

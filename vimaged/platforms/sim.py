@@ -69,6 +69,8 @@ DEFAULT_STATE_DIR = "/var/run/vimaged"
 START_TIMEOUT = 15.0
 """How long a freshly started sim host may take to listen."""
 START_POLL = 0.05
+RPC_TIMEOUT = 60.0
+"""How long one RPC (not an ``exec``, which has its own connection) waits for its reply."""
 RECONNECT_FIRST_DELAY = 0.1
 RECONNECT_MAX_DELAY = 5.0
 """Backoff between attempts to reach a sim host that went away, doubling from the first."""
@@ -274,7 +276,12 @@ class SimPlatform:
                     self._stream = await trio.open_unix_socket(self.socket_path)
                 stream = self._stream
                 try:
-                    reply = await _exchange(stream, request)
+                    with trio.move_on_after(RPC_TIMEOUT) as waited:
+                        reply = await _exchange(stream, request)
+                    if waited.cancelled_caught:  # a safety net: a live host always answers
+                        code = errno.ETIMEDOUT
+                        what = f"sim host {self.socket_path}: {type(request).__name__}"
+                        raise OSError(code, os.strerror(code), what)
                 except BaseException:
                     # A half-done exchange leaves the framing unknown: the next call reconnects.
                     self._stream = None

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 
+CALL_TIMEOUT = 60.0
+"""How long a call waits for its result from the sim host (seconds)."""
+
+
 class _Channel:
     """One SEQPACKET connection: a call/result pair plus the datagrams queued meanwhile.
 
@@ -43,21 +47,40 @@ class _Channel:
         self.sock = sock
         self.datagrams: collections.deque[tuple[bytes, bytes]] = collections.deque()
         self.unanswered = 0
+        self._joiner = wire.Joiner()
+        self._broken = False
 
     async def _read(self) -> bytes:
-        packet = await self.sock.recv(wire.MAX_PACKET)
-        if not packet:
-            raise OSError(errno_codes.ECONNRESET, "simulated host closed the netgraph socket")
-        return packet
+        while True:
+            piece = await self.sock.recv(wire.PIECE)
+            if not piece:
+                raise OSError(errno_codes.ECONNRESET, "simulated host closed the netgraph socket")
+            packet = self._joiner.feed(piece)
+            if packet is not None:
+                return packet
 
     def _queue(self, packet: bytes) -> None:
         sockaddr, message = wire.unpack_addressed(packet)
         self.datagrams.append((message, sockaddr))
 
     async def call(self, packet: bytes, what: str) -> None:
-        """Send one call packet and wait for its ``E``; raise ``OSError`` for a nonzero errno."""
-        await self.sock.send(packet)
+        """Send one call packet and wait for its ``E``; raise ``OSError`` for a nonzero errno.
+
+        No ``E`` within :data:`CALL_TIMEOUT` is ``OSError(ETIMEDOUT)``, and the channel is then
+        taken as broken (ECONNRESET from then on): a safety net, a live host always answers.
+        """
+        if self._broken:
+            raise OSError(errno_codes.ECONNRESET, "simulated netgraph socket timed out before")
+        for piece in wire.split_packet(packet):
+            await self.sock.send(piece)
         self.unanswered += 1
+        with trio.move_on_after(CALL_TIMEOUT) as waited:
+            await self._result(what)
+        if waited.cancelled_caught:
+            self._broken = True
+            raise OSError(errno_codes.ETIMEDOUT, os.strerror(errno_codes.ETIMEDOUT), what)
+
+    async def _result(self, what: str) -> None:
         while True:
             reply = await self._read()
             if reply[:1] == wire.DATAGRAM:

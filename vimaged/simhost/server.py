@@ -310,22 +310,36 @@ class SimHostServer:
         def deliver(sockaddr: bytes, message: bytes) -> None:
             send.send_nowait(wire.pack_addressed(wire.DATAGRAM, sockaddr, message))
 
-        async def writer() -> None:
-            with contextlib.suppress(OSError):
+        async def writer(done: trio.CancelScope) -> None:
+            try:
                 async for packet in receive:
-                    await sock.send(packet)
+                    for piece in wire.split_packet(packet):
+                        await sock.send(piece)
+            except OSError as exc:
+                # A reply that cannot go out: close the connection rather than leave the
+                # peer waiting for it (it sees EOF, ECONNRESET).
+                log.warning("simhost.ng_send_failed", error=os.strerror(exc.errno or 0))
+            done.cancel()
 
+        joiner = wire.Joiner()
         with sock:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(writer)
+                nursery.start_soon(writer, nursery.cancel_scope)
                 try:
                     while True:
                         try:
-                            packet = await sock.recv(wire.MAX_PACKET)
+                            piece = await sock.recv(wire.PIECE)
                         except OSError:
                             break
-                        if not packet:
+                        if not piece:
                             break
+                        try:
+                            joined = joiner.feed(piece)
+                        except ValueError:
+                            break  # not our wire: the peer gets EOF
+                        if joined is None:
+                            continue
+                        packet = joined
                         self.host.tick()
                         kind = packet[:1]
                         err = 0

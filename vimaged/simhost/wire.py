@@ -19,6 +19,11 @@ Sim to client:
 - ``M`` + u8 sockaddr length + source sockaddr + message: one datagram arriving on the socket
   (replies and unsolicited messages alike), possibly before or after the ``E`` of the call
   that caused it, as the kernel queues replies.
+
+Either way, a packet longer than :data:`PIECE` travels as pieces: ``F`` + the next bytes,
+then ``L`` + the last bytes (:func:`split_packet`, :class:`Joiner`). An AF_UNIX SEQPACKET
+send above the socket's SO_SNDBUF fails with EMSGSIZE (Linux: 212,992 bytes by default),
+and a bridge's LISTHOOKS reply passes that at about 1,560 links.
 """
 
 from __future__ import annotations
@@ -35,8 +40,14 @@ RCVBUF = b"R"
 RESULT = b"E"
 DATAGRAM = b"M"
 
-MAX_PACKET = 1 << 20
-"""Largest packet either side sends: a generous bound on a netgraph message plus framing."""
+FRAGMENT = b"F"
+LAST = b"L"
+
+MAX_PACKET = 1 << 24
+"""Largest packet either side sends, joined: a generous bound on a netgraph message (the
+receive buffer it must fit is at most kern.ipc.maxsockbuf) plus framing."""
+PIECE = 1 << 16
+"""Largest piece on the connection: well under any SEQPACKET send buffer."""
 
 _ERRNO = struct.Struct("<i")
 _RCVBUF = struct.Struct("<I")
@@ -77,3 +88,45 @@ def pack_rcvbuf(size: int) -> bytes:
 def unpack_rcvbuf(packet: bytes) -> int:
     size: int = _RCVBUF.unpack_from(packet, 1)[0]
     return size
+
+
+def split_packet(packet: bytes) -> list[bytes]:
+    """The packets to send for ``packet``: itself, or its ``F``...``L`` pieces."""
+    if len(packet) <= PIECE:
+        return [packet]
+    step = PIECE - 1
+    pieces = [FRAGMENT + packet[i : i + step] for i in range(0, len(packet), step)]
+    pieces[-1] = LAST + pieces[-1][1:]
+    return pieces
+
+
+class Joiner:
+    """Joins received pieces back into packets."""
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self._size = 0
+
+    def feed(self, received: bytes) -> bytes | None:
+        """The whole packet once ``received`` completes one; ``None`` while pieces come.
+
+        Raises:
+            ValueError: a packet beyond :data:`MAX_PACKET`, or an ``L`` with no ``F`` before.
+        """
+        kind = received[:1]
+        if kind not in (FRAGMENT, LAST):
+            if self._pieces:
+                raise ValueError("a packet inside another one's pieces")
+            return received
+        if kind == LAST and not self._pieces:
+            raise ValueError("last piece of no packet")
+        self._size += len(received) - 1
+        if self._size > MAX_PACKET:
+            raise ValueError(f"packet beyond MAX_PACKET ({MAX_PACKET})")
+        self._pieces.append(received[1:])
+        if kind == FRAGMENT:
+            return None
+        packet = b"".join(self._pieces)
+        self._pieces.clear()
+        self._size = 0
+        return packet
