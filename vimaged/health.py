@@ -67,6 +67,8 @@ class HealthMonitor:
         """Parent → wiring of its bridge (``classic``/``uplink``), as of the last check; an
         adopted bridge keeps the mode it was built with until it is released."""
         self._wiring_at = -math.inf
+        self._refreshing: trio.Event | None = None
+        """Set when the wiring listing in flight is done; ``None`` when none is."""
         self._wake = trio.Event()
         """Set to end every poll's wait at once (the platform came back)."""
 
@@ -262,11 +264,22 @@ class HealthMonitor:
         FreeBSD). The listing walks the whole graph, so one serves every vimage polled within
         :data:`WIRING_MAX_AGE`; an interface created since is checked by a later round."""
         now = trio.current_time()
-        if now - self._wiring_at > WIRING_MAX_AGE:
+        if now - self._wiring_at <= WIRING_MAX_AGE:
+            return self._wiring
+        if self._refreshing is not None:
+            # One listing at a time: the checks that come meanwhile wait for it (or, if it
+            # fails, use the previous picture), instead of each listing the whole graph.
+            await self._refreshing.wait()
+            return self._wiring
+        done = self._refreshing = trio.Event()
+        try:
             listed = await self._platform.list_bridged_ifnets()
             self._wiring = {b.name: b.parent for b in listed}
             self.bridge_modes = {b.parent: b.mode for b in await self._platform.list_bridges()}
             self._wiring_at = now
+        finally:
+            self._refreshing = None
+            done.set()
         return self._wiring
 
 

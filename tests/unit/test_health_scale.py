@@ -1,0 +1,84 @@
+"""What a health check costs as vimages grow: one wiring listing for concurrent checks, one
+jail looked up by jid (issue 13 item 2), on a fake clock."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from vimaged.health import HealthMonitor
+from vimaged.platforms import BridgedIfnet, BridgeInfo
+
+pytestmark = pytest.mark.unit
+
+
+class SlowListings:
+    """A test fake: bridge listings that take a second each, counted."""
+
+    def __init__(self) -> None:
+        self.listings = 0
+        self.fail = False
+
+    async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
+        self.listings += 1
+        await trio.sleep(1)
+        if self.fail:
+            raise OSError(5, "EIO")
+        return [BridgedIfnet(name=f"v{self.listings}", parent="em0", jid=None)]
+
+    async def list_bridges(self) -> list[BridgeInfo]:
+        await trio.sleep(1)
+        return []
+
+
+def monitor(platform: Any) -> HealthMonitor:
+    return HealthMonitor(platform, SimpleNamespace(), SimpleNamespace())  # type: ignore[arg-type]
+
+
+async def test_concurrent_checks_share_one_wiring_listing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    platform = SlowListings()
+    health = monitor(platform)
+    seen: list[dict[str, str]] = []
+
+    async def check() -> None:
+        seen.append(await health._bridged_parents())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(50):
+            nursery.start_soon(check)
+    assert platform.listings == 1
+    assert seen == [{"v1": "em0"}] * 50
+    await trio.sleep(10)  # older than WIRING_MAX_AGE: the next check lists again
+    assert await health._bridged_parents() == {"v2": "em0"}
+    assert platform.listings == 2
+
+
+async def test_a_failed_listing_leaves_the_waiters_the_previous_picture(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    platform = SlowListings()
+    health = monitor(platform)
+    assert await health._bridged_parents() == {"v1": "em0"}
+    await trio.sleep(10)
+    platform.fail = True
+    waiters: list[dict[str, str]] = []
+    failures: list[OSError] = []
+
+    async def check() -> None:
+        try:
+            waiters.append(await health._bridged_parents())
+        except OSError as exc:
+            failures.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(check)
+    assert platform.listings == 2
+    assert len(failures) == 1
+    assert waiters == [{"v1": "em0"}] * 4
