@@ -166,7 +166,7 @@ class HealthMonitor:
         platform = self._platform
         if jid is None:
             return "unknown", None, False
-        jail = next((j for j in await platform.list_jails() if j.jid == jid), None)
+        jail = await platform.jail_info(jid)
         if jail is None or jail.dying:
             return "failed", "jail gone", False
         problems: list[str] = []

@@ -320,7 +320,8 @@ class Lifecycle:
                 await self.hooks.host_logged(cfg, "poststop", cfg.exec_poststop, jid)
 
     async def _jail_alive(self, jid: int) -> bool:
-        return any(j.jid == jid and not j.dying for j in await self.platform.list_jails())
+        jail = await self.platform.jail_info(jid)
+        return jail is not None and not jail.dying
 
 
 def _jail(name: str, jid: int) -> Resource:

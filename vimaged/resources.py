@@ -182,7 +182,7 @@ class Resources:
         of another name has that jid), None (no such jail)."""
         if jid is None:
             return None
-        jail = next((j for j in await self.platform.list_jails() if j.jid == jid), None)
+        jail = await self.platform.jail_info(jid)
         return None if jail is None else jail.name == name
 
     def left_alone(self, name: str, what: str, reason: str) -> None:

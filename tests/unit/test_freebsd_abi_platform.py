@@ -324,6 +324,17 @@ async def test_list_jails_walks_lastjid_including_dying(
     assert walks[0][1] == ("lastjid", "jid", "name", "dying", "errmsg")
 
 
+async def test_jail_info_is_one_jail_get_by_jid(
+    libc: RecordingLibc, plat: freebsd.FreeBSDPlatform
+) -> None:
+    libc.jails = [JailInfo(jid=2, name="web"), JailInfo(jid=5, name="db", dying=True)]
+    assert await plat.jail_info(5) == JailInfo(jid=5, name="db", dying=True)
+    assert await plat.jail_info(3) is None
+    lookups = [call for call in libc.calls if call[0] == "jail_get"]
+    assert len(lookups) == 2  # no lastjid walk
+    assert all(call[1][0] == "jid" and call[2] == abi.JAIL_DYING for call in lookups)
+
+
 async def test_host_uuid_strips_the_nul(libc: RecordingLibc, plat: freebsd.FreeBSDPlatform) -> None:
     libc.sysctls[b"kern.hostuuid"] = b"3a0b4e1c-0000-4000-8000-0123456789ab\0"
     assert await plat.host_uuid() == "3a0b4e1c-0000-4000-8000-0123456789ab"

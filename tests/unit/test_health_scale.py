@@ -10,8 +10,10 @@ import pytest
 import trio
 import trio.testing
 
+from vimaged import config
 from vimaged.health import HealthMonitor
-from vimaged.platforms import BridgedIfnet, BridgeInfo
+from vimaged.platforms import BridgedIfnet, BridgeInfo, JailInfo
+from vimaged.testing import InProcessPlatform, open_supervisor
 
 pytestmark = pytest.mark.unit
 
@@ -82,3 +84,30 @@ async def test_a_failed_listing_leaves_the_waiters_the_previous_picture(
     assert platform.listings == 2
     assert len(failures) == 1
     assert waiters == [{"v1": "em0"}] * 4
+
+
+class CountingPlatform(InProcessPlatform):
+    """A test fake: the in-process sim platform, its jail listings counted."""
+
+    listings = 0
+
+    async def list_jails(self) -> list[JailInfo]:
+        self.listings += 1
+        return await super().list_jails()
+
+
+async def test_checks_and_stops_look_up_one_jail_not_the_list(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    names = [f"v{i}" for i in range(20)]
+    raw = {"vimage_list": " ".join(names), "vimage_parallel_start": "YES"}
+    raw.update({f"vimage_{n}_health_interval": "5" for n in names})
+    plat = CountingPlatform()
+    async with open_supervisor(config.build(raw), plat) as sup:
+        assert all(r.ok for r in await sup.start(names))
+        before = plat.listings
+        await trio.sleep(50)  # ten health rounds of twenty vimages
+        assert {sup.info(n).health for n in names} == {"ok"}
+        assert all(r.ok for r in await sup.stop(names))
+        assert plat.listings == before
+        assert plat.host.jails == {}

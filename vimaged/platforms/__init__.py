@@ -148,6 +148,10 @@ class Platform(Protocol):
     async def list_jails(self) -> list[JailInfo]:
         """All jails, dying ones included (``jls -d``)."""
 
+    async def jail_info(self, jid: int) -> JailInfo | None:
+        """The jail ``jid``, dying or not; ``None`` if there is none. One lookup, not a
+        listing: the health checks and stops ask it for every vimage."""
+
     async def exec_in_jail(self, jid: int, command: str, *, output: int | None = None) -> int:
         """Run ``command`` with ``/bin/sh -c`` inside the jail; return its exit status.
 

@@ -252,6 +252,12 @@ class FreeBSDPlatform:
     async def list_jails(self) -> list[JailInfo]:
         return _jails()
 
+    async def jail_info(self, jid: int) -> JailInfo | None:
+        try:
+            return _find_jail(jid=jid)  # jail_get(2) by jid, JAIL_DYING
+        except FileNotFoundError:
+            return None
+
     async def exec_in_jail(self, jid: int, command: str, *, output: int | None = None) -> int:
         # jexec(8) exits 1 for a missing jail, which would read as the command's status.
         if _find_jail(jid=jid).dying:

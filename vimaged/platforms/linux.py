@@ -380,6 +380,10 @@ class LinuxPlatform:
     async def list_jails(self) -> list[JailInfo]:
         return await trio.to_thread.run_sync(self._list_jails)
 
+    async def jail_info(self, jid: int) -> JailInfo | None:
+        # The listing prunes namespaces that went away; a namespace per vimage is cheap to scan.
+        return next((j for j in await self.list_jails() if j.jid == jid), None)
+
     async def exec_in_jail(self, jid: int, command: str, *, output: int | None = None) -> int:
         """Run ``/bin/sh -c command`` in the namespace (chrooted to the vimage's path).
 

@@ -337,6 +337,10 @@ class SimPlatform:
         reply = await self._call(rpc.ListJails(), rpc.Jails)
         return [JailInfo(jid=j.jid, name=j.name, dying=j.dying) for j in reply.jails]
 
+    async def jail_info(self, jid: int) -> JailInfo | None:
+        reply = await self._call(rpc.GetJail(jid=jid), rpc.Jails)
+        return next((JailInfo(jid=j.jid, name=j.name, dying=j.dying) for j in reply.jails), None)
+
     async def exec_in_jail(self, jid: int, command: str, *, output: int | None = None) -> int:
         return await self._exec(jid, command, {}, output)
 
@@ -382,8 +386,8 @@ class SimPlatform:
         return None  # as on FreeBSD: a dying jail cannot be entered to look
 
     async def _attachable(self, jid: int) -> bool:
-        jails = (await self._call(rpc.ListJails(), rpc.Jails)).jails
-        return any(j.jid == jid and not j.dying for j in jails)
+        jail = await self.jail_info(jid)
+        return jail is not None and not jail.dying
 
     async def move_ifnet(self, ifname: str, jid: int) -> None:
         await self._call(rpc.MoveIfnet(name=ifname, jid=jid), rpc.Ok)

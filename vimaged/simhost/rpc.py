@@ -50,6 +50,12 @@ class ListJails(Request, frozen=True, tag="list_jails"):
     pass
 
 
+class GetJail(Request, frozen=True, tag="get_jail"):
+    """One jail by jid: ``Jails`` with it, or with none."""
+
+    jid: int
+
+
 class Exec(Request, frozen=True, tag="exec"):
     """``sh -c command`` in jail ``jid``, or on the host for jid 0 (the ``exec_prestart``
     family), with ``env`` added to its environment."""
@@ -177,6 +183,7 @@ AnyRequest = (
     | CreateJail
     | RemoveJail
     | ListJails
+    | GetJail
     | Exec
     | ListIfnets
     | LocateIfnet

@@ -111,6 +111,18 @@ class SimHostServer:
                         for j in sorted(host.jails.values(), key=lambda j: j.jid)
                     ]
                 )
+            case rpc.GetJail(jid=jid):
+                # jail_get(2) by jid (sys/kern/kern_jail.c kern_jail_get, JAIL_DYING)
+                found = host.jails.get(jid)
+                return rpc.Jails(
+                    jails=[]
+                    if found is None
+                    else [
+                        rpc.JailRecord(
+                            jid=found.jid, name=found.name, vnet=found.vnet, dying=found.dying
+                        )
+                    ]
+                )
             case rpc.ListIfnets(jid=jid):
                 return rpc.Ifnets(
                     ifnets=[
