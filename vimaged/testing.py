@@ -35,6 +35,7 @@ from vimaged.platforms.sim import SimOptions, SimPlatform, _expect
 from vimaged.simhost import rpc
 from vimaged.simhost.faults import parse_faults
 from vimaged.simhost.host import DEFAULT_NICS, SIGKILL_STATUS, ExecScript
+from vimaged.simhost.ng_socket import SB_MAX_ADJ
 from vimaged.simhost.server import SimHostServer
 from vimaged.state import Journal, _prepare
 from vimaged.supervisor import Supervisor
@@ -97,6 +98,8 @@ class ModelTransport:
         node = await self._enter("setsockopt")
         if size == 0:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), "SO_RCVBUF 0")
+        if size > SB_MAX_ADJ:  # sbreserve_locked (sys/kern/uipc_sockbuf.c)
+            raise OSError(errno.ENOBUFS, os.strerror(errno.ENOBUFS), "SO_RCVBUF")
         node.rcvbuf = size
 
     async def aclose(self) -> None:

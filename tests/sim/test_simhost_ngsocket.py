@@ -143,6 +143,8 @@ def test_small_rcvbuf_drops_big_replies(sim_host: SimHostHandle, conns: list[Con
     assert conn.call(wire.pack_rcvbuf(64)) == 0
     assert conn.call(wire.pack_addressed(wire.SENDTO, addr("."), mesg(GENERIC, LISTNODES))) == 0
     assert conn.call(wire.pack_rcvbuf(0)) == errno.EINVAL
+    assert conn.call(wire.pack_rcvbuf(1_864_136)) == errno.ENOBUFS  # above sb_max_adj
+    assert conn.call(wire.pack_rcvbuf(1_864_135)) == 0
     assert conn.call(wire.pack_rcvbuf(1 << 16)) == 0
     assert conn.call(wire.pack_addressed(wire.SENDTO, addr("."), mesg(GENERIC, LISTNODES))) == 0
     conn.datagram()  # the second reply; the first was dropped

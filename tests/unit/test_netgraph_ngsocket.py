@@ -225,3 +225,47 @@ async def test_a_31_character_path_is_sent() -> None:
     async with open_ng_socket(transport) as sock:
         await sock.shutdown(path)
     assert ("sendto", abi.pack_sockaddr(path)) in transport.calls
+
+
+class DroppingTransport(ScriptedTransport):
+    """As FreeBSD's ngs_rcvmsg: a reply that does not fit SO_RCVBUF is dropped."""
+
+    rcvbuf = 20480
+
+    async def set_rcvbuf(self, size: int) -> None:
+        await super().set_rcvbuf(size)
+        self.rcvbuf = size
+
+    async def sendto(self, message: bytes, sockaddr: bytes) -> None:
+        self.calls.append(("sendto", sockaddr))
+        _, datagrams = self.kernel(abi.unpack_message(message), abi.unpack_sockaddr(sockaddr))
+        for datagram in datagrams:
+            if len(datagram) + len(SOURCE) <= self.rcvbuf:
+                self.send_channel.send_nowait(datagram)
+
+
+async def test_listhooks_of_10000_links_raises_the_buffer_to_fit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peer = codec.NodeInfo(name="", type="eiface", id=9, hooks=1)
+    links = tuple(
+        codec.LinkInfo(ourhook=f"link{i}", peerhook="ether", peer=peer) for i in range(10_000)
+    )
+    bridge = codec.NodeInfo(name="em0bridge", type="bridge", id=4, hooks=len(links))
+    listing = codec.encode_hooklist(codec.HookList(node=bridge, links=links))
+    assert len(listing) > DEFAULT_RCVBUF  # 1.36 MB: dropped by the 1 MiB buffer before
+
+    def kernel(msg: abi.NgMessage, path: str) -> tuple[int, list[bytes]]:
+        if msg.cmd == abi.NGM_NODEINFO:
+            return 0, [reply(msg, codec.encode_nodeinfo(bridge))]
+        return 0, [reply(msg, listing)]
+
+    transport = DroppingTransport(kernel)
+    async with open_ng_socket(transport) as sock:
+        hooks = await sock.listhooks("em0bridge:")
+        assert len(hooks.links) == 10_000
+        assert sock.rcvbuf >= len(listing) + abi.HEADER_SIZE
+        rcvbufs = [call for call in transport.calls if call[0] == "rcvbuf"]
+        assert len(rcvbufs) == 2  # the setup's, then raised once
+        await sock.listhooks("em0bridge:")
+        assert [call for call in transport.calls if call[0] == "rcvbuf"] == rcvbufs

@@ -238,6 +238,11 @@ def encode_hooklist(hooks: HookList) -> bytes:
     return bytes(out)
 
 
+def hooklist_size(hooks: int) -> int:
+    """Bytes of a LISTHOOKS reply's data for a node of ``hooks`` hooks (struct hooklist)."""
+    return ctypes.sizeof(Hooklist) + hooks * ctypes.sizeof(Linkinfo)
+
+
 def decode_hooklist(data: bytes) -> HookList:
     head = _fixed(Hooklist, data, "hooklist")
     step, base = ctypes.sizeof(Linkinfo), ctypes.sizeof(Hooklist)

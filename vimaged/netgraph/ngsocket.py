@@ -39,6 +39,8 @@ DEFAULT_REPLY_TIMEOUT = 10.0
 DEFAULT_RCVBUF = 1 << 20
 """SO_RCVBUF: LISTNODES needs 4 + 72 bytes per node; the default 20480 holds ~280."""
 UNSOLICITED_KEPT = 256
+HOOKS_SLACK = 64
+"""Hooks a node may gain between the NODEINFO that sizes a LISTHOOKS and the LISTHOOKS."""
 
 
 class NetgraphError(OSError):
@@ -82,6 +84,8 @@ class NgSocket:
         self._token = 0
         self._lock = trio.Lock()
         self.name: str | None = None
+        self.rcvbuf = DEFAULT_RCVBUF
+        """SO_RCVBUF as last set (:meth:`setup`, :meth:`fit_reply`)."""
 
     def _next_token(self) -> int:
         """Older libnetgraph's ``++gMsgId``: 1, 2, ... wrapping back to 1 after INT_MAX."""
@@ -102,6 +106,7 @@ class NgSocket:
                 raise netgraph_error(exc.errno or errno_codes.EIO, name, "bind") from None
             self.name = name
         await self.transport.set_rcvbuf(rcvbuf)
+        self.rcvbuf = rcvbuf
         if data:
             if not isinstance(self.transport, NgDataTransport):
                 raise TypeError(f"{type(self.transport).__name__} has no data socket")
@@ -184,9 +189,32 @@ class NgSocket:
         data = await self.request(path, abi.NGM_GENERIC_COOKIE, abi.NGM_NODEINFO)
         return codec.decode_nodeinfo(data)
 
-    async def listhooks(self, path: str) -> codec.HookList:
+    async def listhooks(self, path: str, *, hooks: int | None = None) -> codec.HookList:
+        """LISTHOOKS, the receive buffer first raised to fit the reply: 136 bytes a hook, so
+        a bridge of 10,000 links answers ~1.36 MB, which a smaller buffer would drop
+        (ngs_rcvmsg: sbappendaddr fails, sys/netgraph/ng_socket.c). ``hooks``: the node's
+        hook count if the caller knows it (a LISTNODES just said); else a NODEINFO asks."""
+        if hooks is None:
+            hooks = (await self.nodeinfo(path)).hooks
+        await self.fit_reply(codec.hooklist_size(hooks + HOOKS_SLACK))
         data = await self.request(path, abi.NGM_GENERIC_COOKIE, abi.NGM_LISTHOOKS)
         return codec.decode_hooklist(data)
+
+    async def fit_reply(self, size: int) -> None:
+        """Raise SO_RCVBUF so that a reply of ``size`` bytes of data fits (it never lowers
+        it). OSError (ENOBUFS) beyond kern.ipc.maxsockbuf's limit."""
+        need = abi.HEADER_SIZE + size + max(abi.SOCKADDR_NG_SIZES)
+        if need <= self.rcvbuf:
+            return
+        grown = need + need // 8
+        try:
+            await self.transport.set_rcvbuf(grown)
+        except OSError as exc:
+            if exc.errno != errno_codes.ENOBUFS:
+                raise
+            grown = need  # no room for the slack under the limit: the need alone, or ENOBUFS
+            await self.transport.set_rcvbuf(grown)
+        self.rcvbuf = grown
 
     async def listnodes(self) -> list[codec.NodeInfo]:
         data = await self.request(".", abi.NGM_GENERIC_COOKIE, abi.NGM_LISTNODES)

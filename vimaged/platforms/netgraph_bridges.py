@@ -49,6 +49,7 @@ from vimaged.platforms import BridgedIfnet, LinkCounters
 from vimaged.platforms import netgraph_survey as survey
 from vimaged.platforms.netgraph_survey import (
     BRIDGE_PREFIX,
+    EIFACE_HOOKS,
     EIFACE_PREFIX,
     bridge_name,
     check_ifname,
@@ -208,7 +209,7 @@ class NetgraphBridges:
                 return None  # gone again: let the caller fail rather than loop
             if peer.name == bridge_name(parent):
                 try:
-                    return await sock.listhooks(peer.name + ":")
+                    return await sock.listhooks(peer.name + ":", hooks=peer.hooks)
                 except FileNotFoundError:
                     return None
             if peer.name or peer.type != abi.NG_BRIDGE_NODE_TYPE:
@@ -361,7 +362,7 @@ class NetgraphBridges:
         sock = await self.socket()
         node = eiface_name(ifname)
         try:
-            hooks = await sock.listhooks(node + ":")
+            hooks = await sock.listhooks(node + ":", hooks=EIFACE_HOOKS)
         except FileNotFoundError:
             place = self._link_of.get(node)
             self._drop_link(node)  # gone already: neither is its link

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 BRIDGE_PREFIX = "vimaged_br_"
 EIFACE_PREFIX = "vimaged_if_"
+EIFACE_HOOKS = 1
+"""An ng_eiface has at most one hook, ``ether`` (ng_eiface_newhook, sys/netgraph/ng_eiface.c):
+its LISTHOOKS needs no NODEINFO to size the receive buffer."""
 
 
 def ether_node_name(ifname: str) -> str:
@@ -101,7 +104,7 @@ async def our_bridges(
     for bridge in nodes:
         if bridge.type != abi.NG_BRIDGE_NODE_TYPE or not bridge.name.startswith(BRIDGE_PREFIX):
             continue
-        hooks = await sock.listhooks(bridge.address)
+        hooks = await sock.listhooks(bridge.address, hooks=bridge.hooks)
         ether = next(
             (link.peer for link in hooks.links if link.peer.type == abi.NG_ETHER_NODE_TYPE),
             None,
@@ -154,7 +157,7 @@ async def bridge_cookie(sock: NgSocket, bridge: str, cookies: dict[str, int]) ->
 async def link_stats(sock: NgSocket, ifname: str, cookies: dict[str, int]) -> codec.LinkStats:
     """The bridge's counters for the link ``ifname``'s eiface is on (getstats)."""
     check_ifname(ifname)
-    hooks = await sock.listhooks(eiface_name(ifname) + ":")
+    hooks = await sock.listhooks(eiface_name(ifname) + ":", hooks=EIFACE_HOOKS)
     if not hooks.links:
         raise netgraph_error(errno_codes.ENOTCONN, eiface_name(ifname) + ":", "getstats")
     link = hooks.links[0]

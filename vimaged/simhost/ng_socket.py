@@ -84,6 +84,10 @@ class SocketNode(Node):
 
 DEFAULT_RECVSPACE = 20480
 """``net.graph.recvspace``: a netgraph control socket's default SO_RCVBUF (ng_socket.c)."""
+SB_MAX_ADJ = (2 * 1024 * 1024) * 2048 // (256 + 2048)
+"""The largest SO_RCVBUF: ``sb_max * MCLBYTES / (MSIZE + MCLBYTES)`` with the default
+kern.ipc.maxsockbuf (SB_MAX, sys/sys/sockbuf.h); above it sbreserve_locked refuses and
+setsockopt fails with ENOBUFS (sys/kern/uipc_sockbuf.c)."""
 
 
 def sockaddr_limited(release: int) -> bool:

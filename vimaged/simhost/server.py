@@ -26,7 +26,7 @@ from vimaged.simhost import rpc, wire
 from vimaged.simhost.faults import parse_faults
 from vimaged.simhost.host import SIGKILL_STATUS, ExecScript, SimHost, mac_text
 from vimaged.simhost.hotplug import plug_nic, unplug_nic
-from vimaged.simhost.ng_socket import SocketNode
+from vimaged.simhost.ng_socket import SB_MAX_ADJ, SocketNode
 from vimaged.sockets import socket_is_live
 
 if TYPE_CHECKING:
@@ -383,6 +383,8 @@ class SimHostServer:
                                 size = wire.unpack_rcvbuf(packet)
                                 if size == 0:
                                     raise OSError(errno.EINVAL, "SO_RCVBUF 0")
+                                if size > SB_MAX_ADJ:
+                                    raise OSError(errno.ENOBUFS, "SO_RCVBUF above sb_max_adj")
                                 node.rcvbuf = size
                             else:
                                 raise OSError(errno.EINVAL, f"unknown packet {kind!r}")
