@@ -60,9 +60,12 @@ class MacBook:
         self._host_uuid: str | None = None
         self.known: dict[tuple[str, int], str] = {}
         """(vimage, bridge index) -> MAC, as persisted; loaded by :meth:`load`."""
+        self._known_normalized: set[str] = set()
+        """:attr:`known`'s MACs as choose_mac compares them: kept, not rebuilt per choice."""
 
     async def load(self) -> None:
         self.known = await self._journal.macs()
+        self._known_normalized = {macs.comparable_mac(m) for m in self.known.values()}
 
     async def mac_for(
         self, cfg: VimageConfig, bridge: Bridge, *, config: Config, others: Iterable[VimageConfig]
@@ -76,7 +79,7 @@ class MacBook:
         if self._host_uuid is None:
             self._host_uuid = await self._platform.host_uuid()
         host_ifnets = await self._platform.list_ifnets(HOST_JID)
-        taken = {i.mac for i in host_ifnets if i.mac} | set(self.known.values())
+        taken = {i.mac for i in host_ifnets if i.mac}
         taken |= {b.mac for other in others for b in other.bridges if b.mac}
         parent_mac = next((i.mac for i in host_ifnets if i.name == bridge.parent and i.mac), None)
         same_parent = [b for b in cfg.bridges if b.parent == bridge.parent]
@@ -88,9 +91,11 @@ class MacBook:
             parent_mac=parent_mac,
             jng_counter=same_parent.index(bridge),
             taken=taken,
+            taken_normalized=self._known_normalized,
         )
         await self._journal.save_mac(cfg.name, bridge.index, mac)
         self.known[key] = mac
+        self._known_normalized.add(macs.comparable_mac(mac))
         return mac
 
 

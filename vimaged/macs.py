@@ -28,6 +28,7 @@ from vimaged.errors import ConflictError
 
 if TYPE_CHECKING:
     from collections.abc import Collection
+    from collections.abc import Set as AbstractSet
 
 MacScheme = Literal["host", "jng"]
 MAC_SCHEMES: tuple[MacScheme, ...] = ("host", "jng")
@@ -150,15 +151,18 @@ def choose_mac(
     parent_mac: str | None,
     jng_counter: int,
     taken: Collection[str],
+    taken_normalized: AbstractSet[str] = frozenset(),
 ) -> str:
-    """The address for bridge ``index`` of ``vimage`` that is not in ``taken``.
+    """The address for bridge ``index`` of ``vimage`` that is not in ``taken``, nor in
+    ``taken_normalized`` (MACs already in :func:`normalize_mac` form: a caller's big set,
+    kept normalized so that each choice does not normalize it all again).
 
     ``host``: :func:`host_mac` with attempt 0, 1, ... until free. ``jng``: :func:`jng_mac`;
     if that is taken (jng has only 16 variants per name and parent, and they belong to the
     vimage's other interfaces) the ``host`` scheme's sequence supplies the alternative.
     ``ConflictError`` if :data:`MAX_HOST_MAC_ATTEMPTS` alternatives are all taken.
     """
-    used = {_comparable(mac) for mac in taken}
+    used = _Used({_comparable(mac) for mac in taken}, taken_normalized)
     if scheme == "jng":
         if parent_mac is None:
             raise ValueError("the jng MAC scheme needs the parent NIC's MAC address")
@@ -175,6 +179,21 @@ def choose_mac(
         f"no free MAC address for bridge {index} of vimage {vimage} "
         f"after {MAX_HOST_MAC_ATTEMPTS} attempts"
     )
+
+
+class _Used:
+    """Membership in either of two sets, without building their union."""
+
+    def __init__(self, small: AbstractSet[str], big: AbstractSet[str]) -> None:
+        self._small, self._big = small, big
+
+    def __contains__(self, mac: object) -> bool:
+        return mac in self._small or mac in self._big
+
+
+def comparable_mac(mac: str) -> str:
+    """``mac`` as :func:`choose_mac` compares it (normalized, or as written if unparsable)."""
+    return _comparable(mac)
 
 
 def _comparable(mac: str) -> str:

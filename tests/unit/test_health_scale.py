@@ -111,3 +111,30 @@ async def test_checks_and_stops_look_up_one_jail_not_the_list(
         assert all(r.ok for r in await sup.stop(names))
         assert plat.listings == before
         assert plat.host.jails == {}
+
+
+async def test_a_first_mac_does_not_renormalize_every_persisted_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vimaged import macs
+    from vimaged.lifecycle import MacBook
+    from vimaged.testing import open_memory_journal
+
+    names = [f"v{i}" for i in range(300)]
+    raw = {"vimage_list": " ".join(names)}
+    raw.update({f"vimage_{n}_bridges": "em0" for n in names})
+    cfg = config.build(raw)
+    by_name = {v.name: v for v in cfg.vimages}
+    async with open_memory_journal() as journal:
+        book = MacBook(InProcessPlatform(), journal)
+        await book.load()
+        for name in names[:-1]:
+            vimage = by_name[name]
+            await book.mac_for(vimage, vimage.bridges[0], config=cfg, others=())
+        normalized: list[str] = []
+        real = macs._comparable
+        monkeypatch.setattr(macs, "_comparable", lambda m: normalized.append(m) or real(m))
+        last = by_name[names[-1]]
+        mac = await book.mac_for(last, last.bridges[0], config=cfg, others=())
+        assert len(normalized) < 10  # the host's MACs and the new one, not all 299 known
+        assert mac not in {book.known[(n, 0)] for n in names[:-1]}

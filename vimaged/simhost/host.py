@@ -132,6 +132,8 @@ class SimHost(DataPlane):
         self.exec_log: list[ExecRecord] = []
         self.scripts: list[ExecScript] = []
         self.vanish_at: dict[int, float] = {}
+        self._dying: set[int] = set()
+        """Jids with a ``dying_until``: what :meth:`tick` looks at, not every jail."""
         self.ifnet_log = IfnetLog()  # devctl's IFNET notices (ifnet_log.py)
         for nic in self.nics:
             ifnet = Ifnet(nic, "ether", 0, nic_mac(nic), hwassist=NIC_HWASSIST)
@@ -376,6 +378,7 @@ class SimHost(DataPlane):
                 self._kill(record)
         if self.faults.dying_seconds > 0:
             jail.dying_until = self.clock() + self.faults.dying_seconds
+            self._dying.add(jid)
         else:
             self._destroy_jail(jail)
 
@@ -391,6 +394,7 @@ class SimHost(DataPlane):
         """prison_deref → vnet_destroy → vnet_if_return: every ifnet goes home."""
         self.jails.pop(jail.jid, None)
         self.vanish_at.pop(jail.jid, None)
+        self._dying.discard(jail.jid)
         for ifnet in [i for i in self.ifnets if i.vnet == jail.jid]:
             if ifnet.home == jail.jid:
                 self.ifnets.remove(ifnet)  # the vnet's own lo0 dies with it
@@ -405,8 +409,11 @@ class SimHost(DataPlane):
                 del self.vanish_at[jid]
                 if jid in self.jails:
                     self.remove_jail(jid)
-        for jail in list(self.jails.values()):
-            if jail.dying_until is not None and jail.dying_until <= now:
+        for jid in list(self._dying):
+            jail = self.jails.get(jid)
+            if jail is None:
+                self._dying.discard(jid)
+            elif jail.dying_until is not None and jail.dying_until <= now:
                 self._destroy_jail(jail)
 
     def set_faults(self, faults: Faults) -> None:
