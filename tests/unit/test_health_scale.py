@@ -133,7 +133,12 @@ async def test_a_first_mac_does_not_renormalize_every_persisted_one(
             await book.mac_for(vimage, vimage.bridges[0], config=cfg, others=())
         normalized: list[str] = []
         real = macs._comparable
-        monkeypatch.setattr(macs, "_comparable", lambda m: normalized.append(m) or real(m))
+
+        def counted(mac: str) -> str:
+            normalized.append(mac)
+            return real(mac)
+
+        monkeypatch.setattr(macs, "_comparable", counted)
         last = by_name[names[-1]]
         mac = await book.mac_for(last, last.bridges[0], config=cfg, others=())
         assert len(normalized) < 10  # the host's MACs and the new one, not all 299 known
