@@ -128,6 +128,9 @@ class SimHost(DataPlane):
         self.jails: dict[int, Jail] = {}
         self.lastprid = 0
         self.ifnets: list[Ifnet] = []
+        self._by_vnet: dict[int, list[Ifnet]] = {}
+        self._by_vnet_of: tuple[int, int] = (0, -1)
+        """``self.ifnets`` by vnet, for the list it was built from (its id and length)."""
         self.next_index = 1
         self.exec_log: list[ExecRecord] = []
         self.scripts: list[ExecScript] = []
@@ -150,18 +153,42 @@ class SimHost(DataPlane):
 
     # -- ifnets ----------------------------------------------------------------------------
 
+    def _vnet_index(self) -> dict[int, list[Ifnet]]:
+        """The ifnets of each vnet (a model's index: listing one vnet must not scan all of
+        them); rebuilt when ``self.ifnets`` was replaced or changed length behind it."""
+        if self._by_vnet_of != (id(self.ifnets), len(self.ifnets)):
+            index: dict[int, list[Ifnet]] = {}
+            for ifnet in self.ifnets:
+                index.setdefault(ifnet.vnet, []).append(ifnet)
+            self._by_vnet = index
+            self._by_vnet_of = (id(self.ifnets), len(self.ifnets))
+        return self._by_vnet
+
+    def _drop_ifnet(self, ifnet: IfnetLike) -> bool:
+        """Take ``ifnet`` out of the list (and the index); whether it was there."""
+        index = self._vnet_index()
+        if not isinstance(ifnet, Ifnet) or not any(i is ifnet for i in index.get(ifnet.vnet, ())):
+            return False
+        self.ifnets.remove(ifnet)
+        index[ifnet.vnet] = [i for i in index[ifnet.vnet] if i is not ifnet]
+        self._by_vnet_of = (id(self.ifnets), len(self.ifnets))
+        return True
+
     def _add_ifnet(self, ifnet: Ifnet) -> Ifnet:
         ifnet.index = self.next_index
         self.next_index += 1
+        index = self._vnet_index()
         self.ifnets.append(ifnet)
+        index.setdefault(ifnet.vnet, []).append(ifnet)
+        self._by_vnet_of = (id(self.ifnets), len(self.ifnets))
         if ifnet.kind == "ether" and ifnet.vnet == HOST_JID:
             self.ng.attach_ether(ifnet)
         self.ifnet_log.notify("ATTACH", ifnet.name, ifnet.vnet)  # if_attach_internal
         return ifnet
 
     def find_ifnet(self, name: str, vnet: int) -> Ifnet | None:
-        for ifnet in self.ifnets:
-            if ifnet.name == name and ifnet.vnet == vnet:
+        for ifnet in self._vnet_index().get(vnet, ()):
+            if ifnet.name == name:
                 return ifnet
         return None
 
@@ -176,7 +203,7 @@ class SimHost(DataPlane):
         if jid != HOST_JID and jid not in self.jails:
             fail(errno.EINVAL, f"no jail {jid}")  # as jail_attach(2) would say
         vnet = self._vnet_of_jail(jid)
-        return [i for i in self.ifnets if i.vnet == vnet]
+        return sorted(self._vnet_index().get(vnet, ()), key=lambda i: i.index)  # list order
 
     def locate(self, name: str) -> int | None:
         """Where an interface is: 0, the jid holding it, or None (loopbacks are per vnet)."""
@@ -196,10 +223,8 @@ class SimHost(DataPlane):
 
     def detach_eiface(self, ifnet: IfnetLike) -> None:
         self.ng.detach_ether(ifnet)  # ether_ifdetach → ng_ether_detach, if it had one
-        gone = [i for i in self.ifnets if i is ifnet]
-        self.ifnets = [i for i in self.ifnets if i is not ifnet]
-        for i in gone:  # if_detach_internal
-            self.ifnet_log.notify("DETACH", i.name, i.vnet)
+        if self._drop_ifnet(ifnet):  # if_detach_internal
+            self.ifnet_log.notify("DETACH", ifnet.name, ifnet.vnet)
 
     def move_ifnet(self, name: str, jid: int) -> None:
         """SIOCSIFVNET, ``ifconfig IF vnet JID`` (ifioctl → if_vmove_loan, sys/net/if.c)."""
@@ -248,7 +273,10 @@ class SimHost(DataPlane):
         # arrives in its new vnet down, whichever way it moves (if.c@d87a5f2a).
         ifnet.up = False
         self.ifnet_log.notify("DETACH", ifnet.name, ifnet.vnet)  # if_detach_internal(vmove)
+        index = self._vnet_index()
+        index[ifnet.vnet] = [i for i in index.get(ifnet.vnet, ()) if i is not ifnet]
         ifnet.vnet = vnet
+        index.setdefault(vnet, []).append(ifnet)
         self.ifnet_log.notify("ATTACH", ifnet.name, vnet)  # if_attach_internal(vmove)
         if ifnet.kind in ETHER_KINDS and vnet == HOST_JID:
             self.ng.attach_ether(ifnet)
@@ -395,9 +423,9 @@ class SimHost(DataPlane):
         self.jails.pop(jail.jid, None)
         self.vanish_at.pop(jail.jid, None)
         self._dying.discard(jail.jid)
-        for ifnet in [i for i in self.ifnets if i.vnet == jail.jid]:
+        for ifnet in sorted(self._vnet_index().get(jail.jid, ()), key=lambda i: i.index):
             if ifnet.home == jail.jid:
-                self.ifnets.remove(ifnet)  # the vnet's own lo0 dies with it
+                self._drop_ifnet(ifnet)  # the vnet's own lo0 dies with it
             else:
                 self._vmove(ifnet, ifnet.home)
 
