@@ -223,7 +223,7 @@ class SimHost(DataPlane):
 
     def detach_eiface(self, ifnet: IfnetLike) -> None:
         self.ng.detach_ether(ifnet)  # ether_ifdetach → ng_ether_detach, if it had one
-        if self._drop_ifnet(ifnet):  # if_detach_internal
+        if isinstance(ifnet, Ifnet) and self._drop_ifnet(ifnet):  # if_detach_internal
             self.ifnet_log.notify("DETACH", ifnet.name, ifnet.vnet)
 
     def move_ifnet(self, name: str, jid: int) -> None:
