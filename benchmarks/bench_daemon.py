@@ -140,7 +140,9 @@ def start_stop_sizes(sizes: list[int]) -> None:
                 started = time.perf_counter()
                 result = daemon.ctl("--timeout", "7200", verb, "--all", timeout=7200)
                 took.append(time.perf_counter() - started)
-                assert result.code == 0, result
+                if result.code != 0:  # the daemon's log goes with its temporary directory
+                    worst = [ln for ln in daemon.log().splitlines() if '"error"' in ln]
+                    raise AssertionError(f"{result}\n" + "\n".join(worst[-5:]))
                 if verb == "start":
                     assert daemon.proc is not None
                     print(f"  running: vimaged {memory(daemon.proc.pid)}; sim {memory(sim.pid)}")

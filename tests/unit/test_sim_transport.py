@@ -159,3 +159,26 @@ async def test_an_rpc_never_answered_times_out(
         nursery.cancel_scope.cancel()
     listener.close()
     await platform.aclose()
+
+
+async def test_raising_the_buffer_does_not_race_other_requests() -> None:
+    """fit_reply's setsockopt is a call on the transport too: run beside other requests it
+    used to read the socket they read (trio's BusyResourceError), at ~7,700 links."""
+    from vimaged.netgraph.ngsocket import open_ng_socket
+    from vimaged.simhost.server import SimHostServer
+
+    server = SimHostServer(nics=("em0",), kernel=14, faults="")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    transport = SimTransport("/nonexistent", _Channel(trio.socket.from_stdlib_socket(ours)))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.handle_ng, trio.socket.from_stdlib_socket(theirs))
+        await transport._channel(transport._control).call(wire.OPEN_CONTROL, "socket")
+        async with open_ng_socket(transport, rcvbuf=1000) as sock:  # NODEINFO fits
+            async with trio.open_nursery() as requests:
+                for _ in range(20):
+                    requests.start_soon(sock.nodeinfo, "em0:")
+                requests.start_soon(sock.listhooks, "em0:")
+                for _ in range(20):
+                    requests.start_soon(sock.nodeinfo, "em0:")
+            assert sock.rcvbuf > 1000
+        nursery.cancel_scope.cancel()

@@ -206,15 +206,18 @@ class NgSocket:
         need = abi.HEADER_SIZE + size + max(abi.SOCKADDR_NG_SIZES)
         if need <= self.rcvbuf:
             return
-        grown = need + need // 8
-        try:
-            await self.transport.set_rcvbuf(grown)
-        except OSError as exc:
-            if exc.errno != errno_codes.ENOBUFS:
-                raise
-            grown = need  # no room for the slack under the limit: the need alone, or ENOBUFS
-            await self.transport.set_rcvbuf(grown)
-        self.rcvbuf = grown
+        async with self._lock:  # a call on the transport, as request's: one at a time
+            if need <= self.rcvbuf:
+                return
+            grown = need + need // 8
+            try:
+                await self.transport.set_rcvbuf(grown)
+            except OSError as exc:
+                if exc.errno != errno_codes.ENOBUFS:
+                    raise
+                grown = need  # no room for slack under the limit: the need alone, or ENOBUFS
+                await self.transport.set_rcvbuf(grown)
+            self.rcvbuf = grown
 
     async def listnodes(self) -> list[codec.NodeInfo]:
         data = await self.request(".", abi.NGM_GENERIC_COOKIE, abi.NGM_LISTNODES)
