@@ -100,8 +100,10 @@ def sim_daemon(count: int) -> Iterator[tuple[Daemon, subprocess.Popen[bytes]]]:
             daemon_harness.READY_TIMEOUT = 600  # 100,000 vimages take a while to load
             daemon.start()
             print(f"  vimaged up with {count} vimages in {time.perf_counter() - started:.1f} s")
-            yield daemon, sim
-            daemon.stop()
+            try:
+                yield daemon, sim
+            finally:
+                daemon.stop()  # a failed step must not leave the daemon behind
         finally:
             sim.terminate()
             sim.wait()
