@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from vimaged.simhost.dataplane import DataPlane
 from vimaged.simhost.faults import Faults
+from vimaged.simhost.inet import ETHER_MTU, InetLayer, Route
 from vimaged.simhost.ng_eiface import eiface_mac
 from vimaged.simhost.ng_message import IFNAMSIZ, fail
 from vimaged.simhost.ngmodel import NgKernel
@@ -70,6 +71,9 @@ class Ifnet:
     """if_capenable: what is on (SIOCGIFCAP ``ifr_curcap``; SIOCSIFCAP sets it)."""
     inbox: list[bytes] = field(default_factory=list)
     """Frames its vnet's stack received on it (if_input), oldest first, for ``received``."""
+    mtu: int = ETHER_MTU
+    addresses: list[str] = field(default_factory=list)
+    """IPv4 and IPv6 ``address/prefix`` set by SIOCAIFADDR(_IN6), in order (simhost.inet)."""
 
 
 @dataclass(eq=False)
@@ -117,7 +121,7 @@ SIGKILL_STATUS = 128 + 9
 
 
 @dataclass
-class SimHost(DataPlane):
+class SimHost(DataPlane, InetLayer):
     nics: tuple[str, ...] = DEFAULT_NICS
     kernel: int = 14
     faults: Faults = field(default_factory=Faults)
@@ -129,6 +133,8 @@ class SimHost(DataPlane):
     nodes are gone and jids start again at 1 (kern_jail.c get_next_prid from lastprid 0)."""
     wires: tuple[tuple[str, ...], ...] = ()
     """Groups of NICs that share a wire (one segment): a frame one sends, the others receive."""
+    routes: list[Route] = field(default_factory=list)
+    """Static routes of every vnet (vimaged.simhost.inet)."""
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -214,6 +220,8 @@ class SimHost(DataPlane):
     def detach_eiface(self, ifnet: IfnetLike) -> None:
         self.ng.detach_ether(ifnet)  # ether_ifdetach → ng_ether_detach, if it had one
         self.ifnets = [i for i in self.ifnets if i is not ifnet]
+        if isinstance(ifnet, Ifnet):
+            self.purge_inet(ifnet)  # if_detach: its addresses and routes go with it
 
     def move_ifnet(self, name: str, jid: int) -> None:
         """SIOCSIFVNET, ``ifconfig IF vnet JID`` (ifioctl → if_vmove_loan, sys/net/if.c)."""
@@ -261,6 +269,7 @@ class SimHost(DataPlane):
         # if_detach_internal calls if_down for a vmove too, which clears IFF_UP: an ifnet
         # arrives in its new vnet down, whichever way it moves (if.c@d87a5f2a).
         ifnet.up = False
+        self.purge_inet(ifnet)  # if_detach_internal: addresses and routes stay behind, gone
         ifnet.vnet = vnet
         if ifnet.kind in ETHER_KINDS and vnet == HOST_JID:
             self.ng.attach_ether(ifnet)
@@ -404,6 +413,7 @@ class SimHost(DataPlane):
         """prison_deref → vnet_destroy → vnet_if_return: every ifnet goes home."""
         self.jails.pop(jail.jid, None)
         self.vanish_at.pop(jail.jid, None)
+        self.routes = [r for r in self.routes if r.vnet != jail.jid]  # the vnet's rib goes
         for ifnet in [i for i in self.ifnets if i.vnet == jail.jid]:
             if ifnet.home == jail.jid:
                 self.ifnets.remove(ifnet)  # the vnet's own lo0 dies with it
