@@ -14,7 +14,8 @@ engineer's sim tests:
 - ``vnet_of(ifname)``: 0 on the host, the jid holding it, None if absent;
   ``ifnets(jid=0)``: interfaces of one vnet;
 - ``ng_nodes()``: netgraph nodes (id, name, type, hooks newest first, type state);
-- ``host_uuid()`` / ``set_host_uuid(uuid)``.
+- ``host_uuid()`` / ``set_host_uuid(uuid)``;
+- ``plug_nic(name, plugged=True)``: a NIC hot-plugged (or pulled out with ``plugged=False``).
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ class SimHostHandle:
 
     def set_host_uuid(self, value: str) -> None:
         self._client.expect(rpc.SetHostUuid(uuid=value), rpc.Ok)
+
+    def plug_nic(self, name: str, *, plugged: bool = True) -> None:
+        """NIC ``name`` attaches on the host (if_attach), or goes (if_detach) if not
+        ``plugged``; both send devctl's IFNET notices (simhost/ifnet_log.py)."""
+        self._client.expect(rpc.PlugNic(name=name, plugged=plugged), rpc.Ok)
 
 
 def _wait_until_serving(path: str, process: subprocess.Popen[bytes], timeout: float) -> None:

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import AsyncIterator, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
+
+    from vimaged.platforms.ifnet_events import IfnetEvent
 
 PLATFORM_NAMES = ("freebsd", "sim", "linux")
 
@@ -196,6 +199,20 @@ class Platform(Protocol):
     async def bridged_ifnet_stats(self, ifname: str) -> LinkCounters:
         """The bridge's counters for the link of bridged interface ``ifname`` (FreeBSD and
         sim). ENOENT if there is no such interface of ours, ENOTCONN if it is on no bridge."""
+
+    # -- interface arrival and departure (issue 13 item 5) --------------------------------
+    def watch_ifnets(self) -> AbstractAsyncContextManager[AsyncIterator[IfnetEvent]]:
+        """Subscribe to interfaces arriving in and leaving the host's vnet.
+
+        Entering subscribes (``OSError`` if the source is not there: devd down), so a
+        ``list_ifnets`` done after entering misses nothing; the iterator yields
+        :class:`~vimaged.platforms.ifnet_events.IfnetEvent` values, reopens a lost source
+        itself and then yields a ``lost`` event (list again). FreeBSD: devd's seqpacket pipe;
+        Linux: rtnetlink RTNLGRP_LINK; sim: the sim host's ``watch_ifnets`` long poll.
+        ``vimaged.ifwatch`` turns this into "present/absent". Cancellation: safe.
+        """
+
+    # -- end of interface arrival and departure ---------------------------------------------
 
     async def aclose(self) -> None:
         """Release what the platform holds (connections, fds). Idempotent."""

@@ -23,6 +23,7 @@ import re
 import socket
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,14 +45,17 @@ from vimaged.platforms import (
     jail_sandbox,
 )
 from vimaged.platforms import freebsd_abi as abi
+from vimaged.platforms.freebsd_devd import DEVD_SEQPACKET_PIPE, open_devd_source
 from vimaged.platforms.host_command import run_host_command
+from vimaged.platforms.ifnet_events import open_reconnecting
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.netgraph.bridges import NetgraphBridges
     from vimaged.netgraph.transport import NgTransport
+    from vimaged.platforms.ifnet_events import IfnetEvent
 
 JAIL = "/usr/sbin/jail"
 JEXEC = "/usr/sbin/jexec"
@@ -320,8 +324,10 @@ class FreeBSDPlatform:
         jexec_command: str = JEXEC,
         open_transport: Callable[[], AbstractAsyncContextManager[NgTransport]] | None = None,
         bridge_mode: str = "classic",
+        devd_socket: str = DEVD_SEQPACKET_PIPE,
     ) -> None:
         self.run_dir = Path(run_dir)
+        self.devd_socket = devd_socket
         self.bridge_mode = bridge_mode
         self.jail_command = jail_command
         self.jexec_command = jexec_command
@@ -541,6 +547,14 @@ class FreeBSDPlatform:
     async def bridged_ifnet_stats(self, ifname: str) -> LinkCounters:
         abi.check_ifname(ifname)
         return await self._netgraph().link_counters(ifname)
+
+    # -- interface arrival and departure (platforms/freebsd_devd.py) -----------------------
+    def watch_ifnets(self) -> AbstractAsyncContextManager[AsyncIterator[IfnetEvent]]:
+        return open_reconnecting(
+            partial(open_devd_source, self.devd_socket), what=f"devd {self.devd_socket}"
+        )
+
+    # -- end of interface arrival and departure ---------------------------------------------
 
     async def aclose(self) -> None:
         self._closed = True

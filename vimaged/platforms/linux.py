@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import threading
 import uuid
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 import trio
@@ -39,11 +40,15 @@ from vimaged.platforms import (
 from vimaged.platforms import linux_kernel as kernel
 from vimaged.platforms import linux_netlink as nl
 from vimaged.platforms.host_command import exit_status, kill_process_group, run_host_command
+from vimaged.platforms.ifnet_events import open_reconnecting
+from vimaged.platforms.linux_ifwatch import open_rtnl_link_source
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     from vimaged.platforms import JailSpec
+    from vimaged.platforms.ifnet_events import IfnetEvent
 
 DEFAULT_PREFIX = "vimage-"
 DEFAULT_STATE_DIR = "/run/vimaged"
@@ -623,6 +628,14 @@ class LinuxPlatform:
         """EOPNOTSUPP: a macvlan or veth has no bridge link, so no ng_bridge counters (no
         learning failures or loop detections to report); health does without them."""
         raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP), ifname)
+
+    # -- interface arrival and departure (platforms/linux_ifwatch.py) ----------------------
+    def watch_ifnets(self) -> AbstractAsyncContextManager[AsyncIterator[IfnetEvent]]:
+        return open_reconnecting(
+            partial(open_rtnl_link_source, self._host_fd), what="rtnetlink RTNLGRP_LINK"
+        )
+
+    # -- end of interface arrival and departure ---------------------------------------------
 
     async def aclose(self) -> None:
         await trio.to_thread.run_sync(self._aclose)

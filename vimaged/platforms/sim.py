@@ -49,14 +49,18 @@ from vimaged.platforms import (
     jail_inet,
     jail_sandbox,
 )
+from vimaged.platforms.ifnet_events import open_reconnecting
+from vimaged.platforms.sim_ifwatch import open_sim_source
 from vimaged.simhost import rpc
 from vimaged.sockets import socket_is_live
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     from vimaged.netgraph.transport import NgTransport
     from vimaged.platforms import JailSpec
+    from vimaged.platforms.ifnet_events import IfnetEvent
 
 R = TypeVar("R", bound=rpc.Reply)
 T = TypeVar("T")
@@ -415,6 +419,14 @@ class SimPlatform:
 
     async def bridged_ifnet_stats(self, ifname: str) -> LinkCounters:
         return await self._netgraph(lambda bridges: bridges.link_counters(ifname))
+
+    # -- interface arrival and departure (platforms/sim_ifwatch.py) ------------------------
+    def watch_ifnets(self) -> AbstractAsyncContextManager[AsyncIterator[IfnetEvent]]:
+        return open_reconnecting(
+            partial(open_sim_source, self.socket_path), what=f"sim host {self.socket_path}"
+        )
+
+    # -- end of interface arrival and departure ---------------------------------------------
 
     @asynccontextmanager
     async def open_netgraph(self) -> AsyncIterator[NgTransport]:

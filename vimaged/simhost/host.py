@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from vimaged.simhost.dataplane import DataPlane
 from vimaged.simhost.faults import Faults
+from vimaged.simhost.ifnet_log import IfnetLog
 from vimaged.simhost.inet import ETHER_MTU, InetLayer, Route
 from vimaged.simhost.ng_eiface import eiface_mac
 from vimaged.simhost.ng_message import IFNAMSIZ, fail
@@ -159,6 +160,7 @@ class SimHost(DataPlane, InetLayer):
         self.exec_log: list[ExecRecord] = []
         self.scripts: list[ExecScript] = []
         self.vanish_at: dict[int, float] = {}
+        self.ifnet_log = IfnetLog()  # devctl's IFNET notices (ifnet_log.py)
         for nic in self.nics:
             ifnet = Ifnet(nic, "ether", 0, nic_mac(nic), hwassist=NIC_HWASSIST)
             ifnet.capabilities = ifnet.capenable = NIC_CAPABILITIES
@@ -180,6 +182,7 @@ class SimHost(DataPlane, InetLayer):
         self.ifnets.append(ifnet)
         if ifnet.kind == "ether" and ifnet.vnet == HOST_JID:
             self.ng.attach_ether(ifnet)
+        self.ifnet_log.notify("ATTACH", ifnet.name, ifnet.vnet)  # if_attach_internal
         return ifnet
 
     def find_ifnet(self, name: str, vnet: int) -> Ifnet | None:
@@ -219,9 +222,12 @@ class SimHost(DataPlane, InetLayer):
 
     def detach_eiface(self, ifnet: IfnetLike) -> None:
         self.ng.detach_ether(ifnet)  # ether_ifdetach → ng_ether_detach, if it had one
+        gone = [i for i in self.ifnets if i is ifnet]
         self.ifnets = [i for i in self.ifnets if i is not ifnet]
         if isinstance(ifnet, Ifnet):
             self.purge_inet(ifnet)  # if_detach: its addresses and routes go with it
+        for i in gone:  # if_detach_internal
+            self.ifnet_log.notify("DETACH", i.name, i.vnet)
 
     def move_ifnet(self, name: str, jid: int) -> None:
         """SIOCSIFVNET, ``ifconfig IF vnet JID`` (ifioctl → if_vmove_loan, sys/net/if.c)."""
@@ -270,7 +276,9 @@ class SimHost(DataPlane, InetLayer):
         # arrives in its new vnet down, whichever way it moves (if.c@d87a5f2a).
         ifnet.up = False
         self.purge_inet(ifnet)  # if_detach_internal: addresses and routes stay behind, gone
+        self.ifnet_log.notify("DETACH", ifnet.name, ifnet.vnet)  # if_detach_internal(vmove)
         ifnet.vnet = vnet
+        self.ifnet_log.notify("ATTACH", ifnet.name, vnet)  # if_attach_internal(vmove)
         if ifnet.kind in ETHER_KINDS and vnet == HOST_JID:
             self.ng.attach_ether(ifnet)
 
@@ -302,7 +310,8 @@ class SimHost(DataPlane, InetLayer):
             return
         if self.find_ifnet(newname, vnet) is not None:
             fail(errno.EEXIST, newname)
-        ifnet.name = newname
+        old, ifnet.name = ifnet.name, newname
+        self.ifnet_log.notify("RENAME", old, vnet, newname)  # any vnet: if_rename
         if vnet == HOST_JID:  # ng_ether nodes live in the host vnet only
             self.ng.rename_ether(ifnet)
 

@@ -181,6 +181,26 @@ class ListRoutes(Request, frozen=True, tag="list_routes"):
     jid: int = 0
 
 
+# -- interface arrival and departure (simhost/ifnet_log.py, simhost/hotplug.py) ----------
+
+
+class PlugNic(Request, frozen=True, tag="plug_nic"):
+    """Test control: NIC ``name`` attaches on the host (if_attach), or with ``plugged``
+    false goes away from wherever it is (if_detach)."""
+
+    name: str
+    plugged: bool = True
+
+
+class WatchIfnets(Request, frozen=True, tag="watch_ifnets"):
+    """The host's IFNET notices after number ``after`` of boot ``boot``; if there are none
+    yet, waits up to ``wait`` seconds for one (a long poll on a connection of its own)."""
+
+    after: int = 0
+    boot: str = ""
+    wait: float = 0.0
+
+
 AnyRequest = (
     GetHostUuid
     | GetBootId
@@ -208,6 +228,8 @@ AnyRequest = (
     | AddInetAddress
     | AddRoute
     | ListRoutes
+    | PlugNic
+    | WatchIfnets
 )
 
 
@@ -326,6 +348,23 @@ class Frames(Reply, frozen=True, tag="frames"):
     """Hex, oldest first."""
 
 
+class IfnetNoticeRecord(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int
+    kind: str
+    """devctl's type: ``ATTACH``, ``DETACH`` or ``RENAME``."""
+    name: str
+    newname: str | None = None
+
+
+class IfnetNotices(Reply, frozen=True, tag="ifnet_notices"):
+    boot: str
+    seq: int
+    """The newest notice's number: ask for those after it next."""
+    notices: list[IfnetNoticeRecord]
+    lost: bool = False
+    """Notices after ``after`` were dropped, or the host rebooted: list the ifnets again."""
+
+
 AnyReply = (
     Ok
     | Failed
@@ -340,6 +379,7 @@ AnyReply = (
     | NgNodes
     | Frames
     | Routes
+    | IfnetNotices
 )
 
 REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)

@@ -25,6 +25,7 @@ from vimaged.framing import receive_frame
 from vimaged.simhost import rpc, wire
 from vimaged.simhost.faults import parse_faults
 from vimaged.simhost.host import SIGKILL_STATUS, ExecScript, SimHost, mac_text
+from vimaged.simhost.hotplug import plug_nic, unplug_nic
 from vimaged.simhost.ng_socket import SocketNode
 from vimaged.sockets import socket_is_live
 
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from vimaged.simhost.host import ExecRecord
 
 log = structlog.get_logger()
+
+WATCH_MAX_WAIT = 30.0
+"""The longest a ``watch_ifnets`` long poll is held before an empty answer."""
 
 
 class SimHostServer:
@@ -51,6 +55,8 @@ class SimHostServer:
         self.host = SimHost(nics=nics, kernel=kernel, faults=parse_faults(faults), wires=wires)
         self.host_uuid = self.host.host_uuid
         """kern.hostuuid of this sim instance; a reset undoes what a test set."""
+        self._ifnet_changed = trio.Event()
+        self.host.ifnet_log.on_notice = self._wake_watchers
 
     def reset(self, request: rpc.Reset) -> None:
         nics = tuple(request.nics) if request.nics is not None else self.nics
@@ -67,6 +73,8 @@ class SimHostServer:
             if isinstance(node, SocketNode):
                 node.deliver = node.deliver_data = None
         self.host = new
+        new.ifnet_log.on_notice = self._wake_watchers
+        self._wake_watchers()  # a reboot: every watcher has lost its place
 
     # -- RPC -------------------------------------------------------------------------------
 
@@ -203,6 +211,8 @@ class SimHostServer:
                 host.send_frame(name, bytes.fromhex(frame), jid)
             case rpc.SetCapabilities(name=name, enabled=enabled):
                 host.set_capabilities(name, enabled)
+            case rpc.PlugNic(name=name, plugged=plugged):
+                (plug_nic if plugged else unplug_nic)(host, name)
             case rpc.Received(name=name, jid=jid):
                 return rpc.Frames(frames=[f.hex() for f in host.received(name, jid)])
             case _:
@@ -226,6 +236,35 @@ class SimHostServer:
             return rpc.ExitStatus(status=SIGKILL_STATUS, output=output)
         host.finish_exec(record, status)
         return rpc.ExitStatus(status=status, output=output)
+
+    def _wake_watchers(self) -> None:
+        self._ifnet_changed.set()
+        self._ifnet_changed = trio.Event()
+
+    async def watch_ifnets(self, request: rpc.WatchIfnets) -> rpc.Reply:
+        """Answer a long poll: notices after ``request.after``, waiting for one if none."""
+        with trio.move_on_after(max(0.0, min(request.wait, WATCH_MAX_WAIT))):
+            while True:
+                changed = self._ifnet_changed
+                host = self.host
+                host.tick()  # time may have destroyed a dying jail, sending its NICs home
+                log_ = host.ifnet_log
+                notices = log_.since(request.after) if request.boot == host.boot_id else None
+                if notices is None or notices:
+                    break
+                await changed.wait()
+        host = self.host
+        log_ = host.ifnet_log
+        notices = log_.since(request.after) if request.boot == host.boot_id else None
+        return rpc.IfnetNotices(
+            boot=host.boot_id,
+            seq=log_.seq,
+            notices=[
+                rpc.IfnetNoticeRecord(seq=n.seq, kind=n.kind, name=n.name, newname=n.newname)
+                for n in notices or ()
+            ],
+            lost=notices is None,
+        )
 
     async def _wait_exec(self, stream: trio.SocketStream, record: ExecRecord, delay: float) -> None:
         async def watch_peer(scope: trio.CancelScope) -> None:
@@ -260,6 +299,8 @@ class SimHostServer:
                     try:
                         if isinstance(request, rpc.Exec):
                             reply = await self.run_exec(stream, request)
+                        elif isinstance(request, rpc.WatchIfnets):
+                            reply = await self.watch_ifnets(request)
                         else:
                             reply = self.call(request)
                     except Exception:
