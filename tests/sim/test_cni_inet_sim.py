@@ -67,9 +67,7 @@ def ipam_calls(tmp_path: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
-def plugin(
-    daemon: Daemon, command: str, sandbox: str, bindir: Path, **conf: Any
-) -> dict[str, Any]:
+def plugin(daemon: Daemon, command: str, sandbox: str, bindir: Path, **conf: Any) -> dict[str, Any]:
     stdin = {"cniVersion": "1.0.0", "name": NETWORK, "type": "vimaged-cni", "parent": "em0",
              "socket": daemon.socket_path, "ipam": {"type": "fake-ipam"}, **conf}  # fmt: skip
     env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID="c1", CNI_NETNS=sandbox,
@@ -130,7 +128,11 @@ def test_a_route_failing_mid_apply_rolls_everything_back(
     jid = sim_host.create_jail("ctr1")
     offlink = {**RESULT, "routes": [{"dst": "0.0.0.0/0"}, {"dst": "10.0.0.0/8", "gw": "10.1.1.1"}]}
     failed = plugin(daemon, "ADD", "ctr1", fake_ipam(tmp_path, offlink), mtu=1400)
-    assert (failed["exit"], failed["code"], failed["details"]) == (1, 100, f"os_error (errno {errno.ENETUNREACH})")
+    assert (failed["exit"], failed["code"], failed["details"]) == (
+        1,
+        100,
+        f"os_error (errno {errno.ENETUNREACH})",
+    )
     nothing_left(sim_host, jid)
     assert ipam_calls(tmp_path) == ["ADD", "DEL"]
     assert daemon.ok("--json", "attachments").json() == []
@@ -141,6 +143,10 @@ def test_an_mtu_the_eiface_cannot_take_is_refused_before_anything_exists(
 ) -> None:
     jid = sim_host.create_jail("ctr1")
     failed = plugin(daemon, "ADD", "ctr1", fake_ipam(tmp_path, RESULT), mtu=70)  # < 72
-    assert (failed["exit"], failed["code"], failed["details"]) == (1, 100, f"os_error (errno {errno.EINVAL})")
+    assert (failed["exit"], failed["code"], failed["details"]) == (
+        1,
+        100,
+        f"os_error (errno {errno.EINVAL})",
+    )
     nothing_left(sim_host, jid)
     assert ipam_calls(tmp_path) == ["ADD", "DEL"]

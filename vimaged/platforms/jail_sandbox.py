@@ -33,6 +33,7 @@ class InetPlatform(Protocol):
     async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
         """Apply ``inet`` to its interface in jail ``jid``; the kernel's errno as OSError."""
 
+
 CLEANUP_GRACE = 5.0
 
 
