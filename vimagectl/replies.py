@@ -87,6 +87,7 @@ class CniCheck(TypedDict):
     container_id: str
     ifname: str
     addresses: list[str]
+    mtu: int | None
 
 
 class CniDel(TypedDict):

@@ -114,6 +114,8 @@ def test_add_sets_mtu_addresses_and_routes_check_passes_del_removes(
     claimed = {**prev, "ips": [*added["ips"], {"address": "192.0.2.99/24", "interface": 0}]}
     wrong = plugin(daemon, "CHECK", "ctr1", bindir, mtu=1400, prevResult=claimed)
     assert (wrong["exit"], wrong["code"], wrong["details"]) == (1, 100, "failed")
+    other_mtu = plugin(daemon, "CHECK", "ctr1", bindir, mtu=1500, prevResult=prev)
+    assert (other_mtu["exit"], other_mtu["code"], other_mtu["details"]) == (1, 100, "failed")
 
     assert plugin(daemon, "DEL", "ctr1", bindir, mtu=1400)["exit"] == 0
     nothing_left(sim_host, jid)

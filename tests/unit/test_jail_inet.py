@@ -69,6 +69,12 @@ def test_in6_aliasreq_never_expires_and_carries_the_prefix_mask() -> None:
     assert struct.unpack_from("<qqII", raw, 104) == (0, 0, 0xFFFFFFFF, 0xFFFFFFFF)
 
 
+def test_if_data_mtu_reads_ifi_mtu() -> None:
+    # struct if_data: ifi_type, physical, addrlen, hdrlen, link_state, vhid, u_short datalen
+    if_data = bytes([6, 0, 6, 14, 2, 0]) + struct.pack("<HI", 152, 1400)
+    assert abi.if_data_mtu(if_data) == 1400
+
+
 def test_ifreq_mtu_puts_the_mtu_in_ifr_mtu() -> None:
     raw = bytes(jail_inet.ifreq_mtu("eth0", 1400))
     assert len(raw) == 32

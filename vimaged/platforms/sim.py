@@ -367,7 +367,7 @@ class SimPlatform:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), f"jail {jid}")
         reply = await self._call(rpc.ListIfnets(jid=jid), rpc.Ifnets)
         return [
-            IfnetInfo(name=i.name, mac=i.mac, up=i.up, addresses=tuple(i.addresses))
+            IfnetInfo(name=i.name, mac=i.mac, up=i.up, addresses=tuple(i.addresses), mtu=i.mtu)
             for i in reply.ifnets
         ]
 
