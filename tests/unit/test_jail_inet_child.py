@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import msgspec
 import pytest
 
-from vimaged.platforms import _libc, jail_inet
+from vimaged.platforms import IfnetInfo, _libc, freebsd, jail_inet
 
 pytestmark = pytest.mark.unit
 
@@ -121,3 +121,23 @@ def test_a_bad_plan_is_refused_before_the_attach(
 def test_ifreq_mtu_slot_is_ifru_mtu() -> None:
     req = jail_inet.ifreq_mtu("eth0", 9000)
     assert ctypes.c_int.from_buffer_copy(bytes(req), 16).value == 9000
+
+
+@pytest.mark.parametrize(("found", "status"), [("02:00:00:00:00:01", 0), ("02:00:00:00:00:99", 3)])
+def test_the_child_configures_only_the_interface_with_our_mac(
+    log: list[tuple[Any, ...]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsysbinary: pytest.CaptureFixture[bytes],
+    found: str,
+    status: int,
+) -> None:
+    """The jail's root may have renamed ours and given eth0 to another interface."""
+    monkeypatch.setattr(freebsd, "ifnets_here", lambda: [IfnetInfo(name="eth0", mac=found)])
+    plan = jail_inet.plan("eth0", 1400, [], [], mac="02:00:00:00:00:01")
+    assert run(plan) == status
+    ioctls = [c for c in log if c[0] == "ioctl"]
+    if status:
+        assert ioctls == []
+        assert msgspec.json.decode(capsysbinary.readouterr().out) == {"errno": errno.ENXIO}
+    else:
+        assert ioctls == [("ioctl", socket.AF_UNIX, jail_inet.SIOCSIFMTU)]

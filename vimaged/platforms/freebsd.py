@@ -149,6 +149,11 @@ def _ifnets_here() -> list[IfnetInfo]:
     ]
 
 
+def ifnets_here() -> list[IfnetInfo]:
+    """:func:`_ifnets_here` for jail_inet's child (it checks the MAC before it configures)."""
+    return _ifnets_here()
+
+
 def _sockaddr(pointer: int, least: int) -> bytes:
     """The ``sa_len`` bytes of the sockaddr at ``pointer`` (at least ``least``)."""
     return ctypes.string_at(pointer, max(ctypes.string_at(pointer, 1)[0], least))

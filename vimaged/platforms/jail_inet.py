@@ -51,6 +51,9 @@ class InetPlan(msgspec.Struct, frozen=True, kw_only=True):
     """What one child applies to ``ifname`` in a jail, in this order."""
 
     ifname: str
+    mac: str | None = None
+    """The MAC ``ifname`` must have in the jail before anything is set on it (ENXIO else):
+    the jail's own root could have renamed ours and given the name to another by then."""
     mtu: int | None = None
     addresses: tuple[str, ...] = ()
     """``address/prefix``, IPv4 and IPv6."""
@@ -63,6 +66,8 @@ def plan(
     mtu: int | None,
     addresses: Sequence[str],
     routes: Sequence[tuple[str, str | None]],
+    *,
+    mac: str | None = None,
 ) -> InetPlan:
     """Check everything before any interface exists: ``OSError(EINVAL)`` naming what is wrong.
 
@@ -86,7 +91,9 @@ def plan(
             raise OSError(errno.EINVAL, f"route {dst} via {gw}: families differ", ifname)
         checked.append((dst, gw))
     checked.sort(key=lambda route: route[1] is not None)  # stable: on-link first
-    return InetPlan(ifname=ifname, mtu=mtu, addresses=tuple(addresses), routes=tuple(checked))
+    return InetPlan(
+        ifname=ifname, mac=mac, mtu=mtu, addresses=tuple(addresses), routes=tuple(checked)
+    )
 
 
 def _interface(cidr: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
@@ -328,10 +335,13 @@ def rtm_add(dst: str, gw: str | None, ifindex: int, seq: int) -> bytes:
 # --- the child ---------------------------------------------------------------------------
 
 
-def apply_here(inet: InetPlan) -> None:
-    """Apply ``inet`` in the calling process's vnet (the child, after jail_attach)."""
+def apply_here(inet: InetPlan, macs: dict[str, str | None] | None = None) -> None:
+    """Apply ``inet`` in the calling process's vnet (the child, after jail_attach); ``macs``:
+    the vnet's interfaces and their MACs, read there, when ``inet.mac`` is to be checked."""
     from vimaged.platforms import _libc  # loaded before the attach by the child script
 
+    if inet.mac is not None and (macs or {}).get(inet.ifname, "") != inet.mac:
+        raise OSError(errno.ENXIO, f"{inet.ifname} with MAC {inet.mac} is not here", inet.ifname)
     lib = _libc.libc()
 
     def ioctl(family: int, request: int, req: ctypes.Structure) -> None:
@@ -369,7 +379,7 @@ def apply_in_jail(jid: int, raw: str) -> int:
     every message class loaded) before the attach, which chroots into the jail's root."""
     import sys
 
-    from vimaged.platforms import _libc
+    from vimaged.platforms import _libc, freebsd  # freebsd: getifaddrs(3), for the MAC
 
     encoder = msgspec.json.Encoder()
     try:
@@ -379,7 +389,8 @@ def apply_in_jail(jid: int, raw: str) -> int:
             (in_aliasreq if _interface(cidr).version == 4 else in6_aliasreq)(inet.ifname, cidr)
         lib = _libc.libc()
         lib.jail_attach(jid)
-        apply_here(inet)
+        macs = {i.name: i.mac for i in freebsd.ifnets_here()} if inet.mac is not None else None
+        apply_here(inet, macs)
     except OSError as exc:
         sys.stdout.buffer.write(encoder.encode({"errno": exc.errno or errno.EIO}))
         sys.stdout.flush()

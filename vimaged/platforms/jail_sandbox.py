@@ -64,7 +64,7 @@ async def create(
     addresses: Sequence[str],
     routes: Sequence[tuple[str, str | None]],
 ) -> None:
-    inet = jail_inet.plan(newname, mtu, addresses, routes)  # EINVAL before anything exists
+    inet = jail_inet.plan(newname, mtu, addresses, routes, mac=mac)  # EINVAL before anything
     jid = await resolve(plat, sandbox)
     await plat.create_bridged_ifnet(parent, ifname, mac)
     try:

@@ -467,6 +467,10 @@ class SimPlatform:
     async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
         """What jail_inet's child does on FreeBSD, one modelled call per ioctl or RTM_ADD."""
         name = inet.ifname
+        if inet.mac is not None:  # the child's check (jail_inet.apply_here), by getifaddrs
+            here = (await self._call(rpc.ListIfnets(jid=jid), rpc.Ifnets)).ifnets
+            if not any(i.name == name and i.mac == inet.mac for i in here):
+                raise OSError(errno.ENXIO, os.strerror(errno.ENXIO), name)
         if inet.mtu is not None:
             await self._call(rpc.SetIfnetMtu(name=name, mtu=inet.mtu, jid=jid), rpc.Ok)
         for cidr in inet.addresses:
