@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING  # noqa: E402
 
 from tests.sim.ngcount import CountingTransport  # noqa: E402
 from vimaged.netgraph import abi, codec  # noqa: E402
-from vimaged.netgraph.bridges import NetgraphBridges  # noqa: E402
 from vimaged.netgraph.ngsocket import open_ng_socket  # noqa: E402
-from vimaged.netgraph.sim_transport import open_sim_transport  # noqa: E402
+from vimaged.platforms.netgraph_bridges import NetgraphBridges  # noqa: E402
+from vimaged.platforms.sim_transport import open_sim_transport  # noqa: E402
 from vimaged.simhost import rpc  # noqa: E402
 from vimaged.simhost.client import SimHostClient, raise_failed  # noqa: E402
 

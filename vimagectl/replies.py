@@ -130,6 +130,7 @@ class Outcome(TypedDict):
     state: State
     code: str | None
     message: str | None
+    errno_name: str | None
 
 
 class Done(TypedDict):
@@ -202,6 +203,7 @@ class Error(TypedDict):
     code: str
     message: str
     errno: int | None
+    errno_name: str | None
 
 
 class Attachment(TypedDict):

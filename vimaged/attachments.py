@@ -183,10 +183,6 @@ class Attachments:
     async def aclose(self) -> None:
         await self._journal.aclose()
 
-    def _parent_lock(self, parent: str) -> trio.Lock:
-        # The supervisor's per-parent lock: the bridge code must never see two creates at once.
-        return self._sup._parent_locks[parent]
-
     # -- verbs -----------------------------------------------------------------------------
 
     async def add(self, req: CniAdd) -> Attachment:
@@ -227,12 +223,12 @@ class Attachments:
             self._host_ifnames.add(att.host_ifname)
             try:
                 try:
-                    async with self._parent_lock(req.parent):
-                        await self._platform.create_in_sandbox(
-                            req.parent, att.host_ifname, mac, req.sandbox, req.ifname,
-                            mtu=req.mtu, addresses=req.addresses,
-                            routes=[(r.dst, r.gw) for r in req.routes],
-                        )  # fmt: skip
+                    # the platform serializes the parent's bridge itself (its one lock)
+                    await self._platform.create_in_sandbox(
+                        req.parent, att.host_ifname, mac, req.sandbox, req.ifname,
+                        mtu=req.mtu, addresses=req.addresses,
+                        routes=[(r.dst, r.gw) for r in req.routes],
+                    )  # fmt: skip
                 except BaseException:
                     with trio.move_on_after(CLEANUP_GRACE, shield=True):
                         await self._destroy_by_host_name(att)  # a platform that left it
@@ -345,10 +341,9 @@ class Attachments:
     async def _destroy_by_host_name(self, att: Attachment) -> None:
         """Destroy the interface by its host-side name: on the host (linux: before the move),
         or wherever it lives (netgraph: the eiface node keeps that name)."""
-        async with self._parent_lock(att.parent):
-            with contextlib.suppress(FileNotFoundError):
-                await self._platform.destroy_bridged_ifnet(att.host_ifname)
-            await self._platform.release_bridge(att.parent)
+        # the platform releases the parent's bridge with its last interface
+        with contextlib.suppress(FileNotFoundError):
+            await self._platform.destroy_bridged_ifnet(att.host_ifname)
 
     def _refuse_vimage(self, sandbox: str) -> None:
         """A sandbox is a container's, never a vimage vimaged runs (by name or jid)."""

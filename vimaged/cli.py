@@ -14,15 +14,14 @@ import sys
 from typing import TYPE_CHECKING, NoReturn
 
 from vimaged import __version__
+from vimaged.errors import EX_CONFIG as EX_CONFIG  # re-exported: tests read the statuses here
+from vimaged.errors import EX_OSERR as EX_OSERR
+from vimaged.errors import EX_SOFTWARE as EX_SOFTWARE
+from vimaged.errors import EX_UNAVAILABLE as EX_UNAVAILABLE
+from vimaged.errors import EX_USAGE as EX_USAGE
 
 if TYPE_CHECKING:
     from vimaged.config import Config
-
-EX_USAGE = 64
-EX_SOFTWARE = 70
-EX_UNAVAILABLE = 69
-EX_OSERR = 71
-EX_CONFIG = 78
 
 DEFAULT_SOCKET = "/var/run/vimaged.sock"
 DEFAULT_STATE_DIR = "/var/db/vimaged"
@@ -86,14 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     import trio
 
     from vimaged import config, daemon, log, platforms
-    from vimaged.errors import ConfigError, PlatformError, VimagedError
-    from vimaged.server import DaemonRunningError
-    from vimaged.statedir import StateDirError
+    from vimaged.errors import ConfigError, PlatformError, StateDirError, VimagedError
 
-    # Most specific first: DaemonRunningError is an OSError, ConfigError a VimagedError.
+    # Most specific first: ConfigError and PlatformError are VimagedErrors. A StateDirError
+    # (DaemonRunningError too) carries its own status and is answered before this table.
     exit_statuses: list[tuple[type[Exception], int]] = [
         (ConfigError, EX_CONFIG),
-        (DaemonRunningError, EX_UNAVAILABLE),
         (PlatformError, EX_UNAVAILABLE),
         (VimagedError, EX_SOFTWARE),
         (OSError, EX_OSERR),
@@ -142,7 +139,7 @@ def _check_config(cfg: Config, args: argparse.Namespace) -> int:
     """
     import trio
 
-    from vimaged import config, platforms
+    from vimaged import platforms, supervisor
 
     names = ", ".join(v.name for v in cfg.vimages) or "none"
     nics = sorted({n for v in cfg.vimages for n in (*v.vnets, *(b.parent for b in v.bridges))})
@@ -151,17 +148,13 @@ def _check_config(cfg: Config, args: argparse.Namespace) -> int:
         options = {"sim_host": args.sim_host} if args.sim_host else {}
         platform = platforms.load(args.platform, **options)
 
-        async def present() -> set[str]:
+        async def check() -> None:
             try:
-                found = {i.name for i in await platform.list_ifnets()}
-                for nic in set(nics) - found:
-                    if await platform.locate_ifnet(nic) is not None:
-                        found.add(nic)  # inside a jail: moved in by a running vimage
-                return found
+                await supervisor.check_host_nics(cfg, platform, in_any_jail=True)
             finally:
                 await platform.aclose()
 
-        config.check_host_nics(cfg, trio.run(present))
+        trio.run(check)
         checked = f"NICs present: {' '.join(nics)}"
     elif nics:
         checked = "NICs not checked (no --sim-host)"

@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
-from vimaged import __version__, config, statedir
+from vimaged import __version__, statedir
 from vimaged.attachments import Attachments
 from vimaged.dispatch import Dispatcher
 from vimaged.errors import ConfigError
 from vimaged.events import EventHub
-from vimaged.platforms import HOST_JID
 from vimaged.server import open_control_listener, serve_control
 from vimaged.state import Journal
-from vimaged.supervisor import Supervisor
+from vimaged.supervisor import Supervisor, check_host_nics
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -95,9 +94,8 @@ async def _run_locked(
         await platform.preflight()
         journal.boot_id = boot_id = await platform.boot_id()
         boot = await _first_since_boot(journal, boot_id, enabled=cfg.enable)
-        host = await platform.list_ifnets(HOST_JID)
         held = {r.key for r in await journal.resources() if r.kind == "vnet"}
-        config.check_host_nics(cfg, {i.name for i in host} | held)
+        await check_host_nics(cfg, platform, held)
         sup = Supervisor(cfg, platform, journal, EventHub())
         dispatcher = Dispatcher(sup, config_paths)
         attachments = await Attachments.open(state_dir, sup, platform)  # vimaged-cni

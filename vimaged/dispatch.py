@@ -1,8 +1,9 @@
 """Requests to supervisor calls, and every error to a wire ``Error``.
 
 This is the one catch-all: ``VimagedError`` becomes ``Error(code=exc.code)``, ``OSError``
-becomes ``os_error`` with its errno, anything else ``internal``, logged once here with its
-traceback, which never goes on the wire. Each request ends in one ``request.done`` log line.
+becomes ``os_error`` with its errno and the errno's name (``errno_name``), anything else
+``internal``, logged once here with its traceback, which never goes on the wire. Each
+request ends in one ``request.done`` log line.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import trio
 
 from vimaged import __version__, config
 from vimaged.attachments import CNI_REQUESTS, cni_reply
-from vimaged.errors import InvalidRequestError, VimagedError
-from vimaged.platforms import HOST_JID
+from vimaged.errors import InvalidRequestError, VimagedError, errno_name
 from vimaged.protocol import (
     MAX_NAMES,
     PROTOCOL_VERSION,
@@ -63,7 +63,9 @@ class Dispatcher:
         except VimagedError as exc:
             return Error(code=exc.code, message=str(exc))
         except OSError as exc:
-            return Error(code="os_error", message=str(exc), errno=exc.errno)
+            return Error(
+                code="os_error", message=str(exc), errno=exc.errno, errno_name=errno_name(exc)
+            )
         except Exception:
             log.exception("request.crashed")
             return Error(code="internal", message="internal error; see the daemon's log")
@@ -109,12 +111,7 @@ class Dispatcher:
         """Re-read rc.conf (``reload`` and SIGHUP); ConfigError leaves the old one in force."""
         paths = self._config_paths
         new = await trio.to_thread.run_sync(lambda: config.load(paths))
-        host = await self._sup.platform.list_ifnets(HOST_JID)
-        held = {
-            nic for v in self._sup.vimages.values() if v.state != "stopped" for nic in v.cfg.vnets
-        }
-        held |= set(self._sup.watcher.pending)  # still in a (dying) jail, on its way home
-        config.check_host_nics(new, {i.name for i in host} | held)
+        await self._sup.check_reload(new)
         return self._sup.reload(new)
 
 

@@ -1,12 +1,14 @@
-"""Domain errors of vimaged.
+"""Errors of vimaged: the one hierarchy.
 
 Each class's ``code`` is its wire error code (``protocol.Error.code``) and maps to one
 sysexits(3) exit status in vimagectl. Platforms and the netgraph binding raise only
-``OSError``; domain code raises these, chained.
+``OSError``; domain code raises these, chained. The daemon's own exit statuses (sysexits(3))
+for a state dir or a socket it cannot use are here too.
 """
 
 from __future__ import annotations
 
+import errno
 from typing import Any, ClassVar
 
 
@@ -41,7 +43,14 @@ class PermissionDeniedError(VimagedError, code="permission_denied"):
 
 
 class OperationFailedError(VimagedError, code="failed"):
-    """A start, stop or restart failed; everything done so far was rolled back."""
+    """A start, stop or restart failed; everything done so far was rolled back.
+
+    ``errno_name``: the errno of the OSError it stands for (``"EBUSY"``), when there was one.
+    """
+
+    def __init__(self, message: str, *, errno_name: str | None = None) -> None:
+        super().__init__(message)
+        self.errno_name = errno_name
 
 
 class PlatformError(VimagedError, code="platform"):
@@ -50,3 +59,59 @@ class PlatformError(VimagedError, code="platform"):
 
 class InvalidRequestError(VimagedError, code="invalid_request"):
     """A well-formed request that asks for something meaningless (no names, say)."""
+
+
+EX_USAGE = 64
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_OSERR = 71
+EX_CANTCREAT = 73
+EX_IOERR = 74
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+"""sysexits(3): the daemon's exit statuses (vimagectl, stdlib only, keeps its own table)."""
+
+
+class StateDirError(VimagedError, code="failed"):
+    """The state dir or the journal in it cannot be trusted or used; ``exit_status`` is the
+    sysexits(3) status the daemon ends with."""
+
+    exit_status: ClassVar[int] = EX_CONFIG
+
+    def __init__(self, message: str, *, exit_status: int | None = None) -> None:
+        super().__init__(message)
+        if exit_status is not None:
+            self.exit_status = exit_status  # type: ignore[misc]
+
+
+class DaemonRunningError(StateDirError, code="failed"):
+    """Another daemon holds the state dir, the socket's lock, or listens on the socket:
+    EX_UNAVAILABLE either way, so rc scripts see one status. ``errno`` is EADDRINUSE, what a
+    bind(2) on a socket in use says."""
+
+    exit_status: ClassVar[int] = EX_UNAVAILABLE
+    errno: ClassVar[int] = errno.EADDRINUSE
+
+
+def errno_name(exc: BaseException) -> str | None:
+    """The symbolic name of an OSError's errno (``"EBUSY"``), for the wire: scripts tell
+    EBUSY from EEXIST without parsing text. None for anything else, or an errno no name has."""
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    return errno.errorcode.get(exc.errno)
+
+
+def describe_oserror(exc: OSError) -> str:
+    """``strerror (subject) [ENAME]``: one line for a log or an Outcome's message."""
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    subject = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{subject} [{code}]"
+
+
+def error_text(exc: BaseException) -> str:
+    """What went wrong, in one line, for any exception a step may raise."""
+    if isinstance(exc, OSError):
+        return describe_oserror(exc)
+    if type(exc).__name__ == "Cancelled":  # trio.Cancelled, without importing trio here
+        return "cancelled"
+    return str(exc) or type(exc).__name__

@@ -8,51 +8,59 @@ no NIC of it pending return, and the optional ``_health_cmd`` must exit 0 within
 (something is off but the vimage runs) or ``failed`` (the jail is gone, or the command failed
 ``_health_retries`` times in a row after ``_health_start_period``).
 
-On ``failed``, ``_restart`` decides: ``no`` leaves it to the operator, ``on-failure`` and
-``always`` restart it after an exponential backoff with jitter; ``always`` also retries a start
-that failed. A circuit breaker stops the restarts after ``_restart_limit`` failures within
-``_restart_window`` seconds: the vimage then stays ``failed`` until an operator starts it.
+On ``failed`` it calls its ``on_failed`` callback (restarts.py decides what follows). It
+imports no supervisor: it is given the platform, the return watcher and the event hub.
 
 A platform that cannot be reached (``OSError``, such as the sim host's lost connection) makes
-the health ``unknown``, never ``failed``: nothing is restarted for it. A platform that can say
-when it is reachable again (``wait_reconnected``) gets every vimage checked at once then.
+the health ``unknown``, never ``failed``: nothing is restarted for it. Once it is reachable
+again the supervisor reconciles, then calls :meth:`HealthMonitor.recheck` to check every
+vimage at once.
 """
 
 from __future__ import annotations
 
 import errno as errnos
 import math
-import random
-from collections import deque
 from typing import TYPE_CHECKING
 
 import structlog
 import trio
 
 from vimaged.command_output import CommandOutput
-from vimaged.errors import VimagedError
 from vimaged.platforms import HOST_JID
 from vimaged.protocol import LinkStats
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from vimaged.events import EventHub
+    from vimaged.platforms import Platform
     from vimaged.protocol import HealthState
-    from vimaged.supervisor import Supervisor, Vimage
+    from vimaged.vimage import Vimage
+    from vimaged.vnets import ReturnWatcher
+
+    OnFailed = Callable[[Vimage, str | None], Awaitable[None]]
 
 log = structlog.get_logger()
 
-RESTART_FIRST_DELAY = 1.0
-RESTART_MAX_DELAY = 60.0
 WIRING_MAX_AGE = 2.0
 
 
 class HealthMonitor:
-    def __init__(self, supervisor: Supervisor) -> None:
-        self._sup = supervisor
+    def __init__(
+        self,
+        platform: Platform,
+        watcher: ReturnWatcher,
+        events: EventHub,
+        on_failed: OnFailed | None = None,
+    ) -> None:
+        self._platform = platform
+        self._watcher = watcher
+        self._events = events
+        self.on_failed = on_failed
+        """Called (in the monitor's nursery) for a vimage found ``failed``, with the reason."""
         self._nursery: trio.Nursery | None = None
         self._polls: dict[str, trio.CancelScope] = {}
-        self._failures: dict[str, deque[float]] = {}
         self._waiting: list[Vimage] = []
         self._wiring: dict[str, str] = {}
         self.bridge_modes: dict[str, str] = {}
@@ -68,9 +76,6 @@ class HealthMonitor:
             for v in self._waiting:
                 self.watch(v)
             self._waiting.clear()
-            wait_reconnected = getattr(self._sup.platform, "wait_reconnected", None)
-            if wait_reconnected is not None:
-                nursery.start_soon(self._recheck_on_reconnect, wait_reconnected)
             task_status.started()
             await trio.sleep_forever()
 
@@ -103,19 +108,13 @@ class HealthMonitor:
         if scope is not None:
             scope.cancel()
 
-    async def _recheck_on_reconnect(self, wait_reconnected: Callable[[], Awaitable[None]]) -> None:
-        """After the platform was lost and found, look at every vimage now: a jail that went
-        with it is then ``failed`` (cleaned up and restarted by policy) without waiting."""
-        while True:
-            await wait_reconnected()
-            log.info("health.recheck", reason="platform reconnected", vimages=len(self._polls))
-            self._wiring_at = -math.inf
-            self._wake.set()
-            self._wake = trio.Event()
-
-    def reset_failures(self, name: str) -> None:
-        """An operator acted: close the circuit breaker."""
-        self._failures.pop(name, None)
+    def recheck(self, reason: str) -> None:
+        """Look at every vimage now (the platform was lost and found): a jail that went with
+        it is then ``failed`` (cleaned up and restarted by policy) without waiting."""
+        log.info("health.recheck", reason=reason, vimages=len(self._polls))
+        self._wiring_at = -math.inf
+        self._wake.set()
+        self._wake = trio.Event()
 
     async def _poll(self, v: Vimage, scope: trio.CancelScope, wait: bool = False) -> None:
         # Spawned by whichever request started the vimage; its log lines are not that request's.
@@ -144,15 +143,16 @@ class HealthMonitor:
                 self._set(v, health, reason)
                 if health == "failed":
                     self._polls.pop(v.name, None)
-                    assert self._nursery is not None
-                    self._nursery.start_soon(self._recover, v, reason)
+                    if self.on_failed is not None:
+                        assert self._nursery is not None
+                        self._nursery.start_soon(self.on_failed, v, reason)
                     return
                 with trio.move_on_after(v.cfg.health_interval):
                     await self._wake.wait()
 
     def _set(self, v: Vimage, health: HealthState, reason: str | None) -> None:
         if health != v.health:
-            self._sup.events.emit(f"health.{health}", v.name, reason=reason)
+            self._events.emit(f"health.{health}", v.name, reason=reason)
         v.health, v.health_reason = health, reason
 
     async def check(
@@ -161,7 +161,7 @@ class HealthMonitor:
         """One round of checks: ``(health, reason, health_cmd failed)``. Without ``run_cmd``,
         a vimage with a ``health_cmd`` whose other checks pass is ``unknown``."""
         jid = v.jid
-        platform = self._sup.platform
+        platform = self._platform
         if jid is None:
             return "unknown", None, False
         jail = next((j for j in await platform.list_jails() if j.jid == jid), None)
@@ -191,7 +191,7 @@ class HealthMonitor:
                 problems.append(f"{b.ifname} not bridged to {b.parent}")
             if ifnet is not None:
                 problems.extend(await self._data_plane(v, b.ifname))
-        watcher = self._sup.watcher
+        watcher = self._watcher
         for nic in v.cfg.vnets:
             pending = watcher.pending.get(nic)
             identity = watcher.identities.get(nic)
@@ -226,7 +226,7 @@ class HealthMonitor:
         check: failed MAC learning (memoryFailures: the jail-to-jail failure of uplink
         wiring, issue 15) and loop protection (loopDetects, loopDrops)."""
         try:
-            counters = await self._sup.platform.bridged_ifnet_stats(ifname)
+            counters = await self._platform.bridged_ifnet_stats(ifname)
         except OSError as exc:
             # EOPNOTSUPP: no bridge link on this platform; ENOENT/ENOTCONN: the checks above
             # already say it is missing or cut from its bridge
@@ -263,55 +263,11 @@ class HealthMonitor:
         :data:`WIRING_MAX_AGE`; an interface created since is checked by a later round."""
         now = trio.current_time()
         if now - self._wiring_at > WIRING_MAX_AGE:
-            listed = await self._sup.platform.list_bridged_ifnets()
+            listed = await self._platform.list_bridged_ifnets()
             self._wiring = {b.name: b.parent for b in listed}
-            self.bridge_modes = {b.parent: b.mode for b in await self._sup.platform.list_bridges()}
+            self.bridge_modes = {b.parent: b.mode for b in await self._platform.list_bridges()}
             self._wiring_at = now
         return self._wiring
-
-    async def _recover(self, v: Vimage, reason: str | None) -> None:
-        """Act on a failed vimage: clean up a vanished jail, restart per policy."""
-        sup = self._sup
-        if reason == "jail gone":
-            try:
-                await sup.fail_vimage(v, "the jail disappeared")
-            except (OSError, VimagedError) as exc:
-                # fail_vimage left it failed with what it could not undo; nothing to restart
-                log.error("vimage.cleanup_failed", vimage=v.name, error=str(exc))
-                return
-        policy = v.cfg.restart
-        if policy == "no" or sup.stopping:
-            return
-        failures = self._failures.setdefault(v.name, deque())
-        now = trio.current_time()
-        failures.append(now)
-        while failures and now - failures[0] > v.cfg.restart_window:
-            failures.popleft()
-        if len(failures) >= v.cfg.restart_limit:
-            v.error = (
-                f"circuit breaker open: {len(failures)} failures within "
-                f"{v.cfg.restart_window:g}s; start it by hand to retry"
-            )
-            sup.events.emit("vimage.circuit_open", v.name, failures=len(failures))
-            if v.state == "running":
-                await sup.fail_vimage(v, v.error)
-            return
-        step = min(RESTART_MAX_DELAY, RESTART_FIRST_DELAY * 2 ** (len(failures) - 1))
-        await trio.sleep(random.uniform(step / 2, step))
-        v.restarts += 1
-        sup.events.emit("vimage.restarting", v.name, attempt=v.restarts, reason=reason)
-        try:
-            if v.state != "stopped" and v.state != "failed":
-                await sup.stop_vimage(v, restarting=True)
-            await sup.start_vimage(v)
-        except VimagedError as exc:
-            log.error("vimage.restart_failed", vimage=v.name, error=str(exc))
-            if policy == "always":
-                await self._recover(v, "start failed")
-        except OSError as exc:
-            log.error("vimage.restart_failed", vimage=v.name, error=str(exc))
-            if policy == "always":
-                await self._recover(v, "start failed")
 
 
 def _describe(exc: OSError) -> str:

@@ -21,6 +21,7 @@ import structlog
 import trio
 
 from vimaged.errors import ConfigError
+from vimaged.errors import DaemonRunningError as DaemonRunningError  # re-exported (server)
 from vimaged.sockets import GONE, REFUSED, probe_socket
 
 log = structlog.get_logger()
@@ -38,13 +39,6 @@ refused. The kernel clamps it silently (FreeBSD: kern.ipc.soacceptqueue, 128 by 
 Linux: net.core.somaxconn); past that, FreeBSD refuses connects and vimagectl retries."""
 SUN_PATH_MAX = 104
 """sizeof(sockaddr_un.sun_path) minus the NUL on FreeBSD (104); Linux allows 108."""
-
-
-class DaemonRunningError(OSError):
-    """Another process accepts connections on the control socket; vimaged exits 69."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(errno.EADDRINUSE, "a vimaged is already listening on this socket", path)
 
 
 class ControlListener(trio.abc.Listener[trio.SocketStream]):
@@ -178,4 +172,4 @@ async def _refuse_live_daemon(path: str) -> None:
             await trio.sleep(PROBE_REFUSED_DELAY)
             continue
         # Connected, or connect stalls on a full backlog (Linux): either way someone listens.
-        raise DaemonRunningError(path)
+        raise DaemonRunningError(f"{path}: a vimaged is already listening on this socket")

@@ -237,6 +237,8 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     state: State
     code: str | None = None
     message: str | None = None
+    errno_name: str | None = None
+    """The errno behind a failure, by name (``"EBUSY"``), when an OSError caused it."""
 
 
 class Done(Reply, tag="done", frozen=True):
@@ -271,6 +273,8 @@ class Error(Reply, tag="error", frozen=True):
     code: str
     message: str
     errno: int | None = None
+    errno_name: str | None = None
+    """``errno`` by name (``"EBUSY"``): the numbers differ between FreeBSD and Linux."""
 
 
 # -- CNI attachments (vimaged-cni, issue 14) ------------------------------------------------

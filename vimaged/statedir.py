@@ -25,39 +25,20 @@ import errno
 import fcntl
 import os
 import stat
-from typing import ClassVar
 
-from vimaged.errors import VimagedError
+# re-exported: the journal and the daemon's exit statuses import them from here
+from vimaged.errors import EX_CANTCREAT as EX_CANTCREAT
+from vimaged.errors import EX_CONFIG as EX_CONFIG
+from vimaged.errors import EX_IOERR as EX_IOERR
+from vimaged.errors import EX_TEMPFAIL as EX_TEMPFAIL
+from vimaged.errors import EX_UNAVAILABLE as EX_UNAVAILABLE
+from vimaged.errors import DaemonRunningError as DaemonRunningError
+from vimaged.errors import StateDirError as StateDirError
 
 SYMLINK_ERRNOS = frozenset({errno.ELOOP, errno.EMLINK})
 """What ``open(O_NOFOLLOW)`` of a symbolic link fails with: ELOOP on Linux, EMLINK on FreeBSD."""
 
 LOCK_NAME = "vimaged.lock"
-
-EX_TEMPFAIL = 75
-EX_UNAVAILABLE = 69
-EX_CANTCREAT = 73
-EX_IOERR = 74
-EX_CONFIG = 78
-
-
-class StateDirError(VimagedError, code="failed"):
-    """The state dir or the journal in it cannot be trusted or used; ``exit_status`` is the
-    sysexits(3) status the daemon ends with."""
-
-    exit_status: ClassVar[int] = EX_CONFIG
-
-    def __init__(self, message: str, *, exit_status: int | None = None) -> None:
-        super().__init__(message)
-        if exit_status is not None:
-            self.exit_status = exit_status  # type: ignore[misc]
-
-
-class DaemonRunningError(StateDirError, code="failed"):
-    """Another daemon holds the state dir or the socket: EX_UNAVAILABLE, the status of a
-    socket another daemon answers on (server.py), so rc scripts see one status for both."""
-
-    exit_status: ClassVar[int] = EX_UNAVAILABLE
 
 
 def is_symlink_error(exc: OSError) -> bool:

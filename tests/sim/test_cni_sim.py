@@ -20,8 +20,8 @@ import trio
 from tests.sim.daemon_harness import Daemon
 from vimaged import protocol
 from vimaged.attachments import AttachmentJournal, host_ifname
-from vimaged.netgraph.bridges import eiface_name
 from vimaged.platforms import sim
+from vimaged.platforms.netgraph_bridges import eiface_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

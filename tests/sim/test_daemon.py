@@ -20,10 +20,11 @@ import trio
 from tests.sim.conftest import SimHostHandle
 from tests.sim.daemon_harness import Daemon
 from vimaged.macs import jng_mac
-from vimaged.netgraph.bridges import bridge_name, eiface_name
 from vimaged.netgraph.ngsocket import open_ng_socket
-from vimaged.netgraph.sim_transport import open_sim_transport
-from vimaged.simhost import rpc
+from vimaged.platforms.netgraph_bridges import bridge_name, eiface_name
+from vimaged.platforms.sim import SimOptions, SimPlatform
+from vimaged.platforms.sim_transport import open_sim_transport
+from vimaged.simhost import rpc, wire
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -535,8 +536,11 @@ def test_autostart_at_boot_and_operator_intent_after_a_restart(
     daemon: Daemon, sim_host: SimHostHandle
 ) -> None:
     daemon.write_config(SEED.replace('vimage_enable="NO"', 'vimage_enable="YES"'))
-    daemon.start()  # the first daemon since boot starts vimage_list
-    assert {v["state"] for v in daemon.vimages().values()} == {"running"}
+    daemon.start()  # the first daemon since boot starts vimage_list, once it serves
+    daemon.wait_until(
+        lambda: {v["state"] for v in daemon.vimages().values()} == {"running"},
+        what="autostart done",
+    )
     daemon.ok("stop", "web")
     daemon.kill(signal.SIGTERM)  # an upgrade: router keeps running
     daemon.start()
@@ -824,6 +828,15 @@ def _start_own_sim_host(path: Path, log: Path) -> subprocess.Popen[bytes]:
     raise AssertionError(f"sim host did not come up: {log.read_text()}")
 
 
+async def _leave_a_stray(socket_path: str, state_dir: str) -> None:
+    """``ng0_db`` bridged to em0, as a vimaged on that host would have made it."""
+    platform = SimPlatform(SimOptions(sim_host=socket_path, state_dir=state_dir))
+    try:
+        await platform.create_bridged_ifnet("em0", "ng0_db", "02:00:00:00:00:db")
+    finally:
+        await platform.aclose()
+
+
 def test_a_killed_sim_host_is_a_platform_error_and_is_reconnected(tmp_path: Path) -> None:
     host_socket = tmp_path / "own-sim.sock"
     host = _start_own_sim_host(host_socket, tmp_path / "simhost.log")
@@ -843,7 +856,14 @@ def test_a_killed_sim_host_is_a_platform_error_and_is_reconnected(tmp_path: Path
         assert d.proc is not None
         assert d.proc.poll() is None, d.log()
         assert d.vimages()["web"]["state"] == "running"  # nothing acted on a guess
-        host = _start_own_sim_host(host_socket, tmp_path / "simhost.log")
+        # The new host has a stray with vimaged's naming that no journal row owns: the
+        # daemon reconciles with it after the reconnect, not only re-checks health.
+        new_socket = tmp_path / "new-sim.sock"
+        host = _start_own_sim_host(new_socket, tmp_path / "simhost.log")
+        trio.run(_leave_a_stray, str(new_socket), str(tmp_path / "stray-state"))
+        # the daemon finds the new host only now: its netgraph socket first, then its RPC one
+        os.rename(f"{new_socket}{wire.NG_SOCKET_SUFFIX}", f"{host_socket}{wire.NG_SOCKET_SUFFIX}")
+        os.rename(new_socket, host_socket)
         d.wait_until(
             lambda: (
                 d.vimages()["web"]["state"] == "running"
@@ -865,8 +885,13 @@ def test_a_killed_sim_host_is_a_platform_error_and_is_reconnected(tmp_path: Path
             assert jail.name == "web"
             assert d.vimages()["web"]["jid"] == jail.jid
             assert {i.name for i in client.ifnets(jail.jid)} >= {"ng0_web"}
+            d.wait_until(
+                lambda: "ng0_db" not in {i.name for i in client.ifnets()}, what="stray removed"
+            )
         finally:
             client.close()
+        assert "platform.reconciled" in events
+        assert "reconcile.orphan_removed" in d.log()
     finally:
         d.stop()
         host.kill()

@@ -87,8 +87,7 @@ async def test_issue_15_through_the_binding(
         jids = {}
         for name, mac in macs.items():
             jids[name] = await plat.create_jail(JailSpec(name=name, hostname=name))
-            await plat.create_bridged_ifnet("em0", f"ng0_{name}", mac)
-            await plat.set_ifnet_up(f"ng0_{name}")
+            await plat.create_bridged_ifnet("em0", f"ng0_{name}", mac)  # up, as ng_eifaces are
             await plat.move_ifnet(f"ng0_{name}", jids[name])
         mac_a, mac_b = (m.replace(":", "") for m in macs.values())
         request = BROADCAST + mac_a + "0806" + "01"

@@ -46,10 +46,10 @@ class BrokenBridges(SimPlatform):
             raise ValueError(f"{parent}: refused by the binding")
         await super().create_bridged_ifnet(parent, ifname, mac)
 
-    async def destroy_bridged_ifnet(self, ifname: str) -> None:
+    async def destroy_bridged_ifnet(self, ifname: str) -> str | None:
         if self.fail_destroy:
             raise ValueError(f"{ifname}: refused by the binding")
-        await super().destroy_bridged_ifnet(ifname)
+        return await super().destroy_bridged_ifnet(ifname)
 
 
 async def start_web(

@@ -20,7 +20,16 @@ import msgspec
 import pytest
 
 from vimaged.errors import PlatformError
-from vimaged.platforms import HOST_JID, IfnetInfo, JailInfo, JailSpec, _libc, freebsd
+from vimaged.platforms import (
+    HOST_JID,
+    IfnetInfo,
+    JailInfo,
+    JailSpec,
+    _libc,
+    freebsd,
+    freebsd_ifnet,
+    freebsd_jailconf,
+)
 from vimaged.platforms import freebsd_abi as abi
 
 if TYPE_CHECKING:
@@ -201,7 +210,7 @@ async def test_move_of_an_up_ifnet_raises_it_again_inside_the_jail(
     # it down, so the platform brings it up in the jail's vnet (a jail_attach-ing child).
     libc.flags["em1"] = 0x8843
     monkeypatch.setattr(
-        freebsd, "_UP_CHILD", "import sys; assert sys.argv[1:] == ['7', 'em1'], sys.argv"
+        freebsd_ifnet, "UP_CHILD", "import sys; assert sys.argv[1:] == ['7', 'em1'], sys.argv"
     )
     await plat.move_ifnet("em1", 7)
     assert [request for request, _ in libc.ioctls()] == [0xC0206911, 0xC020695A]
@@ -212,7 +221,7 @@ async def test_move_of_an_up_ifnet_reports_the_childs_errno(
 ) -> None:
     libc.flags["em1"] = 0x8843
     monkeypatch.setattr(
-        freebsd, "_UP_CHILD", "import sys; sys.stdout.write('{\"errno\": 22}'); sys.exit(3)"
+        freebsd_ifnet, "UP_CHILD", "import sys; sys.stdout.write('{\"errno\": 22}'); sys.exit(3)"
     )
     with pytest.raises(OSError, check=lambda exc: exc.errno == errno.EINVAL):
         await plat.move_ifnet("em1", 7)
@@ -232,7 +241,7 @@ def test_up_child_attaches_then_sets_iff_up(
     attached: list[int] = []
     libc.jail_attach = attached.append
     libc.flags["em1"] = 0x8842
-    assert freebsd.raise_ifnet_in_jail(7, "em1") == 0
+    assert freebsd_ifnet.raise_ifnet_in_jail(7, "em1") == 0
     assert attached == [7]
     assert libc.ioctls()[-1] == (
         0x80206910,
@@ -248,7 +257,7 @@ def test_up_child_reports_the_attach_errno(
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), "jail_attach")
 
     libc.jail_attach = refuse
-    assert freebsd.raise_ifnet_in_jail(7, "em1") == freebsd.CHILD_ERRNO_STATUS
+    assert freebsd_ifnet.raise_ifnet_in_jail(7, "em1") == freebsd_ifnet.CHILD_ERRNO_STATUS
     assert msgspec.json.decode(capsysbinary.readouterr().out) == {"errno": errno.EINVAL}
     assert libc.ioctls() == []
 
@@ -263,7 +272,8 @@ async def test_reclaim_ifnet_issues_sifrvnet(
 async def test_move_refuses_a_bad_name_before_any_syscall(
     libc: RecordingLibc, plat: freebsd.FreeBSDPlatform
 ) -> None:
-    with pytest.raises(ValueError, match="interface name"):
+    # an OSError like the kernel's, never ValueError: the platform raises only OSError
+    with pytest.raises(OSError, check=lambda exc: exc.errno == errno.ENAMETOOLONG):
         await plat.move_ifnet("a-very-long-ifname0", 7)
     assert libc.calls == []
 
@@ -454,7 +464,7 @@ def test_jail_conf_for_own_root_mounts_devfs() -> None:
         devfs_ruleset=11,
         parameters=("allow.raw_sockets", 'exec.consolelog=/var/log/a "b" $x'),
     )
-    assert freebsd.jail_conf(spec) == (
+    assert freebsd_jailconf.jail_conf(spec) == (
         "web {\n"
         '\tpath = "/jails/web";\n'
         '\thost.hostname = "web.example.org";\n'
@@ -469,7 +479,7 @@ def test_jail_conf_for_own_root_mounts_devfs() -> None:
 
 
 def test_jail_conf_on_host_root_does_not_mount_devfs() -> None:
-    assert "mount.devfs" not in freebsd.jail_conf(JailSpec(name="db", hostname="db"))
+    assert "mount.devfs" not in freebsd_jailconf.jail_conf(JailSpec(name="db", hostname="db"))
 
 
 @pytest.mark.parametrize(
@@ -477,8 +487,15 @@ def test_jail_conf_on_host_root_does_not_mount_devfs() -> None:
     [("persist",), ("allow.raw_sockets", "allow.raw_sockets"), ("Bad-Key=1",), ("a=b\nc",)],
 )
 def test_jail_conf_refuses_bad_parameters(parameters: tuple[str, ...]) -> None:
-    with pytest.raises(ValueError, match="parameter"):
-        freebsd.jail_conf(JailSpec(name="db", hostname="db", parameters=parameters))
+    with pytest.raises(OSError, check=lambda exc: exc.errno == errno.EINVAL):
+        freebsd_jailconf.jail_conf(JailSpec(name="db", hostname="db", parameters=parameters))
+
+
+@pytest.mark.parametrize("name", ["1web", "w" * 32, "web-1", ""])
+def test_jail_conf_refuses_a_bad_name_with_einval_not_valueerror(name: str) -> None:
+    # issue 12: jail_conf('1web') raised ValueError, which no caller of a platform expects
+    with pytest.raises(OSError, check=lambda exc: exc.errno == errno.EINVAL):
+        freebsd_jailconf.jail_conf(JailSpec(name=name, hostname="h"))
 
 
 def fake_jail_tool(tmp_path: Path, *, status: int) -> Path:
@@ -504,7 +521,7 @@ async def test_create_jail_runs_jail_with_the_generated_conf(
     assert await plat.create_jail(spec) == 12
     conf = tmp_path / "run" / "jail.db.conf"
     assert (tmp_path / "argv").read_text() == f"-i -f {conf} -c db\n"
-    assert (tmp_path / "conf.seen").read_text() == freebsd.jail_conf(spec)
+    assert (tmp_path / "conf.seen").read_text() == freebsd_jailconf.jail_conf(spec)
     assert conf.exists()  # kept for jail -r
 
 
@@ -616,7 +633,7 @@ class RecordingBridges:
 async def test_bridged_ifnets_go_to_netgraph_with_the_platforms_ioctls(
     monkeypatch: pytest.MonkeyPatch, plat: freebsd.FreeBSDPlatform
 ) -> None:
-    from vimaged.netgraph import bridges
+    from vimaged.platforms import netgraph_bridges as bridges
 
     made: list[RecordingBridges] = []
 
@@ -644,7 +661,7 @@ def test_child_attaches_then_reports_the_jails_ifnets(
     attached: list[int] = []
     libc.jail_attach = attached.append
     libc.links = [("ng0_web", bytes.fromhex("020000000001"), 1)]
-    assert freebsd.report_ifnets_in_jail(7) == 0
+    assert freebsd_ifnet.report_ifnets_in_jail(7) == 0
     assert attached == [7]
     assert msgspec.json.decode(capsysbinary.readouterr().out, type=list[IfnetInfo]) == [
         IfnetInfo(name="ng0_web", mac="02:00:00:00:00:01", up=True)
@@ -658,7 +675,7 @@ def test_child_reports_the_attach_errno(
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), "jail_attach")
 
     libc.jail_attach = refuse
-    assert freebsd.report_ifnets_in_jail(7) == freebsd.CHILD_ERRNO_STATUS
+    assert freebsd_ifnet.report_ifnets_in_jail(7) == freebsd_ifnet.CHILD_ERRNO_STATUS
     assert msgspec.json.decode(capsysbinary.readouterr().out) == {"errno": errno.EINVAL}
 
 
@@ -675,7 +692,7 @@ async def test_list_ifnets_in_jail_turns_child_failures_into_oserror(
     child: str,
     expected_errno: int,
 ) -> None:
-    monkeypatch.setattr(freebsd, "_CHILD", child)
+    monkeypatch.setattr(freebsd_ifnet, "CHILD", child)
     with pytest.raises(OSError, check=lambda exc: exc.errno == expected_errno):
         await plat.list_ifnets(7)
 
@@ -684,7 +701,7 @@ async def test_list_ifnets_in_jail_decodes_the_childs_list(
     monkeypatch: pytest.MonkeyPatch, plat: freebsd.FreeBSDPlatform
 ) -> None:
     listing = '[{"name": "em1", "mac": "02:00:00:00:00:09", "up": true}]'
-    monkeypatch.setattr(freebsd, "_CHILD", f"import sys; sys.stdout.write({listing!r})")
+    monkeypatch.setattr(freebsd_ifnet, "CHILD", f"import sys; sys.stdout.write({listing!r})")
     assert await plat.list_ifnets(7) == [IfnetInfo(name="em1", mac="02:00:00:00:00:09", up=True)]
 
 
@@ -716,9 +733,9 @@ def test_create_takes_the_bridge_mode() -> None:
 
 
 async def test_host_nic_ops_read_and_set_up_and_capabilities(libc: RecordingLibc) -> None:
-    from vimaged.netgraph import parents
+    from vimaged.platforms import parent_nics as parents
 
-    ops = freebsd._HostNicOps()
+    ops = freebsd_ifnet.HostNicOps()
     libc.flags["em1"] = 0x8842  # not up
     every = parents.BRIDGED_OFFLOADS_OFF | 0x3  # + RXCSUM|TXCSUM
     libc.caps["em1"] = (every, every)

@@ -31,7 +31,7 @@ class Counters:
 
 
 def monitor(platform: Any) -> HealthMonitor:
-    return HealthMonitor(SimpleNamespace(platform=platform))  # type: ignore[arg-type]
+    return HealthMonitor(platform, SimpleNamespace(), SimpleNamespace())  # type: ignore[arg-type]
 
 
 def vimage() -> Vimage:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import msgspec
 import pytest
 
-from vimaged.platforms import IfnetInfo, _libc, freebsd, jail_inet
+from vimaged.platforms import IfnetInfo, _libc, freebsd_ifnet, jail_inet
 
 pytestmark = pytest.mark.unit
 
@@ -132,7 +132,7 @@ def test_the_child_configures_only_the_interface_with_our_mac(
     status: int,
 ) -> None:
     """The jail's root may have renamed ours and given eth0 to another interface."""
-    monkeypatch.setattr(freebsd, "ifnets_here", lambda: [IfnetInfo(name="eth0", mac=found)])
+    monkeypatch.setattr(freebsd_ifnet, "ifnets_here", lambda: [IfnetInfo(name="eth0", mac=found)])
     plan = jail_inet.plan("eth0", 1400, [], [], mac="02:00:00:00:00:01")
     assert run(plan) == status
     ioctls = [c for c in log if c[0] == "ioctl"]

@@ -182,8 +182,8 @@ def test_other_socket_errors_do_not_kldload(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_import_makes_no_syscalls_and_loads_no_libc() -> None:
     code = (
-        "import vimaged.netgraph.kernel_transport as k, vimaged.netgraph.bridges, "
-        "vimaged.netgraph.__main__ as m; assert k.libc.cache_info().currsize == 0"
+        "import vimaged.netgraph.kernel_transport as k, vimaged.platforms.netgraph_bridges, "
+        "vimaged.ngtool as m; assert k.libc.cache_info().currsize == 0"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.getcwd())
 

@@ -306,7 +306,14 @@ async def test_start_stop_restart_report_outcomes(handler: Handler, socket_path:
     restarted = await vimagectl("-s", socket_path, "--json", "restart", "web")
     assert restarted.returncode == 0
     assert json.loads(restarted.stdout) == [
-        {"name": "web", "ok": True, "state": "running", "code": None, "message": None}
+        {
+            "name": "web",
+            "ok": True,
+            "state": "running",
+            "code": None,
+            "message": None,
+            "errno_name": None,
+        }
     ]
     assert handler.seen == [
         Start(names=("web", "db")),

@@ -2,8 +2,8 @@
 
 An :class:`NgTransport` is one netgraph socket node as the kernel exposes it: a control socket
 (``socket(PF_NETGRAPH, SOCK_DGRAM, NG_CONTROL)``) and optionally its data socket. The real one
-drives PF_NETGRAPH fds; the simulated one carries the same bytes to ``vimaged.simhost``. Nothing
-above this seam knows which it has.
+drives PF_NETGRAPH fds; the simulated one (``vimaged.platforms.sim_transport``) carries the
+same bytes to ``vimaged.simhost``. Nothing above this seam knows which it has.
 """
 
 from __future__ import annotations

@@ -5,23 +5,27 @@ sockets), ``sim`` (a simulated FreeBSD host in its own process) and ``linux`` (n
 namespaces). Domain code (supervisor, vnets, bridges) sees only this module's types.
 
 Every method raises ``OSError(errno, strerror, subject)`` for kernel errors, so callers use
-PEP 3151 classes (``FileExistsError``, ``ProcessLookupError``, ...).
+PEP 3151 classes (``FileExistsError``, ``ProcessLookupError``, ...), and nothing else: names
+are checked by the domain before a platform is called, and a platform that meets a bad one
+anyway answers as the kernel would (EINVAL, ENAMETOOLONG), never with ``ValueError``.
+
+:func:`load` is the one selection point: a table of factories, each importing its module on
+first use, that type checkers read (``trio/_subprocess_platform/__init__.py`` is the model),
+so mypy proves every implementation satisfies :class:`Platform`.
 """
 
 from __future__ import annotations
 
-import importlib
+import os
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.platforms.ifnet_events import IfnetEvent
-
-PLATFORM_NAMES = ("freebsd", "sim", "linux")
 
 HOST_JID = 0
 """The host's own vnet, where :meth:`Platform.locate_ifnet` reports a NIC that is home."""
@@ -105,13 +109,26 @@ class LinkCounters(msgspec.Struct, frozen=True, kw_only=True):
     memoryFailures: int = 0  # noqa: N815
 
 
+def os_error(code: int, subject: str) -> OSError:
+    """``OSError(code, strerror, subject)``: the one kind of error a platform raises."""
+    return OSError(code, os.strerror(code), subject)
+
+
 class Platform(Protocol):
-    """The narrow interface between vimaged's domain code and a kernel."""
+    """The narrow interface between vimaged's domain code and a kernel.
+
+    What a domain asks, and nothing a platform needs only for itself: how a bridged interface
+    is wired (netgraph bridges and their one per-parent lock on FreeBSD and sim, macvlans on
+    Linux) is the platform's business, so there is no bridge to release and no ``ifconfig up``
+    for the bridge code here.
+    """
 
     name: str
 
     async def preflight(self) -> None:
         """Check that vimages can run here; raise ``PlatformError`` saying what to do."""
+
+    # -- identity
 
     async def host_uuid(self) -> str:
         """The host's identity (``kern.hostuuid`` on FreeBSD), used to derive MACs."""
@@ -121,6 +138,8 @@ class Platform(Protocol):
         FreeBSD, ``/proc/sys/kernel/random/boot_id`` on Linux). Jails, vnets and netgraph
         nodes do not survive a reboot and jids are reused, so a journal row is acted on only
         in the boot that wrote it."""
+
+    # -- jails (vimages) and commands in them
 
     async def create_jail(self, spec: JailSpec) -> int:
         """Create a persistent vnet jail and return its jid. EEXIST if the name is taken."""
@@ -147,6 +166,8 @@ class Platform(Protocol):
         ``exec.prestart``); return its exit status. ``output`` and cancellation as for
         :meth:`exec_in_jail`."""
 
+    # -- interfaces: looking, moving (``_vnets``), and the renamed-NIC tracking
+
     async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
         """Interfaces visible in the vnet of ``jid`` (``HOST_JID`` for the host)."""
 
@@ -162,38 +183,39 @@ class Platform(Protocol):
         """``ifconfig IF -vnet JID``: bring the interface back to the host."""
 
     async def rename_ifnet(self, ifname: str, newname: str) -> None:
-        """``ifconfig IF name NEW`` on the host (SIOCSIFNAME)."""
+        """``ifconfig IF name NEW`` on the host (SIOCSIFNAME): a moved NIC that came home
+        renamed is renamed back (vnets' renamed-NIC tracking)."""
 
-    async def set_ifnet_up(self, ifname: str) -> None:
-        """``ifconfig IF up`` on the host; :meth:`move_ifnet` keeps it up inside a vimage."""
+    # -- bridged interfaces (``_bridges``)
 
     async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
         """Create interface ``ifname`` on the host, bridged to NIC ``parent``, with ``mac``, up.
 
-        FreeBSD and sim: an ng_eiface on the per-parent ng_bridge (built on first use);
-        Linux: a macvlan. EEXIST if ``ifname`` exists. Nothing is left behind on failure.
+        FreeBSD and sim: an ng_eiface on the per-parent ng_bridge, built on first use under
+        the platform's lock of that parent; Linux: a macvlan. EEXIST if ``ifname`` exists.
+        Nothing is left behind on failure (a bridge this call built goes again).
         """
 
-    async def destroy_bridged_ifnet(self, ifname: str) -> None:
-        """Destroy an interface made by :meth:`create_bridged_ifnet`, wherever it lives now.
+    async def destroy_bridged_ifnet(self, ifname: str) -> str | None:
+        """Destroy an interface made by :meth:`create_bridged_ifnet`, wherever it lives now,
+        and what it alone needed: on FreeBSD and sim the parent's bridge once its last
+        interface goes (the parent NIC gets promiscuous mode off, autosrc and its offloads
+        back). Returns the parent whose bridge was removed, else None (always on Linux).
 
         ENOENT if there is no such interface of ours.
-        """
-
-    async def release_bridge(self, parent: str) -> bool:
-        """Remove ``parent``'s bridge if no bridged interface is left on it; True if removed.
-
-        On FreeBSD this gives the parent NIC promiscuous mode off and autosrc back.
         """
 
     async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
         """Every interface of ours that exists, for reconciliation after a restart."""
 
-    async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
-        """Remove what a killed daemon left of a bridged interface it was still making, which
-        :meth:`list_bridged_ifnets` cannot name; return them. Then release every bridge left
-        with no bridged interface (a kill between the last destroy and its release), which
-        restores its parent NIC. Only at reconciliation, while nothing is being created."""
+    async def reconcile_strays(self) -> list[BridgedIfnet]:
+        """Remove what a killed daemon left half-made, which :meth:`list_bridged_ifnets` cannot
+        name (an eiface not yet named, a macvlan not yet aliased), and return it; on FreeBSD
+        and sim also release every bridge left with no interface (a kill between the last
+        destroy and its release), restoring its parent NIC. Only at reconciliation, while
+        nothing is being created: a create in flight looks the same."""
+
+    # -- status of the data plane (health, ``vimagectl status``)
 
     async def list_bridges(self) -> list[BridgeInfo]:
         """The bridges vimaged built, with their wiring, for status (FreeBSD and sim)."""
@@ -253,10 +275,47 @@ class Platform(Protocol):
         (also when the sandbox is gone)."""
 
 
+# The factories import their module on first use: a platform costs nothing until it is
+# chosen, and freebsd/sim/linux import this module's types without a circle.
+
+
+def _freebsd(**options: str) -> Platform:
+    from vimaged.platforms import freebsd
+
+    return freebsd.create(**options)
+
+
+def _sim(**options: str) -> Platform:
+    from vimaged.platforms import sim
+
+    return sim.create(**options)
+
+
+def _linux(**options: str) -> Platform:
+    from vimaged.platforms import linux
+
+    return linux.create(**options)
+
+
+FACTORIES: Mapping[str, Callable[..., Platform]] = {
+    "freebsd": _freebsd,
+    "sim": _sim,
+    "linux": _linux,
+}
+"""The one selection point: platform name -> factory taking the platform's options."""
+
+PLATFORM_NAMES = tuple(FACTORIES)
+
+
 def load(name: str, **options: str) -> Platform:
-    """Instantiate the platform called ``name`` (one of :data:`PLATFORM_NAMES`)."""
-    if name not in PLATFORM_NAMES:
-        raise ValueError(f"unknown platform {name!r}; expected one of {', '.join(PLATFORM_NAMES)}")
-    module = importlib.import_module(f"vimaged.platforms.{name}")
-    platform: Platform = module.create(**options)
-    return platform
+    """Instantiate the platform called ``name`` (one of :data:`PLATFORM_NAMES`).
+
+    ``ValueError`` for an unknown name or option: a usage error of the daemon, not a kernel's.
+    """
+    try:
+        factory = FACTORIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown platform {name!r}; expected one of {', '.join(PLATFORM_NAMES)}"
+        ) from None
+    return factory(**options)

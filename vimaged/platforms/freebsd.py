@@ -1,14 +1,16 @@
 """Kernel boundary: the real FreeBSD platform (VNET jails, ifnet ioctls, netgraph).
 
-Jails are created and removed with jail(8) from a generated per-vimage jail.conf, so mounts,
-devfs rulesets and parameter parsing stay jail(8)'s; commands run inside with jexec(8).
+Jails are created and removed with jail(8) from a generated per-vimage jail.conf
+(:mod:`freebsd_jailconf`), so mounts, devfs rulesets and parameter parsing stay jail(8)'s;
+commands run inside with jexec(8).
 Cheap, frequent questions (which jails exist, which are dying, which name has a jid) go
-straight to ``jail_get(2)``. Interfaces move with the SIOCSIFVNET/SIOCSIFRVNET ioctls,
-are renamed with SIOCSIFNAME and brought up with SIOCGIFFLAGS/SIOCSIFFLAGS; MACs come from
+straight to ``jail_get(2)``. Interfaces move with the SIOCSIFVNET/SIOCSIFRVNET ioctls, are
+renamed with SIOCSIFNAME and brought up with SIOCGIFFLAGS/SIOCSIFFLAGS; MACs come from
 ``getifaddrs(3)``; to see inside a jail's vnet a short-lived child ``jail_attach(2)``-es and
-reports. Bridged interfaces are ``vimaged.netgraph.bridges.NetgraphBridges`` over the real
-PF_NETGRAPH transport. Bytes for the kernel come from :mod:`freebsd_abi`, libc from
-:mod:`_libc`. docs/freebsd.md gives the reasons.
+reports (all three in :mod:`freebsd_ifnet`). Bridged interfaces are
+:class:`~vimaged.platforms.netgraph_bridges.NetgraphBridges` over the real PF_NETGRAPH
+transport. Bytes for the kernel come from :mod:`freebsd_abi`, libc from :mod:`_libc`.
+docs/freebsd.md gives the reasons.
 
 Everything here raises ``OSError(errno, strerror, subject)``; :meth:`preflight` alone raises
 ``PlatformError``, saying what to do.
@@ -19,18 +21,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
-import socket
 import subprocess
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 import trio
 
-from vimaged import names
 from vimaged.errors import PlatformError
 from vimaged.platforms import (
     HOST_JID,
@@ -45,7 +44,9 @@ from vimaged.platforms import (
     jail_sandbox,
 )
 from vimaged.platforms import freebsd_abi as abi
+from vimaged.platforms import freebsd_ifnet as ifops
 from vimaged.platforms.freebsd_devd import DEVD_SEQPACKET_PIPE, open_devd_source
+from vimaged.platforms.freebsd_jailconf import jail_conf
 from vimaged.platforms.host_command import run_host_command
 from vimaged.platforms.ifnet_events import open_reconnecting
 
@@ -53,24 +54,16 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
-    from vimaged.netgraph.bridges import NetgraphBridges
     from vimaged.netgraph.transport import NgTransport
     from vimaged.platforms.ifnet_events import IfnetEvent
+    from vimaged.platforms.netgraph_bridges import NetgraphBridges
 
 JAIL = "/usr/sbin/jail"
 JEXEC = "/usr/sbin/jexec"
 DEFAULT_RUN_DIR = "/var/db/vimaged/jails"
-_PARAM_KEY = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)*")
-_OWN_PARAMS = frozenset({"name", "path", "host.hostname", "vnet", "persist", "devfs_ruleset"})
 
 
 # --- libc wrappers (synchronous, each one syscall or a short sequence) ---------------------
-
-
-def _ifnet_ioctl(request: int, req: abi.Ifreq) -> None:
-    """``ioctl(s, request, &ifreq)`` on a throwaway local datagram socket (as ifconfig(8))."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        _libc.libc().ioctl(sock.fileno(), request, ctypes.addressof(req))
 
 
 SYSCTL_BOOTTIME = b"kern.boottime"
@@ -115,194 +108,6 @@ def _find_jail(*, jid: int | None = None, name: str | None = None) -> JailInfo:
     query = abi.JailQuery(jid=jid) if jid is not None else abi.JailQuery(name=name)
     found = _jail_get(query)
     return JailInfo(jid=found, name=query.name.value.decode(), dying=bool(query.dying.value))
-
-
-def _ifnets_here() -> list[IfnetInfo]:
-    """Interfaces of the calling process's vnet from ``getifaddrs(3)``: one AF_LINK entry each
-    (name, MAC, flags), then its AF_INET and AF_INET6 entries (addresses, netmasks)."""
-    lib = _libc.libc()
-    head = ctypes.c_void_p()
-    lib.getifaddrs(ctypes.byref(head))
-    links: dict[str, tuple[str | None, bool, int | None]] = {}
-    addresses: dict[str, list[str]] = {}
-    try:
-        entry = ctypes.cast(head, ctypes.POINTER(abi.Ifaddrs))
-        while entry:
-            ifa = entry.contents
-            name = (ifa.ifa_name or b"").decode()
-            family = ctypes.string_at(ifa.ifa_addr, 2)[1] if ifa.ifa_addr else None
-            if family == abi.AF_LINK:
-                sdl = _sockaddr(ifa.ifa_addr, 8)
-                mtu = abi.if_data_mtu(ctypes.string_at(ifa.ifa_data, 12)) if ifa.ifa_data else None
-                links[name] = (abi.link_address(sdl), bool(ifa.ifa_flags & abi.IFF_UP), mtu)
-            elif family in (abi.AF_INET, abi.AF_INET6):
-                netmask = _sockaddr(ifa.ifa_netmask, 0) if ifa.ifa_netmask else None
-                text = abi.inet_address(_sockaddr(ifa.ifa_addr, 2), netmask)
-                if text is not None:
-                    addresses.setdefault(name, []).append(text)
-            entry = ifa.ifa_next
-    finally:
-        lib.freeifaddrs(head)
-    return [
-        IfnetInfo(name=name, mac=mac, up=up, addresses=tuple(addresses.get(name, ())), mtu=mtu)
-        for name, (mac, up, mtu) in links.items()
-    ]
-
-
-def ifnets_here() -> list[IfnetInfo]:
-    """:func:`_ifnets_here` for jail_inet's child (it checks the MAC before it configures)."""
-    return _ifnets_here()
-
-
-def _sockaddr(pointer: int, least: int) -> bytes:
-    """The ``sa_len`` bytes of the sockaddr at ``pointer`` (at least ``least``)."""
-    return ctypes.string_at(pointer, max(ctypes.string_at(pointer, 1)[0], least))
-
-
-def report_ifnets_in_jail(jid: int) -> int:
-    """Child side of :meth:`FreeBSDPlatform.list_ifnets` for a jail: attach, list, print JSON.
-
-    Runs in a fresh interpreter (``python -c``), because ``jail_attach(2)`` cannot be undone.
-    Everything it needs is loaded before the attach, which also chroots into the jail's path.
-    Prints the list, or ``{"errno": N}`` and returns :data:`CHILD_ERRNO_STATUS`.
-    """
-    encoder = msgspec.json.Encoder()
-    lib = _libc.libc()
-    try:
-        lib.jail_attach(jid)
-        result: Any = _ifnets_here()
-        status = 0
-    except OSError as exc:
-        result, status = {"errno": exc.errno}, CHILD_ERRNO_STATUS
-    sys.stdout.buffer.write(encoder.encode(result))
-    sys.stdout.flush()
-    return status
-
-
-def raise_ifnet_in_jail(jid: int, ifname: str) -> int:
-    """Child side of :meth:`FreeBSDPlatform.move_ifnet`: attach, ``ifconfig IFNAME up``.
-
-    Prints ``{"errno": N}`` and returns :data:`CHILD_ERRNO_STATUS` on failure, else prints
-    nothing and returns 0.
-    """
-    try:
-        _libc.libc().jail_attach(jid)
-        _raise_ifnet(ifname)
-    except OSError as exc:
-        sys.stdout.buffer.write(msgspec.json.encode({"errno": exc.errno}))
-        sys.stdout.flush()
-        return CHILD_ERRNO_STATUS
-    return 0
-
-
-def _raise_ifnet(ifname: str) -> None:
-    """SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP added unless it is there already."""
-    _set_ifnet_up(ifname, True)
-
-
-def _ifnet_flags(ifname: str) -> int:
-    req = abi.ifreq(ifname)
-    _ifnet_ioctl(abi.SIOCGIFFLAGS, req)
-    return abi.ifreq_get_flags(req)
-
-
-def _set_ifnet_up(ifname: str, up: bool) -> None:
-    """SIOCSIFFLAGS with IFF_UP set or cleared, unless it is that way already."""
-    flags = _ifnet_flags(ifname)
-    if bool(flags & abi.IFF_UP) != up:
-        new = flags | abi.IFF_UP if up else flags & ~abi.IFF_UP
-        _ifnet_ioctl(abi.SIOCSIFFLAGS, abi.ifreq_flags(ifname, new))
-
-
-class _HostNicOps:
-    """:class:`vimaged.netgraph.parents.NicOps` with ioctls on the host's vnet."""
-
-    async def is_up(self, ifname: str) -> bool:
-        return bool(_ifnet_flags(ifname) & abi.IFF_UP)
-
-    async def set_up(self, ifname: str, up: bool) -> None:
-        _set_ifnet_up(ifname, up)
-
-    async def capabilities(self, ifname: str) -> tuple[int, int]:
-        req = abi.ifreq(ifname)
-        _ifnet_ioctl(abi.SIOCGIFCAP, req)
-        return abi.ifreq_get_caps(req)
-
-    async def set_capabilities(self, ifname: str, enabled: int) -> None:
-        _ifnet_ioctl(abi.SIOCSIFCAP, abi.ifreq_caps(ifname, enabled))
-
-
-CHILD_ERRNO_STATUS = 3
-"""Exit status of the child that reports an errno; Python itself exits 1 on a traceback."""
-
-_CHILD = (
-    "import sys\n"
-    "from vimaged.platforms import freebsd\n"
-    "sys.exit(freebsd.report_ifnets_in_jail(int(sys.argv[1])))\n"
-)
-_UP_CHILD = (
-    "import sys\n"
-    "from vimaged.platforms import freebsd\n"
-    "sys.exit(freebsd.raise_ifnet_in_jail(int(sys.argv[1]), sys.argv[2]))\n"
-)
-
-
-async def _run_child(script: str, jid: int, *args: str) -> bytes:
-    """Run a ``jail_attach(2)``-ing child; its stdout, or its errno as ``OSError``."""
-    result = await trio.run_process(
-        [sys.executable, "-c", script, str(jid), *args],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-    if result.returncode == CHILD_ERRNO_STATUS:
-        err = msgspec.json.decode(result.stdout, type=dict[str, int])["errno"]
-        raise OSError(err, os.strerror(err), f"jail {jid}")
-    if result.returncode != 0:
-        raise OSError(errno.EIO, result.stderr.decode(errors="replace").strip(), sys.executable)
-    return result.stdout
-
-
-# --- jail.conf generation ------------------------------------------------------------------
-
-
-def _quote(value: str) -> str:
-    """A jail.conf(5) double-quoted string: backslash, quote and ``$`` (expansion) escaped."""
-    if "\n" in value or "\0" in value:
-        raise ValueError(f"jail parameter value {value!r} contains a newline or NUL")
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-    return f'"{escaped}"'
-
-
-def jail_conf(spec: JailSpec) -> str:
-    """The jail.conf(5) block jail(8) creates and removes ``spec``'s jail from.
-
-    ``vnet`` and ``persist`` always; devfs is mounted only for a jail with its own root
-    (mounting it at ``/`` + ``/dev`` would cover the host's). Raises ``ValueError`` naming a
-    malformed or duplicated parameter.
-    """
-    names.check_vimage_name(spec.name)
-    lines = [
-        f"path = {_quote(spec.path)};",
-        f"host.hostname = {_quote(spec.hostname)};",
-        "vnet;",
-        "persist;",
-    ]
-    if spec.path != "/":
-        lines.append("mount.devfs;")
-    if spec.devfs_ruleset is not None:
-        lines.append(f"devfs_ruleset = {int(spec.devfs_ruleset)};")
-    seen: set[str] = set()
-    for param in spec.parameters:
-        key, sep, value = param.partition("=")
-        if not _PARAM_KEY.fullmatch(key):
-            raise ValueError(f"bad jail parameter {param!r}: the name must look like 'allow.raw'")
-        if key in _OWN_PARAMS or key in seen:
-            raise ValueError(f"jail parameter {key!r} is given twice (or is set by vimaged)")
-        seen.add(key)
-        lines.append(f"{key} = {_quote(value)};" if sep else f"{key};")
-    body = "".join(f"\t{line}\n" for line in lines)
-    return f"{spec.name} {{\n{body}}}\n"
 
 
 # --- bridged interfaces -------------------------------------------------------------------
@@ -399,7 +204,7 @@ class FreeBSDPlatform:
         return self.run_dir / f"jail.{name}.conf"
 
     async def create_jail(self, spec: JailSpec) -> int:
-        conf = jail_conf(spec)  # ValueError before anything is done
+        conf = jail_conf(spec)  # EINVAL before anything is done
         try:
             existing = _find_jail(name=spec.name)  # prison_find_name: a live one first
         except FileNotFoundError:
@@ -470,12 +275,12 @@ class FreeBSDPlatform:
 
     async def list_ifnets(self, jid: int = HOST_JID) -> list[IfnetInfo]:
         if jid == HOST_JID:
-            return _ifnets_here()
-        return msgspec.json.decode(await _run_child(_CHILD, jid), type=list[IfnetInfo])
+            return ifops.ifnets_here()
+        return msgspec.json.decode(await ifops.run_child(ifops.CHILD, jid), type=list[IfnetInfo])
 
     async def locate_ifnet(self, ifname: str) -> int | None:
         abi.check_ifname(ifname)
-        if any(ifnet.name == ifname for ifnet in _ifnets_here()):
+        if any(ifnet.name == ifname for ifnet in ifops.ifnets_here()):
             return HOST_JID
         for jail in _jails():
             if jail.dying:
@@ -495,20 +300,21 @@ class FreeBSDPlatform:
         down (sys/net/if.c@d87a5f2a); the Platform contract says the up flag survives.
         """
         flags = abi.ifreq(ifname)
-        _ifnet_ioctl(abi.SIOCGIFFLAGS, flags)
-        _ifnet_ioctl(abi.SIOCSIFVNET, abi.ifreq_jid(ifname, jid))
+        ifops.ifnet_ioctl(abi.SIOCGIFFLAGS, flags)
+        ifops.ifnet_ioctl(abi.SIOCSIFVNET, abi.ifreq_jid(ifname, jid))
         if abi.ifreq_get_flags(flags) & abi.IFF_UP:
-            await _run_child(_UP_CHILD, jid, ifname)
+            await ifops.run_child(ifops.UP_CHILD, jid, ifname)
 
     async def reclaim_ifnet(self, ifname: str, jid: int) -> None:
-        _ifnet_ioctl(abi.SIOCSIFRVNET, abi.ifreq_jid(ifname, jid))
+        ifops.ifnet_ioctl(abi.SIOCSIFRVNET, abi.ifreq_jid(ifname, jid))
 
     async def rename_ifnet(self, ifname: str, newname: str) -> None:
         buf = abi.new_name_buffer(newname)
-        _ifnet_ioctl(abi.SIOCSIFNAME, abi.ifreq_rename(ifname, buf))
+        ifops.ifnet_ioctl(abi.SIOCSIFNAME, abi.ifreq_rename(ifname, buf))
 
     async def set_ifnet_up(self, ifname: str) -> None:
-        _raise_ifnet(ifname)
+        """``ifconfig IF up`` on the host: for the bridge code and tests, not on ``Platform``."""
+        ifops.raise_ifnet(ifname)
 
     # -- bridged interfaces (netgraph)
 
@@ -516,15 +322,17 @@ class FreeBSDPlatform:
         if self._closed:
             raise OSError(errno.EBADF, "platform is closed", "netgraph")
         if self._bridges is None:
-            from vimaged.netgraph.bridges import NetgraphBridges  # the binding, on first use
-            from vimaged.netgraph.parents import ParentNics
+            from vimaged.platforms.netgraph_bridges import (
+                NetgraphBridges,  # the binding, on first use
+            )
+            from vimaged.platforms.parent_nics import ParentNics
 
             self._bridges = NetgraphBridges(
                 self._open_transport,
                 self.rename_ifnet,
                 self.set_ifnet_up,
                 bridge_mode=self.bridge_mode,
-                parents=ParentNics(self.run_dir / "parents", _HostNicOps()),
+                parents=ParentNics(self.run_dir / "parents", ifops.HostNicOps()),
             )
         return self._bridges
 
@@ -533,19 +341,15 @@ class FreeBSDPlatform:
         abi.check_ifname(ifname)
         await self._netgraph().create(parent, ifname, mac)
 
-    async def destroy_bridged_ifnet(self, ifname: str) -> None:
-        await self._netgraph().destroy(ifname)
-
-    async def release_bridge(self, parent: str) -> bool:
-        return await self._netgraph().release(parent)
+    async def destroy_bridged_ifnet(self, ifname: str) -> str | None:
+        abi.check_ifname(ifname)
+        return await self._netgraph().destroy(ifname)
 
     async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
         return await self._netgraph().list()
 
-    async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
-        strays = await self._netgraph().remove_strays()
-        await self._netgraph().release_empty()
-        return strays
+    async def reconcile_strays(self) -> list[BridgedIfnet]:
+        return await self._netgraph().reconcile_strays()
 
     async def list_bridges(self) -> list[BridgeInfo]:
         return await self._netgraph().bridges()
@@ -593,7 +397,7 @@ class FreeBSDPlatform:
 
     async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
         """MTU, addresses and routes of ``inet.ifname`` in jail ``jid`` (jail_inet.py)."""
-        await _run_child(jail_inet.CHILD_SCRIPT, jid, msgspec.json.encode(inet).decode())
+        await ifops.run_child(jail_inet.CHILD_SCRIPT, jid, msgspec.json.encode(inet).decode())
 
 
 def _tool_error(result: subprocess.CompletedProcess[bytes], subject: str) -> OSError:

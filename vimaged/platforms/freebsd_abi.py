@@ -90,11 +90,15 @@ fills in ``if_capabilities`` and ``if_capenable``; SIOCSIFCAP asks for ``ifr_req
 
 
 def check_ifname(ifname: str) -> bytes:
-    """The interface name as the kernel stores it, or ``ValueError`` naming the problem.
+    """The interface name as the kernel stores it; ENAMETOOLONG or EINVAL as an ``OSError``
+    (the platform raises nothing else: the domain checked the name before).
 
     ``IFNAMSIZ`` counts the terminating NUL, so 15 characters is the longest name.
     """
-    return names.check_ifname(ifname).encode("ascii")
+    if not names.is_ifname(ifname):
+        code = errno.ENAMETOOLONG if len(ifname) >= IFNAMSIZ else errno.EINVAL
+        raise OSError(code, os.strerror(code), ifname)
+    return ifname.encode("ascii")
 
 
 def ifreq(ifname: str) -> Ifreq:
@@ -107,7 +111,7 @@ def ifreq(ifname: str) -> Ifreq:
 def ifreq_jid(ifname: str, jid: int) -> Ifreq:
     """SIOCSIFVNET / SIOCSIFRVNET argument: ``ifr_name`` and ``ifr_jid``."""
     if not 0 < jid < 2**31:
-        raise ValueError(f"bad jid {jid}: a jail id is a positive int")
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), f"jid {jid}")
     req = ifreq(ifname)
     req.ifr_ifru.ifru_jid = jid
     return req

@@ -20,11 +20,11 @@ import msgspec
 import structlog
 import trio
 
+from vimaged.names import IFNAMSIZ  # the one definition: <net/if.h> and <linux/if.h> alike
+
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
 
-IFNAMSIZ = 16
-"""<net/if.h> on FreeBSD and <linux/if.h> alike: a name is at most 15 bytes."""
 
 FIRST_DELAY = 0.1
 MAX_DELAY = 5.0

@@ -379,7 +379,7 @@ def apply_in_jail(jid: int, raw: str) -> int:
     every message class loaded) before the attach, which chroots into the jail's root."""
     import sys
 
-    from vimaged.platforms import _libc, freebsd  # freebsd: getifaddrs(3), for the MAC
+    from vimaged.platforms import _libc, freebsd_ifnet  # getifaddrs(3), for the MAC
 
     encoder = msgspec.json.Encoder()
     try:
@@ -389,7 +389,8 @@ def apply_in_jail(jid: int, raw: str) -> int:
             (in_aliasreq if _interface(cidr).version == 4 else in6_aliasreq)(inet.ifname, cidr)
         lib = _libc.libc()
         lib.jail_attach(jid)
-        macs = {i.name: i.mac for i in freebsd.ifnets_here()} if inet.mac is not None else None
+        here = freebsd_ifnet.ifnets_here() if inet.mac is not None else None
+        macs = None if here is None else {i.name: i.mac for i in here}
         apply_here(inet, macs)
     except OSError as exc:
         sys.stdout.buffer.write(encoder.encode({"errno": exc.errno or errno.EIO}))

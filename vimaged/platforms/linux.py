@@ -5,7 +5,8 @@ so ``ip netns exec vimage-NAME ...`` works like jexec. Its "jid" is the namespac
 number, stable for the namespace's lifetime and found again by any later process with
 ``stat``. Bridged interfaces are macvlans in bridge mode (a veth pair when the parent is a
 Linux bridge), recognised by their ``ifalias``. Links are driven over rtnetlink sockets
-created inside each namespace; nothing here forks except :meth:`exec_in_jail`.
+created inside each namespace; this module owns the namespaces, :mod:`linux_links` the
+links in them. Nothing here forks except :meth:`exec_in_jail`.
 See docs/linux.md for the mechanism and its trade-offs.
 """
 
@@ -13,21 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
-import re
 import resource
-import shutil
 import subprocess
 import threading
-import uuid
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import trio
 
 from vimaged import names, statedir
-from vimaged.errors import PlatformError
 from vimaged.platforms import (
     HOST_JID,
     BridgedIfnet,
@@ -38,13 +34,14 @@ from vimaged.platforms import (
     linux_sandbox,
 )
 from vimaged.platforms import linux_kernel as kernel
+from vimaged.platforms import linux_links as links
 from vimaged.platforms import linux_netlink as nl
 from vimaged.platforms.host_command import exit_status, kill_process_group, run_host_command
 from vimaged.platforms.ifnet_events import open_reconnecting
 from vimaged.platforms.linux_ifwatch import open_rtnl_link_source
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.platforms import JailSpec
@@ -52,32 +49,6 @@ if TYPE_CHECKING:
 
 DEFAULT_PREFIX = "vimage-"
 DEFAULT_STATE_DIR = "/run/vimaged"
-BRIDGED_ALIAS = "vimaged:bridged:"
-"""``ifalias`` of a bridged interface, followed by its parent's name; survives netns moves."""
-PEER_ALIAS = "vimaged:peer:"
-"""``ifalias`` of the host end of a bridged veth pair, followed by the bridged interface."""
-BRIDGED_GROUP = 0x76696D67
-"""Device group (``ip link ... group``; "vimg") of both ends of every bridged interface, set
-by the one RTM_NEWLINK that creates them: a daemon killed before the alias is set leaves a
-link that is still recognisably its own, and reconciliation removes it."""
-BRIDGED_NAME = re.compile(r"ng\d+_(?P<vimage>.+)")
-MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
-T = TypeVar("T")
-ARPHRD_LOOPBACK = 772
-
-
-def _einval(what: str, subject: str) -> OSError:
-    return OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: {what}", subject)
-
-
-def _enoent(subject: str) -> OSError:
-    return OSError(errno.ENOENT, os.strerror(errno.ENOENT), subject)
-
-
-def _check_ifname(name: str) -> None:
-    # The kernel's own rule, wider than names.check_ifname: CNI runtimes pick sandbox names.
-    if not name or len(name.encode()) >= names.IFNAMSIZ or "/" in name or name.strip() != name:
-        raise _einval("interface names have 1 to 15 bytes, no '/' or whitespace", name)
 
 
 class _Netns:
@@ -108,7 +79,7 @@ class LinuxPlatform:
 
     def __init__(self, *, host_netns: str | None, prefix: str, state_dir: str) -> None:
         if not prefix or "/" in prefix:
-            raise _einval("the namespace prefix must be a non-empty file name part", prefix)
+            raise links.einval("the namespace prefix must be a non-empty file name part", prefix)
         self._prefix = prefix
         self._pin_dir = os.path.join(state_dir, "linux-netns")
         """Bind mounts of dying namespaces (``NAME@JID``) and rootdirs (``JID.root``)."""
@@ -200,8 +171,10 @@ class LinuxPlatform:
 
     def _busy(self, ns: _Netns) -> bool:
         """Whether the namespace still holds an interface besides lo, or a process."""
-        links = self._rtnl(ns).dump_links()
-        return any(link.type != ARPHRD_LOOPBACK for link in links) or self._has_processes(ns.jid)
+        found = self._rtnl(ns).dump_links()
+        return any(link.type != links.ARPHRD_LOOPBACK for link in found) or self._has_processes(
+            ns.jid
+        )
 
     def _forget(self, ns: _Netns) -> None:
         """Drop our last hold on a namespace; the kernel destroys it once nothing else does."""
@@ -234,7 +207,7 @@ class LinuxPlatform:
 
     def _create_jail(self, spec: JailSpec) -> int:
         if not names.is_vimage_name(spec.name):
-            raise _einval("a vimage name is a letter then up to 30 of [A-Za-z0-9_]", spec.name)
+            raise links.einval("a vimage name is a letter then up to 30 of [A-Za-z0-9_]", spec.name)
         if spec.path != "/" and not os.path.isdir(spec.path):
             raise OSError(errno.ENOENT, "the vimage's path is no directory", spec.path)
         if not self._run_dir_ready:
@@ -324,7 +297,7 @@ class LinuxPlatform:
             if exc.errno != errno.ENODEV:
                 raise
         namespaces = self._scan()
-        named = BRIDGED_NAME.fullmatch(ifname)
+        named = links.BRIDGED_NAME.fullmatch(ifname)
         if named:
             namespaces.sort(key=lambda n: n.name != named["vimage"])
         for ns in namespaces:
@@ -336,107 +309,27 @@ class LinuxPlatform:
         return None
 
     def _list_ifnets(self, jid: int) -> list[IfnetInfo]:
-        rtnl = self._rtnl_of(jid)
-        links = rtnl.dump_links()
-        addresses: dict[int, list[str]] = {}
-        for address in rtnl.dump_addresses():
-            addresses.setdefault(address.index, []).append(address.text())
-        return [
-            IfnetInfo(
-                name=link.name,
-                mac=_mac_text(link),
-                up=bool(link.flags & nl.IFF_UP),
-                addresses=tuple(addresses.get(link.index, ())),
-            )
-            for link in links
-        ]
-
-    def _move(self, source: nl.Rtnl, ifname: str, target_fd: int, target: nl.Rtnl) -> None:
-        """Move ``ifname`` between namespaces, keeping it up if it was (the Platform contract;
-        the freebsd platform raises it again after if_vmove took it down)."""
-        link = _enodev_is_enoent(lambda: source.get_link(ifname), ifname)
-        body = nl.ifinfo(link.index) + nl.attr(nl.IFLA_NET_NS_FD, nl.u32(target_fd))
-        source.set_link(body, ifname)
-        if link.flags & nl.IFF_UP:
-            # Linux closes an interface that changes namespace, as FreeBSD's if_vmove does.
-            up = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP) + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
-            target.set_link(up, ifname)
+        return links.ifnets(self._rtnl_of(jid))
 
     def _move_ifnet(self, ifname: str, jid: int) -> None:
-        _check_ifname(ifname)
+        links.check_ifname(ifname)
         ns = self._resolve(jid, alive=True)
-        self._move(self._host, ifname, ns.fd, self._rtnl(ns))
+        links.move(self._host, ifname, ns.fd, self._rtnl(ns))
 
     def _reclaim_ifnet(self, ifname: str, jid: int) -> None:
-        _check_ifname(ifname)
+        links.check_ifname(ifname)
         ns = self._resolve(jid)
-        self._move(self._rtnl(ns), ifname, self._host_fd, self._host)
+        links.move(self._rtnl(ns), ifname, self._host_fd, self._host)
         self._prune(ns)
 
-    def _rename_ifnet(self, ifname: str, newname: str) -> None:
-        _check_ifname(ifname)
-        _check_ifname(newname)
-        link = _enodev_is_enoent(lambda: self._host.get_link(ifname), ifname)
-        body = nl.ifinfo(link.index) + nl.attr(nl.IFLA_IFNAME, nl.cstr(newname))
-        self._host.set_link(body, newname)
-
-    def _set_ifnet_up(self, ifname: str) -> None:
-        _check_ifname(ifname)
-        body = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP) + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
-        _enodev_is_enoent(lambda: self._host.set_link(body, ifname), ifname)
-
     def _new_bridged_link(self, parent: str, ifname: str, mac: str) -> nl.Link:
-        """The first step of :meth:`_create_bridged_ifnet`: one RTM_NEWLINK creating the
-        macvlan (or veth pair) with its final names and :data:`BRIDGED_GROUP`; ``parent``'s
-        link is returned."""
-        _check_ifname(parent)
-        _check_ifname(ifname)
-        if not MAC.fullmatch(mac):
-            raise _einval("a MAC address is xx:xx:xx:xx:xx:xx", mac)
-        upper = _enodev_is_enoent(lambda: self._host.get_link(parent), parent)
-        group = nl.attr(nl.IFLA_GROUP, nl.u32(BRIDGED_GROUP))
-        common = nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname)) + group
-        common += nl.attr(nl.IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
-        if upper.kind != "bridge":
-            mode = nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.IFLA_MACVLAN_MODE, nl.u32(4)))
-            linkinfo = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"macvlan"), mode)
-            common += nl.attr(nl.IFLA_LINK, nl.u32(upper.index))
-        else:
-            # A macvlan on a bridge would not reach the bridge's own address: a veth pair does.
-            peer_info = nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, nl.cstr(_peer_name(ifname)))
-            peer_info += group
-            data = nl.nested(nl.IFLA_INFO_DATA, nl.attr(nl.VETH_INFO_PEER, peer_info))
-            linkinfo = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"veth"), data)
-        self._host.new_link(nl.ifinfo() + common + linkinfo, ifname)
-        return upper
-
-    def _create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
-        upper = self._new_bridged_link(parent, ifname, mac)
-        peer = _peer_name(ifname)
-        try:
-            # The kernel ignores IFLA_IFALIAS in RTM_NEWLINK, hence a second message; it also
-            # brings the link up, as ng_eiface's are on FreeBSD (kept up across the move).
-            alias = nl.attr(nl.IFLA_IFALIAS, nl.cstr(BRIDGED_ALIAS + parent))
-            self._host.set_link(
-                nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP)
-                + nl.attr(nl.IFLA_IFNAME, nl.cstr(ifname))
-                + alias,
-                ifname,
-            )
-            if upper.kind == "bridge":
-                enslave = nl.ifinfo(0, nl.IFF_UP, nl.IFF_UP)
-                enslave += nl.attr(nl.IFLA_IFNAME, nl.cstr(peer))
-                enslave += nl.attr(nl.IFLA_MASTER, nl.u32(upper.index))
-                enslave += nl.attr(nl.IFLA_IFALIAS, nl.cstr(PEER_ALIAS + ifname))
-                self._host.set_link(enslave, peer)
-        except BaseException:
-            self._host.del_link(self._host.get_link(ifname).index, ifname)
-            raise
+        """The first step of a create alone: what a daemon killed half-way leaves (tests)."""
+        return links.new_bridged_link(self._host, parent, ifname, mac)
 
     def _destroy_bridged_ifnet(self, ifname: str) -> None:
-        _check_ifname(ifname)
+        links.check_ifname(ifname)
         where = self._locate(ifname)
-        if where is None or not (where[1].alias or "").startswith(BRIDGED_ALIAS):
+        if where is None or not (where[1].alias or "").startswith(links.BRIDGED_ALIAS):
             raise OSError(errno.ENOENT, "no bridged interface of vimaged", ifname)
         jid, link = where
         self._rtnl_of(jid).del_link(link.index, ifname)
@@ -446,67 +339,7 @@ class LinuxPlatform:
     def _list_bridged_ifnets(self) -> list[BridgedIfnet]:
         places: list[tuple[int, nl.Rtnl]] = [(HOST_JID, self._host)]
         places += [(ns.jid, self._rtnl(ns)) for ns in self._scan()]
-        return [
-            BridgedIfnet(name=link.name, parent=link.alias.removeprefix(BRIDGED_ALIAS), jid=jid)
-            for jid, rtnl in places
-            for link in rtnl.dump_links()
-            if link.alias is not None and link.alias.startswith(BRIDGED_ALIAS)
-        ]
-
-    def _remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
-        """Host links in :data:`BRIDGED_GROUP` named ``ng<i>_NAME`` that never got their
-        alias: a daemon was killed between creating them and naming them. Removing the
-        ``ng`` end of a veth pair removes its peer too. For reconciliation, while no create
-        is in flight (one is a stray between its two steps)."""
-        links = self._host.dump_links()
-        names = {link.index: link.name for link in links}
-        strays: list[BridgedIfnet] = []
-        for link in links:
-            if (
-                link.group != BRIDGED_GROUP
-                or link.kind not in ("veth", "macvlan")
-                or BRIDGED_NAME.fullmatch(link.name) is None
-                or (link.alias or "").startswith(BRIDGED_ALIAS)
-            ):
-                continue
-            parent = names.get(link.link or 0, "") if link.kind == "macvlan" else ""
-            try:
-                self._host.del_link(link.index, link.name)
-            except OSError as exc:
-                if exc.errno != errno.ENODEV:  # gone meanwhile (its veth peer went first)
-                    raise
-                continue
-            strays.append(BridgedIfnet(name=link.name, parent=parent, jid=HOST_JID))
-        return strays
-
-    def _preflight(self) -> None:
-        if os.geteuid() != 0:
-            raise PlatformError("the linux platform needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
-        if not os.path.exists("/proc/self/ns/net"):
-            raise PlatformError("this kernel has no network namespaces (CONFIG_NET_NS)")
-        for tool in ("nsenter", "chroot"):
-            if shutil.which(tool) is None:
-                raise PlatformError(f"{tool} not found: install util-linux and coreutils")
-
-        def try_macvlan() -> None:
-            rtnl = nl.Rtnl()
-            try:
-                veth = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"veth"))
-                rtnl.new_link(nl.ifinfo() + nl.attr(nl.IFLA_IFNAME, b"pf0\0") + veth, "veth")
-                parent = rtnl.get_link("pf0").index
-                macvlan = nl.nested(nl.IFLA_LINKINFO, nl.attr(nl.IFLA_INFO_KIND, b"macvlan"))
-                body = nl.ifinfo() + nl.attr(nl.IFLA_LINK, nl.u32(parent)) + macvlan
-                rtnl.new_link(body, "macvlan")
-            finally:
-                rtnl.close()  # the throwaway namespace dies with its last socket and thread
-
-        try:
-            kernel.in_new_netns("preflight", try_macvlan)
-        except OSError as exc:
-            raise PlatformError(
-                f"cannot create veth/macvlan links ({exc.strerror}): load the veth and"
-                " macvlan kernel modules (modprobe veth macvlan)"
-            ) from exc
+        return links.bridged_ifnets(places)
 
     def _aclose(self) -> None:
         with self._lock:
@@ -522,17 +355,13 @@ class LinuxPlatform:
     # -- the Platform protocol -------------------------------------------------------------
 
     async def preflight(self) -> None:
-        await trio.to_thread.run_sync(self._preflight)
+        await trio.to_thread.run_sync(links.preflight)
 
     async def host_uuid(self) -> str:
-        return await trio.to_thread.run_sync(_read_host_uuid)
+        return await trio.to_thread.run_sync(kernel.read_host_uuid)
 
     async def boot_id(self) -> str:
-        def read() -> str:
-            with open(BOOT_ID_PATH, encoding="ascii") as f:
-                return f.read().strip()
-
-        return await trio.to_thread.run_sync(read)
+        return await trio.to_thread.run_sync(kernel.read_boot_id)
 
     async def create_jail(self, spec: JailSpec) -> int:
         """Create the namespace ``<prefix>NAME`` (lo up) and return its inode as the jid.
@@ -595,30 +424,29 @@ class LinuxPlatform:
         await trio.to_thread.run_sync(self._reclaim_ifnet, ifname, jid)
 
     async def rename_ifnet(self, ifname: str, newname: str) -> None:
-        await trio.to_thread.run_sync(self._rename_ifnet, ifname, newname)
+        await trio.to_thread.run_sync(links.rename, self._host, ifname, newname)
 
     async def set_ifnet_up(self, ifname: str) -> None:
-        await trio.to_thread.run_sync(self._set_ifnet_up, ifname)
+        """``ip link set IF up`` on the host: for tests and tools, not on ``Platform``."""
+        await trio.to_thread.run_sync(links.set_up, self._host, ifname)
 
     async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
         """A macvlan (mode bridge) on ``parent``; a veth pair enslaved to ``parent`` when it is
         a Linux bridge. EEXIST if ``ifname`` exists on the host."""
-        await trio.to_thread.run_sync(self._create_bridged_ifnet, parent, ifname, mac)
+        await trio.to_thread.run_sync(links.create_bridged, self._host, parent, ifname, mac)
 
-    async def destroy_bridged_ifnet(self, ifname: str) -> None:
+    async def destroy_bridged_ifnet(self, ifname: str) -> str | None:
+        """None: macvlans and veth pairs need no per-parent bridge of ours to release."""
         await trio.to_thread.run_sync(self._destroy_bridged_ifnet, ifname)
-
-    async def release_bridge(self, parent: str) -> bool:
-        """Always False: macvlans and veth pairs need no per-parent bridge of ours."""
-        return False
+        return None
 
     async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
         return await trio.to_thread.run_sync(self._list_bridged_ifnets)
 
-    async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
+    async def reconcile_strays(self) -> list[BridgedIfnet]:
         """Bridged links a killed daemon left without their alias, removed (see
         :data:`BRIDGED_GROUP`); the parent is empty for a veth pair, never enslaved."""
-        return await trio.to_thread.run_sync(self._remove_stray_bridged_ifnets)
+        return await trio.to_thread.run_sync(links.remove_strays, self._host)
 
     async def list_bridges(self) -> list[BridgeInfo]:
         """No bridge of vimaged's own here: a macvlan hangs on its parent directly."""
@@ -646,50 +474,6 @@ class LinuxPlatform:
         with self._lock:
             return {os.fstat(self._host_fd).st_ino, *self._known}
 
-    @staticmethod
-    def _ours(link: nl.Link) -> bool:
-        return (link.alias or "").startswith(BRIDGED_ALIAS)
-
-    def _create_in_sandbox(
-        self,
-        parent: str,
-        ifname: str,
-        mac: str,
-        sandbox: str,
-        newname: str,
-        mtu: int | None,
-        addresses: Sequence[str],
-        routes: Sequence[tuple[str, str | None]],
-    ) -> None:
-        for name in (parent, ifname, newname):
-            _check_ifname(name)
-        if not MAC.fullmatch(mac):
-            raise _einval("a MAC address is xx:xx:xx:xx:xx:xx", mac)
-        upper = _enodev_is_enoent(lambda: self._host.get_link(parent), parent)
-        with linux_sandbox.open_sandbox(sandbox, self._nsfs_dev, self._refused_namespaces()) as fd:
-            try:
-                if upper.kind == "bridge":  # a veth pair, made on the host, then moved
-                    self._create_bridged_ifnet(parent, ifname, mac)
-                    linux_sandbox.attach(self._host, fd, sandbox, ifname, newname,
-                                         owned=self._ours, mtu=mtu, addresses=addresses,
-                                         routes=routes)  # fmt: skip
-                else:
-                    linux_sandbox.create(self._host, fd, sandbox, upper.index, newname, mac,
-                                         BRIDGED_ALIAS + parent, mtu=mtu, addresses=addresses,
-                                         routes=routes)  # fmt: skip
-            except ValueError as exc:
-                raise _einval(str(exc), sandbox) from None
-
-    def _sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
-        _check_ifname(ifname)
-        with linux_sandbox.open_sandbox(sandbox, self._nsfs_dev, self._refused_namespaces()) as fd:
-            return linux_sandbox.inspect(fd, sandbox, ifname, self._ours)
-
-    def _detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
-        _check_ifname(ifname)
-        with linux_sandbox.open_sandbox(sandbox, self._nsfs_dev, self._refused_namespaces()) as fd:
-            linux_sandbox.detach(fd, sandbox, ifname, mac, self._ours)
-
     async def create_in_sandbox(
         self,
         parent: str,
@@ -702,49 +486,22 @@ class LinuxPlatform:
         addresses: Sequence[str],
         routes: Sequence[tuple[str, str | None]],
     ) -> None:
-        await trio.to_thread.run_sync(
-            self._create_in_sandbox, parent, ifname, mac, sandbox, newname, mtu, addresses, routes
-        )
+        refused = self._refused_namespaces()
+        await trio.to_thread.run_sync(partial(
+            linux_sandbox.create_in, self._host, self._nsfs_dev, refused, parent, ifname, mac,
+            sandbox, newname, mtu=mtu, addresses=addresses, routes=routes,
+        ))  # fmt: skip
 
     async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
-        return await trio.to_thread.run_sync(self._sandbox_ifnet, sandbox, ifname)
+        return await trio.to_thread.run_sync(
+            linux_sandbox.sandbox_ifnet, self._nsfs_dev, self._refused_namespaces(), sandbox, ifname
+        )
 
     async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
-        await trio.to_thread.run_sync(self._detach_from_sandbox, sandbox, ifname, mac)
-
-
-def _mac_text(link: nl.Link) -> str | None:
-    if link.type == ARPHRD_LOOPBACK or link.address is None or len(link.address) != 6:
-        return None
-    return link.address.hex(":")
-
-
-def _peer_name(ifname: str) -> str:
-    """The host end of a bridged veth: derived from ``ifname`` so it is found without state."""
-    return "vp" + hashlib.blake2s(ifname.encode()).hexdigest()[:12]
-
-
-def _enodev_is_enoent(call: Callable[[], T], ifname: str) -> T:
-    try:
-        return call()
-    except OSError as exc:
-        if exc.errno == errno.ENODEV:
-            raise _enoent(ifname) from None
-        raise
-
-
-BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
-"""A random UUID the kernel makes at each boot (random(4), ``boot_id``)."""
-
-
-def _read_host_uuid() -> str:
-    for path in ("/etc/machine-id", "/sys/class/dmi/id/product_uuid"):
-        try:
-            with open(path, encoding="ascii") as f:
-                return str(uuid.UUID(f.read().strip()))
-        except (OSError, ValueError):
-            continue
-    raise OSError(errno.ENOENT, "no /etc/machine-id or product_uuid", "/etc/machine-id")
+        refused = self._refused_namespaces()
+        await trio.to_thread.run_sync(
+            linux_sandbox.detach_from, self._nsfs_dev, refused, sandbox, ifname, mac
+        )
 
 
 def create(**options: object) -> LinuxPlatform:

@@ -13,6 +13,7 @@ import errno
 import functools
 import os
 import threading
+import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vimaged.netgraph.libc import Signature, load
@@ -126,3 +127,23 @@ def in_netns(fd: int, subject: str, fn: Callable[[], T]) -> T:
 def in_new_netns(subject: str, fn: Callable[[], T]) -> T:
     """Run ``fn()`` in a thread that has just entered a brand-new network namespace."""
     return in_fresh_thread(lambda: unshare_net(subject), fn)
+
+
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+"""A random UUID the kernel makes at each boot (random(4), ``boot_id``)."""
+
+
+def read_host_uuid() -> str:
+    """The host's identity: systemd's machine-id, else the DMI product UUID."""
+    for path in ("/etc/machine-id", "/sys/class/dmi/id/product_uuid"):
+        try:
+            with open(path, encoding="ascii") as f:
+                return str(uuid.UUID(f.read().strip()))
+        except (OSError, ValueError):
+            continue
+    raise OSError(errno.ENOENT, "no /etc/machine-id or product_uuid", "/etc/machine-id")
+
+
+def read_boot_id() -> str:
+    with open(BOOT_ID_PATH, encoding="ascii") as f:
+        return f.read().strip()

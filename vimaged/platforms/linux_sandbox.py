@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from vimaged.platforms import IfnetInfo
 from vimaged.platforms import linux_kernel as kernel
+from vimaged.platforms import linux_links as links
 from vimaged.platforms import linux_netlink as nl
 
 if TYPE_CHECKING:
@@ -239,3 +240,56 @@ def detach(fd: int, path: str, ifname: str, mac: str, owned: Callable[[nl.Link],
             rtnl.close()
 
     kernel.in_netns(fd, path, remove)
+
+
+# -- the platform's CNI methods, run in a worker thread by LinuxPlatform
+
+
+def _ours(link: nl.Link) -> bool:
+    return (link.alias or "").startswith(links.BRIDGED_ALIAS)
+
+
+def create_in(
+    host: nl.Rtnl,
+    nsfs_dev: int,
+    refused: set[int],
+    parent: str,
+    ifname: str,
+    mac: str,
+    sandbox: str,
+    newname: str,
+    *,
+    mtu: int | None,
+    addresses: Sequence[str],
+    routes: Sequence[tuple[str, str | None]],
+) -> None:
+    for name in (parent, ifname, newname):
+        links.check_ifname(name)
+    if not links.MAC.fullmatch(mac):
+        raise links.einval("a MAC address is xx:xx:xx:xx:xx:xx", mac)
+    upper = links.enodev_is_enoent(lambda: host.get_link(parent), parent)
+    with open_sandbox(sandbox, nsfs_dev, refused) as fd:
+        try:
+            if upper.kind == "bridge":  # a veth pair, made on the host, then moved
+                links.create_bridged(host, parent, ifname, mac)
+                attach(host, fd, sandbox, ifname, newname,
+                                     owned=_ours, mtu=mtu, addresses=addresses,
+                                     routes=routes)  # fmt: skip
+            else:
+                create(host, fd, sandbox, upper.index, newname, mac,
+                                     links.BRIDGED_ALIAS + parent, mtu=mtu, addresses=addresses,
+                                     routes=routes)  # fmt: skip
+        except ValueError as exc:
+            raise links.einval(str(exc), sandbox) from None
+
+
+def sandbox_ifnet(nsfs_dev: int, refused: set[int], sandbox: str, ifname: str) -> IfnetInfo | None:
+    links.check_ifname(ifname)
+    with open_sandbox(sandbox, nsfs_dev, refused) as fd:
+        return inspect(fd, sandbox, ifname, _ours)
+
+
+def detach_from(nsfs_dev: int, refused: set[int], sandbox: str, ifname: str, mac: str) -> None:
+    links.check_ifname(ifname)
+    with open_sandbox(sandbox, nsfs_dev, refused) as fd:
+        detach(fd, sandbox, ifname, mac, _ours)

@@ -3,8 +3,9 @@
 The host runs as its own process (``python -m vimaged.simhost``) so it outlives a killed daemon.
 Calls share one RPC connection; each ``exec_in_jail`` has a connection of its own, so
 cancelling it closes that connection and the sim host kills the command. Bridged ifnets are
-``vimaged.netgraph.bridges.NetgraphBridges`` over simulated netgraph sockets: the ng_mesg bytes
-go to the sim host's netgraph model unchanged.
+:class:`~vimaged.platforms.netgraph_bridges.NetgraphBridges` over simulated netgraph sockets
+(:mod:`vimaged.platforms.sim_transport`): the ng_mesg bytes go to the sim host's netgraph
+model unchanged.
 
 Options (``platforms.load("sim", ...)``): ``sim_host`` (socket of a running sim host; if
 absent, one is started detached with socket ``<state_dir>/sim.sock`` unless one is live there),
@@ -36,9 +37,6 @@ import trio
 
 from vimaged.errors import PlatformError
 from vimaged.framing import receive_frame
-from vimaged.netgraph.bridges import NetgraphBridges
-from vimaged.netgraph.parents import ParentNics
-from vimaged.netgraph.sim_transport import open_sim_transport
 from vimaged.platforms import (
     HOST_JID,
     BridgedIfnet,
@@ -50,7 +48,10 @@ from vimaged.platforms import (
     jail_sandbox,
 )
 from vimaged.platforms.ifnet_events import open_reconnecting
+from vimaged.platforms.netgraph_bridges import NetgraphBridges
+from vimaged.platforms.parent_nics import ParentNics
 from vimaged.platforms.sim_ifwatch import open_sim_source
+from vimaged.platforms.sim_transport import open_sim_transport
 from vimaged.simhost import rpc
 from vimaged.sockets import socket_is_live
 
@@ -120,7 +121,7 @@ class SimOptions:
 
 
 class _SimNicOps:
-    """:class:`vimaged.netgraph.parents.NicOps` over the sim host's RPCs (SIOCGIFFLAGS and
+    """:class:`vimaged.platforms.parent_nics.NicOps` over the sim host's RPCs (SIOCGIFFLAGS and
     SIOCGIFCAP read from ``list_ifnets``, ``set_ifnet_up``, ``set_capabilities``)."""
 
     def __init__(self, platform: SimPlatform) -> None:
@@ -391,28 +392,21 @@ class SimPlatform:
         await self._call(rpc.RenameIfnet(name=ifname, newname=newname), rpc.Ok)
 
     async def set_ifnet_up(self, ifname: str) -> None:
+        """``ifconfig IF up`` on the host: for the bridge code and tests, not on ``Platform``."""
         await self._call(rpc.SetIfnetUp(name=ifname, up=True), rpc.Ok)
 
     async def create_bridged_ifnet(self, parent: str, ifname: str, mac: str) -> None:
         await self._netgraph(lambda bridges: bridges.create(parent, ifname, mac))
 
-    async def destroy_bridged_ifnet(self, ifname: str) -> None:
-        await self._netgraph(lambda bridges: bridges.destroy(ifname))
-
-    async def release_bridge(self, parent: str) -> bool:
-        return await self._netgraph(lambda bridges: bridges.release(parent))
+    async def destroy_bridged_ifnet(self, ifname: str) -> str | None:
+        return await self._netgraph(lambda bridges: bridges.destroy(ifname))
 
     async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
         # jid left None, as on FreeBSD: locating each one would cost two RPCs per interface
         return await self._netgraph(lambda bridges: bridges.list())
 
-    async def remove_stray_bridged_ifnets(self) -> list[BridgedIfnet]:
-        async def remove_then_release(bridges: NetgraphBridges) -> list[BridgedIfnet]:
-            strays = await bridges.remove_strays()
-            await bridges.release_empty()
-            return strays
-
-        return await self._netgraph(remove_then_release)
+    async def reconcile_strays(self) -> list[BridgedIfnet]:
+        return await self._netgraph(lambda bridges: bridges.reconcile_strays())
 
     async def list_bridges(self) -> list[BridgeInfo]:
         return await self._netgraph(lambda bridges: bridges.bridges())

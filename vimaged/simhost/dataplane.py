@@ -11,16 +11,14 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from vimaged.simhost.ifnet import HOST_JID, Ifnet
 from vimaged.simhost.ng_eiface import EifaceNode
 from vimaged.simhost.ng_ether import EtherNode
 from vimaged.simhost.ng_message import fail
 
 if TYPE_CHECKING:
-    from vimaged.simhost.host import Ifnet
     from vimaged.simhost.ng_base import IfnetLike
     from vimaged.simhost.ngmodel import NgKernel
-
-HOST_JID = 0
 
 
 class DataPlane:

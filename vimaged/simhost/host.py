@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 
 from vimaged.simhost.dataplane import DataPlane
 from vimaged.simhost.faults import Faults
+from vimaged.simhost.ifnet import HOST_JID
+from vimaged.simhost.ifnet import Ifnet as Ifnet  # re-exported: the model's callers use it
 from vimaged.simhost.ifnet_log import IfnetLog
-from vimaged.simhost.inet import ETHER_MTU, InetLayer, Route
+from vimaged.simhost.inet import InetLayer, Route
 from vimaged.simhost.ng_eiface import eiface_mac
 from vimaged.simhost.ng_message import IFNAMSIZ, fail
 from vimaged.simhost.ngmodel import NgKernel
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
 
     from vimaged.simhost.ng_base import IfnetLike
 
-HOST_JID = 0
 JAIL_MAX = 999999  # kern_jail.c: jids wrap after JAIL_MAX
 DEFAULT_NICS = ("em0", "em1")
 NIC_CAPABILITIES = 0x1 | 0x2 | 0x10 | 0x100 | 0x200 | 0x10000 | 0x40000
@@ -49,32 +50,6 @@ def nic_mac(name: str) -> bytes:
 
 def mac_text(mac: bytes | None) -> str | None:
     return None if mac is None else ":".join(f"{b:02x}" for b in mac)
-
-
-@dataclass(eq=False)
-class Ifnet:
-    """One interface. ``vnet`` is where it is now (0 the host, else a jid)."""
-
-    name: str
-    kind: str  # "ether" (a NIC), "eiface" (ng_eiface) or "loopback"
-    index: int
-    mac: bytes | None = None
-    up: bool = False
-    vnet: int = HOST_JID
-    home: int = HOST_JID
-    """if_home_vnet: where vnet_if_return sends it when its vnet is destroyed."""
-    unit: int = -1
-    hwassist: int = 0
-    """if_hwassist: the checksum offloads in use (ng_ether zeroes it while ``upper`` is on)."""
-    capabilities: int = 0
-    """if_capabilities: what the driver can offload (SIOCGIFCAP ``ifr_reqcap``)."""
-    capenable: int = 0
-    """if_capenable: what is on (SIOCGIFCAP ``ifr_curcap``; SIOCSIFCAP sets it)."""
-    inbox: list[bytes] = field(default_factory=list)
-    """Frames its vnet's stack received on it (if_input), oldest first, for ``received``."""
-    mtu: int = ETHER_MTU
-    addresses: list[str] = field(default_factory=list)
-    """IPv4 and IPv6 ``address/prefix`` set by SIOCAIFADDR(_IN6), in order (simhost.inet)."""
 
 
 @dataclass(eq=False)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import errno
 
-from vimaged.simhost.host import HOST_JID, NIC_CAPABILITIES, NIC_HWASSIST, Ifnet, SimHost, nic_mac
+from vimaged.simhost.host import NIC_CAPABILITIES, NIC_HWASSIST, Ifnet, SimHost, nic_mac
+from vimaged.simhost.ifnet import HOST_JID
 from vimaged.simhost.ng_message import IFNAMSIZ, fail
 
 

@@ -19,15 +19,14 @@ from typing import TYPE_CHECKING
 from vimaged.simhost.ng_message import fail
 
 if TYPE_CHECKING:
-    from vimaged.simhost.host import Ifnet, Jail
+    from vimaged.simhost.host import Jail
+    from vimaged.simhost.ifnet import Ifnet
 
 HOST_JID = 0
 IF_MINMTU, IF_MAXMTU = 72, 65535
 """sys/net/if.c: ifhwioctl's SIOCSIFMTU bounds (EINVAL outside)."""
 NG_EIFACE_MTU_MIN, NG_EIFACE_MTU_MAX = 72, 9018
 """sys/netgraph/ng_eiface.h: NG_EIFACE_MTU_MIN and ETHER_MAX_LEN_JUMBO."""
-ETHER_MTU = 1500
-"""ether_ifattach's default if_mtu (sys/net/if_ethersubr.c)."""
 
 
 @dataclass(eq=False)

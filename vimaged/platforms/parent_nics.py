@@ -1,4 +1,4 @@
-"""Netgraph binding, parent NICs: what a bridge needs of its NIC, and putting it back.
+"""Platform layer, parent NICs of netgraph bridges: what a bridge needs of them, and back.
 
 When vimaged builds the bridge of a NIC it brings the NIC up (``ng_ether_rcv_lower`` in
 sys/netgraph/ng_ether.c drops every frame the bridge sends while the NIC lacks

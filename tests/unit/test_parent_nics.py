@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from vimaged.netgraph import parents
-from vimaged.netgraph.parents import BRIDGED_OFFLOADS_OFF, ParentNics, ParentRecord
+from vimaged.platforms import parent_nics as parents
+from vimaged.platforms.parent_nics import BRIDGED_OFFLOADS_OFF, ParentNics, ParentRecord
 
 if TYPE_CHECKING:
     from pathlib import Path

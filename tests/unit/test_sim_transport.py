@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from vimaged.netgraph import abi
-from vimaged.netgraph.sim_transport import SimTransport, _Channel
+from vimaged.platforms.sim_transport import SimTransport, _Channel
 from vimaged.simhost import wire
 
 pytestmark = pytest.mark.unit

@@ -1,9 +1,12 @@
-"""Netgraph binding, developer tool: ``python -m vimaged.netgraph``, a small ``ngctl``.
+"""Developer tool over the netgraph binding: ``python -m vimaged.ngtool``, a small ``ngctl``.
 
 ``list`` (``ngctl ls -l``), ``show PATH``, ``msg PATH CMD [ARGS]`` (ASCII through the node's
 own ascii2binary/binary2ascii, as ``ngctl msg``), ``dot`` (Graphviz, as ``ngctl dot``).
 Talks to the kernel on FreeBSD and to a simulated host with ``--sim SOCKET`` anywhere.
 Exit status: 0, 64 usage, 71 a netgraph error (errno printed), 75 no reply in time.
+
+It lives above ``vimaged.netgraph`` (which imports nothing outside itself) because its
+``--sim`` transport is the sim platform's (:mod:`vimaged.platforms.sim_transport`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m vimaged.netgraph", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m vimaged.ngtool", description=__doc__.splitlines()[0])
     parser.add_argument("--sim", metavar="SOCKET", help="simulated host's socket (not FreeBSD)")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     verbs.add_parser("list", help="every node: name, type, id, hooks")
@@ -52,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 @asynccontextmanager
 async def _open_transport(sim: str | None) -> AsyncIterator[NgTransport]:
     if sim is not None:
-        from vimaged.netgraph.sim_transport import open_sim_transport
+        from vimaged.platforms.sim_transport import open_sim_transport
 
         async with open_sim_transport(sim) as transport:
             yield transport

@@ -1,4 +1,4 @@
-"""Netgraph binding, simulated layer: the ``NgTransport`` that talks to ``vimaged.simhost``.
+"""Platform layer, ``sim``: the netgraph ``NgTransport`` that talks to ``vimaged.simhost``.
 
 Each simulated netgraph socket is one ``SOCK_SEQPACKET`` connection to
 ``<sim socket>`` + :data:`wire.NG_SOCKET_SUFFIX`, framed as ``vimaged/simhost/wire.py`` says:
@@ -8,6 +8,10 @@ bytes themselves pass unchanged, exactly as they would go to the kernel.
 
 Calls on one transport must not overlap (``NgSocket`` serializes them with its lock): a call
 reads the connection until its ``E`` packet.
+
+It sits in ``platforms/``, not in the binding: it speaks the sim host's wire
+(:mod:`vimaged.simhost.wire`, shared by both ends), and ``vimaged.netgraph`` imports nothing
+outside itself.
 """
 
 from __future__ import annotations

@@ -1,15 +1,13 @@
-"""Netgraph binding, graph layer: per-parent ng_bridge + ng_eiface graphs for bridged ifnets.
+"""Platform layer, netgraph bridges: per-parent ng_bridge + ng_eiface graphs for bridged ifnets.
 
-Used by the ``sim`` and ``freebsd`` platforms to implement ``create_bridged_ifnet``,
-``destroy_bridged_ifnet``, ``release_bridge`` and ``list_bridged_ifnets``.
+Used by the ``sim`` and ``freebsd`` platforms to implement the bridged-ifnet methods of
+``Platform`` over the binding (``vimaged.netgraph``). The bridge lifecycle is entirely here:
+:meth:`NetgraphBridges.create` builds a parent's bridge on first use and
+:meth:`NetgraphBridges.destroy` releases it with its last eiface, under the one per-parent
+lock of the process, so the domain never sees a bridge.
 
-Naming scheme (``docs/netgraph.md``): everything vimaged creates carries a name it can find
-again after a restart, and nodes without it are never touched:
-
-- the bridge of host NIC ``em0`` (ng_ether node ``em0``; ``.``/``:`` become ``_``) is
-  ``vimaged_br_em0``;
-- the eiface behind interface ``ng0_web`` is ``vimaged_if_ng0_web``; its ifnet, born
-  ``ngethN``, is renamed ``ng0_web``.
+Names (``vimaged_br_<nic>``, ``vimaged_if_<ifname>``) and the read-only walks are
+:mod:`vimaged.platforms.netgraph_survey`'s.
 
 Wiring: *classic* by default (ether ``lower`` -> ``link0``, ``upper`` -> ``link1``, eifaces
 from ``link2``), because with an uplink as its first hook ng_bridge is in restrictive mode
@@ -25,11 +23,12 @@ by the bridge's node ID (``[1a2b]:link12``), never as ``vimaged_br_<parent>:link
 
 Races: links are taken by ``mkpeer`` on a chosen free ``linkN`` (EEXIST, another process got
 it first, moves on to the next), never probed and then used; inside the process one
-``trio.Lock`` per parent serializes build, add and release. N is chosen from the process's own
+``trio.Lock`` per parent (the only one: the domain takes none) serializes build, add and
+release. N is chosen from the process's own
 view of the bridge's links (learnt once by LISTHOOKS, kept by its own adds and removes), so an
 add costs a fixed number of requests however big the bridge; the kernel's EEXIST and ENOENT
-correct a stale view. Bridges are not made persistent:
-a shared bridge should die with its last link, and ``release`` removes it explicitly anyway.
+correct a stale view. Bridges are not made persistent: a shared bridge should die with its
+last link, and :meth:`NetgraphBridges.destroy` removes it explicitly anyway.
 """
 
 from __future__ import annotations
@@ -40,42 +39,41 @@ from contextlib import AsyncExitStack, suppress
 from typing import TYPE_CHECKING
 
 import msgspec
+import structlog
 import trio
 
-from vimaged.names import check_ifname, check_new_ifname
 from vimaged.netgraph import abi, codec
 from vimaged.netgraph.linkview import UPLINK_HOOK, LinkView, Wiring
 from vimaged.netgraph.ngsocket import NgSocket, netgraph_error, open_ng_socket
-from vimaged.platforms import BridgedIfnet, BridgeInfo, LinkCounters
+from vimaged.platforms import BridgedIfnet, LinkCounters
+from vimaged.platforms import netgraph_survey as survey
+from vimaged.platforms.netgraph_survey import (
+    BRIDGE_PREFIX,
+    EIFACE_PREFIX,
+    bridge_name,
+    check_ifname,
+    check_mac,
+    check_parent,
+    eiface_name,
+    ether_node_name,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable
     from contextlib import AbstractAsyncContextManager
 
-    from vimaged.netgraph.parents import ParentNics
     from vimaged.netgraph.transport import NgTransport
+    from vimaged.platforms import BridgeInfo
+    from vimaged.platforms.parent_nics import ParentNics
 
-BRIDGE_PREFIX = "vimaged_br_"
-EIFACE_PREFIX = "vimaged_if_"
-BRIDGE_MODES = ("classic", "uplink")
+log = structlog.get_logger()
+
 MAX_LINK_ATTEMPTS = 1024
 """EEXIST retries before giving up: each one means another process took that link."""
 ADOPT_POLLS = 40
 ADOPT_POLL_INTERVAL = 0.05
 """How long to wait for another process to name the bridge it is building (2 s in all)."""
-
-
-def ether_node_name(ifname: str) -> str:
-    """The ng_ether node of ``ifname``: ``.`` and ``:`` replaced by ``_`` (``ng_ether.c``)."""
-    return ifname.replace(".", "_").replace(":", "_")
-
-
-def bridge_name(parent: str) -> str:
-    return BRIDGE_PREFIX + ether_node_name(parent)
-
-
-def eiface_name(ifname: str) -> str:
-    return EIFACE_PREFIX + ifname
+BRIDGE_MODES = ("classic", "uplink")
 
 
 class NetgraphBridges:
@@ -89,7 +87,7 @@ class NetgraphBridges:
         bridge_mode: ``"classic"`` (default) or ``"uplink"``: the wiring of bridges built
             from now on (existing ones keep theirs until released).
         parents: raises a parent NIC and turns its offloads off when its bridge is built,
-            restores it on release (:mod:`vimaged.netgraph.parents`); None leaves NICs alone.
+            restores it on release (:mod:`vimaged.platforms.parent_nics`); None leaves NICs alone.
     """
 
     def __init__(
@@ -111,7 +109,9 @@ class NetgraphBridges:
         self._stack = AsyncExitStack()
         self._sock: NgSocket | None = None
         self._open_lock = trio.Lock()
-        self._parent_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        self._bridge_locks: defaultdict[str, trio.Lock] = defaultdict(trio.Lock)
+        """Bridge name -> the lock of its build, adds and release: the only per-parent lock
+        of the process (the bridge's name is a function of the parent's)."""
         self._bridge_cookies: dict[str, int] = {}
         self._views: dict[str, LinkView] = {}
         """Bridge name -> this process's view of its links."""
@@ -216,21 +216,6 @@ class NetgraphBridges:
             await trio.sleep(ADOPT_POLL_INTERVAL)  # an unnamed bridge: being built right now
         return None
 
-    async def _bridge_cookie(self, sock: NgSocket, bridge: str) -> int:
-        """The bridge ABI's cookie: getconfig with the current one, EINVAL means pre-12.2."""
-        cookie = self._bridge_cookies.get(bridge)
-        if cookie is None:
-            try:
-                await sock.bridge_getconfig(bridge + ":", abi.NGM_BRIDGE_COOKIE)
-                cookie = abi.NGM_BRIDGE_COOKIE
-            except OSError as exc:
-                if exc.errno != errno_codes.EINVAL:
-                    raise
-                await sock.bridge_getconfig(bridge + ":", abi.NGM_BRIDGE_COOKIE_OLD)
-                cookie = abi.NGM_BRIDGE_COOKIE_OLD
-            self._bridge_cookies[bridge] = cookie
-        return cookie
-
     async def _reset_parent(self, sock: NgSocket, parent: str) -> None:
         """What ng_ether does when its last hook goes: promisc off, autosrc on, made explicit.
 
@@ -256,14 +241,12 @@ class NetgraphBridges:
 
         Cancellation: safe; the rollback runs shielded.
         """
-        check_ifname(parent)  # igb0.100: ng_ether names its node igb0_100
-        check_new_ifname(ifname)  # usable as a netgraph name as it is
-        mac_raw = codec.mac_bytes(mac)
-        if mac_raw[0] & 1:
-            raise ValueError(f"MAC {mac!r} is a multicast address")
+        check_parent(parent)
+        check_ifname(ifname)
+        check_mac(mac)
         sock = await self.socket()
         node = eiface_name(ifname)
-        async with self._parent_locks[parent]:
+        async with self._bridge_locks[bridge_name(parent)]:
             try:
                 await sock.nodeinfo(node + ":")
             except FileNotFoundError:
@@ -352,7 +335,7 @@ class NetgraphBridges:
                 del self._link_of[node]
         if built:
             # Another process may have adopted the bridge meanwhile: only an empty one goes.
-            await self._release_locked(sock, parent)
+            await self._release_locked(sock, bridge_name(parent), parent)
 
     def _drop_link(self, node: str) -> None:
         """Take the eiface ``node``'s link out of this process's view, if it is there."""
@@ -364,30 +347,68 @@ class NetgraphBridges:
         if view is not None and view.eifaces.get(number) == node:
             view.remove(number)
 
-    async def destroy(self, ifname: str) -> None:
-        """Shut down the eiface of ``ifname``, destroying its ifnet wherever it lives.
+    async def destroy(self, ifname: str) -> str | None:
+        """Shut down the eiface of ``ifname``, destroying its ifnet wherever it lives, then
+        release its bridge if that was the bridge's last eiface.
 
-        ``FileNotFoundError`` (ENOENT) if there is no such interface of ours.
+        Returns the parent NIC whose bridge was released, else None. ``FileNotFoundError``
+        (ENOENT) if there is no such interface of ours; a bridge this process saw it on is
+        still released if it is left empty. A release that fails is logged
+        (``bridge.release_failed``), not raised: the interface is gone, which is what the
+        caller asked, and reconciliation releases an empty bridge later.
         """
-        check_new_ifname(ifname)  # usable as a netgraph name as it is
+        check_ifname(ifname)
         sock = await self.socket()
         node = eiface_name(ifname)
         try:
-            await sock.shutdown(node + ":")
+            hooks = await sock.listhooks(node + ":")
         except FileNotFoundError:
+            place = self._link_of.get(node)
             self._drop_link(node)  # gone already: neither is its link
+            if place is not None:
+                async with self._bridge_locks[place[0]]:
+                    await self._release_logged(sock, place[0])
             raise
-        self._drop_link(node)
+        bridge = next(
+            (
+                link.peer.name
+                for link in hooks.links
+                if link.peer.type == abi.NG_BRIDGE_NODE_TYPE
+                and link.peer.name.startswith(BRIDGE_PREFIX)
+            ),
+            None,
+        )
+        if bridge is None:  # on no bridge of ours: nothing to release
+            await self._shutdown_eiface(sock, node)
+            return None
+        async with self._bridge_locks[bridge]:
+            await self._shutdown_eiface(sock, node)
+            return await self._release_logged(sock, bridge)
+
+    async def _release_logged(self, sock: NgSocket, bridge: str) -> str | None:
+        try:
+            return await self._release_locked(sock, bridge, None)
+        except OSError as exc:
+            log.warning("bridge.release_failed", bridge=bridge, errno=exc.errno, error=str(exc))
+            return None
+
+    async def _shutdown_eiface(self, sock: NgSocket, node: str) -> None:
+        try:
+            await sock.shutdown(node + ":")
+        finally:
+            self._drop_link(node)
 
     async def release(self, parent: str) -> bool:
         """Remove ``parent``'s bridge if no eiface is left on it; True if it was removed.
 
         The parent's ng_ether node then has no hooks: promiscuous mode off, autosrc on.
+        :meth:`destroy` does this itself; this is for a bridge found empty otherwise.
         """
-        check_ifname(parent)  # igb0.100: ng_ether names its node igb0_100
+        check_parent(parent)
         sock = await self.socket()
-        async with self._parent_locks[parent]:
-            return await self._release_locked(sock, parent)
+        bridge = bridge_name(parent)
+        async with self._bridge_locks[bridge]:
+            return await self._release_locked(sock, bridge, parent) is not None
 
     async def _holds_eiface(self, sock: NgSocket, bridge: str) -> bool:
         """True if one link this process's view names is (still) an eiface: a NODEINFO
@@ -403,29 +424,37 @@ class NetgraphBridges:
             return False
         return peer.type == abi.NG_EIFACE_NODE_TYPE
 
-    async def _release_locked(self, sock: NgSocket, parent: str) -> bool:
-        bridge = bridge_name(parent)
+    async def _release_locked(self, sock: NgSocket, bridge: str, parent: str | None) -> str | None:
+        """Shut ``bridge`` down if it holds no eiface and reset its parent NIC (``parent``,
+        or the ifname of the ether node it hangs on); the parent, or None if it stays."""
         if await self._holds_eiface(sock, bridge):
-            return False
+            return None
         # No eiface this process knows of: the kernel's own list decides.
         try:
             hooks = await sock.listhooks(bridge + ":")
         except FileNotFoundError:
             self._forget(bridge)
-            return False
+            return None
         if any(link.peer.type == abi.NG_EIFACE_NODE_TYPE for link in hooks.links):
             self._learn(bridge, hooks)
-            return False
+            return None
+        if parent is None:
+            ether = next(
+                (k.peer for k in hooks.links if k.peer.type == abi.NG_ETHER_NODE_TYPE), None
+            )
+            if ether is None:
+                return None  # hangs on no NIC: not a bridge release can restore anything for
+            parent = await sock.ether_getifname(ether.address)
         try:
             await sock.shutdown(bridge + ":")
         except FileNotFoundError:
-            return False  # another process released it first
+            return None  # another process released it first
         finally:
             self._forget(bridge)
         await self._reset_parent(sock, parent)
         if self._parents is not None:
             await self._parents.restore(parent)
-        return True
+        return parent
 
     async def remove_strays(self) -> list[BridgedIfnet]:
         """Shut down the eifaces a killed process left on our bridges before it named them,
@@ -438,7 +467,7 @@ class NetgraphBridges:
         """
         sock = await self.socket()
         strays: list[BridgedIfnet] = []
-        async for parent, hooks in self._our_bridges(sock, await sock.listnodes()):
+        async for parent, hooks in survey.our_bridges(sock, await sock.listnodes()):
             for link in hooks.links:
                 peer = link.peer
                 if peer.type != abi.NG_EIFACE_NODE_TYPE or peer.name.startswith(EIFACE_PREFIX):
@@ -461,7 +490,7 @@ class NetgraphBridges:
         sock = await self.socket()
         empty = [
             parent
-            async for parent, hooks in self._our_bridges(sock, await sock.listnodes())
+            async for parent, hooks in survey.our_bridges(sock, await sock.listnodes())
             if not any(link.peer.type == abi.NG_EIFACE_NODE_TYPE for link in hooks.links)
         ]
         released = []
@@ -470,76 +499,24 @@ class NetgraphBridges:
                 released.append(parent)
         return released
 
+    async def reconcile_strays(self) -> list[BridgedIfnet]:
+        """:meth:`remove_strays`, then :meth:`release_empty`: ``Platform.reconcile_strays``."""
+        strays = await self.remove_strays()
+        await self.release_empty()
+        return strays
+
     async def bridges(self) -> list[BridgeInfo]:
         """Every bridge of ours: its parent NIC, wiring (``classic``/``uplink``) and eifaces."""
-        sock = await self.socket()
-        found = [
-            BridgeInfo(
-                parent=parent,
-                mode=LinkView.from_hooks(hooks).wiring.mode,
-                ifnets=tuple(
-                    sorted(
-                        link.peer.name.removeprefix(EIFACE_PREFIX)
-                        for link in hooks.links
-                        if link.peer.type == abi.NG_EIFACE_NODE_TYPE
-                        and link.peer.name.startswith(EIFACE_PREFIX)
-                    )
-                ),
-            )
-            async for parent, hooks in self._our_bridges(sock, await sock.listnodes())
-        ]
-        return sorted(found, key=lambda b: b.parent)
-
-    async def _our_bridges(
-        self, sock: NgSocket, nodes: Sequence[codec.NodeInfo]
-    ) -> AsyncIterator[tuple[str, codec.HookList]]:
-        """``(parent NIC, hooks)`` of each bridge of ours among ``nodes`` that still hangs
-        on an ng_ether node."""
-        for bridge in nodes:
-            if bridge.type != abi.NG_BRIDGE_NODE_TYPE or not bridge.name.startswith(BRIDGE_PREFIX):
-                continue
-            hooks = await sock.listhooks(bridge.address)
-            ether = next(
-                (link.peer for link in hooks.links if link.peer.type == abi.NG_ETHER_NODE_TYPE),
-                None,
-            )
-            if ether is not None:
-                yield await sock.ether_getifname(ether.address), hooks
+        return await survey.bridges(await self.socket())
 
     async def list(self) -> list[BridgedIfnet]:
-        """Every eiface of ours, with the parent NIC of the bridge it hangs on.
-
-        ``parent`` is ``""`` for an eiface no longer on a bridge of ours; ``jid`` is None.
-        One LISTNODES, then a LISTHOOKS and a GETIFNAME per bridge of ours: each bridge's
-        hooks name the eifaces on it, so no eiface is asked on its own.
-        """
-        sock = await self.socket()
-        nodes = await sock.listnodes()
-        parent_of_eiface: dict[int, str] = {}
-        async for parent, hooks in self._our_bridges(sock, nodes):
-            for link in hooks.links:
-                if link.peer.type == abi.NG_EIFACE_NODE_TYPE:
-                    parent_of_eiface[link.peer.id] = parent
-        found = [
-            BridgedIfnet(
-                name=node.name.removeprefix(EIFACE_PREFIX), parent=parent_of_eiface.get(node.id, "")
-            )
-            for node in nodes
-            if node.type == abi.NG_EIFACE_NODE_TYPE and node.name.startswith(EIFACE_PREFIX)
-        ]
-        return sorted(found, key=lambda b: b.name)
+        """Every eiface of ours, with the parent NIC of the bridge it hangs on
+        (:func:`survey.bridged_ifnets`)."""
+        return await survey.bridged_ifnets(await self.socket())
 
     async def link_stats(self, ifname: str) -> codec.LinkStats:
         """The bridge's counters for the link ``ifname``'s eiface is on (getstats)."""
-        check_new_ifname(ifname)  # usable as a netgraph name as it is
-        sock = await self.socket()
-        hooks = await sock.listhooks(eiface_name(ifname) + ":")
-        if not hooks.links:
-            raise netgraph_error(errno_codes.ENOTCONN, eiface_name(ifname) + ":", "getstats")
-        link = hooks.links[0]
-        bridge = link.peer.name or link.peer.address.rstrip(":")
-        cookie = await self._bridge_cookie(sock, bridge)
-        return await sock.bridge_getstats(link.peer.address, link.peerhook, cookie)
+        return await survey.link_stats(await self.socket(), ifname, self._bridge_cookies)
 
     async def link_counters(self, ifname: str) -> LinkCounters:
         """:meth:`link_stats` as the platform type."""
