@@ -14,12 +14,13 @@ from __future__ import annotations
 import errno
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from vimaged.simhost.ng_message import fail
 
 if TYPE_CHECKING:
-    from vimaged.simhost.host import Jail
+    from collections.abc import Mapping
+
     from vimaged.simhost.ifnet import Ifnet
 
 HOST_JID = 0
@@ -27,6 +28,13 @@ IF_MINMTU, IF_MAXMTU = 72, 65535
 """sys/net/if.c: ifhwioctl's SIOCSIFMTU bounds (EINVAL outside)."""
 NG_EIFACE_MTU_MIN, NG_EIFACE_MTU_MAX = 72, 9018
 """sys/netgraph/ng_eiface.h: NG_EIFACE_MTU_MIN and ETHER_MAX_LEN_JUMBO."""
+
+
+class _Jail(Protocol):
+    """What this layer reads of host.py's Jail (which imports this module)."""
+
+    @property
+    def dying(self) -> bool: ...
 
 
 @dataclass(eq=False)
@@ -43,7 +51,7 @@ class InetLayer:
     """The layer-3 half of :class:`vimaged.simhost.host.SimHost`."""
 
     ifnets: list[Ifnet]
-    jails: dict[int, Jail]
+    jails: Mapping[int, _Jail]
     routes: list[Route]
 
     def find_ifnet(self, name: str, vnet: int) -> Ifnet | None:
