@@ -35,6 +35,7 @@ class Stop(TypedDict):
 class Restart(TypedDict):
     op: Literal["restart"]
     names: list[str]
+    all: bool
 
 
 class ListVimages(TypedDict):
@@ -61,6 +62,10 @@ class Version(TypedDict):
 
 class Events(TypedDict):
     op: Literal["events"]
+
+
+class Metrics(TypedDict):
+    op: Literal["metrics"]
 
 
 class CniRoute(TypedDict):
@@ -169,6 +174,7 @@ class VimageInfo(TypedDict):
     config_changed: bool
     error: str | None
     restarts: int
+    removed: bool
 
 
 class Vimages(TypedDict):
@@ -223,6 +229,11 @@ class AttachmentList(TypedDict):
     attachments: list[Attachment]
 
 
+class MetricsText(TypedDict):
+    reply: Literal["metrics"]
+    text: str
+
+
 Request = (
     Start
     | Stop
@@ -233,6 +244,7 @@ Request = (
     | Reload
     | Version
     | Events
+    | Metrics
     | CniAdd
     | CniCheck
     | CniDel
@@ -240,4 +252,6 @@ Request = (
     | CniStatus
     | CniList
 )
-Reply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList
+Reply = (
+    Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList | MetricsText
+)
