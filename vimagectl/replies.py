@@ -97,6 +97,7 @@ class CniCheck(TypedDict):
     container_id: str
     ifname: str
     addresses: NotRequired[list[str]]
+    mtu: NotRequired[int | None]
 
 
 class CniDel(TypedDict):

@@ -155,6 +155,8 @@ class CniCheck(Request, tag="cni_check", frozen=True):
     container_id: CniName
     ifname: CniIfName
     addresses: tuple[CniCidr, ...] = ()
+    mtu: int | None = None
+    """The network's ``mtu``: compared where the platform reports one (freebsd, sim)."""
 
 
 class CniDel(Request, tag="cni_del", frozen=True):

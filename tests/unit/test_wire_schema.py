@@ -429,6 +429,7 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
             "container_id": "c1",
             "ifname": "eth0",
             "addresses": [],
+            "mtu": None,
         },
         protocol.CniCheck(network="n", container_id="c1", ifname="eth0"),
     ),

@@ -40,6 +40,7 @@ from vimaged.platforms import (
     JailSpec,
     LinkCounters,
     _libc,
+    jail_inet,
     jail_sandbox,
 )
 from vimaged.platforms import freebsd_abi as abi
@@ -393,6 +394,10 @@ class FreeBSDPlatform:
 
     async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
         await jail_sandbox.detach(self, sandbox, ifname, mac)
+
+    async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
+        """MTU, addresses and routes of ``inet.ifname`` in jail ``jid`` (jail_inet.py)."""
+        await ifops.run_child(jail_inet.CHILD_SCRIPT, jid, msgspec.json.encode(inet).decode())
 
 
 def _tool_error(result: subprocess.CompletedProcess[bytes], subject: str) -> OSError:
