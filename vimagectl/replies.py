@@ -30,6 +30,7 @@ class Stop(TypedDict):
     op: Literal["stop"]
     names: list[str]
     all: bool
+    with_dependents: bool
 
 
 class Restart(TypedDict):
@@ -162,6 +163,7 @@ class VimageInfo(TypedDict):
     name: str
     state: State
     jid: int | None
+    wanted: bool
     health: HealthState
     health_reason: str | None
     interfaces: list[Interface]

@@ -344,6 +344,7 @@ def test_unknown_fields_of_a_reply_are_dropped_and_defaults_filled() -> None:
                 "name": "a",
                 "state": "stopped",
                 "jid": None,
+                "wanted": False,
                 "health": "unknown",
                 "health_reason": None,
                 "interfaces": [],
