@@ -49,7 +49,9 @@ class UsageError(Exception):
 class Arguments:
     """The parsed command line."""
 
-    __slots__ = ("all", "help", "json", "names", "socket", "timeout", "verb", "version")
+    __slots__ = (
+        "all", "help", "json", "names", "socket", "timeout", "verb", "version", "with_dependents",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.verb = ""
@@ -60,6 +62,8 @@ class Arguments:
         self.timeout = DEFAULT_TIMEOUT
         self.help = False
         self.version = False
+        self.with_dependents = False
+        """``stop --with-dependents``: stop the running vimages that depend on the named too."""
 
 
 def help_text(verbs: Mapping[str, VerbGrammar]) -> str:
@@ -128,7 +132,7 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
             name, equals, value = word.partition("=")
             if word == "--":
                 options_done = True
-            elif name in ("--help", "--json", "--all", "--version") and equals:
+            elif name in ("--help", "--json", "--all", "--version", "--with-dependents") and equals:
                 raise ValueError(f"{name} takes no value")
             elif word in ("-h", "--help"):
                 args.help = True
@@ -138,6 +142,10 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
                 args.json = True
             elif name == "--all" and args.verb and verbs[args.verb].operands == NAMES_OR_ALL:
                 args.all = True
+            elif name == "--with-dependents":
+                if args.verb != "stop":
+                    raise ValueError("--with-dependents: only stop takes it, after the command")
+                args.with_dependents = True
             elif name in ("--socket", "--timeout") or word.startswith("-s"):
                 if not word.startswith("--"):  # -s socket or -ssocket, as getopt(3) takes it
                     name, value = "-s", word[2:]
@@ -177,3 +185,5 @@ def _take_operands(args: Arguments, rule: str, operands: list[str]) -> None:
         raise ValueError(f"{verb}: name at least one vimage")
     if rule == NAMES_OR_ALL and bool(args.names) == args.all:
         raise ValueError(f"{verb}: give vimage names or --all, not both or neither")
+    if args.with_dependents and args.all:
+        raise ValueError(f"{verb}: --with-dependents names vimages; --all stops every one")
