@@ -91,8 +91,11 @@ VERBS: dict[str, Verb] = {
         NAMES_OR_ALL,
         "stop the named vimages (--with-dependents: and what depends on them), or all",
         lambda a: {
-            "op": "stop", "names": a.names, "all": a.all, "with_dependents": a.with_dependents,
-        },  # fmt: skip
+            "op": "stop",
+            "names": a.names,
+            "all": a.all,
+            "with_dependents": a.with_dependents,
+        },
         "done",
         render_change,
     ),

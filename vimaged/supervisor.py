@@ -232,9 +232,9 @@ class Supervisor:
                     await self._start_after_deps(name, failed, outcomes)
         # the dependencies it started (or could not) first, in start order, then the named
         started = [n for level in levels for n in level if n not in names]
-        return [
-            outcomes[n] for n in started if n not in was_running or not outcomes[n].ok
-        ] + [outcomes[n] for n in names]
+        return [outcomes[n] for n in started if n not in was_running or not outcomes[n].ok] + [
+            outcomes[n] for n in names
+        ]
 
     async def _start_after_deps(
         self, name: str, failed: set[str], outcomes: dict[str, Outcome]
@@ -429,9 +429,7 @@ def _dependents(vimages: Iterable[Vimage], names: Iterable[str]) -> dict[str, li
     return {n: ds for n, ds in found.items() if n not in names or ds}
 
 
-def _stop_levels(
-    vimages: dict[str, Vimage], order: list[str], chosen: set[str]
-) -> list[list[str]]:
+def _stop_levels(vimages: dict[str, Vimage], order: list[str], chosen: set[str]) -> list[list[str]]:
     """``chosen`` in stop order: a level's vimages have no dependent left in ``chosen``."""
     depth: dict[str, int] = {}
 

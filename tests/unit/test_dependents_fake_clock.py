@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-import trio
-import trio.testing
 
 from vimaged import config
 from vimaged.errors import ConflictError, DependentsRunningError
@@ -21,6 +19,8 @@ from vimaged.testing import (
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import trio.testing
 
     from vimaged.supervisor import Supervisor
 
@@ -85,7 +85,12 @@ async def test_stop_with_dependents_stops_them_first_and_reports_each(
         ]
         stopping = [n for e, n, _ in events.events if e == "vimage.stopping"]
         assert stopping == ["web", "app", "db"]
-        assert states(sup) == {"db": "stopped", "app": "stopped", "web": "stopped", "cache": "running"}
+        assert states(sup) == {
+            "db": "stopped",
+            "app": "stopped",
+            "web": "stopped",
+            "cache": "running",
+        }
         assert {i.name: i.wanted for i in sup.infos()} == {
             "db": False, "app": False, "web": False, "cache": True,
         }  # fmt: skip

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from vimagectl.args import Arguments
-from vimagectl.nagios import health_report, health_verdict, render_health
 from vimagectl.client import SCHEMA
+from vimagectl.nagios import health_report, health_verdict, render_health
 
 pytestmark = pytest.mark.unit
 
 
 def info(name: str, state: str = "running", health: str = "ok", **more: Any) -> Any:
     """A VimageInfo as vimagectl reads it: checked, defaults filled."""
-    reply = SCHEMA.check(
+    reply: Any = SCHEMA.check(
         "Reply",
         {"reply": "vimages", "vimages": [{"name": name, "state": state, "health": health, **more}]},
     )
@@ -40,9 +40,7 @@ def test_a_vimage_wanted_running_but_stopped_is_critical() -> None:
 def test_a_vimage_stopped_by_the_operator_is_ok_and_counted_as_stopped() -> None:
     status, line = health_verdict([info("web"), info("db", "stopped", wanted=False)])
     assert status == 0
-    assert line == (
-        "VIMAGED OK - 1 ok, 1 stopped | ok=1 degraded=0 failed=0 unknown=0 stopped=1"
-    )
+    assert line == ("VIMAGED OK - 1 ok, 1 stopped | ok=1 degraded=0 failed=0 unknown=0 stopped=1")
 
 
 def test_health_name_of_a_stopped_by_operator_vimage_is_ok() -> None:

@@ -21,7 +21,7 @@ def test_stop_with_dependents_is_sent_as_a_request_field() -> None:
 
 def test_stop_without_the_option_sends_false() -> None:
     request = VERBS["stop"].request(parse(["stop", "db"]))
-    assert request["with_dependents"] is False
+    assert request == {"op": "stop", "names": ["db"], "all": False, "with_dependents": False}
 
 
 @pytest.mark.parametrize(

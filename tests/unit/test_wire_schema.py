@@ -378,7 +378,14 @@ def test_decode_reply_refuses_what_is_not_a_protocol_reply(body: bytes) -> None:
 
 VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
     ({"op": "start", "names": ["web"], "all": False}, protocol.Start(names=("web",))),
-    ({"op": "stop", "names": [], "all": True}, protocol.Stop(all_=True)),
+    (
+        {"op": "stop", "names": [], "all": True, "with_dependents": False},
+        protocol.Stop(all_=True),
+    ),
+    (
+        {"op": "stop", "names": ["db"], "all": False, "with_dependents": True},
+        protocol.Stop(names=("db",), with_dependents=True),
+    ),
     ({"op": "restart", "names": ["a", "b"]}, protocol.Restart(names=("a", "b"))),
     ({"op": "list"}, protocol.ListVimages()),
     ({"op": "status", "names": ["db"]}, protocol.Status(names=("db",))),
