@@ -20,6 +20,7 @@ import structlog
 import trio
 
 from vimaged import config as config_mod
+from vimaged.dependents import UP, dependents_of, stop_levels
 from vimaged.errors import (
     ConflictError,
     DependentsRunningError,
@@ -279,9 +280,9 @@ class Supervisor:
         return list(outcomes.values())
 
     async def _stop_named(self, names: list[str], *, with_dependents: bool) -> list[Outcome]:
-        dependents = _dependents(self.vimages.values(), names)
+        dependents = dependents_of(self.vimages.values(), names)
         up = [n for n in self.vimages if n in dependents and n not in names
-              and self.vimages[n].state in _UP]  # fmt: skip
+              and self.vimages[n].state in UP]  # fmt: skip
         if up and not with_dependents:
             raise DependentsRunningError(
                 f"{', '.join(names)}: {', '.join(up)} depend on it and are running; stop "
@@ -291,7 +292,7 @@ class Supervisor:
         for name in chosen:
             self.vimages[name].intent = "stopped"
         outcomes: dict[str, Outcome] = {}
-        for level in _stop_levels(self.vimages, [*up, *names], chosen):
+        for level in stop_levels(self.vimages, [*up, *names], chosen):
             for name in level:
                 v = self.vimages[name]
                 still_up = [d for d in dependents.get(name, ()) if d in chosen and d in outcomes
@@ -406,46 +407,6 @@ class Supervisor:
         """Drop a vimage a reload removed, once it is stopped and its last NIC is home."""
         if v.removed and v.state == "stopped" and not self._pending_nics(v.name):
             self.vimages.pop(v.name, None)
-
-
-_UP = frozenset({"starting", "running", "stopping"})
-"""States in which a vimage uses what it depends on."""
-
-
-def _dependents(vimages: Iterable[Vimage], names: Iterable[str]) -> dict[str, list[str]]:
-    """Every vimage depending on ``names``, directly or not, with its own direct dependents
-    (in the configuration each runs with): ``{name: [dependent, ...]}``."""
-    direct: dict[str, list[str]] = {}
-    for v in vimages:
-        for dependency in v.cfg.depend:
-            direct.setdefault(dependency, []).append(v.name)
-    found: dict[str, list[str]] = {}
-    todo = list(names)
-    while todo:
-        name = todo.pop()
-        if name not in found:
-            found[name] = direct.get(name, [])
-            todo.extend(found[name])
-    return {n: ds for n, ds in found.items() if n not in names or ds}
-
-
-def _stop_levels(vimages: dict[str, Vimage], order: list[str], chosen: set[str]) -> list[list[str]]:
-    """``chosen`` in stop order: a level's vimages have no dependent left in ``chosen``."""
-    depth: dict[str, int] = {}
-
-    def visit(name: str) -> int:
-        if name not in depth:
-            depth[name] = 0  # the configuration refuses cycles; this ends one built by hand
-            users = [u for u in chosen if name in vimages[u].cfg.depend]
-            depth[name] = max((visit(u) + 1 for u in users), default=0)
-        return depth[name]
-
-    levels: list[list[str]] = []
-    for name in dict.fromkeys(order):
-        level = visit(name)
-        levels.extend([] for _ in range(level + 1 - len(levels)))
-        levels[level].append(name)
-    return levels
 
 
 async def _guarded(v: Vimage, op: Callable[[Vimage], Awaitable[None]]) -> Outcome:
