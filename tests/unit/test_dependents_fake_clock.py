@@ -158,3 +158,16 @@ async def test_a_restarted_daemon_takes_the_operators_intent_from_the_journal(
 
 def test_with_dependents_is_a_bool_field_with_a_default() -> None:
     assert Stop(names=("db",)).with_dependents is False
+
+
+async def test_a_dependency_that_fails_to_start_is_reported_first(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    cfg = config.build({**CHAIN, "vimage_db_vnets": "em1"})
+    async with open_supervisor(cfg, InProcessPlatform(nics=("em0",), state_dir=tmp_path)) as sup:
+        outcomes = await sup.start(["app"])  # em1 is absent: db cannot start
+        assert [(o.name, o.ok, o.code) for o in outcomes] == [
+            ("db", False, ConflictError.code),
+            ("app", False, ConflictError.code),
+        ]
+        assert sup.info("app").wanted  # the operator asked: health says CRITICAL
