@@ -134,6 +134,9 @@ def _assignment(name: str, members: list[str]) -> str:
     line = f"{name} = {' | '.join(members)}\n"
     if len(line) <= 100:
         return line
+    inner = f"    {' | '.join(members)}\n"
+    if len(inner) - 1 <= 100:  # as ruff format writes it: one line inside the parentheses
+        return f"{name} = (\n{inner})\n"
     return f"{name} = (\n    {members[0]}\n" + "".join(f"    | {m}\n" for m in members[1:]) + ")\n"
 
 

@@ -14,7 +14,7 @@ from vimagectl.client import DEFAULT_SOCKET, SCHEMA
 
 TYPE_CHECKING = False  # see schema.py: typing is not imported at run time
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from typing import Protocol
 
     class VerbGrammar(Protocol):
@@ -29,6 +29,10 @@ NAMES_OR_ALL = "name ... | --all"
 """A verb's operand rule, spelt as its usage line shows it: none; at least one vimage name;
 any number (none means all); names or ``--all`` (only these verbs take ``--all``)."""
 
+LONG_OPTIONS = (
+    "--socket", "--json", "--timeout", "--all", "--help", "--version", "--with-dependents",
+)  # fmt: skip
+"""Every long option, for the suggestion an unknown one gets."""
 DEFAULT_TIMEOUT = 60.0
 OPTIONS = "[-s socket] [--json] [--timeout seconds]"
 USAGE = f"usage: vimagectl {OPTIONS} command [argument ...]"
@@ -127,7 +131,7 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
                 elif word in verbs:
                     args.verb = word
                 else:
-                    raise ValueError(f"unknown command {word!r}")
+                    raise ValueError(f"unknown command {word!r}{_did_you_mean(word, verbs)}")
                 continue
             name, equals, value = word.partition("=")
             if word == "--":
@@ -161,8 +165,10 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
                     args.timeout = positive_seconds(value)
                 else:
                     args.socket = value
+            elif name == "--all":
+                raise ValueError("--all: only start, stop and restart take it")
             else:
-                raise ValueError(f"unknown option {name}")
+                raise ValueError(f"unknown option {name}{_did_you_mean(name, LONG_OPTIONS)}")
         if args.help or args.version:
             return args
         if not args.verb:
@@ -172,6 +178,14 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
         usage = verb_usage(args.verb, verbs[args.verb]) if args.verb else USAGE
         raise UsageError(f"{exc}\n{usage}", args.verb) from None
     return args
+
+
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``; did you mean 'start'?`` for ``strat``, or nothing when no word is close."""
+    import difflib  # only on this error path: vimagectl's start-up budget
+
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _take_operands(args: Arguments, rule: str, operands: list[str]) -> None:

@@ -13,7 +13,7 @@ import os
 import sys
 
 from vimagectl import args as grammar
-from vimagectl.args import ANY_NAMES, NAMES_OR_ALL, NO_OPERANDS, SOME_NAMES, UsageError
+from vimagectl.args import ANY_NAMES, NAMES_OR_ALL, NO_OPERANDS, UsageError
 from vimagectl.client import DEFAULT_SOCKET, Client, ClientError
 from vimagectl.exits import EX_INTERRUPTED, EX_OK, EXIT_STATUS, SYSEXITS, exit_status
 from vimagectl.nagios import PLUGIN, render_health
@@ -23,6 +23,7 @@ from vimagectl.render import (
     render_change,
     render_event,
     render_list,
+    render_metrics,
     render_reload,
     render_status,
     render_version,
@@ -74,8 +75,8 @@ VERBS: dict[str, Verb] = {
         render_list,
     ),
     "status": Verb(
-        SOME_NAMES,
-        "details of the named vimages",
+        ANY_NAMES,
+        "details of the named vimages, or of all",
         lambda a: {"op": "status", "names": a.names},
         "vimages",
         render_status,
@@ -100,9 +101,9 @@ VERBS: dict[str, Verb] = {
         render_change,
     ),
     "restart": Verb(
-        SOME_NAMES,
-        "stop then start the named vimages",
-        lambda a: {"op": "restart", "names": a.names},
+        NAMES_OR_ALL,
+        "stop then start the named vimages, or all of them",
+        lambda a: {"op": "restart", "names": a.names, "all": a.all},
         "done",
         render_change,
     ),
@@ -130,10 +131,17 @@ VERBS: dict[str, Verb] = {
     ),
     "events": Verb(
         NO_OPERANDS,
-        "stream events as JSON lines until interrupted",
+        "stream events, one line each, until interrupted",
         lambda a: {"op": "events"},
         "event",
         render_event,
+    ),
+    "metrics": Verb(
+        NO_OPERANDS,
+        "counts in Prometheus text format (node_exporter's textfile collector)",
+        lambda a: {"op": "metrics"},
+        "metrics",
+        render_metrics,
     ),
     "attachments": Verb(
         NO_OPERANDS,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         AttachmentList,
         Done,
         Event,
+        MetricsText,
         Reloaded,
         VersionInfo,
         VimageInfo,
@@ -49,7 +50,12 @@ def render_status(reply: Vimages, args: Arguments) -> int:
         return EX_OK
     for info in reply["vimages"]:
         jid = "-" if info["jid"] is None else str(info["jid"])
-        changed = "  (config changed: restart to apply)" if info["config_changed"] else ""
+        if info["removed"]:  # the daemon's start and restart refusals say the same
+            changed = "  (removed from the configuration by reload: stop it to let it go)"
+        elif info["config_changed"]:
+            changed = "  (config changed: restart to apply)"
+        else:
+            changed = ""
         print(
             f"{info['name']}: {info['state']}, jid {jid}, health {info['health']}, "
             f"restarts {info['restarts']}{changed}"
@@ -186,6 +192,46 @@ def render_attachments(reply: AttachmentList, args: Arguments) -> int:
 
 
 def render_event(reply: Event, args: Arguments) -> int:
-    """One event, one JSON line, with or without ``--json``."""
-    write_json(reply)
+    """One event per line: ``--json`` the protocol's object, else :func:`format_event`."""
+    if args.json:
+        write_json(reply)
+    else:
+        sys.stdout.write(format_event(reply) + "\n")
+        sys.stdout.flush()  # a pipe (`| grep`) sees each event as it happens
+    return EX_OK
+
+
+def format_event(event: Event) -> str:
+    """``2026-12-04T21:40:10.245+01:00 vimage.started web jid=3``: the local time to the
+    millisecond (ISO 8601, with its UTC offset), the event, its vimage, then its data as
+    ``key=value``, a value JSON-quoted when it has a space, a quote, ``=`` or nothing."""
+    from datetime import datetime  # only here: events is the one verb that needs it
+
+    when = datetime.fromtimestamp(event["time"]).astimezone().isoformat(timespec="milliseconds")
+    words = [when, event["event"]]
+    if event["name"] is not None:
+        words.append(event["name"])
+    for key, value in event["data"].items():
+        words.append(f"{key}={_event_value(value)}")
+    return " ".join(words)
+
+
+def _event_value(value: object) -> str:
+    if value is None:
+        return "-"
+    if value is True or value is False:
+        return "yes" if value else "no"
+    text = str(value)
+    if not text or any(c.isspace() or c in '"=\\' or not c.isprintable() for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def render_metrics(reply: MetricsText, args: Arguments) -> int:
+    """The daemon's exposition text as it sent it; ``--json``: ``{"text": ...}``."""
+    if args.json:
+        write_json({"text": reply["text"]})
+    else:
+        sys.stdout.write(reply["text"])
+        sys.stdout.flush()
     return EX_OK

@@ -36,6 +36,7 @@ class Stop(TypedDict):
 class Restart(TypedDict):
     op: Literal["restart"]
     names: list[str]
+    all: bool
 
 
 class ListVimages(TypedDict):
@@ -62,6 +63,10 @@ class Version(TypedDict):
 
 class Events(TypedDict):
     op: Literal["events"]
+
+
+class Metrics(TypedDict):
+    op: Literal["metrics"]
 
 
 class CniRoute(TypedDict):
@@ -170,6 +175,7 @@ class VimageInfo(TypedDict):
     config_changed: bool
     error: str | None
     restarts: int
+    removed: bool
 
 
 class Vimages(TypedDict):
@@ -224,6 +230,11 @@ class AttachmentList(TypedDict):
     attachments: list[Attachment]
 
 
+class MetricsText(TypedDict):
+    reply: Literal["metrics"]
+    text: str
+
+
 Request = (
     Start
     | Stop
@@ -234,6 +245,7 @@ Request = (
     | Reload
     | Version
     | Events
+    | Metrics
     | CniAdd
     | CniCheck
     | CniDel
@@ -241,4 +253,6 @@ Request = (
     | CniStatus
     | CniList
 )
-Reply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList
+Reply = (
+    Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList | MetricsText
+)

@@ -38,6 +38,7 @@ from vimaged.errors import (
     NotFoundError,
     OperationFailedError,
     ShuttingDownError,
+    error_text,
 )
 from vimaged.platforms import HOST_JID
 from vimaged.protocol import (
@@ -240,7 +241,7 @@ class Attachments:
                     self._host_ifnames.discard(att.host_ifname)
                 self._sup.events.emit(
                     "attachment.add_failed", None, network=req.network,
-                    container_id=req.container_id, ifname=req.ifname, error=str(exc),
+                    container_id=req.container_id, ifname=req.ifname, error=error_text(exc),
                 )  # fmt: skip
                 raise
             att = _replace(att, state="attached")
@@ -312,7 +313,9 @@ class Attachments:
                 await self._remove(att)
                 log.warning("attachment.recovered", host_ifname=att.host_ifname)
             except OSError as exc:
-                log.error("attachment.recover_failed", host_ifname=att.host_ifname, error=str(exc))
+                log.error(
+                    "attachment.recover_failed", host_ifname=att.host_ifname, error=error_text(exc)
+                )
 
     # -- helpers ---------------------------------------------------------------------------
 

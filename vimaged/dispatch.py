@@ -15,7 +15,8 @@ import trio
 
 from vimaged import __version__, config
 from vimaged.attachments import CNI_REQUESTS, cni_reply
-from vimaged.errors import InvalidRequestError, VimagedError, errno_name
+from vimaged.errors import InvalidRequestError, VimagedError, describe_oserror, errno_name
+from vimaged.metrics import RequestTimes, exposition
 from vimaged.protocol import (
     MAX_NAMES,
     PROTOCOL_VERSION,
@@ -23,6 +24,8 @@ from vimaged.protocol import (
     Error,
     Health,
     ListVimages,
+    Metrics,
+    MetricsText,
     Reload,
     Reloaded,
     Restart,
@@ -52,6 +55,8 @@ class Dispatcher:
         self._config_paths = config_paths
         self.attachments: Attachments | None = None
         """vimaged-cni's attachments (set by the daemon); CNI requests fail without them."""
+        self.request_times = RequestTimes()
+        """Filled by the server as it answers (its ``request.done``); read by ``metrics``."""
 
     def events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Event]]:
         return self._sup.events.subscribe()
@@ -64,7 +69,10 @@ class Dispatcher:
             return Error(code=exc.code, message=str(exc))
         except OSError as exc:
             return Error(
-                code="os_error", message=str(exc), errno=exc.errno, errno_name=errno_name(exc)
+                code="os_error",
+                message=describe_oserror(exc),
+                errno=exc.errno,
+                errno_name=errno_name(exc),
             )
         except Exception:
             log.exception("request.crashed")
@@ -79,14 +87,15 @@ class Dispatcher:
                 return Done(outcomes=tuple(await sup.start(self._names(names, everything))))
             case Stop(names=names, all_=everything, with_dependents=with_dependents):
                 if everything:
+                    _refuse_names_and_all(names)
                     return Done(outcomes=tuple(await sup.stop([], everything=True)))
                 return Done(
                     outcomes=tuple(
                         await sup.stop(self._names(names, False), with_dependents=with_dependents)
                     )
                 )
-            case Restart(names=names):
-                return Done(outcomes=tuple(await sup.restart(self._names(names, False))))
+            case Restart(names=names, all_=everything):
+                return Done(outcomes=tuple(await sup.restart(self._names(names, everything))))
             case ListVimages():
                 return Vimages(vimages=tuple(sup.infos()))
             case Status(names=names) | Health(names=names):
@@ -98,6 +107,8 @@ class Dispatcher:
                 return Vimages(vimages=tuple(sup.info(n) for n in names))
             case Reload():
                 return await self.reload()
+            case Metrics():
+                return MetricsText(text=exposition(sup, self.request_times))
             case Version():
                 return VersionInfo(
                     daemon=__version__, protocol=PROTOCOL_VERSION, platform=sup.platform.name
@@ -106,6 +117,7 @@ class Dispatcher:
 
     def _names(self, names: tuple[str, ...], everything: bool) -> list[str]:
         if everything:
+            _refuse_names_and_all(names)
             return [v.name for v in self._sup.cfg.vimages]
         if not names:
             raise InvalidRequestError("name at least one vimage, or use --all")
@@ -117,6 +129,13 @@ class Dispatcher:
         new = await trio.to_thread.run_sync(lambda: config.load(paths))
         await self._sup.check_reload(new)
         return self._sup.reload(new)
+
+
+def _refuse_names_and_all(names: tuple[str, ...]) -> None:
+    """``all`` with names would act on all and silently pass over the names given."""
+    if names:
+        shown = " ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        raise InvalidRequestError(f"names ({shown}) and all: give one or the other")
 
 
 def _unique(names: tuple[str, ...]) -> tuple[str, ...]:

@@ -61,6 +61,7 @@ class Stop(Request, tag="stop", frozen=True):
 
 class Restart(Request, tag="restart", frozen=True):
     names: tuple[VimageName, ...] = ()
+    all_: bool = msgspec.field(default=False, name="all")
 
 
 class ListVimages(Request, tag="list", frozen=True):
@@ -85,6 +86,10 @@ class Version(Request, tag="version", frozen=True):
 
 class Events(Request, tag="events", frozen=True):
     """Subscribe: the daemon answers with :class:`Event` frames until the client leaves."""
+
+
+class Metrics(Request, tag="metrics", frozen=True):
+    """The daemon's counts in Prometheus' text format (:class:`MetricsText`); read-only."""
 
 
 # -- CNI attachments (vimaged-cni, issue 14) ------------------------------------------------
@@ -167,7 +172,7 @@ CNI_MUTATING: frozenset[type[Request]] = frozenset({CniAdd, CniCheck, CniDel, Cn
 # -- end of CNI requests ---------------------------------------------------------------------
 
 AnyRequest = (
-    Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events
+    Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events | Metrics
     | CniAdd | CniCheck | CniDel | CniGc | CniStatus | CniList
 )  # fmt: skip
 
@@ -231,9 +236,13 @@ class VimageInfo(msgspec.Struct, frozen=True, kw_only=True):
     of output>``."""
     interfaces: tuple[Interface, ...] = ()
     config_changed: bool = False
-    """The configuration changed since this vimage started; a restart applies it."""
+    """The configuration changed since this vimage started; a restart applies it (unless
+    ``removed``)."""
     error: str | None = None
     restarts: int = 0
+    removed: bool = False
+    """A reload took it out of the configuration while it ran: it may only be stopped, and
+    is then forgotten."""
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -274,6 +283,12 @@ class Event(Reply, tag="event", frozen=True):
     data: dict[str, str | int | float | bool | None] = {}
 
 
+class MetricsText(Reply, tag="metrics", frozen=True):
+    text: str
+    """A Prometheus text exposition (format 0.0.4; vimaged/metrics.py): counts only, no
+    vimage names."""
+
+
 class Error(Reply, tag="error", frozen=True):
     code: str
     message: str
@@ -309,7 +324,9 @@ class AttachmentList(Reply, tag="attachments", frozen=True):
 
 # -- end of CNI replies ----------------------------------------------------------------------
 
-AnyReply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList
+AnyReply = (
+    Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList | MetricsText
+)
 
 REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)
 REPLY_DECODER = msgspec.json.Decoder(AnyReply)

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from contextlib import AbstractAsyncContextManager
 
+    from vimaged.metrics import RequestTimes
     from vimaged.protocol import AnyRequest, Event, Reply
 
 __all__ = [
@@ -142,6 +143,7 @@ async def serve_control(
     *,
     handler_nursery: trio.Nursery,
     limits: Limits = Limits(),  # frozen, so one shared default is safe
+    request_times: RequestTimes | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Accept control connections forever; run under ``nursery.start``.
@@ -153,12 +155,16 @@ async def serve_control(
         handler_nursery: where connection tasks run; they outlive the accept loop so in-flight
             requests can finish during shutdown.
         limits: connection cap and timeouts.
+        request_times: where each decoded request's latency and outcome go as it is answered
+            (``metrics``; vimaged/metrics.py), except ``events``, which lasts as its client does.
 
     Cancellation:
         Cancelling stops accepting and closes the listener; connections already accepted live in
         ``handler_nursery`` and are not affected.
     """
-    server = _Server(handler=handler, gid=listener.admin_gid, limits=limits)
+    server = _Server(
+        handler=handler, gid=listener.admin_gid, limits=limits, request_times=request_times
+    )
     conn_ids = itertools.count(1)
     try:
         task_status.started()
@@ -241,6 +247,7 @@ class _Server:
     handler: Handler
     gid: int
     limits: Limits
+    request_times: RequestTimes | None = None
 
     def __post_init__(self) -> None:
         self.open = 0  # connections counted against max_connections (the accept loop's)
@@ -394,12 +401,14 @@ class _Connection:
                 except Exception:
                     log.exception("request.crashed")
                     reply = Error(code="internal", message="internal error; see the daemon log")
-            return await self._reply(reply, started)
+            return await self._reply(reply, started, str(op))
 
-    async def _reply(self, reply: Reply, started: float) -> bool:
+    async def _reply(self, reply: Reply, started: float, op: str | None = None) -> bool:
         # Logged before sending, so the line exists by the time the client has its answer.
         outcome = reply.code if isinstance(reply, Error) else "ok"
         log.info("request.done", outcome=outcome, ms=_ms_since(started))
+        if op is not None and self._server.request_times is not None:  # metrics (issue 13)
+            self._server.request_times.observe(op, outcome, time.perf_counter() - started)
         return await self.send(reply)
 
     async def send(self, message: Reply) -> bool:

@@ -34,7 +34,13 @@ from vimaged.errors import (
 )
 from vimaged.health import HealthMonitor
 from vimaged.hooks import Hooks
-from vimaged.lifecycle import ADDRESS_LOOK_TIMEOUT, CLEANUP_GRACE, Lifecycle, MacBook
+from vimaged.lifecycle import (
+    ADDRESS_LOOK_TIMEOUT,
+    CLEANUP_GRACE,
+    Lifecycle,
+    MacBook,
+    refuse_if_removed,
+)
 from vimaged.platforms import HOST_JID
 from vimaged.protocol import Outcome, Reloaded
 from vimaged.reconcile import Reconciler
@@ -214,7 +220,7 @@ class Supervisor:
         self._refuse_if_stopping()
         names = list(names)
         for name in names:
-            self._get(name)
+            refuse_if_removed(self._get(name))
             self.restarts.reset(name)  # an operator acted: close the circuit breaker
         levels = self.cfg.start_order(names)
         was_running = {n for level in levels for n in level if self._get(n).state == "running"}
@@ -313,7 +319,7 @@ class Supervisor:
         self._refuse_if_stopping()
         names = list(names)
         for name in names:
-            self._get(name)
+            refuse_if_removed(self._get(name))  # before stopping any: nothing half-done
         outcomes = []
         for name in names:
             v = self._get(name)

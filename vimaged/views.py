@@ -75,6 +75,7 @@ def vimage_info(
         health_reason=v.health_reason if v.state == "running" else None,
         interfaces=tuple(interfaces),
         config_changed=v.next_cfg is not None or v.removed,
+        removed=v.removed,
         error=v.error,
         restarts=v.restarts,
     )

@@ -14,8 +14,10 @@ from vimaged.protocol import (
     Error,
     Health,
     Outcome,
+    Restart,
     Start,
     Status,
+    Stop,
     VimageInfo,
     Vimages,
 )
@@ -49,6 +51,8 @@ class RecordingSupervisor:
         self.started.append(names)
         return [Outcome(name=n, ok=True, state="running") for n in names]
 
+    restart = start
+
 
 def dispatcher() -> tuple[Dispatcher, RecordingSupervisor]:
     sup = RecordingSupervisor()
@@ -79,3 +83,19 @@ async def test_more_distinct_names_than_the_cap_are_refused(
     assert (sup.observed, sup.infos, sup.started) == ([], [], [])
     at_the_cap = await dispatch.handle(request_type(names=names[:MAX_NAMES]), ROOT)
     assert not isinstance(at_the_cap, Error)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        Start(names=("web",), all_=True),
+        Stop(names=("web",), all_=True),
+        Restart(names=("web",), all_=True),
+    ],
+)
+async def test_names_and_all_together_are_refused_before_anything_starts(request_: object) -> None:
+    dispatch, sup = dispatcher()
+    reply = await dispatch.handle(request_, ROOT)  # type: ignore[arg-type]
+    assert isinstance(reply, Error)
+    assert reply.code == "invalid_request"
+    assert sup.started == []

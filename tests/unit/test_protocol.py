@@ -82,13 +82,14 @@ CNI_REQUESTS: dict[type, st.SearchStrategy[typing.Any]] = {
 REQUESTS: dict[type, st.SearchStrategy[typing.Any]] = {
     Start: st.builds(Start, names=names, all_=st.booleans()),
     Stop: st.builds(Stop, names=names, all_=st.booleans()),
-    Restart: st.builds(Restart, names=names),
+    Restart: st.builds(Restart, names=names, all_=st.booleans()),
     ListVimages: st.builds(ListVimages),
     Status: st.builds(Status, names=names),
     Health: st.builds(Health, names=names),
     Reload: st.builds(Reload),
     Version: st.builds(Version),
     Events: st.builds(Events),
+    protocol.Metrics: st.builds(protocol.Metrics),
     **CNI_REQUESTS,
 }
 

@@ -46,6 +46,7 @@ from vimaged.protocol import (
     Hello,
     Interface,
     ListVimages,
+    Metrics,
     Outcome,
     Reload,
     Reloaded,
@@ -379,14 +380,40 @@ async def test_reload_and_version(handler: Handler, socket_path: str) -> None:
     assert json.loads(version.stdout)["daemon"] == "9.9.9"
 
 
-async def test_events_print_one_json_object_per_line(handler: Handler, socket_path: str) -> None:
-    done = await vimagectl("-s", socket_path, "events")
+async def test_events_json_prints_one_json_object_per_line(
+    handler: Handler, socket_path: str
+) -> None:
+    done = await vimagectl("-s", socket_path, "--json", "events")
     assert done.returncode == 69  # the daemon ended the stream
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(e["event"], e["name"], e["data"]) for e in events] == [
         ("vimage.started", "web", {"jid": 3}),
         ("ifnet.moved", "db", {"ifnet": "em1"}),
     ]
+
+
+async def test_events_print_one_line_each_with_a_local_iso_time(
+    handler: Handler, socket_path: str
+) -> None:
+    done = await vimagectl("-s", socket_path, "events", env=_env(TZ="UTC"))
+    assert done.returncode == 69  # the daemon ended the stream
+    assert done.stdout.decode().splitlines() == [
+        "1970-01-01T00:00:01.000+00:00 vimage.started web jid=3",
+        "1970-01-01T00:00:02.000+00:00 ifnet.moved db ifnet=em1",
+    ]
+
+
+async def test_status_without_names_shows_every_vimage(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("-s", socket_path, "--json", "status")
+    assert done.returncode == 0
+    assert [v["name"] for v in json.loads(done.stdout)] == list(handler.vimages)
+    assert handler.seen == [Status()]
+
+
+async def test_restart_all_asks_for_all(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("-s", socket_path, "restart", "--all")
+    assert done.returncode == 75  # "old" fails with conflict, as in start --all
+    assert handler.seen == [Restart(all_=True)]
 
 
 async def test_interrupted_events_exit_130_quietly(
@@ -418,7 +445,8 @@ async def test_interrupted_events_exit_130_quietly(
         pytest.param([], id="no-verb"),
         pytest.param(["stop"], id="stop-without-names"),
         pytest.param(["start", "--all", "web"], id="names-and-all"),
-        pytest.param(["status"], id="status-without-names"),
+        pytest.param(["restart", "--all", "web"], id="restart-names-and-all"),
+        pytest.param(["restart"], id="restart-without-names"),
         pytest.param(["status", "web!"], id="bad-name"),
         pytest.param(["--timeout", "-1", "list"], id="negative-timeout"),
         pytest.param(["--timeout", "soon", "list"], id="timeout-not-a-number"),
@@ -466,6 +494,7 @@ EVERY_VERB = [
     (["reload"], Reload()),
     (["version"], Version()),
     (["events"], Events()),
+    (["metrics"], Metrics()),
     (["attachments"], CniList()),
 ]
 

@@ -42,6 +42,7 @@ from vimaged.protocol import (
     Event,
     Hello,
     Interface,
+    MetricsText,
     Outcome,
     Reloaded,
     VersionInfo,
@@ -155,6 +156,7 @@ vimage_infos = st.builds(
     config_changed=st.booleans(),
     error=maybe_texts,
     restarts=ints,
+    removed=st.booleans(),
 )
 outcomes = st.builds(
     Outcome, name=texts, ok=st.booleans(), state=states, code=maybe_texts, message=maybe_texts
@@ -190,6 +192,7 @@ REPLIES: dict[type, st.SearchStrategy[typing.Any]] = {
         data=st.dictionaries(texts, event_values, max_size=3),
     ),
     Error: st.builds(Error, code=texts, message=texts, errno=st.none() | ints),
+    MetricsText: st.builds(MetricsText, text=texts),
 }
 json_values = st.recursive(
     st.none() | st.booleans() | ints | floats | texts,
@@ -313,7 +316,7 @@ def mutations(value: object) -> st.SearchStrategy[object]:
             {"reply": "goodbye"},
             "reply",
             'expected one of "hello", "done", "vimages", "reloaded", "version", "event", '
-            '"error", "attachments", got "goodbye"',
+            '"error", "attachments", "metrics", got "goodbye"',
             id="unknown-tag",
         ),
         pytest.param(
@@ -351,6 +354,7 @@ def test_unknown_fields_of_a_reply_are_dropped_and_defaults_filled() -> None:
                 "config_changed": False,
                 "error": None,
                 "restarts": 0,
+                "removed": False,
             }
         ],
     }
@@ -386,13 +390,15 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
         {"op": "stop", "names": ["db"], "all": False, "with_dependents": True},
         protocol.Stop(names=("db",), with_dependents=True),
     ),
-    ({"op": "restart", "names": ["a", "b"]}, protocol.Restart(names=("a", "b"))),
+    ({"op": "restart", "names": ["a", "b"], "all": False}, protocol.Restart(names=("a", "b"))),
     ({"op": "list"}, protocol.ListVimages()),
     ({"op": "status", "names": ["db"]}, protocol.Status(names=("db",))),
     ({"op": "health", "names": []}, protocol.Health()),
     ({"op": "reload"}, protocol.Reload()),
     ({"op": "version"}, protocol.Version()),
     ({"op": "events"}, protocol.Events()),
+    ({"op": "metrics"}, protocol.Metrics()),
+    ({"op": "restart", "names": [], "all": True}, protocol.Restart(all_=True)),
     # what vimaged-cni sends (vimaged_cni/cli.py)
     (
         {
@@ -526,6 +532,7 @@ REPLIES_MINIMAL: dict[type, AnyReply] = {
     VersionInfo: VersionInfo(daemon="0", protocol=1, platform="sim"),
     Event: Event(time=math.pi, event="vimage.started"),
     Error: Error(code="internal", message="x"),
+    MetricsText: MetricsText(text=""),
 }
 
 

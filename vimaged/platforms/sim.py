@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, TypeVar
 import structlog
 import trio
 
-from vimaged.errors import PlatformError
+from vimaged.errors import PlatformError, error_text
 from vimaged.framing import receive_frame
 from vimaged.platforms import (
     HOST_JID,
@@ -222,7 +222,7 @@ class SimPlatform:
             self._retry_delay = RECONNECT_FIRST_DELAY
             self._next_attempt = self._lost_at + self._retry_delay
             self._started = False
-            log.warning("platform.connection_lost", socket=self.socket_path, error=str(exc))
+            log.warning("platform.connection_lost", socket=self.socket_path, error=error_text(exc))
         return OSError(code, os.strerror(code), f"sim host {self.socket_path}")
 
     async def _reconnect(self) -> None:
