@@ -323,6 +323,7 @@ class Supervisor:
         outcomes = []
         for name in names:
             v = self._get(name)
+            v.intent = "running"  # the operator wants it running (health: issue 13.3)
             stopped = await _guarded(v, partial(self.stop_vimage, restarting=True))
             if not stopped.ok:
                 outcomes.append(stopped)

@@ -171,3 +171,14 @@ async def test_a_dependency_that_fails_to_start_is_reported_first(
             ("app", False, ConflictError.code),
         ]
         assert sup.info("app").wanted  # the operator asked: health says CRITICAL
+
+
+async def test_a_restart_makes_a_vimage_wanted_again(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_supervisor(config.build(CHAIN), platform(tmp_path)) as sup:
+        await sup.start(["cache"])
+        await sup.stop(["cache"])
+        assert not sup.info("cache").wanted
+        [restarted] = await sup.restart(["cache"])
+        assert (restarted.ok, sup.info("cache").wanted) == (True, True)
