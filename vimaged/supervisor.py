@@ -290,8 +290,9 @@ class Supervisor:
         up = [n for n in self.vimages if n in dependents and n not in names
               and self.vimages[n].state in UP]  # fmt: skip
         if up and not with_dependents:
+            them = "it" if len(names) == 1 else "them"
             raise DependentsRunningError(
-                f"{', '.join(names)}: {', '.join(up)} depend on it and are running; stop "
+                f"{', '.join(names)}: {', '.join(up)} depend on {them} and are running; stop "
                 "them first, or stop with_dependents (vimagectl stop --with-dependents)"
             )
         chosen = set(names) | set(up)
