@@ -204,6 +204,9 @@ def _ask(client: Client, verb: Verb, args: Arguments) -> int:
         for event in client.events():
             verb.render(event, args)
         return EX_OK  # unreachable: the stream ends with ClientError("closed")
+    if verb.reply == "vimages":  # streamed by a daemon that offers it, rendered as it arrives
+        vimages = client.listing(request)  # type: ignore[arg-type]  # list, status, health
+        return verb.render({"reply": "vimages", "vimages": vimages}, args)
     reply = client.request(request)
     if reply["reply"] == "error":
         raise ClientError(reply["code"], reply["message"])

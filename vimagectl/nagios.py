@@ -87,7 +87,7 @@ def _health_detail(info: VimageInfo) -> str:
 
 
 def render_health(reply: Vimages, args: Arguments) -> int:
-    vimages = reply["vimages"]
+    vimages = list(reply["vimages"])  # read once, used twice (a streamed listing, cli._ask)
     report = health_report(vimages)
     if args.json:  # the verdict with the vimages it is about
         write_json({**{k: v for k, v in report.items() if k != "line"}, "vimages": vimages})

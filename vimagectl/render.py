@@ -14,7 +14,7 @@ from vimaged import __version__
 
 TYPE_CHECKING = False  # see schema.py: typing is not imported at run time
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from vimagectl.args import Arguments
     from vimagectl.replies import (
@@ -36,17 +36,64 @@ def write_json(value: object) -> None:
     sys.stdout.flush()
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+PRINT_BLOCK = 512
+"""Vimages printed at a time as a listing streams in (about one page of the daemon's)."""
+
+
+def _blocks(vimages: Iterable[VimageInfo]) -> Iterator[list[VimageInfo]]:
+    block: list[VimageInfo] = []
+    for info in vimages:
+        block.append(info)
+        if len(block) >= PRINT_BLOCK:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def write_json_array(vimages: Iterable[VimageInfo]) -> None:
+    """``vimages`` as one compact JSON array, written block by block as they arrive: the same
+    bytes as ``write_json(list(vimages))``. A listing that fails midway leaves the array
+    unclosed (and the exit status says why), never a valid-looking partial one; one that
+    fails before its first vimage prints nothing."""
+    out = sys.stdout
+    opening = "["  # written with the first block
+    for block in _blocks(vimages):
+        out.write(opening + _JSON.encode(block)[1:-1])
+        out.flush()
+        opening = ","
+    out.write("[]\n" if opening == "[" else "]\n")
+    out.flush()
+
+
+def write_table(vimages: Iterable[VimageInfo]) -> None:
+    """:func:`format_table`'s columns, printed block by block as the vimages arrive; a column
+    is as wide as its widest cell so far, so a listing of one block is exactly format_table's
+    and a longer one stays aligned unless a later cell is wider."""
+    widths = [0] * 5
+    rows: list[tuple[str, ...]] = [TABLE_HEADER]
+    for block in _blocks(vimages):
+        rows += [_table_row(info) for info in block]
+        sys.stdout.write(_table_lines(rows, widths))
+        sys.stdout.flush()
+        rows = []
+    if rows:  # no vimage at all: the header alone
+        sys.stdout.write(_table_lines(rows, widths))
+
+
 def render_list(reply: Vimages, args: Arguments) -> int:
+    """``reply["vimages"]`` may be an iterator over a streamed listing (cli._ask): read once."""
     if args.json:
-        write_json(reply["vimages"])
+        write_json_array(reply["vimages"])
     else:
-        print(format_table(reply["vimages"]), end="")
+        write_table(reply["vimages"])
     return EX_OK
 
 
 def render_status(reply: Vimages, args: Arguments) -> int:
     if args.json:
-        write_json(reply["vimages"])
+        write_json_array(reply["vimages"])
         return EX_OK
     for info in reply["vimages"]:
         jid = "-" if info["jid"] is None else str(info["jid"])
@@ -98,20 +145,28 @@ def format_table(vimages: Sequence[VimageInfo]) -> str:
     IP is what jls(8) shows for a jail and cannot for a VNET jail: the vimage's first IPv4
     address, else its first IPv6 address that is not link-local, without the prefix length.
     """
-    rows = [("NAME", "STATE", "JID", "HEALTH", "IP", "INTERFACES")]
-    for info in vimages:
-        jid = "-" if info["jid"] is None else str(info["jid"])
-        rows.append(
-            (
-                info["name"],
-                info["state"],
-                jid,
-                info["health"],
-                _primary_address(info),
-                _interface_column(info),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return _table_lines([TABLE_HEADER, *map(_table_row, vimages)], [0] * 5)
+
+
+TABLE_HEADER: tuple[str, ...] = ("NAME", "STATE", "JID", "HEALTH", "IP", "INTERFACES")
+
+
+def _table_row(info: VimageInfo) -> tuple[str, ...]:
+    jid = "-" if info["jid"] is None else str(info["jid"])
+    return (
+        info["name"],
+        info["state"],
+        jid,
+        info["health"],
+        _primary_address(info),
+        _interface_column(info),
+    )
+
+
+def _table_lines(rows: list[tuple[str, ...]], widths: list[int]) -> str:
+    """``rows`` as lines; ``widths`` (the first five columns') grow to fit them, in place."""
+    for i in range(5):
+        widths[i] = max(widths[i], *(len(row[i]) for row in rows))
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + f"  {row[5]}"
         for row in rows

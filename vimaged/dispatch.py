@@ -35,15 +35,17 @@ from vimaged.protocol import (
     Version,
     VersionInfo,
     Vimages,
+    VimagesEnd,
+    vimages_pages,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncGenerator, Iterator, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.attachments import Attachments
     from vimaged.peercred import Peer
-    from vimaged.protocol import AnyRequest, Event, Reply
+    from vimaged.protocol import AnyRequest, Event, Reply, VimageInfo
     from vimaged.supervisor import Supervisor
 
 log = structlog.get_logger()
@@ -61,9 +63,18 @@ class Dispatcher:
     def events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Event]]:
         return self._sup.events.subscribe()
 
-    async def handle(self, request: AnyRequest, peer: Peer) -> Reply:
-        """Answer one authorized request; the server logs ``request.done`` around it."""
+    async def handle(
+        self, request: AnyRequest, peer: Peer
+    ) -> Reply | AsyncGenerator[bytes | Reply, None]:
+        """Answer one authorized request; the server logs ``request.done`` around it.
+
+        A streamed listing (``"stream": true``) is refused here as a whole (``not_found``,
+        too many names) before its first frame; then it is a stream of page bodies and a
+        ``vimages_end``.
+        """
         try:
+            if isinstance(request, ListVimages | Status | Health) and request.stream:
+                return await self._listing(request)
             return await self._dispatch(request)
         except VimagedError as exc:
             return Error(code=exc.code, message=str(exc))
@@ -114,6 +125,38 @@ class Dispatcher:
                     daemon=__version__, protocol=PROTOCOL_VERSION, platform=sup.platform.name
                 )
         raise InvalidRequestError(f"unhandled request {type(request).__name__}")
+
+    async def _listing(
+        self, request: ListVimages | Status | Health
+    ) -> AsyncGenerator[bytes | Reply, None]:
+        sup = self._sup
+        names = getattr(request, "names", ())
+        if not names:
+            return self._pages(sup.listed_names(), named=False)
+        names = _unique(names)
+        for name in names:
+            sup.info(name)  # not_found before any page; cheap next to the address look
+        if isinstance(request, Status):
+            await sup.observe_addresses(names)
+        return self._pages(list(names), named=True)
+
+    async def _pages(self, names: list[str], *, named: bool) -> AsyncGenerator[bytes | Reply, None]:
+        """Each vimage looked up as its page is built (the server sends a page before the
+        next is built), so the daemon never holds the whole listing; one a reload removed
+        meanwhile is left out, unless named (then it is ``not_found`` mid-stream)."""
+        sup = self._sup
+        count = 0
+
+        def infos() -> Iterator[VimageInfo]:
+            nonlocal count
+            for name in names:
+                if named or name in sup.vimages:
+                    count += 1
+                    yield sup.info(name)
+
+        for page in vimages_pages(infos()):
+            yield page
+        yield VimagesEnd(count=count)
 
     def _names(self, names: tuple[str, ...], everything: bool) -> list[str]:
         if everything:

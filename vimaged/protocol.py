@@ -12,7 +12,7 @@ change.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
@@ -23,12 +23,22 @@ from vimaged.framing import frame_length as frame_length
 from vimaged.names import SANDBOX_IFNAME_PATTERN
 from vimaged.names import VIMAGE_NAME_PATTERN as VIMAGE_NAME_PATTERN
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
 PROTOCOL_VERSION = 1
 MAX_NESTING = 16
 """Deepest ``[``/``{`` nesting a request may have (real ones nest 2): msgspec's decoder recurses
 while it skips an unknown value, and 1,000 levels raised RecursionError (issue 10)."""
 MAX_NAMES = 1024
 """Most names one request may carry (after duplicates are dropped)."""
+PAGE_BYTES = 1 << 16
+"""A streamed listing's page (``vimages_page``) holds whole vimages up to about this many bytes
+of JSON: small enough that the client prints as it reads, big enough to cost few frames."""
+FEATURES = ("stream",)
+"""What this daemon offers beyond protocol 1 as first published, announced in ``Hello``:
+``stream`` means ``list``, ``status`` and ``health`` take ``"stream": true``. A client checks
+the feature rather than the version, so old clients keep working (they never ask)."""
 
 VimageName = Annotated[str, msgspec.Meta(pattern=VIMAGE_NAME_PATTERN)]
 """The rule of :mod:`vimaged.names` (a letter, then sh identifier characters, at most 31), so
@@ -41,9 +51,15 @@ InterfaceKind = Literal["bridge", "vnet"]
 
 
 class Request(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="op"
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    tag_field="op",
 ):
-    """Base of every request. ``op`` carries the tag, the CLI verb."""
+    """Base of every request. ``op`` carries the tag, the CLI verb. Defaults stay off the wire,
+    so a request that uses no newer option is one an older daemon accepts."""
 
 
 class Start(Request, tag="start", frozen=True):
@@ -65,15 +81,19 @@ class Restart(Request, tag="restart", frozen=True):
 
 
 class ListVimages(Request, tag="list", frozen=True):
-    pass
+    stream: bool = False
+    """Answer with ``vimages_page`` frames and a ``vimages_end`` (docs/protocol.md, Streams)
+    instead of one ``vimages`` frame, which cannot hold more than a few thousand vimages."""
 
 
 class Status(Request, tag="status", frozen=True):
     names: tuple[VimageName, ...] = ()
+    stream: bool = False
 
 
 class Health(Request, tag="health", frozen=True):
     names: tuple[VimageName, ...] = ()
+    stream: bool = False
 
 
 class Reload(Request, tag="reload", frozen=True):
@@ -187,6 +207,8 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True, tag_field="reply"):
 class Hello(Reply, tag="hello", frozen=True):
     protocol: int
     daemon: str
+    features: tuple[str, ...] = ()
+    """:data:`FEATURES`; absent (empty) from a daemon that streams nothing."""
 
 
 class LinkStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -263,6 +285,18 @@ class Vimages(Reply, tag="vimages", frozen=True):
     vimages: tuple[VimageInfo, ...] = ()
 
 
+class VimagesPage(Reply, tag="vimages_page", frozen=True):
+    """One frame of a streamed listing: the next vimages, in order."""
+
+    vimages: tuple[VimageInfo, ...] = ()
+
+
+class VimagesEnd(Reply, tag="vimages_end", frozen=True):
+    """The last frame of a streamed listing; ``count`` vimages were sent before it."""
+
+    count: int
+
+
 class Reloaded(Reply, tag="reloaded", frozen=True):
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
@@ -325,7 +359,17 @@ class AttachmentList(Reply, tag="attachments", frozen=True):
 # -- end of CNI replies ----------------------------------------------------------------------
 
 AnyReply = (
-    Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList | MetricsText
+    Hello
+    | Done
+    | Vimages
+    | VimagesPage
+    | VimagesEnd
+    | Reloaded
+    | VersionInfo
+    | Event
+    | Error
+    | AttachmentList
+    | MetricsText
 )
 
 REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)
@@ -373,6 +417,32 @@ def wire_schema() -> dict[str, object]:
 def frame(message: Request | Reply) -> bytes:
     """Encode ``message`` with its length prefix; ``ValueError`` above :data:`MAX_FRAME`."""
     return framing.frame(ENCODER.encode(message))
+
+
+_PAGE_HEAD, _PAGE_TAIL = ENCODER.encode(VimagesPage()).split(b"[]")
+
+
+def vimages_pages(infos: Iterable[VimageInfo], budget: int = PAGE_BYTES) -> Iterator[bytes]:
+    """The bodies of the ``vimages_page`` frames carrying ``infos``, in order.
+
+    Each vimage is encoded once and pages are cut by size, so a page never exceeds
+    :data:`MAX_FRAME` however many interfaces its vimages have; a page holds at least one
+    vimage. A vimage that alone exceeds MAX_FRAME raises ``ValueError`` (the configuration
+    limits keep one far below: a few KB).
+    """
+    parts: list[bytes] = []
+    size = 0
+    for info in infos:
+        part = ENCODER.encode(info)
+        if parts and size + len(part) > budget:
+            yield _PAGE_HEAD + b"[" + b",".join(parts) + b"]" + _PAGE_TAIL
+            parts, size = [], 0
+        if len(part) + len(_PAGE_HEAD) + len(_PAGE_TAIL) + 2 > MAX_FRAME:
+            raise ValueError(f"vimage {info.name}: {len(part)} bytes exceed MAX_FRAME")
+        parts.append(part)
+        size += len(part) + 1
+    if parts:
+        yield _PAGE_HEAD + b"[" + b",".join(parts) + b"]" + _PAGE_TAIL
 
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)

@@ -377,9 +377,14 @@ class Supervisor:
         return self._info(self._get(name))
 
     def infos(self) -> list[VimageInfo]:
+        return [self._info(self.vimages[name]) for name in self.listed_names()]
+
+    def listed_names(self) -> list[str]:
+        """The names a listing shows, in order (a snapshot: streamed listings look each one up
+        as they go); drops vimages a reload removed once stopped with their NICs home."""
         for v in list(self.vimages.values()):
             self._forget_if_gone(v)  # its last NIC came home
-        return [self._info(v) for v in self.vimages.values()]
+        return list(self.vimages)
 
     def _info(self, v: Vimage) -> VimageInfo:
         return vimage_info(

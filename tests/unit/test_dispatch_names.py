@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+import msgspec
 import pytest
 
 from vimaged.dispatch import Dispatcher
+from vimaged.errors import NotFoundError
 from vimaged.peercred import Peer
 from vimaged.protocol import (
     MAX_NAMES,
@@ -14,12 +16,15 @@ from vimaged.protocol import (
     Error,
     Health,
     Outcome,
+    Reply,
     Restart,
     Start,
     Status,
     Stop,
     VimageInfo,
     Vimages,
+    VimagesEnd,
+    VimagesPage,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +49,8 @@ class RecordingSupervisor:
         self.observed.append(tuple(names))
 
     def info(self, name: str) -> VimageInfo:
+        if name == "nosuch":
+            raise NotFoundError(f"no vimage named {name!r} is configured")
         self.infos.append(name)
         return VimageInfo(name=name, state="running", jid=7)
 
@@ -83,6 +90,22 @@ async def test_more_distinct_names_than_the_cap_are_refused(
     assert (sup.observed, sup.infos, sup.started) == ([], [], [])
     at_the_cap = await dispatch.handle(request_type(names=names[:MAX_NAMES]), ROOT)
     assert not isinstance(at_the_cap, Error)
+
+
+async def test_a_streamed_status_is_refused_whole_or_paged_once_per_name() -> None:
+    dispatch, sup = dispatcher()
+    refused = await dispatch.handle(Status(names=("web", "nosuch"), stream=True), ROOT)
+    assert isinstance(refused, Error)
+    assert refused.code == "not_found"  # before any page, and no address look
+    assert sup.observed == []
+    stream = await dispatch.handle(Status(names=("web", "db") * 3, stream=True), ROOT)
+    assert not isinstance(stream, Reply)
+    frames = [frame async for frame in stream]
+    decoder = msgspec.json.Decoder(VimagesPage)
+    pages = [decoder.decode(f) for f in frames[:-1] if isinstance(f, bytes)]
+    assert [v.name for page in pages for v in page.vimages] == ["web", "db"]
+    assert frames[-1] == VimagesEnd(count=2)
+    assert sup.observed == [("web", "db")]
 
 
 @pytest.mark.parametrize(

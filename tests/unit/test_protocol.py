@@ -157,11 +157,12 @@ def test_requests_refuse_unknown_fields_and_replies_tolerate_them() -> None:
 
 
 def test_all_is_spelled_all_on_the_wire() -> None:
+    # Defaults stay off the wire, so an older daemon accepts a request using no newer option.
     assert msgspec.json.decode(msgspec.json.encode(Start(all_=True))) == {
         "op": "start",
-        "names": [],
         "all": True,
     }
+    assert msgspec.json.encode(ListVimages()) == b'{"op":"list"}'
 
 
 def test_frame_header_is_four_bytes_big_endian() -> None:

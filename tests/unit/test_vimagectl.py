@@ -58,12 +58,14 @@ from vimaged.protocol import (
     VersionInfo,
     VimageInfo,
     Vimages,
+    VimagesEnd,
     frame,
+    vimages_pages,
 )
 from vimaged.server import open_control_listener, serve_control
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
     from vimaged.peercred import Peer
     from vimaged.protocol import Reply
@@ -108,6 +110,7 @@ class Handler:
         self.slow = trio.Event()
         self.events_end = True
         self.subscribed = trio.Event()
+        self.end_count_skew = 0
 
     def _pick(self, names: tuple[str, ...]) -> Reply:
         for name in names:
@@ -121,7 +124,21 @@ class Handler:
         chosen = [self.vimages[n] for n in names] if names else list(self.vimages.values())
         return Vimages(vimages=tuple(chosen))
 
-    async def handle(self, request: AnyRequest, peer: Peer) -> Reply:
+    async def handle(
+        self, request: AnyRequest, peer: Peer
+    ) -> Reply | AsyncGenerator[bytes | Reply, None]:
+        answer = await self._handle(request)
+        if isinstance(answer, Vimages) and getattr(request, "stream", False):
+            return self._stream(answer.vimages)
+        return answer
+
+    async def _stream(self, infos: tuple[VimageInfo, ...]) -> AsyncGenerator[bytes | Reply, None]:
+        # One vimage a page, so that every listing here is streamed over several frames.
+        for page in vimages_pages(infos, budget=1):
+            yield page
+        yield VimagesEnd(count=len(infos) + self.end_count_skew)
+
+    async def _handle(self, request: AnyRequest) -> Reply:
         self.seen.append(request)
         match request:
             case Status(names=("slow",)):
@@ -407,7 +424,7 @@ async def test_status_without_names_shows_every_vimage(handler: Handler, socket_
     done = await vimagectl("-s", socket_path, "--json", "status")
     assert done.returncode == 0
     assert [v["name"] for v in json.loads(done.stdout)] == list(handler.vimages)
-    assert handler.seen == [Status()]
+    assert handler.seen == [Status(stream=True)]
 
 
 async def test_restart_all_asks_for_all(handler: Handler, socket_path: str) -> None:
@@ -562,6 +579,58 @@ async def test_a_malformed_reply_exits_76_naming_the_field(
     assert done.returncode == 76
     assert done.stdout == b""
     assert b"vimages[0].jid: expected an integer or null" in done.stderr
+
+
+# Streamed listings (issue 13 item 2): the handler sends one vimage a page.
+
+
+async def test_a_streamed_listing_prints_what_one_frame_would(
+    handler: Handler, socket_path: str
+) -> None:
+    infos = [WEB, DB, OLD]
+    listed = await vimagectl("-s", socket_path, "--json", "list")
+    assert listed.returncode == 0
+    assert listed.stdout == msgspec.json.encode(infos) + b"\n"
+    table = await vimagectl("-s", socket_path, "list")
+    assert table.stdout.decode() == format_table(json.loads(msgspec.json.encode(infos)))
+    status = await vimagectl("-s", socket_path, "--json", "status", "db", "web")
+    assert json.loads(status.stdout) == json.loads(msgspec.json.encode([DB, WEB]))
+    assert handler.seen == [
+        ListVimages(stream=True),
+        ListVimages(stream=True),
+        Status(names=("db", "web"), stream=True),
+    ]
+
+
+async def test_a_stream_short_of_its_count_exits_76(handler: Handler, socket_path: str) -> None:
+    handler.end_count_skew = 1  # the end says 4: a page went missing
+    done = await vimagectl("-s", socket_path, "--json", "list")
+    assert done.returncode == 76
+    assert not done.stdout.endswith(b"]\n")  # never a valid-looking partial array
+
+
+async def test_a_refused_streamed_status_prints_nothing(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("-s", socket_path, "--json", "status", "web", "nosuch")
+    assert (done.returncode, done.stdout) == (68, b"")
+
+
+async def test_an_older_daemon_is_asked_for_one_frame(
+    nursery: trio.Nursery, socket_path: str
+) -> None:
+    listener = await open_control_listener(socket_path)
+    asked: list[bytes] = []
+
+    async def answer_as_protocol_1_did() -> None:
+        async with listener, await listener.accept() as stream:
+            await stream.send_all(frame(Hello(protocol=1, daemon="0.1.0")))  # no features
+            asked.append(await stream.receive_some())
+            await stream.send_all(frame(Vimages(vimages=(WEB, OLD))))
+
+    nursery.start_soon(answer_as_protocol_1_did)
+    done = await vimagectl("-s", socket_path, "--json", "list")
+    assert done.returncode == 0
+    assert asked == [frame(ListVimages())]  # no "stream" field, which it would refuse
+    assert done.stdout == msgspec.json.encode([WEB, OLD]) + b"\n"
 
 
 async def test_unreachable_daemon_exits_69(socket_path: str) -> None:
@@ -724,7 +793,7 @@ async def test_permission_exits_77(
     assert listed.returncode == 0
     started = await as_nobody("-s", socket_path, "start", "web")
     assert started.returncode == 77  # permission_denied
-    assert handler.seen == [ListVimages()]
+    assert handler.seen == [ListVimages(stream=True)]
 
 
 # Trust in the socket (issue 10 item 9) and a refused connect (issue 11 item 16).

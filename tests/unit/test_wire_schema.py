@@ -48,6 +48,8 @@ from vimaged.protocol import (
     VersionInfo,
     VimageInfo,
     Vimages,
+    VimagesEnd,
+    VimagesPage,
     wire_schema,
 )
 
@@ -179,9 +181,11 @@ REPLIES: dict[type, st.SearchStrategy[typing.Any]] = {
     AttachmentList: st.builds(
         AttachmentList, attachments=st.lists(attachments, max_size=3).map(tuple)
     ),
-    Hello: st.builds(Hello, protocol=ints, daemon=texts),
+    Hello: st.builds(Hello, protocol=ints, daemon=texts, features=names),
     Done: st.builds(Done, outcomes=st.lists(outcomes, max_size=3).map(tuple)),
     Vimages: st.builds(Vimages, vimages=st.lists(vimage_infos, max_size=3).map(tuple)),
+    VimagesPage: st.builds(VimagesPage, vimages=st.lists(vimage_infos, max_size=3).map(tuple)),
+    VimagesEnd: st.builds(VimagesEnd, count=ints),
     Reloaded: st.builds(Reloaded, added=names, removed=names, changed=names),
     VersionInfo: st.builds(VersionInfo, daemon=texts, protocol=ints, platform=texts),
     Event: st.builds(
@@ -315,8 +319,8 @@ def mutations(value: object) -> st.SearchStrategy[object]:
         pytest.param(
             {"reply": "goodbye"},
             "reply",
-            'expected one of "hello", "done", "vimages", "reloaded", "version", "event", '
-            '"error", "attachments", "metrics", got "goodbye"',
+            'expected one of "hello", "done", "vimages", "vimages_page", "vimages_end", '
+            '"reloaded", "version", "event", "error", "attachments", "metrics", got "goodbye"',
             id="unknown-tag",
         ),
         pytest.param(
@@ -392,6 +396,8 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
     ),
     ({"op": "restart", "names": ["a", "b"], "all": False}, protocol.Restart(names=("a", "b"))),
     ({"op": "list"}, protocol.ListVimages()),
+    ({"op": "list", "stream": True}, protocol.ListVimages(stream=True)),
+    ({"op": "status", "names": [], "stream": True}, protocol.Status(stream=True)),
     ({"op": "status", "names": ["db"]}, protocol.Status(names=("db",))),
     ({"op": "health", "names": []}, protocol.Health()),
     ({"op": "reload"}, protocol.Reload()),
@@ -528,6 +534,8 @@ REPLIES_MINIMAL: dict[type, AnyReply] = {
     Hello: Hello(protocol=1, daemon="0"),
     Done: Done(),
     Vimages: Vimages(),
+    VimagesPage: VimagesPage(),
+    VimagesEnd: VimagesEnd(count=0),
     Reloaded: Reloaded(),
     VersionInfo: VersionInfo(daemon="0", protocol=1, platform="sim"),
     Event: Event(time=math.pi, event="vimage.started"),
