@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-State = Literal["stopped", "starting", "running", "stopping", "failed"]
+State = Literal["stopped", "waiting", "starting", "running", "stopping", "failed"]
 HealthState = Literal["ok", "degraded", "failed", "unknown"]
 Where = Literal["vimage", "host", "pending-return", "absent"]
 InterfaceKind = Literal["bridge", "vnet"]
@@ -168,6 +168,7 @@ class VimageInfo(TypedDict):
     config_changed: bool
     error: str | None
     restarts: int
+    waiting_for: list[str]
 
 
 class Vimages(TypedDict):

@@ -71,6 +71,12 @@ class IfnetWatcher:
         """Whether ``name`` is on the host; ``None`` before the first listing."""
         return None if self._present is None else name in self._present
 
+    @property
+    def next_change(self) -> trio.Event:
+        """The event set at the next change of :attr:`present`: taken before looking, then
+        waited on, no change falls between the look and the wait."""
+        return self._changed
+
     async def wait_changed(self) -> None:
         """Return at the next change of :attr:`present` (or the first listing)."""
         await self._changed.wait()

@@ -20,7 +20,9 @@ import structlog
 import trio
 
 from vimaged import config as config_mod
+from vimaged.arrivals import Arrivals
 from vimaged.errors import (
+    ConfigError,
     ConflictError,
     NotFoundError,
     OperationFailedError,
@@ -51,7 +53,15 @@ if TYPE_CHECKING:
     from vimaged.protocol import VimageInfo
     from vimaged.state import Journal
 
-__all__ = ["ALLOWED", "CLEANUP_GRACE", "PARALLEL_STARTS", "Supervisor", "Vimage", "check_host_nics"]
+__all__ = [
+    "ALLOWED",
+    "CLEANUP_GRACE",
+    "PARALLEL_STARTS",
+    "Supervisor",
+    "Vimage",
+    "check_host_nics",
+    "host_nic_warnings",
+]
 
 log = structlog.get_logger()
 
@@ -77,6 +87,19 @@ async def check_host_nics(
     config_mod.check_host_nics(cfg, present)
 
 
+async def host_nic_warnings(
+    cfg: Config, platform: Platform, held: Collection[str] = (), *, in_any_jail: bool = False
+) -> list[str]:
+    """:func:`check_host_nics` as warnings, one line per absent NIC: a vimage whose NIC is
+    absent waits for it (arrivals.py), so the daemon's start, reload and ``--check-config``
+    only say so (issue 13.5)."""
+    try:
+        await check_host_nics(cfg, platform, held, in_any_jail=in_any_jail)
+    except ConfigError as exc:
+        return [f"{line}; vimages using it wait for it" for line in str(exc).splitlines()]
+    return []
+
+
 class Supervisor:
     def __init__(self, cfg: Config, platform: Platform, journal: Journal, events: EventHub) -> None:
         self.cfg = cfg
@@ -87,6 +110,15 @@ class Supervisor:
         self.watcher = ReturnWatcher(platform, journal, events)
         self.restarts = RestartPolicy(self)
         self.health = HealthMonitor(platform, self.watcher, events, self.restarts.recover)
+        self.arrivals = Arrivals(
+            platform=platform,
+            journal=journal,
+            events=events,
+            health=self.health,
+            vimages=lambda: list(self.vimages.values()),
+        )
+        self.arrivals.resume = self._resume_waiting
+        self.arrivals.rewire = self._rewire
         self.stopping = False
         self.attachment_ifnets: set[str] = set()
         """Host-side names of vimaged-cni's attachments (attachments.py fills it): not orphans."""
@@ -132,6 +164,7 @@ class Supervisor:
         stopped by hand stays stopped.
         """
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.arrivals.run)  # interfaces listed: absent NICs known
             await nursery.start(self.watcher.run)
             await nursery.start(self.health.run)
             await self.reconcile(resume=not boot)
@@ -191,10 +224,60 @@ class Supervisor:
     # ------------------------------------------------------------------ the lifecycle
 
     async def start_vimage(self, v: Vimage) -> None:
+        """Start ``v``, or make it wait (``waiting``) if a NIC or parent it needs is absent."""
+        if v.state in ("stopped", "failed", "waiting"):
+            missing = await self.arrivals.absent(v.cfg)
+            if missing and await self.arrivals.defer(v, missing):
+                return
         await self.lifecycle.start_vimage(v)
 
     async def stop_vimage(self, v: Vimage, *, restarting: bool = False) -> None:
+        if v.state == "waiting":
+            async with v.lock:
+                if v.state == "waiting":  # nothing was made: the wait ends, that is all
+                    await self.arrivals.cancel(v, record=not restarting)
+                    return
         await self.lifecycle.stop_vimage(v, restarting=restarting)
+
+    async def _resume_waiting(self, v: Vimage, scope: trio.CancelScope) -> bool:
+        """Start ``v``, whose wait ended: its dependencies first (True: one of them waits
+        now, so ``v`` waits on), then ``v`` itself, unless a stop ended the wait meanwhile."""
+        if self.stopping:
+            return False
+        if v.cfg.depend:
+            try:
+                outcomes = await self.start(v.cfg.depend)
+            except VimagedError:
+                return False  # shutting down
+            if any(o.state == "waiting" for o in outcomes):
+                return True
+            broken = [o.name for o in outcomes if not o.ok]
+            if broken:
+                async with v.lock:
+                    if v.state == "waiting" and v.wait_scope is scope:
+                        v.wait_scope, v.waiting_for = None, ()
+                        v.error = f"{v.name}: dependency {', '.join(broken)} did not start"
+                        await self.journal.set_vimage(v.name, desired="stopped", jid=None)
+                        v.transition("failed")
+                        self.emit("vimage.start_failed", v.name, error=v.error)
+                return False
+        outcome = await _guarded(v, partial(self.lifecycle.start_vimage, waited=scope))
+        if not outcome.ok:
+            log.warning("vimage.start_after_wait_failed", vimage=v.name, error=outcome.message)
+        return False
+
+    async def _rewire(self, v: Vimage) -> None:
+        """A parent of running ``v`` came back: restart it, which builds its bridges anew."""
+        self.health.recheck("a parent came back")  # the wiring seen while it was gone is stale
+        try:
+            [outcome] = await self.restart([v.name])
+        except VimagedError as exc:  # shutting down
+            log.warning("vimage.rewire_failed", vimage=v.name, error=str(exc))
+            return
+        if not outcome.ok:
+            log.warning("vimage.rewire_failed", vimage=v.name, error=outcome.message)
+        else:
+            self.emit("vimage.rewired", v.name, jid=v.jid)
 
     async def fail_vimage(self, v: Vimage, error: str) -> None:
         await self.lifecycle.fail_vimage(v, error)
@@ -234,6 +317,10 @@ class Supervisor:
             outcomes[name] = _outcome(
                 v, ConflictError(f"{name}: dependency {', '.join(broken)} did not start")
             )
+            return
+        waiting = tuple(d for d in v.cfg.depend if d in outcomes and outcomes[d].state == "waiting")
+        if waiting and await self.arrivals.defer(v, (*await self.arrivals.absent(v.cfg), *waiting)):
+            outcomes[name] = Outcome(name=name, ok=True, state=v.state)
             return
         async with self._limiter:
             outcomes[name] = await _guarded(v, self.start_vimage)
@@ -278,11 +365,13 @@ class Supervisor:
         return outcomes
 
     async def check_reload(self, cfg: Config) -> None:
-        """Refuse a configuration naming a NIC that is nowhere (:func:`check_host_nics`); NICs
-        held by a vimage that runs, or on their way home, count as present."""
+        """Warn about a configuration naming a NIC that is nowhere (:func:`host_nic_warnings`;
+        its vimages wait for it); NICs held by a vimage that runs, or on their way home,
+        count as present."""
         held = {nic for v in self.vimages.values() if v.state != "stopped" for nic in v.cfg.vnets}
         held |= set(self.watcher.pending)  # still in a (dying) jail, on its way home
-        await check_host_nics(cfg, self.platform, held)
+        for line in await host_nic_warnings(cfg, self.platform, held):
+            log.warning("config.nic_absent", problem=line)
 
     def reload(self, cfg: Config) -> Reloaded:
         """Adopt a newly read configuration. Running vimages keep theirs until restarted."""
@@ -297,7 +386,7 @@ class Supervisor:
             v.removed = False
             if new == v.cfg:
                 v.next_cfg = None
-            elif v.state == "stopped":
+            elif v.state in ("stopped", "waiting"):  # a wait looks at v.cfg again
                 v.cfg = new
                 changed.append(new.name)
             else:

@@ -61,7 +61,7 @@ def vimage_info(
                 Interface(
                     name=nic,
                     kind="vnet",
-                    where="vimage" if running else "host",
+                    where="vimage" if running else "absent" if nic in v.waiting_for else "host",
                     addresses=v.addresses.get(nic, ()) if running else (),
                 )
             )
@@ -75,4 +75,5 @@ def vimage_info(
         config_changed=v.next_cfg is not None or v.removed,
         error=v.error,
         restarts=v.restarts,
+        waiting_for=v.waiting_for if v.state == "waiting" else (),
     )

@@ -1,0 +1,197 @@
+"""Vimages whose NICs arrive late, and parents that come and go (issue 13 item 5).
+
+A start whose NIC (``_vnets``) or parent (``_bridges``) is in no vnet at all (the watcher's
+hint, confirmed by ``locate_ifnet``) does not fail: the vimage goes ``waiting``, nothing made,
+``waiting_for`` naming what is absent, and a task here starts it (through the supervisor's
+``resume``) once every one of them is on the host. A NIC inside some jail (held by another
+vimage, pending return) is not absent: the start's own check refuses it as before. ``stop``
+ends the wait (:meth:`Arrivals.cancel`). The journal says ``desired=running`` meanwhile, so a
+daemon restarted later waits again.
+
+A parent that leaves the host under running vimages makes them degraded (health.py: "parent
+em0 is gone", checked at once); when it is back they are restarted (stop, then start). That is
+the simplest correct re-wiring: the parent's ng_ether node went with it (ng_ether_detach,
+sys/netgraph/ng_ether.c), so the bridge lost its link, and a start builds the bridge on the new
+node through the one code path that already does it. Only parents are watched for absence: a
+moved NIC leaves the host by design (if_vmove).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NoReturn
+
+import structlog
+import trio
+
+from vimaged.ifwatch import IfnetWatcher
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
+    from vimaged.config import VimageConfig
+    from vimaged.events import EventHub
+    from vimaged.health import HealthMonitor
+    from vimaged.platforms import Platform
+    from vimaged.state import Journal
+    from vimaged.vimage import Vimage
+
+    Resume = Callable[[Vimage, trio.CancelScope], Awaitable[bool]]
+    Rewire = Callable[[Vimage], Awaitable[None]]
+
+log = structlog.get_logger()
+
+
+def needed_ifnets(cfg: VimageConfig) -> tuple[str, ...]:
+    """The host interfaces a start needs: its NICs, then its parents, each once."""
+    return tuple(dict.fromkeys((*cfg.vnets, *(b.parent for b in cfg.bridges))))
+
+
+class Arrivals:
+    """The waits of ``waiting`` vimages and the watch on running vimages' parents."""
+
+    def __init__(
+        self,
+        *,
+        platform: Platform,
+        journal: Journal,
+        events: EventHub,
+        health: HealthMonitor,
+        vimages: Callable[[], Iterable[Vimage]],
+    ) -> None:
+        self._platform = platform
+        self._journal = journal
+        self._events = events
+        self._health = health
+        self._vimages = vimages
+        self.ifnets = IfnetWatcher(platform)
+        self.resume: Resume | None = None
+        """Start a vimage whose wait ended; True: wait again (a dependency now waits)."""
+        self.rewire: Rewire | None = None
+        """Re-wire a running vimage whose parent came back (the supervisor restarts it)."""
+        self._nursery: trio.Nursery | None = None
+        self._progress = trio.Event()
+        """Set when a wait ended: a dependent waiting on that vimage looks again."""
+        self._gone: dict[str, set[str]] = {}
+        """Running vimage -> its parents seen gone from the host."""
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the interface watcher going, the waits and the parents' watch; returns once
+        the watcher has tried its first listing."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.ifnets.serve)
+            self._nursery = nursery
+            nursery.start_soon(self._watch_parents)
+            task_status.started()
+            await trio.sleep_forever()
+
+    # ------------------------------------------------------------------ waiting
+
+    async def absent(self, cfg: VimageConfig) -> tuple[str, ...]:
+        """What ``cfg`` needs that is in no vnet; () until the watcher runs (then the start's
+        own check decides, as before)."""
+        if self._nursery is None:
+            return ()
+        hinted = [n for n in needed_ifnets(cfg) if self.ifnets.is_present(n) is False]
+        return tuple([n for n in hinted if await self._platform.locate_ifnet(n) is None])
+
+    async def defer(self, v: Vimage, missing: tuple[str, ...]) -> bool:
+        """Make ``v`` wait for ``missing`` (absent NICs, waiting dependencies) instead of
+        starting now. False: it cannot wait (not stopped or failed, removed, no watcher)."""
+        async with v.lock:
+            if (
+                self._nursery is None
+                or v.removed
+                or v.state not in ("stopped", "failed", "waiting")
+            ):
+                return False
+            if v.state == "waiting" and v.wait_scope is not None:
+                v.waiting_for = missing
+                return True  # its task starts it
+            await self._journal.set_vimage(v.name, desired="running", jid=None)
+            v.transition("waiting")
+            v.error, v.waiting_for = None, missing
+            v.wait_scope = scope = trio.CancelScope()
+            log.warning("vimage.waiting", vimage=v.name, waiting_for=list(missing))
+            self._events.emit("vimage.waiting", v.name, waiting_for=" ".join(missing))
+            self._nursery.start_soon(self._wait_then_start, v, scope)
+            return True
+
+    async def cancel(self, v: Vimage, *, record: bool = True) -> None:
+        """End ``v``'s wait (a stop); the caller holds ``v.lock`` and saw it ``waiting``."""
+        if v.wait_scope is not None:
+            v.wait_scope.cancel()
+        v.wait_scope, v.waiting_for = None, ()
+        if record:
+            await self._journal.set_vimage(v.name, desired="stopped", jid=None)
+        v.transition("stopped")
+        self._events.emit("vimage.stopped", v.name, waited=True)
+
+    async def _missing(self, v: Vimage) -> tuple[str, ...]:
+        deps = {o.name: o for o in self._vimages() if o.name in v.cfg.depend}
+        waiting = [d for d in v.cfg.depend if d in deps and deps[d].state == "waiting"]
+        return (*await self.absent(v.cfg), *waiting)
+
+    async def _wait_then_start(self, v: Vimage, scope: trio.CancelScope) -> None:
+        structlog.contextvars.clear_contextvars()  # spawned by a request; not its log lines
+        while True:
+            with scope:
+                while True:
+                    changes = (self.ifnets.next_change, self._progress)  # before looking
+                    missing = await self._missing(v)
+                    if not missing:
+                        break
+                    v.waiting_for = missing
+                    await _first_of(changes)
+            if scope.cancel_called or self.resume is None:
+                return
+            log.info("vimage.wait_ended", vimage=v.name)
+            again = await self.resume(v, scope)
+            self._progress.set()
+            self._progress = trio.Event()
+            if not again or v.state != "waiting" or v.wait_scope is not scope:
+                return
+            v.wait_scope = scope = trio.CancelScope()  # a scope is entered once
+
+    # ------------------------------------------------------------------ parents
+
+    async def _watch_parents(self) -> NoReturn:
+        while True:
+            await self.ifnets.wait_changed()
+            self.parents_changed(self.ifnets.present)
+
+    def parents_changed(self, present: frozenset[str]) -> None:
+        """Compare running vimages' parents with ``present``: newly gone ones are logged and
+        checked at once (degraded); a vimage whose parents are all back is re-wired."""
+        lost = False
+        for v in list(self._vimages()):
+            if v.state != "running" or not v.cfg.bridges:
+                self._gone.pop(v.name, None)
+                continue
+            before = self._gone.get(v.name, set())
+            now = {b.parent for b in v.cfg.bridges if b.parent not in present}
+            for parent in sorted(now - before):
+                lost = True
+                log.warning("ifnet.parent_gone", vimage=v.name, ifname=parent)
+                self._events.emit("ifnet.parent_gone", v.name, ifname=parent)
+            if now:
+                self._gone[v.name] = now
+                continue
+            self._gone.pop(v.name, None)
+            if before and self._nursery is not None and self.rewire is not None:
+                log.warning("ifnet.parent_back", vimage=v.name, ifnames=sorted(before))
+                self._events.emit("ifnet.parent_back", v.name, ifnames=" ".join(sorted(before)))
+                self._nursery.start_soon(self.rewire, v)
+        if lost:
+            self._health.recheck("a parent left the host")
+
+
+async def _first_of(events: tuple[trio.Event, ...]) -> None:
+    """Until one of ``events`` is set: an interface came or went, or another wait ended."""
+    async with trio.open_nursery() as race:
+
+        async def first(event: trio.Event) -> None:
+            await event.wait()
+            race.cancel_scope.cancel()
+
+        for event in events:
+            race.start_soon(first, event)
