@@ -26,7 +26,7 @@ import trio
 from vimaged.ifwatch import IfnetWatcher
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Collection, Iterable
 
     from vimaged.config import VimageConfig
     from vimaged.events import EventHub
@@ -57,12 +57,15 @@ class Arrivals:
         events: EventHub,
         health: HealthMonitor,
         vimages: Callable[[], Iterable[Vimage]],
+        pending: Callable[[], Collection[str]],
     ) -> None:
         self._platform = platform
         self._journal = journal
         self._events = events
         self._health = health
         self._vimages = vimages
+        self._pending = pending
+        """NICs on their way home: in a (dying) jail, never absent (locate may not see it)."""
         self.ifnets = IfnetWatcher(platform)
         self.resume: Resume | None = None
         """Start a vimage whose wait ended; True: wait again (a dependency now waits)."""
@@ -91,7 +94,10 @@ class Arrivals:
         own check decides, as before)."""
         if self._nursery is None:
             return ()
-        hinted = [n for n in needed_ifnets(cfg) if self.ifnets.is_present(n) is False]
+        pending = self._pending()
+        hinted = [
+            n for n in needed_ifnets(cfg) if self.ifnets.is_present(n) is False and n not in pending
+        ]
         return tuple([n for n in hinted if await self._platform.locate_ifnet(n) is None])
 
     async def defer(self, v: Vimage, missing: tuple[str, ...]) -> bool:

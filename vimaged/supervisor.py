@@ -116,6 +116,7 @@ class Supervisor:
             events=events,
             health=self.health,
             vimages=lambda: list(self.vimages.values()),
+            pending=lambda: self.watcher.pending,
         )
         self.arrivals.resume = self._resume_waiting
         self.arrivals.rewire = self._rewire

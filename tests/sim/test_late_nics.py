@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
+from tests.sim.daemon_harness import Daemon
 from vimaged import config
 from vimaged.events import EventHub
 from vimaged.platforms import HOST_JID
@@ -44,8 +45,9 @@ async def running(
 
 
 async def until(check: Callable[[], bool]) -> None:
-    """Until ``check()`` holds (the test's fail_after bounds it)."""
-    while not check():
+    """Until ``check()`` holds (the test's fail_after bounds it); polled, since the state it
+    reads changes in another task after an event in another process."""
+    while not check():  # noqa: ASYNC110
         await trio.sleep(0.01)
 
 
@@ -152,3 +154,16 @@ async def test_a_vimage_stops_while_its_parent_is_gone(
         sim_host.plug_nic("em1")
         [again] = await sup.start(["web"])  # a fresh bridge on the new node
         assert (again.ok, again.state) == (True, "running")
+
+
+def test_check_config_and_the_daemon_warn_about_an_absent_nic(
+    sim_host: SimHostHandle, tmp_path: Path
+) -> None:
+    daemon = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path)
+    daemon.write_config('vimage_list="usb"\nvimage_usb_vnets="ue0"\nvimage_usb_bridges="em0"\n')
+    daemon.extra_args = ["--check-config"]  # rc.d's configtest: must not refuse a late NIC
+    checked = daemon.run_to_exit()
+    assert checked.returncode == 0, checked
+    assert "vimage_usb_vnets: ue0" in checked.stderr
+    assert "NICs present: em0; absent: ue0" in checked.stdout
+    assert sim_host.jails() == []
