@@ -25,8 +25,8 @@ NAGIOS_UNKNOWN = 3
 def health_verdict(vimages: Sequence[VimageInfo], *, named: bool) -> tuple[int, str]:
     """The Nagios status and line for ``vimages``.
 
-    A vimage counts by its ``health``, except: ``failed`` state is CRITICAL; ``starting`` and
-    ``stopping`` are WARNING; ``stopped`` is CRITICAL when named on the command line (it is
+    A vimage counts by its ``health``, except: ``failed`` state is CRITICAL; ``starting``,
+    ``stopping`` and ``waiting`` are WARNING; ``stopped`` is CRITICAL when named on the command line (it is
     not serving) and otherwise left out of the verdict (stopping is an operator's decision)
     and reported as ``stopped=N`` in the performance data.
     """
@@ -42,6 +42,8 @@ def health_verdict(vimages: Sequence[VimageInfo], *, named: bool) -> tuple[int, 
             level, detail = "failed", info["error"] or state
         elif state in ("starting", "stopping"):
             level, detail = "degraded", state
+        elif state == "waiting":  # wanted running, its NIC not attached yet
+            level, detail = "degraded", f"waiting for {' '.join(info.get('waiting_for', ()))}"
         else:
             level, detail = info["health"], _health_detail(info)
         counts[level] += 1
