@@ -26,8 +26,8 @@ def health_verdict(vimages: Sequence[VimageInfo], *, named: bool) -> tuple[int, 
     """The Nagios status and line for ``vimages``.
 
     A vimage counts by its ``health``, except: ``failed`` state is CRITICAL; ``starting``,
-    ``stopping`` and ``waiting`` are WARNING; ``stopped`` is CRITICAL when named on the command line (it is
-    not serving) and otherwise left out of the verdict (stopping is an operator's decision)
+    ``stopping`` and ``waiting`` are WARNING; ``stopped`` is CRITICAL when named on the
+    command line (it is not serving) and otherwise left out of the verdict (stopping is an operator's decision)
     and reported as ``stopped=N`` in the performance data.
     """
     counts = dict.fromkeys(NAGIOS_STATUS, 0)
