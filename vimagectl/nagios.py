@@ -27,8 +27,8 @@ def health_verdict(vimages: Sequence[VimageInfo], *, named: bool) -> tuple[int, 
 
     A vimage counts by its ``health``, except: ``failed`` state is CRITICAL; ``starting``,
     ``stopping`` and ``waiting`` are WARNING; ``stopped`` is CRITICAL when named on the
-    command line (it is not serving) and otherwise left out of the verdict (stopping is an operator's decision)
-    and reported as ``stopped=N`` in the performance data.
+    command line (it is not serving) and otherwise left out of the verdict (stopping is an
+    operator's decision) and reported as ``stopped=N`` in the performance data.
     """
     counts = dict.fromkeys(NAGIOS_STATUS, 0)
     stopped = 0
