@@ -167,3 +167,22 @@ def test_check_config_and_the_daemon_warn_about_an_absent_nic(
     assert "vimage_usb_vnets: ue0" in checked.stderr
     assert "NICs present: em0; absent: ue0" in checked.stdout
     assert sim_host.jails() == []
+
+
+def test_the_daemon_starts_with_an_absent_nic_and_autostart_waits_for_it(
+    sim_host: SimHostHandle, tmp_path: Path
+) -> None:
+    daemon = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path)
+    daemon.write_config('vimage_enable="YES"\nvimage_list="usb"\nvimage_usb_vnets="ue0"\n')
+    daemon.start()
+    try:
+        daemon.wait_until(lambda: daemon.vimages()["usb"]["state"] == "waiting", what="waiting")
+        assert daemon.vimages()["usb"]["waiting_for"] == ["ue0"]
+        assert "waiting for ue0" in daemon.ok("status", "usb").stdout
+        sim_host.plug_nic("ue0")
+        daemon.wait_until(lambda: daemon.vimages()["usb"]["state"] == "running", what="running")
+        assert sim_host.vnet_of("ue0") == daemon.vimages()["usb"]["jid"]
+        daemon.ok("stop", "usb")
+        assert sim_host.vnet_of("ue0") == HOST_JID
+    finally:
+        daemon.stop()
