@@ -117,7 +117,6 @@ class Arrivals:
             v.transition("waiting")
             v.error, v.waiting_for = None, missing
             v.wait_scope = scope = trio.CancelScope()
-            log.warning("vimage.waiting", vimage=v.name, waiting_for=list(missing))
             self._events.emit("vimage.waiting", v.name, waiting_for=" ".join(missing))
             self._nursery.start_soon(self._wait_then_start, v, scope)
             return True
@@ -177,14 +176,12 @@ class Arrivals:
             now = {b.parent for b in v.cfg.bridges if b.parent not in present}
             for parent in sorted(now - before):
                 lost = True
-                log.warning("ifnet.parent_gone", vimage=v.name, ifname=parent)
                 self._events.emit("ifnet.parent_gone", v.name, ifname=parent)
             if now:
                 self._gone[v.name] = now
                 continue
             self._gone.pop(v.name, None)
             if before and self._nursery is not None and self.rewire is not None:
-                log.warning("ifnet.parent_back", vimage=v.name, ifnames=sorted(before))
                 self._events.emit("ifnet.parent_back", v.name, ifnames=" ".join(sorted(before)))
                 self._nursery.start_soon(self.rewire, v)
         if lost:

@@ -398,6 +398,10 @@ class Supervisor:
             if name in wanted:
                 continue
             removed.append(name)
+            if v.state == "waiting" and v.wait_scope is not None:
+                v.wait_scope.cancel()  # nothing was made: it goes now, like a stopped one
+                v.wait_scope, v.waiting_for = None, ()
+                v.transition("stopped")
             if v.state == "stopped" and not self._pending_nics(name):
                 del self.vimages[name]
             else:

@@ -97,6 +97,22 @@ async def test_stop_ends_the_wait_and_a_later_plug_starts_nothing(
         assert sim_host.jails() == []
 
 
+async def test_a_reload_that_removes_a_waiting_vimage_ends_its_wait(
+    sim_host: SimHostHandle, tmp_path: Path
+) -> None:
+    raw = {"vimage_list": "usb web", "vimage_usb_vnets": "ue0", "vimage_web_bridges": "em0"}
+    async with running(sim_host, tmp_path, raw) as sup:
+        [outcome] = await sup.start(["usb"])
+        assert outcome.state == "waiting"
+        reloaded = sup.reload(config.build({"vimage_list": "web", "vimage_web_bridges": "em0"}))
+        assert reloaded.removed == ("usb",)
+        assert "usb" not in sup.vimages
+        sim_host.plug_nic("ue0")
+        await until(lambda: sup.arrivals.ifnets.is_present("ue0") is True)
+        await trio.sleep(0.1)  # a wait that were still going would start it now
+        assert sim_host.jails() == []
+
+
 async def test_a_dependent_waits_with_its_dependency(
     sim_host: SimHostHandle, tmp_path: Path
 ) -> None:
