@@ -18,27 +18,40 @@ moved NIC leaves the host by design (if_vmove).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import structlog
 import trio
 
+from vimaged.errors import VimagedError
 from vimaged.ifwatch import IfnetWatcher
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection, Iterable
+    from collections.abc import Callable, Collection, Iterable
 
     from vimaged.config import VimageConfig
-    from vimaged.events import EventHub
     from vimaged.health import HealthMonitor
     from vimaged.platforms import Platform
+    from vimaged.protocol import Outcome
     from vimaged.state import Journal
     from vimaged.vimage import Vimage
 
-    Resume = Callable[[Vimage, trio.CancelScope], Awaitable[bool]]
-    Rewire = Callable[[Vimage], Awaitable[None]]
-
 log = structlog.get_logger()
+
+
+class Startable(Protocol):
+    """What a wait's end and a re-wiring need of the daemon (the supervisor)."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    async def start(self, names: Iterable[str]) -> list[Outcome]: ...
+
+    async def restart(self, names: Iterable[str]) -> list[Outcome]: ...
+
+    async def start_waited(self, v: Vimage, scope: trio.CancelScope) -> Outcome: ...
+
+    def emit(self, event: str, vimage: str | None, **fields: Any) -> None: ...
 
 
 def needed_ifnets(cfg: VimageConfig) -> tuple[str, ...]:
@@ -51,26 +64,22 @@ class Arrivals:
 
     def __init__(
         self,
+        daemon: Startable,
         *,
         platform: Platform,
         journal: Journal,
-        events: EventHub,
         health: HealthMonitor,
         vimages: Callable[[], Iterable[Vimage]],
         pending: Callable[[], Collection[str]],
     ) -> None:
+        self._daemon = daemon
         self._platform = platform
         self._journal = journal
-        self._events = events
         self._health = health
         self._vimages = vimages
         self._pending = pending
         """NICs on their way home: in a (dying) jail, never absent (locate may not see it)."""
         self.ifnets = IfnetWatcher(platform)
-        self.resume: Resume | None = None
-        """Start a vimage whose wait ended; True: wait again (a dependency now waits)."""
-        self.rewire: Rewire | None = None
-        """Re-wire a running vimage whose parent came back (the supervisor restarts it)."""
         self._nursery: trio.Nursery | None = None
         self._progress = trio.Event()
         """Set when a wait ended: a dependent waiting on that vimage looks again."""
@@ -117,7 +126,7 @@ class Arrivals:
             v.transition("waiting")
             v.error, v.waiting_for = None, missing
             v.wait_scope = scope = trio.CancelScope()
-            self._events.emit("vimage.waiting", v.name, waiting_for=" ".join(missing))
+            self._daemon.emit("vimage.waiting", v.name, waiting_for=" ".join(missing))
             self._nursery.start_soon(self._wait_then_start, v, scope)
             return True
 
@@ -129,7 +138,7 @@ class Arrivals:
         if record:
             await self._journal.set_vimage(v.name, desired="stopped", jid=None)
         v.transition("stopped")
-        self._events.emit("vimage.stopped", v.name, waited=True)
+        self._daemon.emit("vimage.stopped", v.name, waited=True)
 
     async def _missing(self, v: Vimage) -> tuple[str, ...]:
         deps = {o.name: o for o in self._vimages() if o.name in v.cfg.depend}
@@ -147,17 +156,58 @@ class Arrivals:
                         break
                     v.waiting_for = missing
                     await _first_of(changes)
-            if scope.cancel_called or self.resume is None:
+            if scope.cancel_called:
                 return
             log.info("vimage.wait_ended", vimage=v.name)
-            again = await self.resume(v, scope)
+            again = await self._resume(v, scope)
             self._progress.set()
             self._progress = trio.Event()
             if not again or v.state != "waiting" or v.wait_scope is not scope:
                 return
             v.wait_scope = scope = trio.CancelScope()  # a scope is entered once
 
+    async def _resume(self, v: Vimage, scope: trio.CancelScope) -> bool:
+        """Start ``v``, whose wait ended: its dependencies first (True: one of them waits
+        now, so ``v`` waits on), then ``v`` itself, unless a stop ended the wait meanwhile."""
+        daemon = self._daemon
+        if daemon.stopping:
+            return False
+        if v.cfg.depend:
+            try:
+                outcomes = await daemon.start(v.cfg.depend)
+            except VimagedError:
+                return False  # shutting down
+            if any(o.state == "waiting" for o in outcomes):
+                return True
+            broken = [o.name for o in outcomes if not o.ok]
+            if broken:
+                async with v.lock:
+                    if v.state == "waiting" and v.wait_scope is scope:
+                        v.wait_scope, v.waiting_for = None, ()
+                        v.error = f"{v.name}: dependency {', '.join(broken)} did not start"
+                        await self._journal.set_vimage(v.name, desired="stopped", jid=None)
+                        v.transition("failed")
+                        daemon.emit("vimage.start_failed", v.name, error=v.error)
+                return False
+        outcome = await daemon.start_waited(v, scope)
+        if not outcome.ok:
+            log.warning("vimage.start_after_wait_failed", vimage=v.name, error=outcome.message)
+        return False
+
     # ------------------------------------------------------------------ parents
+
+    async def _rewire(self, v: Vimage) -> None:
+        """A parent of running ``v`` came back: restart it, which builds its bridges anew."""
+        self._health.recheck("a parent came back")  # the wiring seen while it was gone is stale
+        try:
+            [outcome] = await self._daemon.restart([v.name])
+        except VimagedError as exc:  # shutting down
+            log.warning("vimage.rewire_failed", vimage=v.name, error=str(exc))
+            return
+        if not outcome.ok:
+            log.warning("vimage.rewire_failed", vimage=v.name, error=outcome.message)
+        else:
+            self._daemon.emit("vimage.rewired", v.name, jid=v.jid)
 
     async def _watch_parents(self) -> NoReturn:
         while True:
@@ -176,14 +226,14 @@ class Arrivals:
             now = {b.parent for b in v.cfg.bridges if b.parent not in present}
             for parent in sorted(now - before):
                 lost = True
-                self._events.emit("ifnet.parent_gone", v.name, ifname=parent)
+                self._daemon.emit("ifnet.parent_gone", v.name, ifname=parent)
             if now:
                 self._gone[v.name] = now
                 continue
             self._gone.pop(v.name, None)
-            if before and self._nursery is not None and self.rewire is not None:
-                self._events.emit("ifnet.parent_back", v.name, ifnames=" ".join(sorted(before)))
-                self._nursery.start_soon(self.rewire, v)
+            if before and self._nursery is not None:
+                self._daemon.emit("ifnet.parent_back", v.name, ifnames=" ".join(sorted(before)))
+                self._nursery.start_soon(self._rewire, v)
         if lost:
             self._health.recheck("a parent left the host")
 

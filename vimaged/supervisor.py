@@ -111,15 +111,13 @@ class Supervisor:
         self.restarts = RestartPolicy(self)
         self.health = HealthMonitor(platform, self.watcher, events, self.restarts.recover)
         self.arrivals = Arrivals(
+            self,
             platform=platform,
             journal=journal,
-            events=events,
             health=self.health,
             vimages=lambda: list(self.vimages.values()),
             pending=lambda: self.watcher.pending,
         )
-        self.arrivals.resume = self._resume_waiting
-        self.arrivals.rewire = self._rewire
         self.stopping = False
         self.attachment_ifnets: set[str] = set()
         """Host-side names of vimaged-cni's attachments (attachments.py fills it): not orphans."""
@@ -240,45 +238,9 @@ class Supervisor:
                     return
         await self.lifecycle.stop_vimage(v, restarting=restarting)
 
-    async def _resume_waiting(self, v: Vimage, scope: trio.CancelScope) -> bool:
-        """Start ``v``, whose wait ended: its dependencies first (True: one of them waits
-        now, so ``v`` waits on), then ``v`` itself, unless a stop ended the wait meanwhile."""
-        if self.stopping:
-            return False
-        if v.cfg.depend:
-            try:
-                outcomes = await self.start(v.cfg.depend)
-            except VimagedError:
-                return False  # shutting down
-            if any(o.state == "waiting" for o in outcomes):
-                return True
-            broken = [o.name for o in outcomes if not o.ok]
-            if broken:
-                async with v.lock:
-                    if v.state == "waiting" and v.wait_scope is scope:
-                        v.wait_scope, v.waiting_for = None, ()
-                        v.error = f"{v.name}: dependency {', '.join(broken)} did not start"
-                        await self.journal.set_vimage(v.name, desired="stopped", jid=None)
-                        v.transition("failed")
-                        self.emit("vimage.start_failed", v.name, error=v.error)
-                return False
-        outcome = await _guarded(v, partial(self.lifecycle.start_vimage, waited=scope))
-        if not outcome.ok:
-            log.warning("vimage.start_after_wait_failed", vimage=v.name, error=outcome.message)
-        return False
-
-    async def _rewire(self, v: Vimage) -> None:
-        """A parent of running ``v`` came back: restart it, which builds its bridges anew."""
-        self.health.recheck("a parent came back")  # the wiring seen while it was gone is stale
-        try:
-            [outcome] = await self.restart([v.name])
-        except VimagedError as exc:  # shutting down
-            log.warning("vimage.rewire_failed", vimage=v.name, error=str(exc))
-            return
-        if not outcome.ok:
-            log.warning("vimage.rewire_failed", vimage=v.name, error=outcome.message)
-        else:
-            self.emit("vimage.rewired", v.name, jid=v.jid)
+    async def start_waited(self, v: Vimage, scope: trio.CancelScope) -> Outcome:
+        """Start ``v`` whose wait (``scope``) ended, unless a stop came first (arrivals.py)."""
+        return await _guarded(v, partial(self.lifecycle.start_vimage, waited=scope))
 
     async def fail_vimage(self, v: Vimage, error: str) -> None:
         await self.lifecycle.fail_vimage(v, error)
