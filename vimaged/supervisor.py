@@ -115,7 +115,7 @@ class Supervisor:
             platform=platform,
             journal=journal,
             health=self.health,
-            vimages=lambda: list(self.vimages.values()),
+            vimages=lambda: self.vimages,
             pending=lambda: self.watcher.pending,
         )
         self.stopping = False
@@ -228,7 +228,12 @@ class Supervisor:
             missing = await self.arrivals.absent(v.cfg)
             if missing and await self.arrivals.defer(v, missing):
                 return
-        await self.lifecycle.start_vimage(v)
+        cfg = v.cfg
+        try:
+            await self.lifecycle.start_vimage(v)
+        finally:
+            if v.cfg is not cfg:  # a reloaded configuration was applied
+                self.arrivals.config_changed()
 
     async def stop_vimage(self, v: Vimage, *, restarting: bool = False) -> None:
         if v.state == "waiting":
@@ -369,6 +374,7 @@ class Supervisor:
             else:
                 v.removed = True  # kept in view until stopped and its NICs are home
         self.cfg = cfg
+        self.arrivals.config_changed()
         self.events.emit("config.reloaded", None, added=len(added), removed=len(removed))
         return Reloaded(added=tuple(added), removed=tuple(removed), changed=tuple(changed))
 
