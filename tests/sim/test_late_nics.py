@@ -202,3 +202,21 @@ def test_the_daemon_starts_with_an_absent_nic_and_autostart_waits_for_it(
         assert sim_host.vnet_of("ue0") == HOST_JID
     finally:
         daemon.stop()
+
+
+async def test_a_vimage_added_by_reload_is_watched_for_its_parent(
+    sim_host: SimHostHandle, tmp_path: Path
+) -> None:
+    raw = {"vimage_list": "web", "vimage_web_bridges": "em0", "vimage_web_health_interval": "60"}
+    async with running(sim_host, tmp_path, raw) as sup:
+        await sup.start(["web"])
+        sim_host.plug_nic("em1", plugged=False)  # nobody's parent yet: nothing happens
+        await until(lambda: sup.arrivals.ifnets.is_present("em1") is False)
+        sim_host.plug_nic("em1")
+        sup.reload(config.build({**raw, "vimage_list": "web lan", "vimage_lan_bridges": "em1",
+                                 "vimage_lan_health_interval": "60"}))  # fmt: skip
+        [started] = await sup.start(["lan"])
+        assert started.ok
+        sim_host.plug_nic("em1", plugged=False)
+        await until(lambda: sup.info("lan").health == "degraded")
+        assert sup.info("web").health == "ok"
