@@ -33,11 +33,12 @@ def health_report(vimages: Sequence[VimageInfo]) -> dict[str, Any]:
     """The verdict on ``vimages``: ``status`` (0-3), ``verdict`` (``OK``...), ``summary``,
     ``counts`` (the performance data) and ``line``, the plugin's output made of them.
 
-    A vimage counts by its ``health``, except: ``failed`` state is CRITICAL; ``starting`` and
-    ``stopping`` are WARNING; ``stopped`` is CRITICAL when it is ``wanted`` running (autostart
-    or the operator's last start) and otherwise, stopped by the operator, no problem: counted
-    as ``stopped=N``, named on the command line or not (the daemon's replies fill
-    ``wanted`` with false when it does not know it: an older daemon's stopped vimages are OK).
+    A vimage counts by its ``health``, except: ``failed`` state is CRITICAL; ``starting``,
+    ``stopping`` and ``waiting`` are WARNING; ``stopped`` is CRITICAL when it is ``wanted``
+    running (autostart or the operator's last start) and otherwise, stopped by the operator, no
+    problem: counted as ``stopped=N``, named on the command line or not (the daemon's replies
+    fill ``wanted`` with false when it does not know it: an older daemon's stopped vimages are
+    OK).
     """
     counts = dict.fromkeys(NAGIOS_STATUS, 0)
     stopped = 0
@@ -53,6 +54,8 @@ def health_report(vimages: Sequence[VimageInfo]) -> dict[str, Any]:
             level, detail = "failed", info["error"] or state
         elif state in ("starting", "stopping"):
             level, detail = "degraded", state
+        elif state == "waiting":  # wanted running, its NIC not attached yet
+            level, detail = "degraded", f"waiting for {' '.join(info.get('waiting_for', ()))}"
         else:
             level, detail = info["health"], _health_detail(info)
         counts[level] += 1

@@ -111,6 +111,8 @@ def render_status(reply: Vimages, args: Arguments) -> int:
             print(f"  error: {info['error']}")
         if info["health_reason"]:
             print(f"  health: {info['health_reason']}")
+        if info.get("waiting_for"):
+            print(f"  waiting for {' '.join(info['waiting_for'])}")
         for ifc in info["interfaces"]:
             holder = f" (held by jid {ifc['holder_jid']})" if ifc["holder_jid"] is not None else ""
             addresses = "".join(f"  {address}" for address in ifc["addresses"])

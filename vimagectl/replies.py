@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
-State = Literal["stopped", "starting", "running", "stopping", "failed"]
+State = Literal["stopped", "waiting", "starting", "running", "stopping", "failed"]
 HealthState = Literal["ok", "degraded", "failed", "unknown"]
 Where = Literal["vimage", "host", "pending-return", "absent"]
 InterfaceKind = Literal["bridge", "vnet"]
@@ -183,6 +183,7 @@ class VimageInfo(TypedDict):
     error: str | None
     restarts: int
     removed: bool
+    waiting_for: list[str]
 
 
 class Vimages(TypedDict):

@@ -44,7 +44,9 @@ VimageName = Annotated[str, msgspec.Meta(pattern=VIMAGE_NAME_PATTERN)]
 """The rule of :mod:`vimaged.names` (a letter, then sh identifier characters, at most 31), so
 a name the platforms would refuse is a bad request, never a ValueError deep in a start."""
 
-State = Literal["stopped", "starting", "running", "stopping", "failed"]
+State = Literal["stopped", "waiting", "starting", "running", "stopping", "failed"]
+"""``waiting``: wanted running, but a NIC or parent is absent (or a dependency waits);
+``VimageInfo.waiting_for`` names them and it starts when they appear."""
 HealthState = Literal["ok", "degraded", "failed", "unknown"]
 Where = Literal["vimage", "host", "pending-return", "absent"]
 InterfaceKind = Literal["bridge", "vnet"]
@@ -267,6 +269,8 @@ class VimageInfo(msgspec.Struct, frozen=True, kw_only=True):
     removed: bool = False
     """A reload took it out of the configuration while it ran: it may only be stopped, and
     is then forgotten."""
+    waiting_for: tuple[str, ...] = ()
+    """For ``waiting``: the absent NICs and parents (``em1``), and dependencies that wait."""
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):

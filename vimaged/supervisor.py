@@ -2,7 +2,7 @@
 
 It answers ``start``/``stop``/``restart`` (dependencies first, at most
 ``vimage_parallel_start`` at once, each vimage under its own lock), ``list``/``status``, and
-``reload`` (with :func:`check_host_nics`, the one check that a configuration's NICs exist).
+``reload`` (with ``host_nics``, the one check that a configuration's NICs exist).
 :meth:`Supervisor.run` keeps the return watcher and the health polls going and reconciles at
 start-up and again whenever the platform comes back after it was lost.
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
-from vimaged import config as config_mod
+from vimaged.arrivals import Arrivals
 from vimaged.dependents import UP, dependents_of, stop_levels
 from vimaged.errors import (
     ConflictError,
@@ -34,6 +34,7 @@ from vimaged.errors import (
 )
 from vimaged.health import HealthMonitor
 from vimaged.hooks import Hooks
+from vimaged.host_nics import host_nic_warnings
 from vimaged.lifecycle import (
     ADDRESS_LOOK_TIMEOUT,
     CLEANUP_GRACE,
@@ -41,7 +42,6 @@ from vimaged.lifecycle import (
     MacBook,
     refuse_if_removed,
 )
-from vimaged.platforms import HOST_JID
 from vimaged.protocol import Outcome, Reloaded
 from vimaged.reconcile import Reconciler
 from vimaged.resources import Resources
@@ -51,7 +51,7 @@ from vimaged.vimage import ALLOWED, Vimage
 from vimaged.vnets import ReturnWatcher
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection, Iterable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from vimaged.config import Config
     from vimaged.events import EventHub
@@ -59,30 +59,18 @@ if TYPE_CHECKING:
     from vimaged.protocol import VimageInfo
     from vimaged.state import Journal
 
-__all__ = ["ALLOWED", "CLEANUP_GRACE", "PARALLEL_STARTS", "Supervisor", "Vimage", "check_host_nics"]
+__all__ = [
+    "ALLOWED",
+    "CLEANUP_GRACE",
+    "PARALLEL_STARTS",
+    "Supervisor",
+    "Vimage",
+]
 
 log = structlog.get_logger()
 
 PARALLEL_STARTS = 8
 """At most this many vimages start or stop at once (``vimage_parallel_start``)."""
-
-
-async def check_host_nics(
-    cfg: Config, platform: Platform, held: Collection[str] = (), *, in_any_jail: bool = False
-) -> None:
-    """``ConfigError`` naming each ``_vnets``/``_bridges`` variable whose NIC is nowhere.
-
-    A NIC counts as present on the host or in ``held`` (moved in by a running vimage, on its
-    way home, or journaled as moved). ``in_any_jail``, for ``vimaged --check-config``, which
-    cannot know what a running daemon holds: inside any jail counts too (``locate_ifnet``).
-    The one check of the daemon's start, of reload and of ``--check-config``.
-    """
-    present = {i.name for i in await platform.list_ifnets(HOST_JID)} | set(held)
-    wanted = {n for v in cfg.vimages for n in (*v.vnets, *(b.parent for b in v.bridges))}
-    for nic in sorted(wanted - present) if in_any_jail else ():
-        if await platform.locate_ifnet(nic) is not None:
-            present.add(nic)
-    config_mod.check_host_nics(cfg, present)
 
 
 class Supervisor:
@@ -95,6 +83,14 @@ class Supervisor:
         self.watcher = ReturnWatcher(platform, journal, events)
         self.restarts = RestartPolicy(self)
         self.health = HealthMonitor(platform, self.watcher, events, self.restarts.recover)
+        self.arrivals = Arrivals(
+            self,
+            platform=platform,
+            journal=journal,
+            health=self.health,
+            vimages=lambda: self.vimages,
+            pending=lambda: self.watcher.pending,
+        )
         self.stopping = False
         self.attachment_ifnets: set[str] = set()
         """Host-side names of vimaged-cni's attachments (attachments.py fills it): not orphans."""
@@ -140,6 +136,7 @@ class Supervisor:
         stopped by hand stays stopped.
         """
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.arrivals.run)  # interfaces listed: absent NICs known
             await nursery.start(self.watcher.run)
             await nursery.start(self.health.run)
             for name, record in (await self.journal.vimages()).items():
@@ -202,10 +199,29 @@ class Supervisor:
     # ------------------------------------------------------------------ the lifecycle
 
     async def start_vimage(self, v: Vimage) -> None:
-        await self.lifecycle.start_vimage(v)
+        """Start ``v``, or make it wait (``waiting``) if a NIC or parent it needs is absent."""
+        if v.state in ("stopped", "failed", "waiting"):
+            missing = await self.arrivals.absent(v.cfg)
+            if missing and await self.arrivals.defer(v, missing):
+                return
+        cfg = v.cfg
+        try:
+            await self.lifecycle.start_vimage(v)
+        finally:
+            if v.cfg is not cfg:  # a reloaded configuration was applied
+                self.arrivals.config_changed()
 
     async def stop_vimage(self, v: Vimage, *, restarting: bool = False) -> None:
+        if v.state == "waiting":
+            async with v.lock:
+                if v.state == "waiting":  # nothing was made: the wait ends, that is all
+                    await self.arrivals.cancel(v, record=not restarting)
+                    return
         await self.lifecycle.stop_vimage(v, restarting=restarting)
+
+    async def start_waited(self, v: Vimage, scope: trio.CancelScope) -> Outcome:
+        """Start ``v`` whose wait (``scope``) ended, unless a stop came first (arrivals.py)."""
+        return await _guarded(v, partial(self.lifecycle.start_vimage, waited=scope))
 
     async def fail_vimage(self, v: Vimage, error: str) -> None:
         await self.lifecycle.fail_vimage(v, error)
@@ -252,6 +268,10 @@ class Supervisor:
             outcomes[name] = _outcome(
                 v, ConflictError(f"{name}: dependency {', '.join(broken)} did not start")
             )
+            return
+        waiting = tuple(d for d in v.cfg.depend if d in outcomes and outcomes[d].state == "waiting")
+        if waiting and await self.arrivals.defer(v, (*await self.arrivals.absent(v.cfg), *waiting)):
+            outcomes[name] = Outcome(name=name, ok=True, state=v.state)
             return
         async with self._limiter:
             outcomes[name] = await _guarded(v, self.start_vimage)
@@ -333,11 +353,13 @@ class Supervisor:
         return outcomes
 
     async def check_reload(self, cfg: Config) -> None:
-        """Refuse a configuration naming a NIC that is nowhere (:func:`check_host_nics`); NICs
-        held by a vimage that runs, or on their way home, count as present."""
+        """Warn about a configuration naming a NIC that is nowhere (:func:`host_nic_warnings`;
+        its vimages wait for it); NICs held by a vimage that runs, or on their way home,
+        count as present."""
         held = {nic for v in self.vimages.values() if v.state != "stopped" for nic in v.cfg.vnets}
         held |= set(self.watcher.pending)  # still in a (dying) jail, on its way home
-        await check_host_nics(cfg, self.platform, held)
+        for line in await host_nic_warnings(cfg, self.platform, held):
+            log.warning("config.nic_absent", problem=line)
 
     def reload(self, cfg: Config) -> Reloaded:
         """Adopt a newly read configuration. Running vimages keep theirs until restarted."""
@@ -352,7 +374,7 @@ class Supervisor:
             v.removed = False
             if new == v.cfg:
                 v.next_cfg = None
-            elif v.state == "stopped":
+            elif v.state in ("stopped", "waiting"):  # a wait looks at v.cfg again
                 v.cfg = new
                 changed.append(new.name)
             else:
@@ -363,11 +385,16 @@ class Supervisor:
             if name in wanted:
                 continue
             removed.append(name)
+            if v.state == "waiting" and v.wait_scope is not None:
+                v.wait_scope.cancel()  # nothing was made: it goes now, like a stopped one
+                v.wait_scope, v.waiting_for = None, ()
+                v.transition("stopped")
             if v.state == "stopped" and not self._pending_nics(name):
                 del self.vimages[name]
             else:
                 v.removed = True  # kept in view until stopped and its NICs are home
         self.cfg = cfg
+        self.arrivals.config_changed()
         self.events.emit("config.reloaded", None, added=len(added), removed=len(removed))
         return Reloaded(added=tuple(added), removed=tuple(removed), changed=tuple(changed))
 

@@ -62,7 +62,7 @@ def vimage_info(
                 Interface(
                     name=nic,
                     kind="vnet",
-                    where="vimage" if running else "host",
+                    where="vimage" if running else "absent" if nic in v.waiting_for else "host",
                     addresses=v.addresses.get(nic, ()) if running else (),
                 )
             )
@@ -78,4 +78,5 @@ def vimage_info(
         removed=v.removed,
         error=v.error,
         restarts=v.restarts,
+        waiting_for=v.waiting_for if v.state == "waiting" else (),
     )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from vimaged import config
-from vimaged.errors import ConflictError, DependentsRunningError
+from vimaged.errors import ConflictError, DependentsRunningError, OperationFailedError
 from vimaged.protocol import Stop
 from vimaged.testing import (
     InProcessPlatform,
@@ -163,11 +163,14 @@ def test_with_dependents_is_a_bool_field_with_a_default() -> None:
 async def test_a_dependency_that_fails_to_start_is_reported_first(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    cfg = config.build({**CHAIN, "vimage_db_vnets": "em1"})
-    async with open_supervisor(cfg, InProcessPlatform(nics=("em0",), state_dir=tmp_path)) as sup:
-        outcomes = await sup.start(["app"])  # em1 is absent: db cannot start
+    # (an absent NIC would make db wait, not fail: tests/sim/test_late_nics.py)
+    cfg = config.build({**CHAIN, "vimage_db_exec_start": "/etc/rc.d/db start"})
+    plat = InProcessPlatform(state_dir=tmp_path)
+    plat.script("db", "rc.d/db", status=1)
+    async with open_supervisor(cfg, plat) as sup:
+        outcomes = await sup.start(["app"])  # db's exec_start fails: app cannot start
         assert [(o.name, o.ok, o.code) for o in outcomes] == [
-            ("db", False, ConflictError.code),
+            ("db", False, OperationFailedError.code),
             ("app", False, ConflictError.code),
         ]
         assert sup.info("app").wanted  # the operator asked: health says CRITICAL

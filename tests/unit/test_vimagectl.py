@@ -682,6 +682,7 @@ def _info(
         pytest.param([_info("a", state="failed")], [], 2, id="failed-state"),
         pytest.param([_info("a", health="unknown")], [], 3, id="unknown"),
         pytest.param([_info("a"), _info("b", state="starting")], [], 1, id="starting"),
+        pytest.param([_info("a"), _info("b", state="waiting")], [], 1, id="waiting"),
         pytest.param([_info("a"), _info("b", state="stopped")], [], 0, id="stopped-not-named"),
         pytest.param([_info("a"), _info("b", state="stopped")], ["b"], 0, id="stopped-named"),
         pytest.param(

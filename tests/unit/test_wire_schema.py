@@ -295,7 +295,8 @@ def mutations(value: object) -> st.SearchStrategy[object]:
         pytest.param(
             {"reply": "vimages", "vimages": [{"name": "a", "state": "gone"}]},
             "vimages[0].state",
-            'expected one of "failed", "running", "starting", "stopped", "stopping", got "gone"',
+            'expected one of "failed", "running", "starting", "stopped", "stopping", "waiting", '
+            'got "gone"',
             id="unknown-state",
         ),
         pytest.param(
@@ -359,6 +360,7 @@ def test_unknown_fields_of_a_reply_are_dropped_and_defaults_filled() -> None:
                 "error": None,
                 "restarts": 0,
                 "removed": False,
+                "waiting_for": [],
             }
         ],
     }

@@ -43,6 +43,7 @@ import msgspec
 import structlog
 import trio
 
+from vimaged.errors import error_text
 from vimaged.netgraph import abi, codec
 from vimaged.netgraph.linkview import UPLINK_HOOK, LinkView, Wiring
 from vimaged.netgraph.ngsocket import NgSocket, netgraph_error, open_ng_socket
@@ -427,7 +428,9 @@ class NetgraphBridges:
         try:
             return await self._release_locked(sock, bridge, None)
         except OSError as exc:
-            log.warning("bridge.release_failed", bridge=bridge, errno=exc.errno, error=str(exc))
+            log.warning(
+                "bridge.release_failed", bridge=bridge, errno=exc.errno, error=error_text(exc)
+            )
             return None
 
     async def _shutdown_eiface(self, sock: NgSocket, node: str) -> None:
