@@ -27,6 +27,8 @@ from vimaged.platforms import linux_netlink as nl
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Sequence
 
+    from vimaged.platforms import SandboxIfnet
+
 RTM_NEWROUTE = 24
 RTMSG = struct.Struct("=BBBBBBBBI")
 """``struct rtmsg { u8 family, dst_len, src_len, tos, table, protocol, scope, type;
@@ -249,20 +251,10 @@ def _ours(link: nl.Link) -> bool:
     return (link.alias or "").startswith(links.BRIDGED_ALIAS)
 
 
-def create_in(
-    host: nl.Rtnl,
-    nsfs_dev: int,
-    refused: set[int],
-    parent: str,
-    ifname: str,
-    mac: str,
-    sandbox: str,
-    newname: str,
-    *,
-    mtu: int | None,
-    addresses: Sequence[str],
-    routes: Sequence[tuple[str, str | None]],
-) -> None:
+def create_in(host: nl.Rtnl, nsfs_dev: int, refused: set[int], want: SandboxIfnet) -> None:
+    parent, ifname, mac, sandbox, newname = (
+        want.parent, want.ifname, want.mac, want.sandbox, want.newname,
+    )  # fmt: skip
     for name in (parent, ifname, newname):
         links.check_ifname(name)
     if not links.MAC.fullmatch(mac):
@@ -273,12 +265,12 @@ def create_in(
             if upper.kind == "bridge":  # a veth pair, made on the host, then moved
                 links.create_bridged(host, parent, ifname, mac)
                 attach(host, fd, sandbox, ifname, newname,
-                                     owned=_ours, mtu=mtu, addresses=addresses,
-                                     routes=routes)  # fmt: skip
+                                     owned=_ours, mtu=want.mtu, addresses=want.addresses,
+                                     routes=want.routes)  # fmt: skip
             else:
                 create(host, fd, sandbox, upper.index, newname, mac,
-                                     links.BRIDGED_ALIAS + parent, mtu=mtu, addresses=addresses,
-                                     routes=routes)  # fmt: skip
+                                     links.BRIDGED_ALIAS + parent, mtu=want.mtu,
+                                     addresses=want.addresses, routes=want.routes)  # fmt: skip
         except ValueError as exc:
             raise links.einval(str(exc), sandbox) from None
 
