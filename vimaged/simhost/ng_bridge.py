@@ -27,6 +27,7 @@ from vimaged.simhost.ng_message import (
     NGM_BRIDGE_RESET,
     NGM_BRIDGE_SET_CONFIG,
     NGM_BRIDGE_SET_PERSISTENT,
+    STATS_FIELDS,
     U32,
     NgMesg,
     cstr,
@@ -364,23 +365,6 @@ class BridgeNode(Node):
         return U32.pack(len(rows)) + b"".join(rows)
 
 
-STATS_FIELDS = (
-    "recvOctets",
-    "recvPackets",
-    "recvMulticasts",
-    "recvBroadcasts",
-    "recvUnknown",
-    "recvRunts",
-    "recvInvalid",
-    "xmitOctets",
-    "xmitPackets",
-    "xmitMulticasts",
-    "xmitBroadcasts",
-    "loopDrops",
-    "loopDetects",
-    "memoryFailures",
-)
-"""struct ng_bridge_link_stats (ng_bridge.h): 14 u64 in this order, 112 bytes, on 12 to 15."""
 LINK_STATS = struct.Struct(f"<{len(STATS_FIELDS)}Q")
 HOSTENT = struct.Struct("<6s32sHH")  # struct ng_bridge_hostent (42 bytes)
 HOST_OLD = struct.Struct("<6sHHH")  # struct ng_bridge_host_old (12 bytes)

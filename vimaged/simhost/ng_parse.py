@@ -29,6 +29,7 @@ from vimaged.simhost.ng_message import (
     NGM_RMHOOK,
     NGM_SHUTDOWN,
     NODEINFO,
+    STATS_FIELDS,
     U32,
     NgMesg,
     cstr,
@@ -128,22 +129,7 @@ def _render_nodeinfo(data: bytes) -> str:
 
 
 def _render_bridge_stats(data: bytes) -> str:
-    names = [
-        "recvOctets",
-        "recvPackets",
-        "recvMulticasts",
-        "recvBroadcasts",
-        "recvUnknown",
-        "recvRunts",
-        "recvInvalid",
-        "xmitOctets",
-        "xmitPackets",
-        "xmitMulticasts",
-        "xmitBroadcasts",
-        "loopDrops",
-        "loopDetects",
-        "memoryFailures",
-    ]
+    names = STATS_FIELDS
     values = struct.unpack_from(f"<{len(names)}Q", data)
     return _render_struct([(n, str(v), v == 0) for n, v in zip(names, values, strict=True)])
 
