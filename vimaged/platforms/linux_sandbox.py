@@ -192,16 +192,23 @@ def attach(
     _configure(fd, path, newname, alias=None, addresses=addresses, routes=routes)
 
 
+def _link_or_none(rtnl: nl.Rtnl, ifname: str) -> nl.Link | None:
+    """``ifname`` in this thread's namespace; None if there is none (ENODEV)."""
+    try:
+        return rtnl.get_link(ifname)
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            return None
+        raise
+
+
 def _find(fd: int, path: str, ifname: str) -> tuple[nl.Link, list[str]] | None:
     def look() -> tuple[nl.Link, list[str]] | None:
         rtnl = nl.Rtnl()
         try:
-            try:
-                link = rtnl.get_link(ifname)
-            except OSError as exc:
-                if exc.errno == errno.ENODEV:
-                    return None
-                raise
+            link = _link_or_none(rtnl, ifname)
+            if link is None:
+                return None
             found = [a.text() for a in rtnl.dump_addresses() if a.index == link.index]
             return link, found
         finally:
@@ -228,12 +235,9 @@ def detach(fd: int, path: str, ifname: str, mac: str, owned: Callable[[nl.Link],
     def remove() -> None:
         rtnl = nl.Rtnl()
         try:
-            try:
-                link = rtnl.get_link(ifname)
-            except OSError as exc:
-                if exc.errno == errno.ENODEV:
-                    raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), ifname) from None
-                raise
+            link = _link_or_none(rtnl, ifname)
+            if link is None:
+                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), ifname)
             theirs = link.address is None or link.address.hex(":") != mac.lower()
             if not owned(link) or theirs:
                 raise OSError(errno.ENOENT, "no interface of vimaged with that MAC", ifname)
