@@ -109,6 +109,8 @@ class LinkCounters(msgspec.Struct, frozen=True, kw_only=True):
 
     C spelling, so one grep finds both sides. ``memoryFailures`` counts failed MAC learning
     (a failed NGM_BRIDGE_MOVE_HOST) as well as mbuf shortages; ``loopDetects`` a loop.
+    A deliberate copy of ``vimaged.netgraph.codec.LinkStats``: the seam does not import the
+    binding (linux has none); a test keeps the two field lists equal.
     """
 
     recvOctets: int = 0  # noqa: N815
