@@ -27,7 +27,6 @@ from vimaged.simhost.ng_message import (
     NGM_BRIDGE_RESET,
     NGM_BRIDGE_SET_CONFIG,
     NGM_BRIDGE_SET_PERSISTENT,
-    STATS_FIELDS,
     U32,
     NgMesg,
     cstr,
@@ -39,7 +38,6 @@ from vimaged.simhost.ng_parse import (
     _parse_i32,
     _parse_int,
     _parse_struct,
-    _render_bridge_stats,
     _render_bridge_table,
     _render_i32,
     _render_struct,
@@ -365,6 +363,23 @@ class BridgeNode(Node):
         return U32.pack(len(rows)) + b"".join(rows)
 
 
+STATS_FIELDS = (
+    "recvOctets",
+    "recvPackets",
+    "recvMulticasts",
+    "recvBroadcasts",
+    "recvUnknown",
+    "recvRunts",
+    "recvInvalid",
+    "xmitOctets",
+    "xmitPackets",
+    "xmitMulticasts",
+    "xmitBroadcasts",
+    "loopDrops",
+    "loopDetects",
+    "memoryFailures",
+)
+"""struct ng_bridge_link_stats (ng_bridge.h): 14 u64 in this order, 112 bytes, on 12 to 15."""
 LINK_STATS = struct.Struct(f"<{len(STATS_FIELDS)}Q")
 HOSTENT = struct.Struct("<6s32sHH")  # struct ng_bridge_hostent (42 bytes)
 HOST_OLD = struct.Struct("<6sHHH")  # struct ng_bridge_host_old (12 bytes)
@@ -374,6 +389,12 @@ BROADCAST = b"\xff" * ETHER_ADDR_LEN
 
 def encode_stats(stats: dict[str, int]) -> bytes:
     return LINK_STATS.pack(*(stats[f] & 0xFFFFFFFFFFFFFFFF for f in STATS_FIELDS))
+
+
+def _render_bridge_stats(data: bytes) -> str:
+    """getstats' reply as ng_bridge.c's ng_bridge_stats_type renders it."""
+    values = LINK_STATS.unpack_from(data)
+    return _render_struct([(n, str(v), v == 0) for n, v in zip(STATS_FIELDS, values, strict=True)])
 
 
 def decode_stats(data: bytes) -> dict[str, int]:

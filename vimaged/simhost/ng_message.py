@@ -88,23 +88,6 @@ LINKINFO_HOOKS = struct.Struct("<32s32s")  # struct linkinfo: ourhook, peerhook,
 TYPEINFO = struct.Struct("<32sI")  # struct typeinfo: type_name, numnodes
 U32 = struct.Struct("<I")
 I32 = struct.Struct("<i")
-STATS_FIELDS = (
-    "recvOctets",
-    "recvPackets",
-    "recvMulticasts",
-    "recvBroadcasts",
-    "recvUnknown",
-    "recvRunts",
-    "recvInvalid",
-    "xmitOctets",
-    "xmitPackets",
-    "xmitMulticasts",
-    "xmitBroadcasts",
-    "loopDrops",
-    "loopDetects",
-    "memoryFailures",
-)
-"""struct ng_bridge_link_stats (ng_bridge.h): 14 u64 in this order, 112 bytes, on 12 to 15."""
 BRIDGE_CONFIG = struct.Struct("<B3xIII")  # struct ng_bridge_config (16 bytes)
 BRIDGE_CONFIG_OLD = struct.Struct("<32sB3xIII")  # legacy config with ipfw[32] (48 bytes)
 BRIDGE_LINK_STATS_SIZE = 112  # struct ng_bridge_link_stats: 14 x u64

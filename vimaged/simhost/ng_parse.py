@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import re
-import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,7 +28,6 @@ from vimaged.simhost.ng_message import (
     NGM_RMHOOK,
     NGM_SHUTDOWN,
     NODEINFO,
-    STATS_FIELDS,
     U32,
     NgMesg,
     cstr,
@@ -126,12 +124,6 @@ def _render_nodeinfo(data: bytes) -> str:
             ("hooks", str(hooks), hooks == 0),
         ]
     )
-
-
-def _render_bridge_stats(data: bytes) -> str:
-    names = STATS_FIELDS
-    values = struct.unpack_from(f"<{len(names)}Q", data)
-    return _render_struct([(n, str(v), v == 0) for n, v in zip(names, values, strict=True)])
 
 
 def _render_bridge_table(data: bytes) -> str:
