@@ -29,7 +29,9 @@ NAMES_OR_ALL = "name ... | --all"
 """A verb's operand rule, spelt as its usage line shows it: none; at least one vimage name;
 any number (none means all); names or ``--all`` (only these verbs take ``--all``)."""
 
-LONG_OPTIONS = ("--socket", "--json", "--timeout", "--all", "--help", "--version")
+LONG_OPTIONS = (
+    "--socket", "--json", "--timeout", "--all", "--help", "--version", "--with-dependents",
+)  # fmt: skip
 """Every long option, for the suggestion an unknown one gets."""
 DEFAULT_TIMEOUT = 60.0
 OPTIONS = "[-s socket] [--json] [--timeout seconds]"
@@ -51,7 +53,9 @@ class UsageError(Exception):
 class Arguments:
     """The parsed command line."""
 
-    __slots__ = ("all", "help", "json", "names", "socket", "timeout", "verb", "version")
+    __slots__ = (
+        "all", "help", "json", "names", "socket", "timeout", "verb", "version", "with_dependents",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.verb = ""
@@ -62,6 +66,8 @@ class Arguments:
         self.timeout = DEFAULT_TIMEOUT
         self.help = False
         self.version = False
+        self.with_dependents = False
+        """``stop --with-dependents``: stop the running vimages that depend on the named too."""
 
 
 def help_text(verbs: Mapping[str, VerbGrammar]) -> str:
@@ -130,7 +136,7 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
             name, equals, value = word.partition("=")
             if word == "--":
                 options_done = True
-            elif name in ("--help", "--json", "--all", "--version") and equals:
+            elif name in ("--help", "--json", "--all", "--version", "--with-dependents") and equals:
                 raise ValueError(f"{name} takes no value")
             elif word in ("-h", "--help"):
                 args.help = True
@@ -140,6 +146,10 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
                 args.json = True
             elif name == "--all" and args.verb and verbs[args.verb].operands == NAMES_OR_ALL:
                 args.all = True
+            elif name == "--with-dependents":
+                if args.verb != "stop":
+                    raise ValueError("--with-dependents: only stop takes it, after the command")
+                args.with_dependents = True
             elif name in ("--socket", "--timeout") or word.startswith("-s"):
                 if not word.startswith("--"):  # -s socket or -ssocket, as getopt(3) takes it
                     name, value = "-s", word[2:]
@@ -189,3 +199,5 @@ def _take_operands(args: Arguments, rule: str, operands: list[str]) -> None:
         raise ValueError(f"{verb}: name at least one vimage")
     if rule == NAMES_OR_ALL and bool(args.names) == args.all:
         raise ValueError(f"{verb}: give vimage names or --all, not both or neither")
+    if args.with_dependents and args.all:
+        raise ValueError(f"{verb}: --with-dependents names vimages; --all stops every one")

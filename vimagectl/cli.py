@@ -90,8 +90,13 @@ VERBS: dict[str, Verb] = {
     ),
     "stop": Verb(
         NAMES_OR_ALL,
-        "stop the named vimages, or all of them",
-        lambda a: {"op": "stop", "names": a.names, "all": a.all},
+        "stop the named vimages (--with-dependents: and what depends on them), or all",
+        lambda a: {
+            "op": "stop",
+            "names": a.names,
+            "all": a.all,
+            "with_dependents": a.with_dependents,
+        },
         "done",
         render_change,
     ),

@@ -32,6 +32,7 @@ class Stop(TypedDict):
     op: Literal["stop"]
     names: NotRequired[list[str]]
     all: NotRequired[bool]
+    with_dependents: NotRequired[bool]
 
 
 class Restart(TypedDict):
@@ -97,6 +98,7 @@ class CniCheck(TypedDict):
     container_id: str
     ifname: str
     addresses: NotRequired[list[str]]
+    mtu: NotRequired[int | None]
 
 
 class CniDel(TypedDict):
@@ -173,6 +175,7 @@ class VimageInfo(TypedDict):
     name: str
     state: State
     jid: int | None
+    wanted: bool
     health: HealthState
     health_reason: str | None
     interfaces: list[Interface]

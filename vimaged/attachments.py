@@ -268,6 +268,8 @@ class Attachments:
             raise OperationFailedError(f"{att.ifname} has MAC {info.mac}, not {att.mac}")
         if not info.up:
             raise OperationFailedError(f"{att.ifname} is down")
+        if req.mtu is not None and info.mtu is not None and info.mtu != req.mtu:
+            raise OperationFailedError(f"{att.ifname} has MTU {info.mtu}, not {req.mtu}")
         missing = [
             a
             for a in req.addresses

@@ -96,11 +96,15 @@ class Dispatcher:
         match request:
             case Start(names=names, all_=everything):
                 return Done(outcomes=tuple(await sup.start(self._names(names, everything))))
-            case Stop(names=names, all_=everything):
+            case Stop(names=names, all_=everything, with_dependents=with_dependents):
                 if everything:
                     _refuse_names_and_all(names)
                     return Done(outcomes=tuple(await sup.stop([], everything=True)))
-                return Done(outcomes=tuple(await sup.stop(self._names(names, False))))
+                return Done(
+                    outcomes=tuple(
+                        await sup.stop(self._names(names, False), with_dependents=with_dependents)
+                    )
+                )
             case Restart(names=names, all_=everything):
                 return Done(outcomes=tuple(await sup.restart(self._names(names, everything))))
             case ListVimages():

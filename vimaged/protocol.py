@@ -70,6 +70,9 @@ class Start(Request, tag="start", frozen=True):
 class Stop(Request, tag="stop", frozen=True):
     names: tuple[VimageName, ...] = ()
     all_: bool = msgspec.field(default=False, name="all")
+    with_dependents: bool = False
+    """Stop the running vimages that depend on ``names`` too, first (reverse dependency
+    order); without it, such a stop is refused with ``dependents_running``."""
 
 
 class Restart(Request, tag="restart", frozen=True):
@@ -155,6 +158,8 @@ class CniCheck(Request, tag="cni_check", frozen=True):
     container_id: CniName
     ifname: CniIfName
     addresses: tuple[CniCidr, ...] = ()
+    mtu: int | None = None
+    """The network's ``mtu``: compared where the platform reports one (freebsd, sim)."""
 
 
 class CniDel(Request, tag="cni_del", frozen=True):
@@ -245,6 +250,10 @@ class VimageInfo(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     state: State
     jid: int | None = None
+    wanted: bool = False
+    """Wanted running: the operator's last ``start`` (or the journal's record of it), else
+    ``vimage_enable``'s autostart; false once an operator stopped it. ``health`` counts a
+    wanted vimage that is not running as CRITICAL, any other stopped one as OK."""
     health: HealthState = "unknown"
     health_reason: str | None = None
     """Why ``health`` is not ``ok``: ``ng0_web down``, ``health_cmd exited 1: <its last line
@@ -375,6 +384,7 @@ ERROR_CODES = (
     "permission_denied",
     "not_found",
     "conflict",
+    "dependents_running",
     "shutting_down",
     "config",
     "failed",

@@ -1,8 +1,8 @@
 """Sim tier: vimaged-cni attaches a VNET jail the test created (a container's, not a vimage).
 
 The plugin runs as the engine would run it (its own process, CNI_* environment, config on
-stdin), without IPAM: the sim host models no network layer (docs/sim.md), so only the L2 part
-(ng_eiface on em0's ng_bridge, renamed and moved into the jail) is checked here.
+stdin), without IPAM: only the L2 part (ng_eiface on em0's ng_bridge, renamed and moved into
+the jail) is checked here; test_cni_inet_sim.py has addresses, routes and MTU.
 """
 
 from __future__ import annotations

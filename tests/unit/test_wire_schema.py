@@ -351,6 +351,7 @@ def test_unknown_fields_of_a_reply_are_dropped_and_defaults_filled() -> None:
                 "name": "a",
                 "state": "stopped",
                 "jid": None,
+                "wanted": False,
                 "health": "unknown",
                 "health_reason": None,
                 "interfaces": [],
@@ -385,7 +386,14 @@ def test_decode_reply_refuses_what_is_not_a_protocol_reply(body: bytes) -> None:
 
 VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
     ({"op": "start", "names": ["web"], "all": False}, protocol.Start(names=("web",))),
-    ({"op": "stop", "names": [], "all": True}, protocol.Stop(all_=True)),
+    (
+        {"op": "stop", "names": [], "all": True, "with_dependents": False},
+        protocol.Stop(all_=True),
+    ),
+    (
+        {"op": "stop", "names": ["db"], "all": False, "with_dependents": True},
+        protocol.Stop(names=("db",), with_dependents=True),
+    ),
     ({"op": "restart", "names": ["a", "b"], "all": False}, protocol.Restart(names=("a", "b"))),
     ({"op": "list"}, protocol.ListVimages()),
     ({"op": "list", "stream": True}, protocol.ListVimages(stream=True)),
@@ -429,6 +437,7 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
             "container_id": "c1",
             "ifname": "eth0",
             "addresses": [],
+            "mtu": None,
         },
         protocol.CniCheck(network="n", container_id="c1", ifname="eth0"),
     ),

@@ -40,6 +40,7 @@ from vimaged.platforms import (
     JailSpec,
     LinkCounters,
     _libc,
+    jail_inet,
 )
 from vimaged.platforms import freebsd_abi as abi
 from vimaged.platforms import freebsd_ifnet as ifops
@@ -371,7 +372,12 @@ class FreeBSDPlatform(JailCniMethods):
         if bridges is not None:
             await bridges.aclose()
 
-    # CNI attachments (vimaged-cni): JailCniMethods, the sandbox is a VNET jail
+    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail; create, inspect and detach
+    # are JailCniMethods'
+
+    async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
+        """MTU, addresses and routes of ``inet.ifname`` in jail ``jid`` (jail_inet.py)."""
+        await ifops.run_child(jail_inet.CHILD_SCRIPT, jid, msgspec.json.encode(inet).decode())
 
 
 def _tool_error(result: subprocess.CompletedProcess[bytes], subject: str) -> OSError:

@@ -44,6 +44,7 @@ from vimaged.platforms import (
     IfnetInfo,
     JailInfo,
     LinkCounters,
+    jail_inet,
 )
 from vimaged.platforms.ifnet_events import open_reconnecting
 from vimaged.platforms.jail_cni import JailCniMethods
@@ -366,7 +367,10 @@ class SimPlatform(JailCniMethods):
             # Looking inside means jail_attach(2), which refuses absent and dying jails.
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), f"jail {jid}")
         reply = await self._call(rpc.ListIfnets(jid=jid), rpc.Ifnets)
-        return [IfnetInfo(name=i.name, mac=i.mac, up=i.up) for i in reply.ifnets]
+        return [
+            IfnetInfo(name=i.name, mac=i.mac, up=i.up, addresses=tuple(i.addresses), mtu=i.mtu)
+            for i in reply.ifnets
+        ]
 
     async def locate_ifnet(self, ifname: str) -> int | None:
         where = (await self._call(rpc.LocateIfnet(name=ifname), rpc.Location)).jid
@@ -431,7 +435,23 @@ class SimPlatform(JailCniMethods):
         if stream is not None:
             await stream.aclose()
 
-    # CNI attachments (vimaged-cni): JailCniMethods, the sandbox is a VNET jail
+    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail; create, inspect and detach
+    # are JailCniMethods'
+
+    async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
+        """What jail_inet's child does on FreeBSD, one modelled call per ioctl or RTM_ADD."""
+        name = inet.ifname
+        if inet.mac is not None:  # the child's check (jail_inet.apply_here), by getifaddrs
+            here = (await self._call(rpc.ListIfnets(jid=jid), rpc.Ifnets)).ifnets
+            if not any(i.name == name and i.mac == inet.mac for i in here):
+                raise OSError(errno.ENXIO, os.strerror(errno.ENXIO), name)
+        if inet.mtu is not None:
+            await self._call(rpc.SetIfnetMtu(name=name, mtu=inet.mtu, jid=jid), rpc.Ok)
+        for cidr in inet.addresses:
+            await self._call(rpc.AddInetAddress(name=name, address=cidr, jid=jid), rpc.Ok)
+        for dst, gw in inet.routes:
+            via = name if gw is None else None
+            await self._call(rpc.AddRoute(dst=dst, gateway=gw, via=via, jid=jid), rpc.Ok)
 
 
 def create(**options: str) -> SimPlatform:
