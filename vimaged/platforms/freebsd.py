@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
+from vimaged import statedir
 from vimaged.errors import PlatformError
 from vimaged.platforms import (
     HOST_JID,
@@ -218,7 +219,7 @@ class FreeBSDPlatform(JailCniMethods):
                 )
         path = self._conf_path(spec.name)
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.write_text(conf)
+        statedir.write_text(str(path), conf)  # O_NOFOLLOW: never through a planted link
         argv = [self.jail_command, "-i", "-f", str(path), "-c", spec.name]
         try:
             result = await trio.run_process(
