@@ -40,7 +40,7 @@ from vimaged.errors import (
     ShuttingDownError,
     error_text,
 )
-from vimaged.platforms import HOST_JID
+from vimaged.platforms import HOST_JID, SandboxIfnet
 from vimaged.protocol import (
     Attachment,
     AttachmentList,
@@ -225,11 +225,12 @@ class Attachments:
             try:
                 try:
                     # the platform serializes the parent's bridge itself (its one lock)
-                    await self._platform.create_in_sandbox(
-                        req.parent, att.host_ifname, mac, req.sandbox, req.ifname,
-                        mtu=req.mtu, addresses=req.addresses,
-                        routes=[(r.dst, r.gw) for r in req.routes],
-                    )  # fmt: skip
+                    await self._platform.create_in_sandbox(SandboxIfnet(
+                        parent=req.parent, ifname=att.host_ifname, mac=mac,
+                        sandbox=req.sandbox, newname=req.ifname, mtu=req.mtu,
+                        addresses=req.addresses,
+                        routes=tuple((r.dst, r.gw) for r in req.routes),
+                    ))  # fmt: skip
                 except BaseException:
                     with trio.move_on_after(CLEANUP_GRACE, shield=True):
                         await self._destroy_by_host_name(att)  # a platform that left it

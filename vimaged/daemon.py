@@ -82,6 +82,8 @@ def _lock(state_dir: str, socket_path: str) -> list[statedir.HeldLock]:
     return held
 
 
+# run's own parameters again: this is run's body with the locks held (kept apart so the
+# locks' try/finally does not indent the whole daemon)
 async def _run_locked(
     cfg: Config,
     platform: Platform,

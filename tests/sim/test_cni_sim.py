@@ -20,7 +20,7 @@ import trio
 from tests.sim.daemon_harness import Daemon
 from vimaged import protocol
 from vimaged.attachments import AttachmentJournal, host_ifname
-from vimaged.platforms import sim
+from vimaged.platforms import SandboxIfnet, sim
 from vimaged.platforms.netgraph_bridges import eiface_name
 
 if TYPE_CHECKING:
@@ -144,8 +144,10 @@ def test_a_killed_add_converges_at_restart(daemon: Daemon, sim_host: SimHostHand
                     network=NETWORK, container_id=cid, ifname="eth0", sandbox="ctr1",
                     parent="em0", mac=mac, host_ifname=host, state="attaching",
                 ))  # fmt: skip
-            await plat.create_in_sandbox("em0", moved, "02:00:00:00:00:c1", "ctr1", "eth0",
-                                         mtu=None, addresses=(), routes=())  # fmt: skip
+            await plat.create_in_sandbox(SandboxIfnet(
+                parent="em0", ifname=moved, mac="02:00:00:00:00:c1", sandbox="ctr1",
+                newname="eth0",
+            ))  # fmt: skip
             await plat.create_bridged_ifnet("em0", stuck, "02:00:00:00:00:c2")
         finally:
             await journal.aclose()

@@ -42,7 +42,6 @@ from vimaged.platforms import (
     LinkCounters,
     _libc,
     jail_inet,
-    jail_sandbox,
 )
 from vimaged.platforms import freebsd_abi as abi
 from vimaged.platforms import freebsd_ifnet as ifops
@@ -50,9 +49,10 @@ from vimaged.platforms.freebsd_devd import DEVD_SEQPACKET_PIPE, open_devd_source
 from vimaged.platforms.freebsd_jailconf import jail_conf
 from vimaged.platforms.host_command import run_host_command
 from vimaged.platforms.ifnet_events import open_reconnecting
+from vimaged.platforms.jail_cni import JailCniMethods
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.netgraph.transport import NgTransport
@@ -123,7 +123,7 @@ def _open_kernel_transport() -> AbstractAsyncContextManager[NgTransport]:
 # --- the platform -------------------------------------------------------------------------
 
 
-class FreeBSDPlatform:
+class FreeBSDPlatform(JailCniMethods):
     """:class:`vimaged.platforms.Platform` on a FreeBSD kernel with ``options VIMAGE``."""
 
     name = "freebsd"
@@ -373,28 +373,8 @@ class FreeBSDPlatform:
         if bridges is not None:
             await bridges.aclose()
 
-    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail (jail_sandbox.py) --------
-
-    async def create_in_sandbox(
-        self,
-        parent: str,
-        ifname: str,
-        mac: str,
-        sandbox: str,
-        newname: str,
-        *,
-        mtu: int | None,
-        addresses: Sequence[str],
-        routes: Sequence[tuple[str, str | None]],
-    ) -> None:
-        await jail_sandbox.create(self, self._sandbox_lock, parent, ifname, mac, sandbox, newname,
-                                  mtu=mtu, addresses=addresses, routes=routes)  # fmt: skip
-
-    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
-        return await jail_sandbox.inspect(self, sandbox, ifname)
-
-    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
-        await jail_sandbox.detach(self, sandbox, ifname, mac)
+    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail; create, inspect and detach
+    # are JailCniMethods'
 
     async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
         """MTU, addresses and routes of ``inet.ifname`` in jail ``jid`` (jail_inet.py)."""

@@ -45,9 +45,9 @@ from vimaged.platforms import (
     JailInfo,
     LinkCounters,
     jail_inet,
-    jail_sandbox,
 )
 from vimaged.platforms.ifnet_events import open_reconnecting
+from vimaged.platforms.jail_cni import JailCniMethods
 from vimaged.platforms.netgraph_bridges import NetgraphBridges
 from vimaged.platforms.parent_nics import ParentNics
 from vimaged.platforms.sim_ifwatch import open_sim_source
@@ -56,7 +56,7 @@ from vimaged.simhost import rpc
 from vimaged.sockets import socket_is_live
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.netgraph.transport import NgTransport
@@ -148,7 +148,7 @@ class _SimNicOps:
         await self._platform._call(rpc.SetCapabilities(name=ifname, enabled=enabled), rpc.Ok)
 
 
-class SimPlatform:
+class SimPlatform(JailCniMethods):
     """The Platform protocol (``vimaged.platforms``) on a simulated FreeBSD host."""
 
     name = "sim"
@@ -435,28 +435,8 @@ class SimPlatform:
         if stream is not None:
             await stream.aclose()
 
-    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail (jail_sandbox.py) --------
-
-    async def create_in_sandbox(
-        self,
-        parent: str,
-        ifname: str,
-        mac: str,
-        sandbox: str,
-        newname: str,
-        *,
-        mtu: int | None,
-        addresses: Sequence[str],
-        routes: Sequence[tuple[str, str | None]],
-    ) -> None:
-        await jail_sandbox.create(self, self._sandbox_lock, parent, ifname, mac, sandbox, newname,
-                                  mtu=mtu, addresses=addresses, routes=routes)  # fmt: skip
-
-    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
-        return await jail_sandbox.inspect(self, sandbox, ifname)
-
-    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
-        await jail_sandbox.detach(self, sandbox, ifname, mac)
+    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail; create, inspect and detach
+    # are JailCniMethods'
 
     async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
         """What jail_inet's child does on FreeBSD, one modelled call per ioctl or RTM_ADD."""

@@ -382,6 +382,7 @@ AnyReply = (
     | IfnetNotices
 )
 
+# Shaped like vimaged.protocol's codecs, but the sim's own RPC: a different set of messages.
 REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)
 REPLY_DECODER = msgspec.json.Decoder(AnyReply)
 ENCODER = msgspec.json.Encoder()

@@ -167,21 +167,11 @@ class SimHostServer:
                     ),
                 )
             case rpc.GetExecLog():
-                return rpc.ExecLog(
-                    entries=[
-                        rpc.ExecEntry(
-                            jid=r.jid,
-                            jail=r.jail,
-                            command=r.command,
-                            env=r.env,
-                            started=r.started,
-                            outcome=r.outcome,
-                            status=r.status,
-                            duration=r.duration,
-                        )
-                        for r in host.exec_log
-                    ]
-                )
+                # ExecEntry is ExecRecord's fields by name, less the server's cancel hook
+                entries = [
+                    msgspec.convert(r, rpc.ExecEntry, from_attributes=True) for r in host.exec_log
+                ]
+                return rpc.ExecLog(entries=entries)
             case rpc.KillJail(name=name):
                 return rpc.Jid(jid=host.kill_jail(name))
             case rpc.ListNgNodes():
