@@ -13,7 +13,14 @@ import os
 import sys
 
 from vimagectl import args as grammar
-from vimagectl.args import ANY_NAMES, NAMES_OR_ALL, NO_OPERANDS, SOME_NAMES, UsageError
+from vimagectl.args import (
+    ANY_NAMES,
+    NAMES_OR_ALL,
+    NAMES_OR_CONTAINERS,
+    NO_OPERANDS,
+    SOME_NAMES,
+    UsageError,
+)
 from vimagectl.client import DEFAULT_SOCKET, Client, ClientError
 from vimagectl.exits import EX_INTERRUPTED, EX_OK, EXIT_STATUS, SYSEXITS, exit_status
 from vimagectl.nagios import PLUGIN, render_health
@@ -38,6 +45,7 @@ if TYPE_CHECKING:
     from vimagectl.exits import Sysexits
     from vimagectl.nagios import Plugin
     from vimagectl.replies import Request
+    from vimagectl.replies import Status as StatusRequest
 
 __all__ = ["EXIT_STATUS", "VERBS", "UsageError", "exit_status", "format_table", "main", "parse"]
 
@@ -65,6 +73,10 @@ class Verb:
         self.exits = exits
 
 
+def _status_request(args: Arguments) -> StatusRequest:
+    return {"op": "status", "names": args.names, "containers": args.containers}
+
+
 VERBS: dict[str, Verb] = {
     "list": Verb(
         NO_OPERANDS,
@@ -74,9 +86,9 @@ VERBS: dict[str, Verb] = {
         render_list,
     ),
     "status": Verb(
-        SOME_NAMES,
-        "details of the named vimages",
-        lambda a: {"op": "status", "names": a.names},
+        NAMES_OR_CONTAINERS,
+        "details of the named vimages, or of containers' attachments",
+        _status_request,
         "vimages",
         render_status,
     ),

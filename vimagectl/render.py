@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from vimagectl.args import Arguments
     from vimagectl.replies import (
+        Attachment,
         AttachmentList,
         Done,
         Event,
@@ -36,18 +37,44 @@ def write_json(value: object) -> None:
 
 
 def render_list(reply: Vimages, args: Arguments) -> int:
+    """The vimages' table, then (if any) vimaged-cni's attachments' after a blank line.
+
+    ``--json`` keeps printing the vimages' array (scripts index it); ``attachments --json``
+    prints the attachments'."""
     if args.json:
         write_json(reply["vimages"])
-    else:
-        print(format_table(reply["vimages"]), end="")
+        return EX_OK
+    print(format_table(reply["vimages"]), end="")
+    attachments = reply.get("attachments") or []  # absent from a daemon before issue 14
+    if attachments:
+        print()
+        print(format_attachments(attachments), end="")
     return EX_OK
 
 
 def render_status(reply: Vimages, args: Arguments) -> int:
+    """The vimages, then the attachments of the containers named (``--json``: one array,
+    each element as ``list --json`` and ``attachments --json`` print it)."""
+    attachments = reply.get("attachments") or []
     if args.json:
-        write_json(reply["vimages"])
+        write_json([*reply["vimages"], *attachments])
         return EX_OK
-    for info in reply["vimages"]:
+    _print_vimages(reply["vimages"])
+    for att in attachments:
+        addresses = "".join(f"  {address}" for address in att["addresses"])
+        print(
+            f"{att['container_id']} {att['ifname']} on {att['network']}: {att['state']},"
+            f" sandbox {att['sandbox']}"
+        )
+        print(
+            f"  {att['host_ifname']}  attachment  parent {att['parent']}  mac {att['mac']}"
+            f"{addresses}"
+        )
+    return EX_OK
+
+
+def _print_vimages(vimages: Sequence[VimageInfo]) -> None:
+    for info in vimages:
         jid = "-" if info["jid"] is None else str(info["jid"])
         changed = "  (config changed: restart to apply)" if info["config_changed"] else ""
         print(
@@ -74,7 +101,6 @@ def render_status(reply: Vimages, args: Arguments) -> int:
                     f"  memory failures {link['memory_failures']}"
                     f"  loop drops {link['loop_drops']}  loops {link['loop_detects']}"
                 )
-    return EX_OK
 
 
 def _interface_column(info: VimageInfo) -> str:
@@ -174,15 +200,24 @@ def render_attachments(reply: AttachmentList, args: Arguments) -> int:
     if args.json:
         write_json(reply["attachments"])
         return EX_OK
-    rows = [("NETWORK", "CONTAINER", "IFNAME", "STATE", "PARENT", "MAC", "SANDBOX", "ADDRESSES")]
-    for att in reply["attachments"]:
+    print(format_attachments(reply["attachments"]), end="")
+    return EX_OK
+
+
+def format_attachments(attachments: Sequence[Attachment]) -> str:
+    """NETWORK CONTAINER IFNAME STATE PARENT INTERFACE MAC SANDBOX ADDRESSES, one row each
+    (INTERFACE: the host-side name, as the netgraph node and the journal carry it)."""
+    rows = [("NETWORK", "CONTAINER", "IFNAME", "STATE", "PARENT", "INTERFACE", "MAC", "SANDBOX",
+             "ADDRESSES")]  # fmt: skip
+    for att in attachments:
         rows.append((att["network"], att["container_id"], att["ifname"], att["state"],
-                     att["parent"], att["mac"], att["sandbox"],
+                     att["parent"], att["host_ifname"], att["mac"], att["sandbox"],
                      ",".join(att["addresses"]) or "-"))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return EX_OK
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        for row in rows
+    )
 
 
 def render_event(reply: Event, args: Arguments) -> int:

@@ -44,6 +44,7 @@ class ListVimages(TypedDict):
 class Status(TypedDict):
     op: Literal["status"]
     names: list[str]
+    containers: list[str]
 
 
 class Health(TypedDict):
@@ -170,9 +171,22 @@ class VimageInfo(TypedDict):
     restarts: int
 
 
+class Attachment(TypedDict):
+    network: str
+    container_id: str
+    ifname: str
+    sandbox: str
+    parent: str
+    mac: str
+    host_ifname: str
+    state: AttachmentState
+    addresses: list[str]
+
+
 class Vimages(TypedDict):
     reply: Literal["vimages"]
     vimages: list[VimageInfo]
+    attachments: list[Attachment]
 
 
 class Reloaded(TypedDict):
@@ -203,18 +217,6 @@ class Error(TypedDict):
     message: str
     errno: int | None
     errno_name: str | None
-
-
-class Attachment(TypedDict):
-    network: str
-    container_id: str
-    ifname: str
-    sandbox: str
-    parent: str
-    mac: str
-    host_ifname: str
-    state: AttachmentState
-    addresses: list[str]
 
 
 class AttachmentList(TypedDict):

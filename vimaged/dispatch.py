@@ -14,8 +14,8 @@ import structlog
 import trio
 
 from vimaged import __version__, config
-from vimaged.attachments import CNI_REQUESTS, cni_reply
-from vimaged.errors import InvalidRequestError, VimagedError, errno_name
+from vimaged.attachments import CNI_REQUESTS, cni_reply, of_container
+from vimaged.errors import InvalidRequestError, NotFoundError, VimagedError, errno_name
 from vimaged.protocol import (
     MAX_NAMES,
     PROTOCOL_VERSION,
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from vimaged.attachments import Attachments
     from vimaged.peercred import Peer
-    from vimaged.protocol import AnyRequest, Event, Reply
+    from vimaged.protocol import AnyRequest, Attachment, Event, Reply
     from vimaged.supervisor import Supervisor
 
 log = structlog.get_logger()
@@ -84,7 +84,9 @@ class Dispatcher:
             case Restart(names=names):
                 return Done(outcomes=tuple(await sup.restart(self._names(names, False))))
             case ListVimages():
-                return Vimages(vimages=tuple(sup.infos()))
+                return Vimages(vimages=tuple(sup.infos()), attachments=tuple(self._attachments()))
+            case Status(names=names, containers=containers) if names or containers:
+                return await self._status(names, containers)
             case Status(names=names) | Health(names=names):
                 if not names:
                     return Vimages(vimages=tuple(sup.infos()))
@@ -99,6 +101,33 @@ class Dispatcher:
                     daemon=__version__, protocol=PROTOCOL_VERSION, platform=sup.platform.name
                 )
         raise InvalidRequestError(f"unhandled request {type(request).__name__}")
+
+    def _attachments(self) -> list[Attachment]:
+        return [] if self.attachments is None else self.attachments.list()
+
+    async def _status(self, names: tuple[str, ...], containers: tuple[str, ...]) -> Vimages:
+        """The named vimages, then the attachments of the named containers. A name that is
+        no vimage but a container's ID (or its unique prefix) names that container; one that
+        is neither is not_found, as before."""
+        sup, atts = self._sup, self._attachments()
+        vimages: list[str] = []
+        found: list[Attachment] = []
+        for name in _unique(names):
+            matched = of_container(atts, name) if atts and name not in sup.vimages else []
+            if matched:
+                found.extend(matched)
+            else:
+                vimages.append(name)
+        for container in _unique(containers):
+            matched = of_container(atts, container)
+            if not matched:
+                raise NotFoundError(f"no attachment of container {container!r}")
+            found.extend(matched)
+        await sup.observe_addresses(vimages)
+        return Vimages(
+            vimages=tuple(sup.info(n) for n in vimages),
+            attachments=tuple(dict.fromkeys(found)),
+        )
 
     def _names(self, names: tuple[str, ...], everything: bool) -> list[str]:
         if everything:

@@ -66,6 +66,9 @@ class ListVimages(Request, tag="list", frozen=True):
 
 class Status(Request, tag="status", frozen=True):
     names: tuple[VimageName, ...] = ()
+    containers: tuple[CniName, ...] = ()
+    """vimaged-cni's attachments of these container IDs (or unique prefixes of them), after
+    the vimages; a name that is no vimage is looked up as a container ID too."""
 
 
 class Health(Request, tag="health", frozen=True):
@@ -245,6 +248,8 @@ class Done(Reply, tag="done", frozen=True):
 
 class Vimages(Reply, tag="vimages", frozen=True):
     vimages: tuple[VimageInfo, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    """vimaged-cni's attachments: all of them for ``list``, those asked for by ``status``."""
 
 
 class Reloaded(Reply, tag="reloaded", frozen=True):

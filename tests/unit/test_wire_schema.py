@@ -352,6 +352,7 @@ def test_unknown_fields_of_a_reply_are_dropped_and_defaults_filled() -> None:
                 "restarts": 0,
             }
         ],
+        "attachments": [],
     }
 
 
@@ -380,7 +381,11 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
     ({"op": "stop", "names": [], "all": True}, protocol.Stop(all_=True)),
     ({"op": "restart", "names": ["a", "b"]}, protocol.Restart(names=("a", "b"))),
     ({"op": "list"}, protocol.ListVimages()),
-    ({"op": "status", "names": ["db"]}, protocol.Status(names=("db",))),
+    ({"op": "status", "names": ["db"], "containers": []}, protocol.Status(names=("db",))),
+    (
+        {"op": "status", "names": [], "containers": ["0f3a"]},
+        protocol.Status(containers=("0f3a",)),
+    ),
     ({"op": "health", "names": []}, protocol.Health()),
     ({"op": "reload"}, protocol.Reload()),
     ({"op": "version"}, protocol.Version()),
