@@ -54,6 +54,7 @@ class RecordingTransport:
         self.sent: list[Step] = []
         self.kill_after: Callable[[Step], bool] | None = None
         self.dead = False
+        self.reply_bytes = 0
 
     async def bind(self, sockaddr: bytes) -> None:
         await self.inner.bind(sockaddr)
@@ -69,7 +70,9 @@ class RecordingTransport:
         self.dead = self.kill_after is not None and self.kill_after(step)
 
     async def recvfrom(self) -> tuple[bytes, bytes]:
-        return await self.inner.recvfrom()
+        message, source = await self.inner.recvfrom()
+        self.reply_bytes += len(message)
+        return message, source
 
     async def set_rcvbuf(self, size: int) -> None:
         await self.inner.set_rcvbuf(size)
@@ -110,11 +113,7 @@ def _links(sim_host: SimHostHandle, parent: str = "em0") -> dict[str, str]:
 
 def _eifaces(sim_host: SimHostHandle) -> dict[str, int]:
     """Every eiface node -> its number of hooks."""
-    return {
-        n.name: len(n.hooks)
-        for n in sim_host.ng_nodes()
-        if n.type == abi.NG_EIFACE_NODE_TYPE
-    }
+    return {n.name: len(n.hooks) for n in sim_host.ng_nodes() if n.type == abi.NG_EIFACE_NODE_TYPE}
 
 
 def _graph(sim_host: SimHostHandle) -> set[tuple[str, str]]:
@@ -126,7 +125,7 @@ def _mac(i: int) -> str:
     return f"02:00:00:00:05:{i:02x}"
 
 
-@pytest.mark.parametrize("kernel", [14, 15])
+@pytest.mark.parametrize("kernel", [13, 14, 15])
 async def test_links_are_numbered_by_the_kernel_on_15_and_by_vimaged_before(
     sim_host: SimHostHandle, kernel: int
 ) -> None:
@@ -142,12 +141,12 @@ async def test_links_are_numbered_by_the_kernel_on_15_and_by_vimaged_before(
         await nb.create("em0", "ng3_k", _mac(3))  # the lowest free link again: link3
         assert _links(sim_host)["link3"] == eiface_name("ng3_k")
         connects = [
-            codec.decode_connect(args)
-            for cmd, _, args in transport.sent
-            if cmd == abi.NGM_CONNECT
+            codec.decode_connect(args) for cmd, _, args in transport.sent if cmd == abi.NGM_CONNECT
         ]
         mkpeers = [
-            codec.decode_mkpeer(args)[1:] for cmd, _, args in transport.sent if cmd == abi.NGM_MKPEER
+            codec.decode_mkpeer(args)[1:]
+            for cmd, _, args in transport.sent
+            if cmd == abi.NGM_MKPEER
         ]
         if kernel == 15:  # made on our socket node, then linked to the bare hook
             assert connects == [(f"[{_bridge_id(sim_host):x}]:", "ether", "link")]
@@ -160,6 +159,23 @@ async def test_links_are_numbered_by_the_kernel_on_15_and_by_vimaged_before(
         ]
         assert await nb.link_stats("ng3_k") == codec.LinkStats()  # link number from its side
         assert _eifaces(sim_host) == {eiface_name(n): 1 for n in ("ng0_k", "ng2_k", "ng3_k")}
+    finally:
+        await nb.aclose()
+
+
+async def test_on_15_an_add_costs_the_same_on_a_big_bridge(sim_host: SimHostHandle) -> None:
+    # N is read from the eiface's one hook, never from a LISTHOOKS of the bridge.
+    sim_host.reset(kernel=15)
+    nb, opened = _bridges(sim_host)
+    try:
+        await nb.socket()
+        (transport,) = opened
+        costs = []
+        for i in range(40):
+            requests, replied = len(transport.sent), transport.reply_bytes
+            await nb.create("em0", f"ng{i}_c", _mac(i))
+            costs.append((len(transport.sent) - requests, transport.reply_bytes - replied))
+        assert costs[2] == costs[39]
     finally:
         await nb.aclose()
 
@@ -213,7 +229,6 @@ async def test_a_kill_between_steps_leaves_what_reconciliation_removes(
         await first.aclose()
     before = _graph(sim_host)
     killed, opened = _bridges(sim_host)
-    killed._kernel_numbers = True  # a process that has probed already
     await killed.socket()
     opened[0].kill_after = STEPS[step]
     with pytest.raises(Killed):
