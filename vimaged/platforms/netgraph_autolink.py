@@ -17,12 +17,14 @@ nothing of the bridge (docs/netgraph.md, "Kernel-assigned link numbers"):
 A kill after 2 leaves a named eiface (on no bridge, or on its link) that reconciliation
 removes as an orphan or undoes as a journaled intent. A kill inside 1-2 (one request) leaves
 an eiface named only ``ngethN`` (``ng_eiface_constructor``) on no hook, which is what
-``ngctl mkpeer . eiface`` leaves too: it cannot be proved ours, so it is left alone. Every failure here shuts the eiface down before it raises.
+``ngctl mkpeer . eiface`` leaves too: it cannot be proved ours, so it is left alone. Every
+failure here shuts the eiface down before it raises.
 """
 
 from __future__ import annotations
 
 import errno as errno_codes
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 import trio
@@ -39,7 +41,7 @@ HERE = ".:"
 """Our own socket node (``ng_path2noderef``: ``.`` is the sender)."""
 
 
-class KernelNumbersUnsupported(Exception):
+class KernelNumbersUnsupportedError(Exception):
     """The bridge refused the bare ``link`` hook (EINVAL): ng_bridge before FreeBSD 15.
 
     The eiface was shut down again; the caller falls back to choosing N itself."""
@@ -49,7 +51,7 @@ async def attach_numbered_by_kernel(sock: NgSocket, bridge_path: str, node: str)
     """A new eiface named ``node`` on the bridge at ``bridge_path``, on the link number the
     kernel chose; that number.
 
-    Raises ``FileExistsError`` (EEXIST) if ``node`` is taken, ``KernelNumbersUnsupported``
+    Raises ``FileExistsError`` (EEXIST) if ``node`` is taken, ``KernelNumbersUnsupportedError``
     on a kernel without numbering, and whatever else the kernel answers (ENOENT: the bridge
     is gone). On every failure the eiface this call made is shut down, shielded.
     """
@@ -69,14 +71,12 @@ async def attach_numbered_by_kernel(sock: NgSocket, bridge_path: str, node: str)
         except OSError as exc:
             if exc.errno != errno_codes.EINVAL:
                 raise
-            raise KernelNumbersUnsupported(bridge_path) from None
+            raise KernelNumbersUnsupportedError(bridge_path) from None
         return await linked_number(sock, node)
     except BaseException:
         with trio.move_on_after(5, shield=True):
-            try:
+            with suppress(FileNotFoundError):
                 await sock.shutdown(eiface)
-            except FileNotFoundError:
-                pass
         raise
 
 

@@ -23,9 +23,9 @@ by the bridge's node ID (``[1a2b]:link12``), never as ``vimaged_br_<parent>:link
 
 Races: on FreeBSD 15 ng_bridge numbers the link itself (:mod:`netgraph_autolink`, probed by
 the first create); before, links are taken by ``mkpeer`` on a chosen free ``linkN`` (EEXIST,
-another process got it first, moves on to the next), never probed and then used; inside the process one
-``trio.Lock`` per parent (the only one: the domain takes none) serializes build, add and
-release. N is chosen from the process's own
+another process got it first, moves on to the next), never probed and then used; inside the
+process one ``trio.Lock`` per parent (the only one: the domain takes none) serializes build,
+add and release. N is chosen from the process's own
 view of the bridge's links (learnt once by LISTHOOKS, kept by its own adds and removes), so an
 add costs a fixed number of requests however big the bridge; the kernel's EEXIST and ENOENT
 correct a stale view. Bridges are not made persistent: a shared bridge should die with its
@@ -47,8 +47,11 @@ from vimaged.netgraph import abi, codec
 from vimaged.netgraph.linkview import UPLINK_HOOK, LinkView, Wiring
 from vimaged.netgraph.ngsocket import NgSocket, netgraph_error, open_ng_socket
 from vimaged.platforms import BridgedIfnet, LinkCounters
-from vimaged.platforms.netgraph_autolink import KernelNumbersUnsupported, attach_numbered_by_kernel
 from vimaged.platforms import netgraph_survey as survey
+from vimaged.platforms.netgraph_autolink import (
+    KernelNumbersUnsupportedError,
+    attach_numbered_by_kernel,
+)
 from vimaged.platforms.netgraph_survey import (
     BRIDGE_PREFIX,
     EIFACE_PREFIX,
@@ -306,7 +309,7 @@ class NetgraphBridges:
         if self._kernel_numbers is not False:
             try:
                 number = await attach_numbered_by_kernel(sock, view.path, node)
-            except KernelNumbersUnsupported:
+            except KernelNumbersUnsupportedError:
                 self._kernel_numbers = False
             else:
                 self._kernel_numbers = True
