@@ -459,6 +459,10 @@ def test_options_are_read_as_getopt_long_reads_them(
 EVERY_VERB = [
     (["list"], ListVimages()),
     (["status", "web"], Status(names=("web",))),
+    (
+        ["status", "web", "0f3a9c", "pod.1-a"],
+        Status(names=("web",), containers=("0f3a9c", "pod.1-a")),
+    ),
     (["start", "--all"], Start(all_=True)),
     (["stop", "web", "db"], Stop(names=("web", "db"))),
     (["restart", "web"], Restart(names=("web",))),
