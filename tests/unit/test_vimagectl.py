@@ -459,10 +459,6 @@ def test_options_are_read_as_getopt_long_reads_them(
 EVERY_VERB = [
     (["list"], ListVimages()),
     (["status", "web"], Status(names=("web",))),
-    (
-        ["status", "web", "0f3a9c", "pod.1-a"],
-        Status(names=("web",), containers=("0f3a9c", "pod.1-a")),
-    ),
     (["start", "--all"], Start(all_=True)),
     (["stop", "web", "db"], Stop(names=("web", "db"))),
     (["restart", "web"], Restart(names=("web",))),
@@ -472,6 +468,14 @@ EVERY_VERB = [
     (["events"], Events()),
     (["attachments"], CniList()),
 ]
+
+
+def test_status_sends_operands_that_are_no_vimage_names_as_containers() -> None:
+    args = parse(["status", "web", "0f3a9c", "pod.1-a"])
+    framed = _frame(VERBS[args.verb].request(args))
+    assert REQUEST_DECODER.decode(framed[HEADER.size :]) == Status(
+        names=("web",), containers=("0f3a9c", "pod.1-a")
+    )
 
 
 def test_the_verb_table_covers_every_request() -> None:
