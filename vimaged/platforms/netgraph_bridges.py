@@ -311,10 +311,10 @@ class NetgraphBridges:
                 number = await attach_numbered_by_kernel(sock, view.path, node)
             except KernelNumbersUnsupportedError:
                 self._kernel_numbers = False
-                log.info("bridge.link_numbers", chosen_by="vimaged")
+                log.info("bridge.link_numbering_probed", chosen_by="vimaged")
             else:
                 if self._kernel_numbers is None:
-                    log.info("bridge.link_numbers", chosen_by="kernel")
+                    log.info("bridge.link_numbering_probed", chosen_by="kernel")
                 self._kernel_numbers = True
                 view.add(number, node)
                 return number, True
