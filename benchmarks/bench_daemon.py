@@ -19,14 +19,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_vimagectl import interleaved, report
 
+from tests.sim import daemon_harness
 from tests.sim.daemon_harness import Daemon
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def memory(pid: int) -> str:
@@ -66,11 +72,104 @@ def peak_of(argv: list[str]) -> float:
     return int(done.stderr.split()[-1]) / 1024
 
 
+def config_lines(count: int) -> list[str]:
+    names = [f"v{i:05d}" for i in range(count)]
+    lines = [
+        'vimage_enable="NO"',
+        'vimage_parallel_start="YES"',
+        f'vimage_list="{" ".join(names)}"',
+    ]
+    return lines + [f'vimage_{n}_bridges="em0"' for n in names]
+
+
+@contextmanager
+def sim_daemon(count: int) -> Iterator[tuple[Daemon, subprocess.Popen[bytes]]]:
+    """A fresh sim host and vimaged with ``count`` bridged vimages configured, stopped."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        sim_socket = str(work / "sim.sock")
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "vimaged.simhost", "--socket", sim_socket, "--sim-nics", "em0"]
+        )
+        try:
+            while not os.path.exists(sim_socket):
+                time.sleep(0.05)
+            daemon = Daemon(sim_socket=sim_socket, workdir=work, log_level="warning")
+            daemon.write_config("\n".join(config_lines(count)) + "\n")
+            started = time.perf_counter()
+            daemon_harness.READY_TIMEOUT = 600  # 100,000 vimages take a while to load
+            daemon.start()
+            print(f"  vimaged up with {count} vimages in {time.perf_counter() - started:.1f} s")
+            yield daemon, sim
+            daemon.stop()
+        finally:
+            sim.terminate()
+            sim.wait()
+
+
+def listing_sizes(sizes: list[int], runs: int) -> None:
+    """``vimagectl --json list`` against ``python -c pass`` at each size, and vimaged's RSS."""
+    script = shutil.which("vimagectl", path=os.path.dirname(sys.executable))
+    for count in sizes:
+        print(f"{count} vimages configured (stopped):")
+        with sim_daemon(count) as (daemon, _):
+            assert daemon.proc is not None
+            print(f"  vimaged before listing: {memory(daemon.proc.pid)}")
+            ctl = [script or "vimagectl", "-s", daemon.socket_path]
+            commands = {
+                "python -c pass": [sys.executable, "-c", "pass"],
+                "vimagectl --json list": [*ctl, "--json", "list"],
+            }
+            n = max(3, runs * 1000 // count)
+            report(interleaved(commands, n, dict(os.environ)), "python -c pass")
+            size = len(subprocess.run([*ctl, "--json", "list"], capture_output=True).stdout)
+            print(f"  {n} runs each; {size / 1e6:.1f} MB of JSON")
+            print(f"  vimaged after listing: {memory(daemon.proc.pid)}")
+            listing = peak_of(["-s", daemon.socket_path, "--json", "list"])
+            print(f"  peak: vimagectl --json list {listing:.1f} MiB; bare {peak_of([]):.1f} MiB")
+
+
+def start_stop_sizes(sizes: list[int]) -> None:
+    """Per-vimage wall time of ``start --all`` and ``stop --all`` at each size."""
+    costs: dict[int, tuple[float, float]] = {}
+    for count in sizes:
+        print(f"{count} vimages:")
+        with sim_daemon(count) as (daemon, sim):
+            took = []
+            for verb in ("start", "stop"):
+                started = time.perf_counter()
+                result = daemon.ctl("--timeout", "7200", verb, "--all", timeout=7200)
+                took.append(time.perf_counter() - started)
+                assert result.code == 0, result
+                if verb == "start":
+                    assert daemon.proc is not None
+                    print(f"  running: vimaged {memory(daemon.proc.pid)}; sim {memory(sim.pid)}")
+            costs[count] = (took[0] * 1000 / count, took[1] * 1000 / count)
+            print(
+                f"  start --all {costs[count][0]:.2f} ms/vimage, stop --all {costs[count][1]:.2f}"
+            )
+    base = costs[sizes[0]]
+    for count, (start, stop) in costs.items():
+        print(f"{count:>7}: start {start / base[0]:.2f}x, stop {stop / base[1]:.2f}x of {sizes[0]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--vimages", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--list-sizes", help="comma-separated sizes: listing time and RSS only (issue 13)"
+    )
+    parser.add_argument(
+        "--start-stop-sizes", help="comma-separated sizes: start/stop --all cost per vimage"
+    )
     args = parser.parse_args()
+    if args.list_sizes or args.start_stop_sizes:
+        if args.list_sizes:
+            listing_sizes([int(n) for n in args.list_sizes.split(",")], args.runs)
+        if args.start_stop_sizes:
+            start_stop_sizes([int(n) for n in args.start_stop_sizes.split(",")])
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         sim_socket = str(work / "sim.sock")

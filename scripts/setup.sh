@@ -15,6 +15,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     [ -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ] ||
         need="$need golang-github-appc-cni-dev"
     [ -x /usr/lib/cni/host-local ] || need="$need containernetworking-plugins"
+    # its containerd end-to-end test: ctr run --cni --rootfs with a static busybox rootfs
+    command -v containerd >/dev/null || need="$need containerd"
+    command -v runc >/dev/null || need="$need runc"
+    dpkg -s busybox-static >/dev/null 2>&1 || need="$need busybox-static"
     if [ -n "$need" ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq

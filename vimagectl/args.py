@@ -14,7 +14,7 @@ from vimagectl.client import DEFAULT_SOCKET, SCHEMA
 
 TYPE_CHECKING = False  # see schema.py: typing is not imported at run time
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from typing import Protocol
 
     class VerbGrammar(Protocol):
@@ -26,11 +26,16 @@ NO_OPERANDS = ""
 SOME_NAMES = "name ..."
 ANY_NAMES = "[name ...]"
 NAMES_OR_ALL = "name ... | --all"
-NAMES_OR_CONTAINERS = "name | container-id ..."
+NAMES_OR_CONTAINERS = "[name | container-id ...]"
 """A verb's operand rule, spelt as its usage line shows it: none; at least one vimage name;
-any number (none means all); names or ``--all`` (only these verbs take ``--all``); at least
-one vimage name or container ID (``status``: a vimage-cni attachment's container)."""
+any number (none means all); names or ``--all`` (only these verbs take ``--all``); any number
+of vimage names or container IDs, none meaning all vimages (``status``: a vimaged-cni
+attachment's container)."""
 
+LONG_OPTIONS = (
+    "--socket", "--json", "--timeout", "--all", "--help", "--version", "--with-dependents",
+)  # fmt: skip
+"""Every long option, for the suggestion an unknown one gets."""
 DEFAULT_TIMEOUT = 60.0
 OPTIONS = "[-s socket] [--json] [--timeout seconds]"
 USAGE = f"usage: vimagectl {OPTIONS} command [argument ...]"
@@ -53,16 +58,9 @@ class Arguments:
     """The parsed command line."""
 
     __slots__ = (
-        "all",
-        "containers",
-        "help",
-        "json",
-        "names",
-        "socket",
-        "timeout",
-        "verb",
-        "version",
-    )
+        "all", "containers", "help", "json", "names", "socket", "timeout", "verb", "version",
+        "with_dependents",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.verb = ""
@@ -75,6 +73,8 @@ class Arguments:
         self.timeout = DEFAULT_TIMEOUT
         self.help = False
         self.version = False
+        self.with_dependents = False
+        """``stop --with-dependents``: stop the running vimages that depend on the named too."""
 
 
 def help_text(verbs: Mapping[str, VerbGrammar]) -> str:
@@ -138,12 +138,12 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
                 elif word in verbs:
                     args.verb = word
                 else:
-                    raise ValueError(f"unknown command {word!r}")
+                    raise ValueError(f"unknown command {word!r}{_did_you_mean(word, verbs)}")
                 continue
             name, equals, value = word.partition("=")
             if word == "--":
                 options_done = True
-            elif name in ("--help", "--json", "--all", "--version") and equals:
+            elif name in ("--help", "--json", "--all", "--version", "--with-dependents") and equals:
                 raise ValueError(f"{name} takes no value")
             elif word in ("-h", "--help"):
                 args.help = True
@@ -153,6 +153,10 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
                 args.json = True
             elif name == "--all" and args.verb and verbs[args.verb].operands == NAMES_OR_ALL:
                 args.all = True
+            elif name == "--with-dependents":
+                if args.verb != "stop":
+                    raise ValueError("--with-dependents: only stop takes it, after the command")
+                args.with_dependents = True
             elif name in ("--socket", "--timeout") or word.startswith("-s"):
                 if not word.startswith("--"):  # -s socket or -ssocket, as getopt(3) takes it
                     name, value = "-s", word[2:]
@@ -168,8 +172,10 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
                     args.timeout = positive_seconds(value)
                 else:
                     args.socket = value
+            elif name == "--all":
+                raise ValueError("--all: only start, stop and restart take it")
             else:
-                raise ValueError(f"unknown option {name}")
+                raise ValueError(f"unknown option {name}{_did_you_mean(name, LONG_OPTIONS)}")
         if args.help or args.version:
             return args
         if not args.verb:
@@ -179,6 +185,14 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
         usage = verb_usage(args.verb, verbs[args.verb]) if args.verb else USAGE
         raise UsageError(f"{exc}\n{usage}", args.verb) from None
     return args
+
+
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``; did you mean 'start'?`` for ``strat``, or nothing when no word is close."""
+    import difflib  # only on this error path: vimagectl's start-up budget
+
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _take_operands(args: Arguments, rule: str, operands: list[str]) -> None:
@@ -195,11 +209,11 @@ def _take_operands(args: Arguments, rule: str, operands: list[str]) -> None:
                 args.containers.append(word)
             else:
                 raise ValueError(f"bad vimage name or container ID {word!r}")
-        if not operands:
-            raise ValueError(f"{verb}: name at least one vimage or container")
-        return
+        return  # none: every vimage, as ANY_NAMES
     args.names = [vimage_name(name) for name in operands]
     if rule == SOME_NAMES and not args.names:
         raise ValueError(f"{verb}: name at least one vimage")
     if rule == NAMES_OR_ALL and bool(args.names) == args.all:
         raise ValueError(f"{verb}: give vimage names or --all, not both or neither")
+    if args.with_dependents and args.all:
+        raise ValueError(f"{verb}: --with-dependents names vimages; --all stops every one")

@@ -13,14 +13,7 @@ import os
 import sys
 
 from vimagectl import args as grammar
-from vimagectl.args import (
-    ANY_NAMES,
-    NAMES_OR_ALL,
-    NAMES_OR_CONTAINERS,
-    NO_OPERANDS,
-    SOME_NAMES,
-    UsageError,
-)
+from vimagectl.args import ANY_NAMES, NAMES_OR_ALL, NAMES_OR_CONTAINERS, NO_OPERANDS, UsageError
 from vimagectl.client import DEFAULT_SOCKET, Client, ClientError
 from vimagectl.exits import EX_INTERRUPTED, EX_OK, EXIT_STATUS, SYSEXITS, exit_status
 from vimagectl.nagios import PLUGIN, render_health
@@ -30,6 +23,7 @@ from vimagectl.render import (
     render_change,
     render_event,
     render_list,
+    render_metrics,
     render_reload,
     render_status,
     render_version,
@@ -44,7 +38,7 @@ if TYPE_CHECKING:
     from vimagectl.args import Arguments
     from vimagectl.exits import Sysexits
     from vimagectl.nagios import Plugin
-    from vimagectl.replies import Request
+    from vimagectl.replies import Attachment, Request
     from vimagectl.replies import Status as StatusRequest
 
 __all__ = ["EXIT_STATUS", "VERBS", "UsageError", "exit_status", "format_table", "main", "parse"]
@@ -87,7 +81,7 @@ VERBS: dict[str, Verb] = {
     ),
     "status": Verb(
         NAMES_OR_CONTAINERS,
-        "details of the named vimages, or of containers' attachments",
+        "details of the named vimages or containers' attachments, or of all vimages",
         _status_request,
         "vimages",
         render_status,
@@ -101,15 +95,20 @@ VERBS: dict[str, Verb] = {
     ),
     "stop": Verb(
         NAMES_OR_ALL,
-        "stop the named vimages, or all of them",
-        lambda a: {"op": "stop", "names": a.names, "all": a.all},
+        "stop the named vimages (--with-dependents: and what depends on them), or all",
+        lambda a: {
+            "op": "stop",
+            "names": a.names,
+            "all": a.all,
+            "with_dependents": a.with_dependents,
+        },
         "done",
         render_change,
     ),
     "restart": Verb(
-        SOME_NAMES,
-        "stop then start the named vimages",
-        lambda a: {"op": "restart", "names": a.names},
+        NAMES_OR_ALL,
+        "stop then start the named vimages, or all of them",
+        lambda a: {"op": "restart", "names": a.names, "all": a.all},
         "done",
         render_change,
     ),
@@ -137,10 +136,17 @@ VERBS: dict[str, Verb] = {
     ),
     "events": Verb(
         NO_OPERANDS,
-        "stream events as JSON lines until interrupted",
+        "stream events, one line each, until interrupted",
         lambda a: {"op": "events"},
         "event",
         render_event,
+    ),
+    "metrics": Verb(
+        NO_OPERANDS,
+        "counts in Prometheus text format (node_exporter's textfile collector)",
+        lambda a: {"op": "metrics"},
+        "metrics",
+        render_metrics,
     ),
     "attachments": Verb(
         NO_OPERANDS,
@@ -203,6 +209,12 @@ def _ask(client: Client, verb: Verb, args: Arguments) -> int:
         for event in client.events():
             verb.render(event, args)
         return EX_OK  # unreachable: the stream ends with ClientError("closed")
+    if verb.reply == "vimages":  # streamed by a daemon that offers it, rendered as it arrives
+        attachments: list[Attachment] = []  # filled when the vimages are all read (render)
+        vimages = client.listing(request, attachments)  # type: ignore[arg-type]  # list, status, health
+        return verb.render(
+            {"reply": "vimages", "vimages": vimages, "attachments": attachments}, args
+        )
     reply = client.request(request)
     if reply["reply"] == "error":
         raise ClientError(reply["code"], reply["message"])

@@ -25,7 +25,17 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import TracebackType
 
-    from vimagectl.replies import Event, Hello, Reply, Request
+    from vimagectl.replies import (
+        Attachment,
+        Event,
+        Health,
+        Hello,
+        ListVimages,
+        Reply,
+        Request,
+        Status,
+        VimageInfo,
+    )
 
 DEFAULT_SOCKET = "/var/run/vimaged.sock"
 SCHEMA = Schema.load()
@@ -214,6 +224,56 @@ class Client:
         self._send(_frame(request), deadline)
         return self._receive(deadline)
 
+    def listing(
+        self, request: ListVimages | Status | Health, attachments: list[Attachment] | None = None
+    ) -> Iterator[VimageInfo]:
+        """The vimages ``request`` asks for, yielded as their frames arrive.
+
+        The listing's attachments (``list``, ``status``) are appended to ``attachments``
+        once the last vimage is yielded: they come in ``vimages_end`` (or ``vimages``).
+
+        From a daemon that announces ``stream`` (docs/protocol.md, Streams) the request goes
+        with ``"stream": true`` and each ``vimages_page`` is yielded before the next is read,
+        so any number of vimages lists in little memory; ``--timeout`` then bounds each frame.
+        An older daemon gets the request as it is and answers with one ``vimages`` frame.
+
+        Raises:
+            ClientError: the daemon's ``error`` (before or after some vimages), or
+                ``bad_frame`` for a reply out of place or a stream that ends short of its count.
+        """
+        hello = self.hello
+        if hello is None or "stream" not in hello["features"]:
+            reply = self.request(request)
+            if reply["reply"] == "error":
+                raise ClientError(reply["code"], reply["message"])
+            if reply["reply"] != "vimages":
+                raise ClientError("bad_frame", f"unexpected reply {reply['reply']!r}")
+            yield from reply["vimages"]
+            if attachments is not None:
+                attachments += reply["attachments"]
+            return
+        streamed = request.copy()
+        streamed["stream"] = True
+        self._send(_frame(streamed), time.monotonic() + self.timeout)
+        count = 0
+        while True:
+            page = self._receive(time.monotonic() + self.timeout)
+            if page["reply"] == "vimages_page":
+                count += len(page["vimages"])
+                yield from page["vimages"]
+            elif page["reply"] == "vimages_end":
+                if page["count"] != count:
+                    raise ClientError(
+                        "bad_frame", f"listing ended after {count} of {page['count']} vimages"
+                    )
+                if attachments is not None:
+                    attachments += page["attachments"]
+                return
+            elif page["reply"] == "error":
+                raise ClientError(page["code"], page["message"])
+            else:
+                raise ClientError("bad_frame", f"unexpected reply {page['reply']!r} in a listing")
+
     def events(self) -> Iterator[Event]:
         """Subscribe and yield events as they arrive, until the daemon ends the stream.
 
@@ -328,10 +388,12 @@ def _refuse_constant(name: str) -> object:
 def _frame(request: Request) -> bytes:
     """``request`` checked against the schema, encoded with its length prefix."""
     try:
-        checked = SCHEMA.check("Request", request)
+        SCHEMA.check("Request", request)
     except WireError as exc:
         raise ClientError("bad_request", f"not sent: {exc}") from None
-    body = json.dumps(checked, separators=(",", ":"), ensure_ascii=False).encode()
+    # As given, not as checked: the check fills in defaults, and a default of a field newer
+    # than the daemon (``"stream": false``) would be refused by it as unknown.
+    body = json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode()
     try:
         return frame(body)
     except ValueError as exc:

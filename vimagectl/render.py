@@ -6,6 +6,7 @@ exit status (a change's first failed outcome decides it). ``health`` renders in 
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 
@@ -14,7 +15,8 @@ from vimaged import __version__
 
 TYPE_CHECKING = False  # see schema.py: typing is not imported at run time
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Iterator, Sequence
+    from typing import TypeVar
 
     from vimagectl.args import Arguments
     from vimagectl.replies import (
@@ -22,11 +24,14 @@ if TYPE_CHECKING:
         AttachmentList,
         Done,
         Event,
+        MetricsText,
         Reloaded,
         VersionInfo,
         VimageInfo,
         Vimages,
     )
+
+    _Item = TypeVar("_Item")
 
 
 def write_json(value: object) -> None:
@@ -36,16 +41,64 @@ def write_json(value: object) -> None:
     sys.stdout.flush()
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+PRINT_BLOCK = 512
+"""Vimages printed at a time as a listing streams in (about one page of the daemon's)."""
+
+
+def _blocks(items: Iterable[_Item]) -> Iterator[list[_Item]]:
+    block: list[_Item] = []
+    for info in items:
+        block.append(info)
+        if len(block) >= PRINT_BLOCK:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def write_json_array(vimages: Iterable[VimageInfo | Attachment]) -> None:
+    """``vimages`` as one compact JSON array, written block by block as they arrive: the same
+    bytes as ``write_json(list(vimages))``. A listing that fails midway leaves the array
+    unclosed (and the exit status says why), never a valid-looking partial one; one that
+    fails before its first vimage prints nothing."""
+    out = sys.stdout
+    opening = "["  # written with the first block
+    for block in _blocks(vimages):
+        out.write(opening + _JSON.encode(block)[1:-1])
+        out.flush()
+        opening = ","
+    out.write("[]\n" if opening == "[" else "]\n")
+    out.flush()
+
+
+def write_table(vimages: Iterable[VimageInfo]) -> None:
+    """:func:`format_table`'s columns, printed block by block as the vimages arrive; a column
+    is as wide as its widest cell so far, so a listing of one block is exactly format_table's
+    and a longer one stays aligned unless a later cell is wider."""
+    widths = [0] * 5
+    rows: list[tuple[str, ...]] = [TABLE_HEADER]
+    for block in _blocks(vimages):
+        rows += [_table_row(info) for info in block]
+        sys.stdout.write(_table_lines(rows, widths))
+        sys.stdout.flush()
+        rows = []
+    if rows:  # no vimage at all: the header alone
+        sys.stdout.write(_table_lines(rows, widths))
+
+
 def render_list(reply: Vimages, args: Arguments) -> int:
     """The vimages' table, then (if any) vimaged-cni's attachments' after a blank line.
 
-    ``--json`` keeps printing the vimages' array (scripts index it); ``attachments --json``
-    prints the attachments'."""
+    ``reply["vimages"]`` may be an iterator over a streamed listing (cli._ask): read once;
+    its ``attachments`` list is filled only when that iterator is done. ``--json`` keeps
+    printing the vimages' array (scripts index it); ``attachments --json`` prints the
+    attachments'."""
     if args.json:
-        write_json(reply["vimages"])
+        write_json_array(reply["vimages"])
         return EX_OK
-    print(format_table(reply["vimages"]), end="")
-    attachments = reply.get("attachments") or []  # absent from a daemon before issue 14
+    write_table(reply["vimages"])
+    attachments = reply.get("attachments", [])  # absent from a daemon before issue 14
     if attachments:
         print()
         print(format_attachments(attachments), end="")
@@ -54,10 +107,11 @@ def render_list(reply: Vimages, args: Arguments) -> int:
 
 def render_status(reply: Vimages, args: Arguments) -> int:
     """The vimages, then the attachments of the containers named (``--json``: one array,
-    each element as ``list --json`` and ``attachments --json`` print it)."""
-    attachments = reply.get("attachments") or []
+    each element as ``list --json`` and ``attachments --json`` print it). The attachments
+    are read after the vimages (a streamed listing fills them at its end: render_list)."""
+    attachments = reply.get("attachments", [])
     if args.json:
-        write_json([*reply["vimages"], *attachments])
+        write_json_array(itertools.chain(reply["vimages"], attachments))
         return EX_OK
     _print_vimages(reply["vimages"])
     for att in attachments:
@@ -73,10 +127,15 @@ def render_status(reply: Vimages, args: Arguments) -> int:
     return EX_OK
 
 
-def _print_vimages(vimages: Sequence[VimageInfo]) -> None:
+def _print_vimages(vimages: Iterable[VimageInfo]) -> None:
     for info in vimages:
         jid = "-" if info["jid"] is None else str(info["jid"])
-        changed = "  (config changed: restart to apply)" if info["config_changed"] else ""
+        if info["removed"]:  # the daemon's start and restart refusals say the same
+            changed = "  (removed from the configuration by reload: stop it to let it go)"
+        elif info["config_changed"]:
+            changed = "  (config changed: restart to apply)"
+        else:
+            changed = ""
         print(
             f"{info['name']}: {info['state']}, jid {jid}, health {info['health']}, "
             f"restarts {info['restarts']}{changed}"
@@ -118,20 +177,28 @@ def format_table(vimages: Sequence[VimageInfo]) -> str:
     IP is what jls(8) shows for a jail and cannot for a VNET jail: the vimage's first IPv4
     address, else its first IPv6 address that is not link-local, without the prefix length.
     """
-    rows = [("NAME", "STATE", "JID", "HEALTH", "IP", "INTERFACES")]
-    for info in vimages:
-        jid = "-" if info["jid"] is None else str(info["jid"])
-        rows.append(
-            (
-                info["name"],
-                info["state"],
-                jid,
-                info["health"],
-                _primary_address(info),
-                _interface_column(info),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return _table_lines([TABLE_HEADER, *map(_table_row, vimages)], [0] * 5)
+
+
+TABLE_HEADER: tuple[str, ...] = ("NAME", "STATE", "JID", "HEALTH", "IP", "INTERFACES")
+
+
+def _table_row(info: VimageInfo) -> tuple[str, ...]:
+    jid = "-" if info["jid"] is None else str(info["jid"])
+    return (
+        info["name"],
+        info["state"],
+        jid,
+        info["health"],
+        _primary_address(info),
+        _interface_column(info),
+    )
+
+
+def _table_lines(rows: list[tuple[str, ...]], widths: list[int]) -> str:
+    """``rows`` as lines; ``widths`` (the first five columns') grow to fit them, in place."""
+    for i in range(5):
+        widths[i] = max(widths[i], *(len(row[i]) for row in rows))
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + f"  {row[5]}"
         for row in rows
@@ -221,6 +288,46 @@ def format_attachments(attachments: Sequence[Attachment]) -> str:
 
 
 def render_event(reply: Event, args: Arguments) -> int:
-    """One event, one JSON line, with or without ``--json``."""
-    write_json(reply)
+    """One event per line: ``--json`` the protocol's object, else :func:`format_event`."""
+    if args.json:
+        write_json(reply)
+    else:
+        sys.stdout.write(format_event(reply) + "\n")
+        sys.stdout.flush()  # a pipe (`| grep`) sees each event as it happens
+    return EX_OK
+
+
+def format_event(event: Event) -> str:
+    """``2026-12-04T21:40:10.245+01:00 vimage.started web jid=3``: the local time to the
+    millisecond (ISO 8601, with its UTC offset), the event, its vimage, then its data as
+    ``key=value``, a value JSON-quoted when it has a space, a quote, ``=`` or nothing."""
+    from datetime import datetime  # only here: events is the one verb that needs it
+
+    when = datetime.fromtimestamp(event["time"]).astimezone().isoformat(timespec="milliseconds")
+    words = [when, event["event"]]
+    if event["name"] is not None:
+        words.append(event["name"])
+    for key, value in event["data"].items():
+        words.append(f"{key}={_event_value(value)}")
+    return " ".join(words)
+
+
+def _event_value(value: object) -> str:
+    if value is None:
+        return "-"
+    if value is True or value is False:
+        return "yes" if value else "no"
+    text = str(value)
+    if not text or any(c.isspace() or c in '"=\\' or not c.isprintable() for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def render_metrics(reply: MetricsText, args: Arguments) -> int:
+    """The daemon's exposition text as it sent it; ``--json``: ``{"text": ...}``."""
+    if args.json:
+        write_json({"text": reply["text"]})
+    else:
+        sys.stdout.write(reply["text"])
+        sys.stdout.flush()
     return EX_OK

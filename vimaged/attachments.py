@@ -38,6 +38,7 @@ from vimaged.errors import (
     NotFoundError,
     OperationFailedError,
     ShuttingDownError,
+    error_text,
 )
 from vimaged.platforms import HOST_JID
 from vimaged.protocol import (
@@ -254,7 +255,7 @@ class Attachments:
                     self._host_ifnames.discard(att.host_ifname)
                 self._sup.events.emit(
                     "attachment.add_failed", None, network=req.network,
-                    container_id=req.container_id, ifname=req.ifname, error=str(exc),
+                    container_id=req.container_id, ifname=req.ifname, error=error_text(exc),
                 )  # fmt: skip
                 raise
             att = _replace(att, state="attached")
@@ -281,6 +282,8 @@ class Attachments:
             raise OperationFailedError(f"{att.ifname} has MAC {info.mac}, not {att.mac}")
         if not info.up:
             raise OperationFailedError(f"{att.ifname} is down")
+        if req.mtu is not None and info.mtu is not None and info.mtu != req.mtu:
+            raise OperationFailedError(f"{att.ifname} has MTU {info.mtu}, not {req.mtu}")
         missing = [
             a
             for a in req.addresses
@@ -327,7 +330,9 @@ class Attachments:
                 await self._remove(att)
                 log.warning("attachment.recovered", host_ifname=att.host_ifname)
             except OSError as exc:
-                log.error("attachment.recover_failed", host_ifname=att.host_ifname, error=str(exc))
+                log.error(
+                    "attachment.recover_failed", host_ifname=att.host_ifname, error=error_text(exc)
+                )
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -10,10 +10,12 @@ or an I/O error on it, 69 also when another daemon holds the state dir or socket
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
 from vimaged import __version__
+from vimaged.errors import EX_CANTCREAT, EX_NOPERM
 from vimaged.errors import EX_CONFIG as EX_CONFIG  # re-exported: tests read the statuses here
 from vimaged.errors import EX_OSERR as EX_OSERR
 from vimaged.errors import EX_SOFTWARE as EX_SOFTWARE
@@ -123,11 +125,27 @@ def main(argv: list[str] | None = None) -> int:
         exc = _single_cause(raised)
         if not isinstance(exc, VimagedError | OSError):
             raise
-        print(f"vimaged: {exc}", file=sys.stderr)
+        print(f"vimaged: {_exit_message(exc)}", file=sys.stderr)
         if isinstance(exc, StateDirError):
             return exc.exit_status
+        if isinstance(exc, PermissionError) and os.geteuid() != 0:
+            return EX_NOPERM
         return next(status for cls, status in exit_statuses if isinstance(exc, cls))
     return 0
+
+
+def _exit_message(exc: Exception) -> str:
+    """The one line vimaged leaves on stderr when it cannot run: an errno in words, never
+    ``[Errno 13]``; a permission problem met by an unprivileged user says why (issue 13)."""
+    from vimaged.errors import PERMISSION_ERRNOS, StateDirError, describe_oserror
+
+    message = describe_oserror(exc) if isinstance(exc, OSError) else str(exc)
+    denied = (isinstance(exc, OSError) and exc.errno in PERMISSION_ERRNOS) or (
+        isinstance(exc, StateDirError) and exc.exit_status == EX_CANTCREAT
+    )
+    if denied and os.geteuid() != 0:
+        message += f"; vimaged needs root (running as uid {os.geteuid()})"
+    return message
 
 
 def _check_config(cfg: Config, args: argparse.Namespace) -> int:

@@ -231,6 +231,7 @@ def _yes_no(variables: Variables, problems: Problems, name: str) -> bool:
 
 def _vimage_names(variables: Variables, problems: Problems) -> list[str]:
     names: list[str] = []
+    listed: set[str] = set()  # `name in names` made 100,000 vimages take 52 s
     for name in (variables.take("vimage_list") or "").split():
         if not vnames.is_vimage_name(name):
             problems.add(
@@ -240,10 +241,11 @@ def _vimage_names(variables: Variables, problems: Problems) -> list[str]:
             )
             # its own variables would only repeat this problem
             variables.claimed.update(v for v in variables.raw if v.startswith(f"vimage_{name}_"))
-        elif name in names:
+        elif name in listed:
             problems.add("vimage_list", f"{name} is listed twice")
         else:
             names.append(name)
+            listed.add(name)
     return names
 
 
@@ -374,9 +376,7 @@ def _explicit_macs(
     """``vimage_NAME_ether_N`` for every N set, validated; N must name a bridge."""
     prefix = f"vimage_{name}_"
     found: dict[int, str] = {}
-    for variable in variables.raw:
-        if not variable.startswith(prefix):
-            continue
+    for variable in variables.ethers(name):
         match = _ETHER_INDEX.match(variable[len(prefix) :])
         if match is None:
             continue

@@ -112,7 +112,13 @@ async def _run_locked(
                     listener = await open_control_listener(socket_path, group=cfg.group)
                     socket_inode = os.stat(socket_path).st_ino
                     await main.start(
-                        partial(serve_control, listener, dispatcher, handler_nursery=handlers)
+                        partial(
+                            serve_control,
+                            listener,
+                            dispatcher,
+                            handler_nursery=handlers,
+                            request_times=dispatcher.request_times,
+                        )
                     )
                     if boot:
                         await journal.set_autostarted_boot(boot_id)

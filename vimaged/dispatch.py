@@ -15,7 +15,14 @@ import trio
 
 from vimaged import __version__, config
 from vimaged.attachments import CNI_REQUESTS, cni_reply, of_container
-from vimaged.errors import InvalidRequestError, NotFoundError, VimagedError, errno_name
+from vimaged.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    VimagedError,
+    describe_oserror,
+    errno_name,
+)
+from vimaged.metrics import RequestTimes, exposition
 from vimaged.protocol import (
     MAX_NAMES,
     PROTOCOL_VERSION,
@@ -23,6 +30,8 @@ from vimaged.protocol import (
     Error,
     Health,
     ListVimages,
+    Metrics,
+    MetricsText,
     Reload,
     Reloaded,
     Restart,
@@ -32,15 +41,17 @@ from vimaged.protocol import (
     Version,
     VersionInfo,
     Vimages,
+    VimagesEnd,
+    vimages_pages,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncGenerator, Iterator, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.attachments import Attachments
     from vimaged.peercred import Peer
-    from vimaged.protocol import AnyRequest, Attachment, Event, Reply
+    from vimaged.protocol import AnyRequest, Attachment, Event, Reply, VimageInfo
     from vimaged.supervisor import Supervisor
 
 log = structlog.get_logger()
@@ -52,19 +63,33 @@ class Dispatcher:
         self._config_paths = config_paths
         self.attachments: Attachments | None = None
         """vimaged-cni's attachments (set by the daemon); CNI requests fail without them."""
+        self.request_times = RequestTimes()
+        """Filled by the server as it answers (its ``request.done``); read by ``metrics``."""
 
     def events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Event]]:
         return self._sup.events.subscribe()
 
-    async def handle(self, request: AnyRequest, peer: Peer) -> Reply:
-        """Answer one authorized request; the server logs ``request.done`` around it."""
+    async def handle(
+        self, request: AnyRequest, peer: Peer
+    ) -> Reply | AsyncGenerator[bytes | Reply, None]:
+        """Answer one authorized request; the server logs ``request.done`` around it.
+
+        A streamed listing (``"stream": true``) is refused here as a whole (``not_found``,
+        too many names) before its first frame; then it is a stream of page bodies and a
+        ``vimages_end``.
+        """
         try:
+            if isinstance(request, ListVimages | Status | Health) and request.stream:
+                return await self._listing(request)
             return await self._dispatch(request)
         except VimagedError as exc:
             return Error(code=exc.code, message=str(exc))
         except OSError as exc:
             return Error(
-                code="os_error", message=str(exc), errno=exc.errno, errno_name=errno_name(exc)
+                code="os_error",
+                message=describe_oserror(exc),
+                errno=exc.errno,
+                errno_name=errno_name(exc),
             )
         except Exception:
             log.exception("request.crashed")
@@ -77,12 +102,17 @@ class Dispatcher:
         match request:
             case Start(names=names, all_=everything):
                 return Done(outcomes=tuple(await sup.start(self._names(names, everything))))
-            case Stop(names=names, all_=everything):
+            case Stop(names=names, all_=everything, with_dependents=with_dependents):
                 if everything:
+                    _refuse_names_and_all(names)
                     return Done(outcomes=tuple(await sup.stop([], everything=True)))
-                return Done(outcomes=tuple(await sup.stop(self._names(names, False))))
-            case Restart(names=names):
-                return Done(outcomes=tuple(await sup.restart(self._names(names, False))))
+                return Done(
+                    outcomes=tuple(
+                        await sup.stop(self._names(names, False), with_dependents=with_dependents)
+                    )
+                )
+            case Restart(names=names, all_=everything):
+                return Done(outcomes=tuple(await sup.restart(self._names(names, everything))))
             case ListVimages():
                 return Vimages(vimages=tuple(sup.infos()), attachments=tuple(self._attachments()))
             case Status(names=names, containers=containers) if names or containers:
@@ -96,6 +126,8 @@ class Dispatcher:
                 return Vimages(vimages=tuple(sup.info(n) for n in names))
             case Reload():
                 return await self.reload()
+            case Metrics():
+                return MetricsText(text=exposition(sup, self.request_times))
             case Version():
                 return VersionInfo(
                     daemon=__version__, protocol=PROTOCOL_VERSION, platform=sup.platform.name
@@ -106,9 +138,16 @@ class Dispatcher:
         return [] if self.attachments is None else self.attachments.list()
 
     async def _status(self, names: tuple[str, ...], containers: tuple[str, ...]) -> Vimages:
-        """The named vimages, then the attachments of the named containers. A name that is
-        no vimage but a container's ID (or its unique prefix) names that container; one that
-        is neither is not_found, as before."""
+        vimages, found = self._split(names, containers)
+        await self._sup.observe_addresses(vimages)
+        return Vimages(vimages=tuple(self._sup.info(n) for n in vimages), attachments=found)
+
+    def _split(
+        self, names: tuple[str, ...], containers: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], tuple[Attachment, ...]]:
+        """``status``'s operands as the vimages named, then the attachments of the containers
+        named. A name that is no vimage but a container's ID (or its unique prefix) names that
+        container; one that is neither is not_found (from ``info``), as before."""
         sup, atts = self._sup, self._attachments()
         vimages: list[str] = []
         found: list[Attachment] = []
@@ -123,14 +162,60 @@ class Dispatcher:
             if not matched:
                 raise NotFoundError(f"no attachment of container {container!r}")
             found.extend(matched)
-        await sup.observe_addresses(vimages)
-        return Vimages(
-            vimages=tuple(sup.info(n) for n in vimages),
-            attachments=tuple(dict.fromkeys(found)),
-        )
+        return tuple(vimages), tuple(dict.fromkeys(found))
+
+    async def _listing(
+        self, request: ListVimages | Status | Health
+    ) -> AsyncGenerator[bytes | Reply, None]:
+        sup = self._sup
+        if isinstance(request, ListVimages):
+            return self._pages(sup.listed_names(), named=False, attachments=True)
+        if isinstance(request, Status) and (request.names or request.containers):
+            names, found = self._split(request.names, request.containers)
+            for name in names:
+                sup.info(name)  # not_found before any page, as below
+            await sup.observe_addresses(names)
+            return self._pages(list(names), named=True, found=found)
+        if not request.names:
+            return self._pages(sup.listed_names(), named=False)
+        names = _unique(request.names)
+        for name in names:
+            sup.info(name)  # not_found before any page; cheap next to the address look
+        if isinstance(request, Status):
+            await sup.observe_addresses(names)
+        return self._pages(list(names), named=True)
+
+    async def _pages(
+        self,
+        names: list[str],
+        *,
+        named: bool,
+        attachments: bool = False,
+        found: tuple[Attachment, ...] = (),
+    ) -> AsyncGenerator[bytes | Reply, None]:
+        """Each vimage looked up as its page is built (the server sends a page before the
+        next is built), so the daemon never holds the whole listing; one a reload removed
+        meanwhile is left out, unless named (then it is ``not_found`` mid-stream). The end
+        carries ``found``, or with ``attachments`` all of them as they are by then (``list``)."""
+        sup = self._sup
+        count = 0
+
+        def infos() -> Iterator[VimageInfo]:
+            nonlocal count
+            for name in names:
+                if named or name in sup.vimages:
+                    count += 1
+                    yield sup.info(name)
+
+        for page in vimages_pages(infos()):
+            yield page
+        if attachments:
+            found = tuple(self._attachments())
+        yield VimagesEnd(count=count, attachments=found)
 
     def _names(self, names: tuple[str, ...], everything: bool) -> list[str]:
         if everything:
+            _refuse_names_and_all(names)
             return [v.name for v in self._sup.cfg.vimages]
         if not names:
             raise InvalidRequestError("name at least one vimage, or use --all")
@@ -142,6 +227,13 @@ class Dispatcher:
         new = await trio.to_thread.run_sync(lambda: config.load(paths))
         await self._sup.check_reload(new)
         return self._sup.reload(new)
+
+
+def _refuse_names_and_all(names: tuple[str, ...]) -> None:
+    """``all`` with names would act on all and silently pass over the names given."""
+    if names:
+        shown = " ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        raise InvalidRequestError(f"names ({shown}) and all: give one or the other")
 
 
 def _unique(names: tuple[str, ...]) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ for a state dir or a socket it cannot use are here too.
 from __future__ import annotations
 
 import errno
+import os
 from typing import Any, ClassVar
 
 
@@ -32,6 +33,11 @@ class NotFoundError(VimagedError, code="not_found"):
 
 class ConflictError(VimagedError, code="conflict"):
     """A transition not allowed from the current state, or a resource held by another vimage."""
+
+
+class DependentsRunningError(ConflictError, code="dependents_running"):
+    """A stop of a vimage that running vimages depend on (``_depend``): it names them; a
+    stop ``with_dependents`` stops them first."""
 
 
 class ShuttingDownError(VimagedError, code="shutting_down"):
@@ -68,6 +74,7 @@ EX_OSERR = 71
 EX_CANTCREAT = 73
 EX_IOERR = 74
 EX_TEMPFAIL = 75
+EX_NOPERM = 77
 EX_CONFIG = 78
 """sysexits(3): the daemon's exit statuses (vimagectl, stdlib only, keeps its own table)."""
 
@@ -93,6 +100,10 @@ class DaemonRunningError(StateDirError, code="failed"):
     errno: ClassVar[int] = errno.EADDRINUSE
 
 
+PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
+"""The errnos of a permission problem (an unprivileged daemon says it needs root)."""
+
+
 def errno_name(exc: BaseException) -> str | None:
     """The symbolic name of an OSError's errno (``"EBUSY"``), for the wire: scripts tell
     EBUSY from EEXIST without parsing text. None for anything else, or an errno no name has."""
@@ -102,14 +113,27 @@ def errno_name(exc: BaseException) -> str | None:
 
 
 def describe_oserror(exc: OSError) -> str:
-    """``strerror (subject) [ENAME]``: one line for a log or an Outcome's message."""
-    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-    subject = f" ({exc.filename})" if exc.filename else ""
-    return f"{exc.strerror or exc}{subject} [{code}]"
+    """``subject: what went wrong (ENAME)``, the subject being the file name if there is one:
+    ``em1: device busy (EBUSY)``, never ``[Errno 16] Device busy: 'em1'`` (issue 13).
+
+    The kernel's wording is lowercased at its start ("Device busy" -> "device busy"), unless it
+    starts with an acronym, as in ``EADDRINUSE``'s "Address already in use". An errno no name
+    has is shown as ``errno N``.
+    """
+    text = exc.strerror or (os.strerror(exc.errno) if exc.errno is not None else "") or str(exc)
+    if text[:1].isupper() and not text[1:2].isupper():
+        text = text[:1].lower() + text[1:]
+    if exc.errno is not None:
+        text = f"{text} ({errno_name(exc) or f'errno {exc.errno}'})"
+    subject = exc.filename
+    if exc.filename2 is not None:
+        subject = f"{subject} -> {exc.filename2}"
+    return f"{subject}: {text}" if subject is not None else text
 
 
 def error_text(exc: BaseException) -> str:
-    """What went wrong, in one line, for any exception a step may raise."""
+    """What went wrong, in one line, for any exception a step may raise (a log line, an
+    Outcome's message): an OSError in words (:func:`describe_oserror`), else its text."""
     if isinstance(exc, OSError):
         return describe_oserror(exc)
     if type(exc).__name__ == "Cancelled":  # trio.Cancelled, without importing trio here

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 SUBSCRIBER_BUFFER = 256
+LAGGED = "events.lagged"
+"""The last event a subscriber gets when it fell SUBSCRIBER_BUFFER events behind."""
 
 
 class EventHub:
@@ -35,9 +37,17 @@ class EventHub:
         getattr(log, event_level(event))(event, vimage=name, **data)
         if not self._subscribers:
             return
-        message = Event(time=time.time(), event=event, name=name, data=data)
+        now = time.time()
+        message = Event(time=now, event=event, name=name, data=data)
         for channel in list(self._subscribers):
             try:
+                if channel.statistics().current_buffer_used >= SUBSCRIBER_BUFFER:
+                    # Its last slot says why the stream ends, rather than a bare close that
+                    # looks like the daemon stopping (a burst: stop --all of 10,000 vimages).
+                    lagged = Event(time=now, event=LAGGED, data={"buffer": SUBSCRIBER_BUFFER})
+                    channel.send_nowait(lagged)
+                    log.warning("events.subscriber_dropped", reason="lagged")
+                    raise trio.WouldBlock
                 channel.send_nowait(message)
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 self._subscribers.discard(channel)
@@ -45,7 +55,7 @@ class EventHub:
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[trio.MemoryReceiveChannel[Event]]:
-        send, receive = trio.open_memory_channel[Event](SUBSCRIBER_BUFFER)
+        send, receive = trio.open_memory_channel[Event](SUBSCRIBER_BUFFER + 1)
         self._subscribers.add(send)
         try:
             yield receive

@@ -131,7 +131,7 @@ class Lifecycle:
             if v.state == "running":
                 return
             if v.removed:
-                raise NotFoundError(f"{v.name} was removed from the configuration")
+                raise NotFoundError(removed_text(v.name))
             if v.next_cfg is not None:
                 v.cfg, v.next_cfg = v.next_cfg, None
             cfg = v.cfg
@@ -339,3 +339,14 @@ async def _rollback_step(vimage: str, step: Callable[[], Awaitable[None]]) -> No
             error=error_text(exc),
             exc_info=not isinstance(exc, (OSError, VimagedError)),
         )
+
+
+def removed_text(name: str) -> str:
+    """Why a vimage a reload removed cannot start: ``status`` says the same (render.py)."""
+    return f"{name} was removed from the configuration by reload; stop it to let it go"
+
+
+def refuse_if_removed(v: Vimage) -> None:
+    """A vimage a reload removed may only be stopped (issue 13: the same words everywhere)."""
+    if v.removed:
+        raise NotFoundError(removed_text(v.name))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
+from vimaged.errors import describe_oserror
 from vimaged.netgraph import abi
 from vimaged.netgraph.ngsocket import open_ng_socket
 
@@ -172,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         lines = trio.run(run, options)
     except OSError as exc:
-        print(f"netgraph: {exc}", file=sys.stderr)
+        print(f"netgraph: {describe_oserror(exc)}", file=sys.stderr)
         return EX_OSERR
     except trio.TooSlowError:
         print("netgraph: no reply in time", file=sys.stderr)

@@ -12,7 +12,7 @@ change.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
@@ -23,12 +23,22 @@ from vimaged.framing import frame_length as frame_length
 from vimaged.names import SANDBOX_IFNAME_PATTERN
 from vimaged.names import VIMAGE_NAME_PATTERN as VIMAGE_NAME_PATTERN
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
 PROTOCOL_VERSION = 1
 MAX_NESTING = 16
 """Deepest ``[``/``{`` nesting a request may have (real ones nest 2): msgspec's decoder recurses
 while it skips an unknown value, and 1,000 levels raised RecursionError (issue 10)."""
 MAX_NAMES = 1024
 """Most names one request may carry (after duplicates are dropped)."""
+PAGE_BYTES = 1 << 16
+"""A streamed listing's page (``vimages_page``) holds whole vimages up to about this many bytes
+of JSON: small enough that the client prints as it reads, big enough to cost few frames."""
+FEATURES = ("stream",)
+"""What this daemon offers beyond protocol 1 as first published, announced in ``Hello``:
+``stream`` means ``list``, ``status`` and ``health`` take ``"stream": true``. A client checks
+the feature rather than the version, so old clients keep working (they never ask)."""
 
 VimageName = Annotated[str, msgspec.Meta(pattern=VIMAGE_NAME_PATTERN)]
 """The rule of :mod:`vimaged.names` (a letter, then sh identifier characters, at most 31), so
@@ -41,9 +51,15 @@ InterfaceKind = Literal["bridge", "vnet"]
 
 
 class Request(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="op"
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    tag_field="op",
 ):
-    """Base of every request. ``op`` carries the tag, the CLI verb."""
+    """Base of every request. ``op`` carries the tag, the CLI verb. Defaults stay off the wire,
+    so a request that uses no newer option is one an older daemon accepts."""
 
 
 class Start(Request, tag="start", frozen=True):
@@ -54,14 +70,20 @@ class Start(Request, tag="start", frozen=True):
 class Stop(Request, tag="stop", frozen=True):
     names: tuple[VimageName, ...] = ()
     all_: bool = msgspec.field(default=False, name="all")
+    with_dependents: bool = False
+    """Stop the running vimages that depend on ``names`` too, first (reverse dependency
+    order); without it, such a stop is refused with ``dependents_running``."""
 
 
 class Restart(Request, tag="restart", frozen=True):
     names: tuple[VimageName, ...] = ()
+    all_: bool = msgspec.field(default=False, name="all")
 
 
 class ListVimages(Request, tag="list", frozen=True):
-    pass
+    stream: bool = False
+    """Answer with ``vimages_page`` frames and a ``vimages_end`` (docs/protocol.md, Streams)
+    instead of one ``vimages`` frame, which cannot hold more than a few thousand vimages."""
 
 
 class Status(Request, tag="status", frozen=True):
@@ -69,10 +91,12 @@ class Status(Request, tag="status", frozen=True):
     containers: tuple[CniName, ...] = ()
     """vimaged-cni's attachments of these container IDs (or unique prefixes of them), after
     the vimages; a name that is no vimage is looked up as a container ID too."""
+    stream: bool = False
 
 
 class Health(Request, tag="health", frozen=True):
     names: tuple[VimageName, ...] = ()
+    stream: bool = False
 
 
 class Reload(Request, tag="reload", frozen=True):
@@ -85,6 +109,10 @@ class Version(Request, tag="version", frozen=True):
 
 class Events(Request, tag="events", frozen=True):
     """Subscribe: the daemon answers with :class:`Event` frames until the client leaves."""
+
+
+class Metrics(Request, tag="metrics", frozen=True):
+    """The daemon's counts in Prometheus' text format (:class:`MetricsText`); read-only."""
 
 
 # -- CNI attachments (vimaged-cni, issue 14) ------------------------------------------------
@@ -133,6 +161,8 @@ class CniCheck(Request, tag="cni_check", frozen=True):
     container_id: CniName
     ifname: CniIfName
     addresses: tuple[CniCidr, ...] = ()
+    mtu: int | None = None
+    """The network's ``mtu``: compared where the platform reports one (freebsd, sim)."""
 
 
 class CniDel(Request, tag="cni_del", frozen=True):
@@ -167,7 +197,7 @@ CNI_MUTATING: frozenset[type[Request]] = frozenset({CniAdd, CniCheck, CniDel, Cn
 # -- end of CNI requests ---------------------------------------------------------------------
 
 AnyRequest = (
-    Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events
+    Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events | Metrics
     | CniAdd | CniCheck | CniDel | CniGc | CniStatus | CniList
 )  # fmt: skip
 
@@ -182,6 +212,8 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True, tag_field="reply"):
 class Hello(Reply, tag="hello", frozen=True):
     protocol: int
     daemon: str
+    features: tuple[str, ...] = ()
+    """:data:`FEATURES`; absent (empty) from a daemon that streams nothing."""
 
 
 class LinkStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -221,15 +253,23 @@ class VimageInfo(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     state: State
     jid: int | None = None
+    wanted: bool = False
+    """Wanted running: the operator's last ``start`` (or the journal's record of it), else
+    ``vimage_enable``'s autostart; false once an operator stopped it. ``health`` counts a
+    wanted vimage that is not running as CRITICAL, any other stopped one as OK."""
     health: HealthState = "unknown"
     health_reason: str | None = None
     """Why ``health`` is not ``ok``: ``ng0_web down``, ``health_cmd exited 1: <its last line
     of output>``."""
     interfaces: tuple[Interface, ...] = ()
     config_changed: bool = False
-    """The configuration changed since this vimage started; a restart applies it."""
+    """The configuration changed since this vimage started; a restart applies it (unless
+    ``removed``)."""
     error: str | None = None
     restarts: int = 0
+    removed: bool = False
+    """A reload took it out of the configuration while it ran: it may only be stopped, and
+    is then forgotten."""
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -252,6 +292,20 @@ class Vimages(Reply, tag="vimages", frozen=True):
     """vimaged-cni's attachments: all of them for ``list``, those asked for by ``status``."""
 
 
+class VimagesPage(Reply, tag="vimages_page", frozen=True):
+    """One frame of a streamed listing: the next vimages, in order."""
+
+    vimages: tuple[VimageInfo, ...] = ()
+
+
+class VimagesEnd(Reply, tag="vimages_end", frozen=True):
+    """The last frame of a streamed listing; ``count`` vimages were sent before it."""
+
+    count: int
+    attachments: tuple[Attachment, ...] = ()
+    """As :class:`Vimages`' (a listing's attachments come after all its vimages)."""
+
+
 class Reloaded(Reply, tag="reloaded", frozen=True):
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
@@ -270,6 +324,12 @@ class Event(Reply, tag="event", frozen=True):
     """A dotted past-tense fact, as in the daemon's log: ``vimage.started``."""
     name: str | None = None
     data: dict[str, str | int | float | bool | None] = {}
+
+
+class MetricsText(Reply, tag="metrics", frozen=True):
+    text: str
+    """A Prometheus text exposition (format 0.0.4; vimaged/metrics.py): counts only, no
+    vimage names."""
 
 
 class Error(Reply, tag="error", frozen=True):
@@ -307,7 +367,19 @@ class AttachmentList(Reply, tag="attachments", frozen=True):
 
 # -- end of CNI replies ----------------------------------------------------------------------
 
-AnyReply = Hello | Done | Vimages | Reloaded | VersionInfo | Event | Error | AttachmentList
+AnyReply = (
+    Hello
+    | Done
+    | Vimages
+    | VimagesPage
+    | VimagesEnd
+    | Reloaded
+    | VersionInfo
+    | Event
+    | Error
+    | AttachmentList
+    | MetricsText
+)
 
 REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)
 REPLY_DECODER = msgspec.json.Decoder(AnyReply)
@@ -319,6 +391,7 @@ ERROR_CODES = (
     "permission_denied",
     "not_found",
     "conflict",
+    "dependents_running",
     "shutting_down",
     "config",
     "failed",
@@ -353,6 +426,32 @@ def wire_schema() -> dict[str, object]:
 def frame(message: Request | Reply) -> bytes:
     """Encode ``message`` with its length prefix; ``ValueError`` above :data:`MAX_FRAME`."""
     return framing.frame(ENCODER.encode(message))
+
+
+_PAGE_HEAD, _PAGE_TAIL = ENCODER.encode(VimagesPage()).split(b"[]")
+
+
+def vimages_pages(infos: Iterable[VimageInfo], budget: int = PAGE_BYTES) -> Iterator[bytes]:
+    """The bodies of the ``vimages_page`` frames carrying ``infos``, in order.
+
+    Each vimage is encoded once and pages are cut by size, so a page never exceeds
+    :data:`MAX_FRAME` however many interfaces its vimages have; a page holds at least one
+    vimage. A vimage that alone exceeds MAX_FRAME raises ``ValueError`` (the configuration
+    limits keep one far below: a few KB).
+    """
+    parts: list[bytes] = []
+    size = 0
+    for info in infos:
+        part = ENCODER.encode(info)
+        if parts and size + len(part) > budget:
+            yield _PAGE_HEAD + b"[" + b",".join(parts) + b"]" + _PAGE_TAIL
+            parts, size = [], 0
+        if len(part) + len(_PAGE_HEAD) + len(_PAGE_TAIL) + 2 > MAX_FRAME:
+            raise ValueError(f"vimage {info.name}: {len(part)} bytes exceed MAX_FRAME")
+        parts.append(part)
+        size += len(part) + 1
+    if parts:
+        yield _PAGE_HEAD + b"[" + b",".join(parts) + b"]" + _PAGE_TAIL
 
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 import trio
 
-from vimaged.errors import VimagedError
+from vimaged.errors import VimagedError, error_text
 
 if TYPE_CHECKING:
     from vimaged.vimage import Vimage
@@ -61,6 +61,10 @@ class RestartPolicy:
         """An operator acted: close the circuit breaker."""
         self._failures.pop(name, None)
 
+    def circuit_open(self, v: Vimage) -> bool:
+        """Its circuit breaker is open: no more restarts until an operator starts it (metrics)."""
+        return len(self._failures.get(v.name, ())) >= v.cfg.restart_limit
+
     async def recover(self, v: Vimage, reason: str | None) -> None:
         """Act on a failed vimage: clean up a vanished jail, restart per policy."""
         daemon = self._daemon
@@ -69,7 +73,7 @@ class RestartPolicy:
                 await daemon.fail_vimage(v, "the jail disappeared")
             except (OSError, VimagedError) as exc:
                 # fail_vimage left it failed with what it could not undo; nothing to restart
-                log.error("vimage.cleanup_failed", vimage=v.name, error=str(exc))
+                log.error("vimage.cleanup_failed", vimage=v.name, error=error_text(exc))
                 return
         policy = v.cfg.restart
         if policy == "no" or daemon.stopping:
@@ -96,6 +100,6 @@ class RestartPolicy:
                 await daemon.stop_vimage(v, restarting=True)
             await daemon.start_vimage(v)
         except (VimagedError, OSError) as exc:
-            log.error("vimage.restart_failed", vimage=v.name, error=str(exc))
+            log.error("vimage.restart_failed", vimage=v.name, error=error_text(exc))
             if policy == "always":
                 await self.recover(v, "start failed")

@@ -26,6 +26,7 @@ import structlog
 import trio
 
 from vimaged import __version__
+from vimaged.errors import VimagedError
 from vimaged.listener import (  # re-exported: the daemon and tests import them from here
     ControlListener,
     DaemonRunningError,
@@ -34,6 +35,7 @@ from vimaged.listener import (  # re-exported: the daemon and tests import them 
 )
 from vimaged.peercred import Peer, peer_credentials
 from vimaged.protocol import (
+    FEATURES,
     HEADER,
     MAX_FRAME,
     MAX_NESTING,
@@ -43,16 +45,18 @@ from vimaged.protocol import (
     Error,
     Events,
     Hello,
+    Reply,
     frame,
     frame_length,
     nests_deeper_than,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator
     from contextlib import AbstractAsyncContextManager
 
-    from vimaged.protocol import AnyRequest, Event, Reply
+    from vimaged.metrics import RequestTimes
+    from vimaged.protocol import AnyRequest, Event
 
 __all__ = [
     "ControlListener",
@@ -81,12 +85,19 @@ class Handler(Protocol):
     The server binds ``conn``, ``uid``, ``pid``, ``op`` and ``req`` in structlog's contextvars
     around the call and logs ``request.done`` itself, so the handler should not.
 
+    A streamed listing is answered with an async generator instead of a reply: the frames to
+    send in order, a ``Reply`` or an encoded body each (``protocol.vimages_pages``); an
+    exception from it ends the stream with an ``Error`` (``VimagedError.code`` or
+    ``internal``).
+
     ``events`` is entered once per ``events`` subscription; each ``Event`` it yields is sent to
     that client until the client closes its end, or the iterator ends (the daemon is stopping),
     which closes the connection.
     """
 
-    async def handle(self, request: AnyRequest, peer: Peer) -> Reply: ...
+    async def handle(
+        self, request: AnyRequest, peer: Peer
+    ) -> Reply | AsyncGenerator[bytes | Reply, None]: ...
 
     def events(self) -> AbstractAsyncContextManager[AsyncIterator[Event]]: ...
 
@@ -142,6 +153,7 @@ async def serve_control(
     *,
     handler_nursery: trio.Nursery,
     limits: Limits = Limits(),  # frozen, so one shared default is safe
+    request_times: RequestTimes | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Accept control connections forever; run under ``nursery.start``.
@@ -153,12 +165,16 @@ async def serve_control(
         handler_nursery: where connection tasks run; they outlive the accept loop so in-flight
             requests can finish during shutdown.
         limits: connection cap and timeouts.
+        request_times: where each decoded request's latency and outcome go as it is answered
+            (``metrics``; vimaged/metrics.py), except ``events``, which lasts as its client does.
 
     Cancellation:
         Cancelling stops accepting and closes the listener; connections already accepted live in
         ``handler_nursery`` and are not affected.
     """
-    server = _Server(handler=handler, gid=listener.admin_gid, limits=limits)
+    server = _Server(
+        handler=handler, gid=listener.admin_gid, limits=limits, request_times=request_times
+    )
     conn_ids = itertools.count(1)
     try:
         task_status.started()
@@ -241,6 +257,7 @@ class _Server:
     handler: Handler
     gid: int
     limits: Limits
+    request_times: RequestTimes | None = None
 
     def __post_init__(self) -> None:
         self.open = 0  # connections counted against max_connections (the accept loop's)
@@ -322,7 +339,9 @@ class _Connection:
     async def run(self) -> None:
         limits = self._server.limits
         session_ends = trio.current_time() + limits.session_timeout
-        if not await self.send(Hello(protocol=PROTOCOL_VERSION, daemon=__version__)):
+        if not await self.send(
+            Hello(protocol=PROTOCOL_VERSION, daemon=__version__, features=FEATURES)
+        ):
             return
         while True:
             with trio.move_on_at(
@@ -390,19 +409,48 @@ class _Connection:
                 return False
             else:
                 try:
-                    reply = await self._server.handler.handle(request, self._peer)
+                    answer = await self._server.handler.handle(request, self._peer)
                 except Exception:
                     log.exception("request.crashed")
-                    reply = Error(code="internal", message="internal error; see the daemon log")
-            return await self._reply(reply, started)
+                    answer = Error(code="internal", message="internal error; see the daemon log")
+                if not isinstance(answer, Reply):
+                    return await self._stream_reply(answer, started, str(op))
+                reply = answer
+            return await self._reply(reply, started, str(op))
 
-    async def _reply(self, reply: Reply, started: float) -> bool:
+    async def _stream_reply(
+        self, frames: AsyncGenerator[bytes | Reply, None], started: float, op: str
+    ) -> bool:
+        """Send a streamed reply frame by frame (docs/protocol.md, Streams): the handler builds
+        the next frame only once the previous one is sent, so a listing of 100,000 vimages
+        is never held whole. A failure mid-stream ends it with an ``Error`` frame; the frame
+        boundary holds, so the connection stays."""
+        async with contextlib.aclosing(frames):
+            try:
+                async for message in frames:
+                    if not await self.send(message):
+                        return False
+            except Exception as exc:
+                if isinstance(exc, VimagedError):
+                    error = Error(code=exc.code, message=str(exc))
+                else:
+                    log.exception("request.crashed")
+                    error = Error(code="internal", message="internal error; see the daemon log")
+                return await self._reply(error, started, op)
+        log.info("request.done", outcome="ok", ms=_ms_since(started))
+        if self._server.request_times is not None:  # metrics (issue 13)
+            self._server.request_times.observe(op, "ok", time.perf_counter() - started)
+        return True
+
+    async def _reply(self, reply: Reply, started: float, op: str | None = None) -> bool:
         # Logged before sending, so the line exists by the time the client has its answer.
         outcome = reply.code if isinstance(reply, Error) else "ok"
         log.info("request.done", outcome=outcome, ms=_ms_since(started))
+        if op is not None and self._server.request_times is not None:  # metrics (issue 13)
+            self._server.request_times.observe(op, outcome, time.perf_counter() - started)
         return await self.send(reply)
 
-    async def send(self, message: Reply) -> bool:
+    async def send(self, message: Reply | bytes) -> bool:
         return await _send(self._stream, message, self._server.limits)
 
     async def _stream_events(self) -> None:
@@ -424,10 +472,16 @@ class _Connection:
         scope.cancel()
 
 
-async def _send(stream: trio.SocketStream, message: Reply, limits: Limits) -> bool:
-    """Send one frame; False if the client is gone or slower than ``limits.send_timeout``."""
+async def _send(stream: trio.SocketStream, message: Reply | bytes, limits: Limits) -> bool:
+    """Send one frame (a reply, or a body already encoded: a listing's page); False if the
+    client is gone or slower than ``limits.send_timeout``."""
     try:
-        data = frame(message)
+        if isinstance(message, bytes):
+            if len(message) > MAX_FRAME:
+                raise ValueError(f"frame of {len(message)} bytes exceeds MAX_FRAME")
+            data = HEADER.pack(len(message)) + message
+        else:
+            data = frame(message)
     except ValueError as exc:  # protocol.frame: larger than MAX_FRAME
         log.warning("reply.too_large", reply=type(message).__name__, error=str(exc))
         data = frame(

@@ -20,8 +20,10 @@ import structlog
 import trio
 
 from vimaged import config as config_mod
+from vimaged.dependents import UP, dependents_of, stop_levels
 from vimaged.errors import (
     ConflictError,
+    DependentsRunningError,
     NotFoundError,
     OperationFailedError,
     ShuttingDownError,
@@ -32,7 +34,13 @@ from vimaged.errors import (
 )
 from vimaged.health import HealthMonitor
 from vimaged.hooks import Hooks
-from vimaged.lifecycle import ADDRESS_LOOK_TIMEOUT, CLEANUP_GRACE, Lifecycle, MacBook
+from vimaged.lifecycle import (
+    ADDRESS_LOOK_TIMEOUT,
+    CLEANUP_GRACE,
+    Lifecycle,
+    MacBook,
+    refuse_if_removed,
+)
 from vimaged.platforms import HOST_JID
 from vimaged.protocol import Outcome, Reloaded
 from vimaged.reconcile import Reconciler
@@ -134,6 +142,9 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.watcher.run)
             await nursery.start(self.health.run)
+            for name, record in (await self.journal.vimages()).items():
+                if name in self.vimages:  # before reconcile rewrites what it rolls back
+                    self.vimages[name].intent = record.desired
             await self.reconcile(resume=not boot)
             wait_reconnected = getattr(self.platform, "wait_reconnected", None)
             if wait_reconnected is not None:
@@ -209,10 +220,15 @@ class Supervisor:
         self._refuse_if_stopping()
         names = list(names)
         for name in names:
-            self._get(name)
+            refuse_if_removed(self._get(name))
             self.restarts.reset(name)  # an operator acted: close the circuit breaker
+        levels = self.cfg.start_order(names)
+        was_running = {n for level in levels for n in level if self._get(n).state == "running"}
+        for level in levels:
+            for name in level:
+                self._get(name).intent = "running"
         outcomes: dict[str, Outcome] = {}
-        for level in self.cfg.start_order(names):
+        for level in levels:
             failed = {n for n, o in outcomes.items() if not o.ok}
             if self.cfg.parallel_start:
                 async with trio.open_nursery() as nursery:
@@ -221,8 +237,10 @@ class Supervisor:
             else:
                 for name in level:
                     await self._start_after_deps(name, failed, outcomes)
-        return [outcomes[n] for n in names] + [
-            o for n, o in outcomes.items() if n not in names and not o.ok
+        # the dependencies it started (or could not) first, in start order, then the named
+        started = [n for level in levels for n in level if n not in names]
+        return [outcomes[n] for n in started if n not in was_running or not outcomes[n].ok] + [
+            outcomes[n] for n in names
         ]
 
     async def _start_after_deps(
@@ -238,14 +256,23 @@ class Supervisor:
         async with self._limiter:
             outcomes[name] = await _guarded(v, self.start_vimage)
 
-    async def stop(self, names: Iterable[str], *, everything: bool = False) -> list[Outcome]:
-        """Stop ``names``; with ``everything``, all vimages in reverse dependency order."""
+    async def stop(
+        self, names: Iterable[str], *, everything: bool = False, with_dependents: bool = False
+    ) -> list[Outcome]:
+        """Stop ``names``; with ``everything``, all vimages in reverse dependency order.
+
+        A vimage that running ones depend on is refused (``DependentsRunningError``, before
+        anything is stopped) unless ``with_dependents``: they are then stopped first, each
+        level of dependents before what it depends on, one outcome per vimage stopped.
+        """
         self._refuse_if_stopping()
         names = list(names)
         for name in names:
             self._get(name)
         if not everything:
-            return [await _guarded(self._get(n), self.stop_vimage) for n in names]
+            return await self._stop_named(names, with_dependents=with_dependents)
+        for v in self.vimages.values():
+            v.intent = "stopped"
         configured = [n for n in self.vimages if self.cfg.get(n) is not None]
         levels = list(reversed(self.cfg.start_order(configured)))
         # Vimages a reload removed while they ran are in no dependency graph: stop them first.
@@ -258,6 +285,33 @@ class Supervisor:
                         nursery.start_soon(self._stop_one, name, outcomes)
         return list(outcomes.values())
 
+    async def _stop_named(self, names: list[str], *, with_dependents: bool) -> list[Outcome]:
+        dependents = dependents_of(self.vimages.values(), names)
+        up = [n for n in self.vimages if n in dependents and n not in names
+              and self.vimages[n].state in UP]  # fmt: skip
+        if up and not with_dependents:
+            them = "it" if len(names) == 1 else "them"
+            raise DependentsRunningError(
+                f"{', '.join(names)}: {', '.join(up)} depend on {them} and are running; stop "
+                "them first, or stop with_dependents (vimagectl stop --with-dependents)"
+            )
+        chosen = set(names) | set(up)
+        for name in chosen:
+            self.vimages[name].intent = "stopped"
+        outcomes: dict[str, Outcome] = {}
+        for level in stop_levels(self.vimages, [*up, *names], chosen):
+            for name in level:
+                v = self.vimages[name]
+                still_up = [d for d in dependents.get(name, ()) if d in chosen and d in outcomes
+                            and not outcomes[d].ok]  # fmt: skip
+                if still_up:
+                    outcomes[name] = _outcome(v, ConflictError(
+                        f"{name}: dependent {', '.join(still_up)} did not stop"
+                    ))  # fmt: skip
+                    continue
+                outcomes[name] = await _guarded(v, self.stop_vimage)
+        return list(outcomes.values())
+
     async def _stop_one(self, name: str, outcomes: dict[str, Outcome]) -> None:
         async with self._limiter:
             outcomes[name] = await _guarded(self._get(name), self.stop_vimage)
@@ -266,10 +320,11 @@ class Supervisor:
         self._refuse_if_stopping()
         names = list(names)
         for name in names:
-            self._get(name)
+            refuse_if_removed(self._get(name))  # before stopping any: nothing half-done
         outcomes = []
         for name in names:
             v = self._get(name)
+            v.intent = "running"  # the operator wants it running (health: issue 13.3)
             stopped = await _guarded(v, partial(self.stop_vimage, restarting=True))
             if not stopped.ok:
                 outcomes.append(stopped)
@@ -322,15 +377,26 @@ class Supervisor:
         return self._info(self._get(name))
 
     def infos(self) -> list[VimageInfo]:
+        return [self._info(self.vimages[name]) for name in self.listed_names()]
+
+    def listed_names(self) -> list[str]:
+        """The names a listing shows, in order (a snapshot: streamed listings look each one up
+        as they go); drops vimages a reload removed once stopped with their NICs home."""
         for v in list(self.vimages.values()):
             self._forget_if_gone(v)  # its last NIC came home
-        return [self._info(v) for v in self.vimages.values()]
+        return list(self.vimages)
 
     def _info(self, v: Vimage) -> VimageInfo:
         return vimage_info(
             v, macs=self.macs.known, bridge_modes=self.health.bridge_modes,
-            pending=self.watcher.pending,
+            pending=self.watcher.pending, wanted=self.wanted(v),
         )  # fmt: skip
+
+    def wanted(self, v: Vimage) -> bool:
+        """Wanted running: the operator's last word, else vimage_enable's autostart."""
+        if v.intent is not None:
+            return v.intent == "running"
+        return self.cfg.enable and not v.removed
 
     async def observe_addresses(self, names: Iterable[str]) -> None:
         """Look again at the addresses inside the named running vimages (``status``). Bounded:

@@ -24,6 +24,7 @@ def vimage_info(
     macs: Mapping[tuple[str, int], str],
     bridge_modes: Mapping[str, str],
     pending: Mapping[str, PendingReturn],
+    wanted: bool = False,
 ) -> VimageInfo:
     running = v.state in ("starting", "running", "stopping") and v.jid is not None
     interfaces: list[Interface] = []
@@ -69,10 +70,12 @@ def vimage_info(
         name=v.name,
         state=v.state,
         jid=v.jid,
+        wanted=wanted,
         health=v.health if v.state == "running" else "unknown",
         health_reason=v.health_reason if v.state == "running" else None,
         interfaces=tuple(interfaces),
         config_changed=v.next_cfg is not None or v.removed,
+        removed=v.removed,
         error=v.error,
         restarts=v.restarts,
     )

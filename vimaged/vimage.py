@@ -6,7 +6,7 @@ restarts; it imports none of them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import trio
 
@@ -43,6 +43,9 @@ class Vimage:
         self.health_reason: str | None = None
         self.error: str | None = None
         self.restarts = 0
+        self.intent: Literal["running", "stopped"] | None = None
+        """The operator's last word (start or stop; seeded from the journal at start-up);
+        ``None``: vimage_enable's autostart decides whether it is wanted running."""
         self.start_scope: trio.CancelScope | None = None
         """The scope of a start in progress, so that a stop can interrupt it."""
         self.addresses: dict[str, tuple[str, ...]] = {}

@@ -6,13 +6,10 @@ spec's error JSON on stdout and exit 1. ADD undoes its IPAM allocation when the 
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
-import json
 import os
 import sys
 
-from vimaged_cni import client, ipam
+from vimaged_cni import client, ipam, jsonc
 from vimaged_cni.spec import (
     DAEMON_REFUSED,
     LATEST,
@@ -29,7 +26,7 @@ from vimaged_cni.spec import (
 def version_info(stdin: bytes) -> dict[str, object]:
     """VERSION: the version asked for (the latest when stdin names none we know)."""
     try:
-        asked = json.loads(stdin).get("cniVersion")
+        asked = jsonc.loads(stdin).get("cniVersion")
     except (ValueError, AttributeError, UnicodeDecodeError):
         asked = None
     version = asked if asked in SUPPORTED_VERSIONS else LATEST
@@ -45,17 +42,21 @@ def _routes(ipam_result: dict[str, object]) -> list[dict[str, object]]:
     gateways: dict[int, str] = {}
     for ip in _list(ipam_result.get("ips")):
         if isinstance(ip.get("gateway"), str):
-            gateways.setdefault(
-                ipaddress.ip_interface(str(ip["address"])).version, str(ip["gateway"])
-            )
+            gateways.setdefault(_family(str(ip["address"])), str(ip["gateway"]))
     routes: list[dict[str, object]] = []
     for route in _list(ipam_result.get("routes")):
         dst = str(route.get("dst"))
         gw = route.get("gw")
         if not isinstance(gw, str):
-            gw = gateways.get(ipaddress.ip_network(dst, strict=False).version)
+            gw = gateways.get(_family(dst))
         routes.append({"dst": dst, "gw": gw})
     return routes
+
+
+def _family(address: str) -> int:
+    """4 or 6 (an IPv6 address has a colon, an IPv4 one never): the daemon parses the
+    addresses themselves; :mod:`ipaddress` would cost ~3 ms of every exec."""
+    return 6 if ":" in address else 4
 
 
 def _list(value: object) -> list[dict[str, object]]:
@@ -77,8 +78,10 @@ def add(conf: NetConf, env: Env) -> dict[str, object]:
         })  # fmt: skip
     except BaseException:
         if conf.ipam_type is not None:
-            with contextlib.suppress(CniError):  # the daemon's error is the one to report
+            try:  # noqa: SIM105 - contextlib costs ~3 ms of every exec
                 ipam.run(conf.ipam_type, env.path, conf.raw, "DEL")
+            except CniError:  # the daemon's error is the one to report
+                pass
         raise
     att = reply[0] if reply else {}
     prev = conf.prev_result
@@ -116,7 +119,8 @@ def check(conf: NetConf, env: Env) -> None:
             if iface.get("name") == env.ifname and iface.get("sandbox")]  # fmt: skip
     addresses = [str(ip["address"]) for ip in _list(prev.get("ips")) if ip.get("interface") in ours]
     client.request(
-        conf.socket, {"op": "cni_check", **_attachment_key(conf, env), "addresses": addresses}
+        conf.socket,
+        {"op": "cni_check", **_attachment_key(conf, env), "addresses": addresses, "mtu": conf.mtu},
     )
     if conf.ipam_type is not None:
         env.require_path()
@@ -175,5 +179,5 @@ def main() -> None:
     stdin = sys.stdin.buffer.read()
     status_code, out = run(dict(os.environ), stdin)
     if out is not None:
-        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.write(jsonc.dumps(out) + "\n")
     sys.exit(status_code)

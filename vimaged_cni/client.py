@@ -2,15 +2,16 @@
 
 Frames are a 4-byte big-endian length and a JSON body; the daemon speaks first with ``hello``.
 A deliberate small copy of vimagectl's client without its schema checker: the plugin sends one
-request per exec and reads only the ``attachments`` and ``error`` replies.
+request per exec and reads only the ``attachments`` and ``error`` replies. It uses the C modules
+``_socket`` and ``_json`` (through :mod:`vimaged_cni.jsonc`) directly: :mod:`socket` imports
+:mod:`enum` and :mod:`selectors`, :mod:`json` imports :mod:`re`, ~15 ms of every exec.
 """
 
 from __future__ import annotations
 
-import json
-import socket
-import struct
+import _socket
 
+from vimaged_cni import jsonc
 from vimaged_cni.spec import DAEMON_PROTOCOL, DAEMON_REFUSED, TRY_AGAIN_LATER, CniError
 
 PROTOCOL_VERSION = 1
@@ -27,13 +28,13 @@ class UnreachableError(CniError):
         super().__init__(TRY_AGAIN_LATER, msg, "is vimaged running?")
 
 
-def _receive(sock: socket.socket) -> dict[str, object]:
+def _receive(sock: _socket.socket) -> dict[str, object]:
     header = _exactly(sock, 4)
-    (length,) = struct.unpack(">I", header)
+    length = int.from_bytes(header, "big")
     if length > MAX_FRAME:
         raise CniError(DAEMON_PROTOCOL, f"vimaged sent a frame of {length} bytes")
     try:
-        body = json.loads(_exactly(sock, length))
+        body = jsonc.loads(_exactly(sock, length))
     except ValueError as exc:
         raise CniError(DAEMON_PROTOCOL, f"vimaged sent no JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -41,7 +42,7 @@ def _receive(sock: socket.socket) -> dict[str, object]:
     return body
 
 
-def _exactly(sock: socket.socket, size: int) -> bytes:
+def _exactly(sock: _socket.socket, size: int) -> bytes:
     data = b""
     while len(data) < size:
         chunk = sock.recv(size - len(data))
@@ -53,7 +54,7 @@ def _exactly(sock: socket.socket, size: int) -> bytes:
 
 def request(path: str, message: dict[str, object]) -> list[dict[str, object]]:
     """Send ``message``; return the ``attachments`` of the reply or raise :class:`CniError`."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(TIMEOUT)
     try:
         try:
@@ -70,8 +71,8 @@ def request(path: str, message: dict[str, object]) -> list[dict[str, object]]:
                 raise CniError(
                     DAEMON_PROTOCOL, f"vimaged speaks protocol {hello.get('protocol')!r}"
                 )
-            body = json.dumps(message).encode()
-            sock.sendall(struct.pack(">I", len(body)) + body)
+            body = jsonc.dumps(message).encode()
+            sock.sendall(len(body).to_bytes(4, "big") + body)
             reply = _receive(sock)
         except TimeoutError:
             raise UnreachableError(f"vimaged did not answer within {TIMEOUT:g} s") from None

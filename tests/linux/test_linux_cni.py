@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from tests.sim.daemon_harness import exchange
 from vimagectl.client import Client
 from vimaged import protocol
 from vimaged.attachments import AttachmentJournal, host_ifname
+from vimaged_cni import launcher
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -66,10 +66,7 @@ class Cni:
         self.driver = driver
         self.bin = tmp / "cni-bin"
         self.bin.mkdir()
-        plugin = self.bin / "vimaged-cni"
-        plugin.write_text(f"#!/bin/sh\nexec {sys.executable} -c "
-                          "'from vimaged_cni.cli import main; main()'\n")  # fmt: skip
-        plugin.chmod(0o755)
+        launcher.install(str(self.bin))  # the -IS launcher docs/cni.md installs
         (self.bin / "host-local").symlink_to(HOST_LOCAL)
         self.ipam_dir = tmp / "ipam"
         self.cache = tmp / "cache"

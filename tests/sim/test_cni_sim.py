@@ -1,8 +1,8 @@
 """Sim tier: vimaged-cni attaches a VNET jail the test created (a container's, not a vimage).
 
 The plugin runs as the engine would run it (its own process, CNI_* environment, config on
-stdin), without IPAM: the sim host models no network layer (docs/sim.md), so only the L2 part
-(ng_eiface on em0's ng_bridge, renamed and moved into the jail) is checked here.
+stdin), without IPAM: only the L2 part (ng_eiface on em0's ng_bridge, renamed and moved into
+the jail) is checked here; test_cni_inet_sim.py has addresses, routes and MTU.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytest
 import trio
 
 from tests.sim.daemon_harness import Daemon
+from vimagectl.client import Client, ClientError
 from vimagectl.exits import EX_USAGE, exit_status
 from vimaged import protocol
 from vimaged.attachments import AttachmentJournal, host_ifname
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.sim.conftest import SimHostHandle
+    from vimagectl.replies import Attachment
+    from vimagectl.replies import Status as StatusRequest
 
 pytestmark = pytest.mark.sim
 
@@ -202,6 +205,21 @@ def test_list_and_status_show_attachments(daemon: Daemon, sim_host: SimHostHandl
     assert text[0].startswith(f"{LONG_ID} eth0 on {NETWORK}: attached, sandbox ctr1")
     assert text[1].split()[:4] == [long_host, "attachment", "parent", "em0"]
 
+    # On the wire: one vimages frame carries them, a stream its vimages_end.
+    with Client(daemon.socket_path, 10.0) as client:
+        assert client.hello is not None
+        assert "stream" in client.hello["features"]
+        whole = client.request({"op": "list"})
+        assert whole["reply"] == "vimages"
+        assert {a["container_id"] for a in whole["attachments"]} == {LONG_ID, "c2"}
+        streamed: list[Attachment] = []
+        status: StatusRequest = {"op": "status", "names": ["web"], "containers": ["c2"]}
+        assert [v["name"] for v in client.listing(status, streamed)] == ["web"]
+        assert [a["host_ifname"] for a in streamed] == [c2_host]
+        with pytest.raises(ClientError) as caught:
+            list(client.listing({"op": "status", "names": [], "containers": ["0badc0ffee"]}))
+        assert caught.value.code == "not_found"
+
     # Nothing of that name, or a prefix of two IDs: the usual exit codes.
     assert daemon.ctl("status", "0badc0ffee").code == exit_status("not_found")
     assert daemon.ctl("status", "nosuchthing").code == exit_status("not_found")
@@ -218,7 +236,7 @@ def test_events_report_attachments(daemon: Daemon, sim_host: SimHostHandle) -> N
     sim_host.create_jail("ctr1")
     lines: queue.Queue[str] = queue.Queue()
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "vimagectl", "-s", daemon.socket_path, "events"],
+        [sys.executable, "-m", "vimagectl", "-s", daemon.socket_path, "--json", "events"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -478,7 +478,7 @@ def test_events_stream_lifecycle_as_json_lines(daemon: Daemon) -> None:
     daemon.start()
     lines: queue.Queue[str] = queue.Queue()
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "vimagectl", "-s", daemon.socket_path, "events"],
+        [sys.executable, "-m", "vimagectl", "-s", daemon.socket_path, "--json", "events"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -26,7 +26,7 @@ import trio
 import trio.testing
 
 from vimaged import __version__
-from vimaged.errors import ConfigError
+from vimaged.errors import ConfigError, NotFoundError
 from vimaged.protocol import (
     HEADER,
     MAX_FRAME,
@@ -42,7 +42,9 @@ from vimaged.protocol import (
     Status,
     VimageInfo,
     Vimages,
+    VimagesPage,
     frame,
+    vimages_pages,
 )
 from vimaged.server import (
     DaemonRunningError,
@@ -52,7 +54,7 @@ from vimaged.server import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
     from vimaged.peercred import Peer
     from vimaged.protocol import AnyRequest, Reply, Request
@@ -71,8 +73,12 @@ class Handler:
         self.publish, self._events = trio.open_memory_channel[Event](16)
         self.subscribers = 0
 
-    async def handle(self, request: AnyRequest, peer: Peer) -> Reply:
+    async def handle(
+        self, request: AnyRequest, peer: Peer
+    ) -> Reply | AsyncGenerator[bytes | Reply, None]:
         self.seen.append((request, peer))
+        if isinstance(request, ListVimages) and request.stream:
+            return self._stream()
         if isinstance(request, Status) and "boom" in request.names:
             raise RuntimeError("handler bug with a secret detail")
         if isinstance(request, Start):
@@ -80,6 +86,13 @@ class Handler:
                 outcomes=tuple(Outcome(name=n, ok=True, state="running") for n in request.names)
             )
         return Vimages(vimages=(VimageInfo(name="web", state="running", jid=7),))
+
+    async def _stream(self) -> AsyncGenerator[bytes | Reply, None]:
+        """Two pages, then a failure: a domain error ends the stream with its code."""
+        web = VimageInfo(name="web", state="running", jid=7)
+        for page in vimages_pages([web, web], budget=1):
+            yield page
+        raise NotFoundError("no vimage named 'gone' is configured")
 
     @asynccontextmanager
     async def events(self) -> AsyncIterator[trio.MemoryReceiveChannel[Event]]:
@@ -107,7 +120,7 @@ class Conn:
     @classmethod
     async def greeted(cls, path: str) -> Conn:
         conn = await cls.open(path)
-        assert await conn.receive() == Hello(protocol=1, daemon=__version__)
+        assert await conn.receive() == Hello(protocol=1, daemon=__version__, features=("stream",))
         return conn
 
     async def _fill(self, size: int) -> bool:
@@ -613,3 +626,19 @@ async def test_group_member_may_mutate(
     assert request == Start(names=("web",))
     assert peer.uid == NOBODY
     assert peer.in_group(gid)
+
+
+async def test_a_stream_that_fails_midway_ends_with_its_error_and_the_connection_stays(
+    nursery: trio.Nursery, socket_path: str
+) -> None:
+    await start_server(nursery, socket_path)
+    conn = await Conn.greeted(socket_path)
+    with trio.fail_after(TIMEOUT):
+        await conn.stream.send_all(frame(ListVimages(stream=True)))
+        web = VimageInfo(name="web", state="running", jid=7)
+        assert await conn.receive() == VimagesPage(vimages=(web,))
+        assert await conn.receive() == VimagesPage(vimages=(web,))
+        error = await conn.receive()
+        assert isinstance(error, Error)
+        assert error.code == "not_found"
+        assert isinstance(await conn.ask(ListVimages()), Vimages)  # the boundary held

@@ -29,6 +29,8 @@ from vimaged.protocol import (
 from vimaged.server import DaemonRunningError, Limits, open_control_listener
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
     from vimaged.protocol import AnyRequest, Reply
 
 pytestmark = pytest.mark.unit
@@ -44,7 +46,9 @@ DEEP_OBJECT = b'{"a":' * 1000 + b"1" + b"}" * 1000  # 6,001 bytes: RecursionErro
 class HugeHandler(Handler):
     """``status huge`` builds a reply larger than MAX_FRAME."""
 
-    async def handle(self, request: AnyRequest, peer: Peer) -> Reply:
+    async def handle(
+        self, request: AnyRequest, peer: Peer
+    ) -> Reply | AsyncGenerator[bytes | Reply, None]:
         if isinstance(request, Status) and request.names == ("huge",):
             info = VimageInfo(name="v" * 60, state="running", jid=7)
             return Vimages(vimages=(info,) * 20000)

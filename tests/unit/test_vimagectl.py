@@ -46,6 +46,7 @@ from vimaged.protocol import (
     Hello,
     Interface,
     ListVimages,
+    Metrics,
     Outcome,
     Reload,
     Reloaded,
@@ -57,12 +58,14 @@ from vimaged.protocol import (
     VersionInfo,
     VimageInfo,
     Vimages,
+    VimagesEnd,
     frame,
+    vimages_pages,
 )
 from vimaged.server import open_control_listener, serve_control
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
     from vimaged.peercred import Peer
     from vimaged.protocol import Reply
@@ -107,6 +110,7 @@ class Handler:
         self.slow = trio.Event()
         self.events_end = True
         self.subscribed = trio.Event()
+        self.end_count_skew = 0
 
     def _pick(self, names: tuple[str, ...]) -> Reply:
         for name in names:
@@ -120,7 +124,21 @@ class Handler:
         chosen = [self.vimages[n] for n in names] if names else list(self.vimages.values())
         return Vimages(vimages=tuple(chosen))
 
-    async def handle(self, request: AnyRequest, peer: Peer) -> Reply:
+    async def handle(
+        self, request: AnyRequest, peer: Peer
+    ) -> Reply | AsyncGenerator[bytes | Reply, None]:
+        answer = await self._handle(request)
+        if isinstance(answer, Vimages) and getattr(request, "stream", False):
+            return self._stream(answer.vimages)
+        return answer
+
+    async def _stream(self, infos: tuple[VimageInfo, ...]) -> AsyncGenerator[bytes | Reply, None]:
+        # One vimage a page, so that every listing here is streamed over several frames.
+        for page in vimages_pages(infos, budget=1):
+            yield page
+        yield VimagesEnd(count=len(infos) + self.end_count_skew)
+
+    async def _handle(self, request: AnyRequest) -> Reply:
         self.seen.append(request)
         match request:
             case Status(names=("slow",)):
@@ -379,14 +397,40 @@ async def test_reload_and_version(handler: Handler, socket_path: str) -> None:
     assert json.loads(version.stdout)["daemon"] == "9.9.9"
 
 
-async def test_events_print_one_json_object_per_line(handler: Handler, socket_path: str) -> None:
-    done = await vimagectl("-s", socket_path, "events")
+async def test_events_json_prints_one_json_object_per_line(
+    handler: Handler, socket_path: str
+) -> None:
+    done = await vimagectl("-s", socket_path, "--json", "events")
     assert done.returncode == 69  # the daemon ended the stream
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert [(e["event"], e["name"], e["data"]) for e in events] == [
         ("vimage.started", "web", {"jid": 3}),
         ("ifnet.moved", "db", {"ifnet": "em1"}),
     ]
+
+
+async def test_events_print_one_line_each_with_a_local_iso_time(
+    handler: Handler, socket_path: str
+) -> None:
+    done = await vimagectl("-s", socket_path, "events", env=_env(TZ="UTC"))
+    assert done.returncode == 69  # the daemon ended the stream
+    assert done.stdout.decode().splitlines() == [
+        "1970-01-01T00:00:01.000+00:00 vimage.started web jid=3",
+        "1970-01-01T00:00:02.000+00:00 ifnet.moved db ifnet=em1",
+    ]
+
+
+async def test_status_without_names_shows_every_vimage(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("-s", socket_path, "--json", "status")
+    assert done.returncode == 0
+    assert [v["name"] for v in json.loads(done.stdout)] == list(handler.vimages)
+    assert handler.seen == [Status(stream=True)]
+
+
+async def test_restart_all_asks_for_all(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("-s", socket_path, "restart", "--all")
+    assert done.returncode == 75  # "old" fails with conflict, as in start --all
+    assert handler.seen == [Restart(all_=True)]
 
 
 async def test_interrupted_events_exit_130_quietly(
@@ -418,7 +462,8 @@ async def test_interrupted_events_exit_130_quietly(
         pytest.param([], id="no-verb"),
         pytest.param(["stop"], id="stop-without-names"),
         pytest.param(["start", "--all", "web"], id="names-and-all"),
-        pytest.param(["status"], id="status-without-names"),
+        pytest.param(["restart", "--all", "web"], id="restart-names-and-all"),
+        pytest.param(["restart"], id="restart-without-names"),
         pytest.param(["status", "web!"], id="bad-name"),
         pytest.param(["--timeout", "-1", "list"], id="negative-timeout"),
         pytest.param(["--timeout", "soon", "list"], id="timeout-not-a-number"),
@@ -466,6 +511,7 @@ EVERY_VERB = [
     (["reload"], Reload()),
     (["version"], Version()),
     (["events"], Events()),
+    (["metrics"], Metrics()),
     (["attachments"], CniList()),
 ]
 
@@ -543,6 +589,58 @@ async def test_a_malformed_reply_exits_76_naming_the_field(
     assert b"vimages[0].jid: expected an integer or null" in done.stderr
 
 
+# Streamed listings (issue 13 item 2): the handler sends one vimage a page.
+
+
+async def test_a_streamed_listing_prints_what_one_frame_would(
+    handler: Handler, socket_path: str
+) -> None:
+    infos = [WEB, DB, OLD]
+    listed = await vimagectl("-s", socket_path, "--json", "list")
+    assert listed.returncode == 0
+    assert listed.stdout == msgspec.json.encode(infos) + b"\n"
+    table = await vimagectl("-s", socket_path, "list")
+    assert table.stdout.decode() == format_table(json.loads(msgspec.json.encode(infos)))
+    status = await vimagectl("-s", socket_path, "--json", "status", "db", "web")
+    assert json.loads(status.stdout) == json.loads(msgspec.json.encode([DB, WEB]))
+    assert handler.seen == [
+        ListVimages(stream=True),
+        ListVimages(stream=True),
+        Status(names=("db", "web"), stream=True),
+    ]
+
+
+async def test_a_stream_short_of_its_count_exits_76(handler: Handler, socket_path: str) -> None:
+    handler.end_count_skew = 1  # the end says 4: a page went missing
+    done = await vimagectl("-s", socket_path, "--json", "list")
+    assert done.returncode == 76
+    assert not done.stdout.endswith(b"]\n")  # never a valid-looking partial array
+
+
+async def test_a_refused_streamed_status_prints_nothing(handler: Handler, socket_path: str) -> None:
+    done = await vimagectl("-s", socket_path, "--json", "status", "web", "nosuch")
+    assert (done.returncode, done.stdout) == (68, b"")
+
+
+async def test_an_older_daemon_is_asked_for_one_frame(
+    nursery: trio.Nursery, socket_path: str
+) -> None:
+    listener = await open_control_listener(socket_path)
+    asked: list[bytes] = []
+
+    async def answer_as_protocol_1_did() -> None:
+        async with listener, await listener.accept() as stream:
+            await stream.send_all(frame(Hello(protocol=1, daemon="0.1.0")))  # no features
+            asked.append(await stream.receive_some())
+            await stream.send_all(frame(Vimages(vimages=(WEB, OLD))))
+
+    nursery.start_soon(answer_as_protocol_1_did)
+    done = await vimagectl("-s", socket_path, "--json", "list")
+    assert done.returncode == 0
+    assert asked == [frame(ListVimages())]  # no "stream" field, which it would refuse
+    assert done.stdout == msgspec.json.encode([WEB, OLD]) + b"\n"
+
+
 async def test_unreachable_daemon_exits_69(socket_path: str) -> None:
     assert (await vimagectl("-s", socket_path, "list")).returncode == 69  # no socket
     with socket.socket(socket.AF_UNIX) as dead:
@@ -573,8 +671,12 @@ async def test_unknown_protocol_version_exits_76(nursery: trio.Nursery, socket_p
 # health, the Nagios plugin.
 
 
-def _info(name: str, state: str = "running", health: str = "ok") -> VimageInfo:
-    return msgspec.convert({"name": name, "state": state, "health": health}, VimageInfo)
+def _info(
+    name: str, state: str = "running", health: str = "ok", *, wanted: bool = False
+) -> VimageInfo:
+    return msgspec.convert(
+        {"name": name, "state": state, "health": health, "wanted": wanted}, VimageInfo
+    )
 
 
 @pytest.mark.parametrize(
@@ -589,7 +691,13 @@ def _info(name: str, state: str = "running", health: str = "ok") -> VimageInfo:
         pytest.param([_info("a", health="unknown")], [], 3, id="unknown"),
         pytest.param([_info("a"), _info("b", state="starting")], [], 1, id="starting"),
         pytest.param([_info("a"), _info("b", state="stopped")], [], 0, id="stopped-not-named"),
-        pytest.param([_info("a"), _info("b", state="stopped")], ["b"], 2, id="stopped-named"),
+        pytest.param([_info("a"), _info("b", state="stopped")], ["b"], 0, id="stopped-named"),
+        pytest.param(
+            [_info("a"), _info("b", state="stopped", wanted=True)], [], 2, id="stopped-wanted"
+        ),
+        pytest.param(
+            [_info("b", state="stopped", wanted=True)], ["b"], 2, id="stopped-wanted-named"
+        ),
         pytest.param([], [], 0, id="nothing-configured"),
     ],
 )
@@ -604,7 +712,7 @@ async def test_health_is_a_nagios_plugin(
     assert line.startswith(f"VIMAGED {label} - ")
     perf = dict(field.split("=") for field in line.split(" | ")[1].split())
     considered = [info for info in vimages if not names or info.name in names]
-    counted = [info for info in considered if info.state != "stopped" or names]
+    counted = [info for info in considered if info.state != "stopped" or info.wanted]
     assert sum(map(int, (perf["ok"], perf["degraded"], perf["failed"], perf["unknown"]))) == len(
         counted
     )
@@ -693,7 +801,7 @@ async def test_permission_exits_77(
     assert listed.returncode == 0
     started = await as_nobody("-s", socket_path, "start", "web")
     assert started.returncode == 77  # permission_denied
-    assert handler.seen == [ListVimages()]
+    assert handler.seen == [ListVimages(stream=True)]
 
 
 # Trust in the socket (issue 10 item 9) and a refused connect (issue 11 item 16).

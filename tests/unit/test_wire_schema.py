@@ -42,11 +42,14 @@ from vimaged.protocol import (
     Event,
     Hello,
     Interface,
+    MetricsText,
     Outcome,
     Reloaded,
     VersionInfo,
     VimageInfo,
     Vimages,
+    VimagesEnd,
+    VimagesPage,
     wire_schema,
 )
 
@@ -155,6 +158,7 @@ vimage_infos = st.builds(
     config_changed=st.booleans(),
     error=maybe_texts,
     restarts=ints,
+    removed=st.booleans(),
 )
 outcomes = st.builds(
     Outcome, name=texts, ok=st.booleans(), state=states, code=maybe_texts, message=maybe_texts
@@ -177,9 +181,11 @@ REPLIES: dict[type, st.SearchStrategy[typing.Any]] = {
     AttachmentList: st.builds(
         AttachmentList, attachments=st.lists(attachments, max_size=3).map(tuple)
     ),
-    Hello: st.builds(Hello, protocol=ints, daemon=texts),
+    Hello: st.builds(Hello, protocol=ints, daemon=texts, features=names),
     Done: st.builds(Done, outcomes=st.lists(outcomes, max_size=3).map(tuple)),
     Vimages: st.builds(Vimages, vimages=st.lists(vimage_infos, max_size=3).map(tuple)),
+    VimagesPage: st.builds(VimagesPage, vimages=st.lists(vimage_infos, max_size=3).map(tuple)),
+    VimagesEnd: st.builds(VimagesEnd, count=ints),
     Reloaded: st.builds(Reloaded, added=names, removed=names, changed=names),
     VersionInfo: st.builds(VersionInfo, daemon=texts, protocol=ints, platform=texts),
     Event: st.builds(
@@ -190,6 +196,7 @@ REPLIES: dict[type, st.SearchStrategy[typing.Any]] = {
         data=st.dictionaries(texts, event_values, max_size=3),
     ),
     Error: st.builds(Error, code=texts, message=texts, errno=st.none() | ints),
+    MetricsText: st.builds(MetricsText, text=texts),
 }
 json_values = st.recursive(
     st.none() | st.booleans() | ints | floats | texts,
@@ -312,8 +319,8 @@ def mutations(value: object) -> st.SearchStrategy[object]:
         pytest.param(
             {"reply": "goodbye"},
             "reply",
-            'expected one of "hello", "done", "vimages", "reloaded", "version", "event", '
-            '"error", "attachments", got "goodbye"',
+            'expected one of "hello", "done", "vimages", "vimages_page", "vimages_end", '
+            '"reloaded", "version", "event", "error", "attachments", "metrics", got "goodbye"',
             id="unknown-tag",
         ),
         pytest.param(
@@ -344,12 +351,14 @@ def test_unknown_fields_of_a_reply_are_dropped_and_defaults_filled() -> None:
                 "name": "a",
                 "state": "stopped",
                 "jid": None,
+                "wanted": False,
                 "health": "unknown",
                 "health_reason": None,
                 "interfaces": [],
                 "config_changed": False,
                 "error": None,
                 "restarts": 0,
+                "removed": False,
             }
         ],
         "attachments": [],
@@ -378,9 +387,21 @@ def test_decode_reply_refuses_what_is_not_a_protocol_reply(body: bytes) -> None:
 
 VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
     ({"op": "start", "names": ["web"], "all": False}, protocol.Start(names=("web",))),
-    ({"op": "stop", "names": [], "all": True}, protocol.Stop(all_=True)),
-    ({"op": "restart", "names": ["a", "b"]}, protocol.Restart(names=("a", "b"))),
+    (
+        {"op": "stop", "names": [], "all": True, "with_dependents": False},
+        protocol.Stop(all_=True),
+    ),
+    (
+        {"op": "stop", "names": ["db"], "all": False, "with_dependents": True},
+        protocol.Stop(names=("db",), with_dependents=True),
+    ),
+    ({"op": "restart", "names": ["a", "b"], "all": False}, protocol.Restart(names=("a", "b"))),
     ({"op": "list"}, protocol.ListVimages()),
+    ({"op": "list", "stream": True}, protocol.ListVimages(stream=True)),
+    (
+        {"op": "status", "names": [], "containers": [], "stream": True},
+        protocol.Status(stream=True),
+    ),
     ({"op": "status", "names": ["db"], "containers": []}, protocol.Status(names=("db",))),
     (
         {"op": "status", "names": [], "containers": ["0f3a"]},
@@ -390,6 +411,8 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
     ({"op": "reload"}, protocol.Reload()),
     ({"op": "version"}, protocol.Version()),
     ({"op": "events"}, protocol.Events()),
+    ({"op": "metrics"}, protocol.Metrics()),
+    ({"op": "restart", "names": [], "all": True}, protocol.Restart(all_=True)),
     # what vimaged-cni sends (vimaged_cni/cli.py)
     (
         {
@@ -422,6 +445,7 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
             "container_id": "c1",
             "ifname": "eth0",
             "addresses": [],
+            "mtu": None,
         },
         protocol.CniCheck(network="n", container_id="c1", ifname="eth0"),
     ),
@@ -519,10 +543,13 @@ REPLIES_MINIMAL: dict[type, AnyReply] = {
     Hello: Hello(protocol=1, daemon="0"),
     Done: Done(),
     Vimages: Vimages(),
+    VimagesPage: VimagesPage(),
+    VimagesEnd: VimagesEnd(count=0),
     Reloaded: Reloaded(),
     VersionInfo: VersionInfo(daemon="0", protocol=1, platform="sim"),
     Event: Event(time=math.pi, event="vimage.started"),
     Error: Error(code="internal", message="x"),
+    MetricsText: MetricsText(text=""),
 }
 
 

@@ -57,7 +57,9 @@ class IfnetInfo(msgspec.Struct, frozen=True, kw_only=True):
     up: bool = False
     addresses: tuple[str, ...] = ()
     """Its IPv4 and IPv6 addresses with prefix length (``192.0.2.10/24``, ``fe80::1/64``), in
-    the kernel's order. The sim host has no network layer: always empty there."""
+    the kernel's order (the sim host: what SIOCAIFADDR(_IN6) set, vimaged.simhost.inet)."""
+    mtu: int | None = None
+    """if_mtu where the platform reports it (freebsd: ``struct if_data``; sim), else None."""
 
 
 class BridgedIfnet(msgspec.Struct, frozen=True, kw_only=True):

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
+from vimaged import statedir
 from vimaged.errors import PlatformError
 from vimaged.platforms import (
     HOST_JID,
@@ -40,6 +41,7 @@ from vimaged.platforms import (
     JailSpec,
     LinkCounters,
     _libc,
+    jail_inet,
     jail_sandbox,
 )
 from vimaged.platforms import freebsd_abi as abi
@@ -217,7 +219,7 @@ class FreeBSDPlatform:
                 )
         path = self._conf_path(spec.name)
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.write_text(conf)
+        statedir.write_text(str(path), conf)  # O_NOFOLLOW: never through a planted link
         argv = [self.jail_command, "-i", "-f", str(path), "-c", spec.name]
         try:
             result = await trio.run_process(
@@ -393,6 +395,10 @@ class FreeBSDPlatform:
 
     async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
         await jail_sandbox.detach(self, sandbox, ifname, mac)
+
+    async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
+        """MTU, addresses and routes of ``inet.ifname`` in jail ``jid`` (jail_inet.py)."""
+        await ifops.run_child(jail_inet.CHILD_SCRIPT, jid, msgspec.json.encode(inet).decode())
 
 
 def _tool_error(result: subprocess.CompletedProcess[bytes], subject: str) -> OSError:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, TypeVar
 import structlog
 import trio
 
-from vimaged.errors import PlatformError
+from vimaged.errors import PlatformError, error_text
 from vimaged.framing import receive_frame
 from vimaged.platforms import (
     HOST_JID,
@@ -44,6 +44,7 @@ from vimaged.platforms import (
     IfnetInfo,
     JailInfo,
     LinkCounters,
+    jail_inet,
     jail_sandbox,
 )
 from vimaged.platforms.ifnet_events import open_reconnecting
@@ -222,7 +223,7 @@ class SimPlatform:
             self._retry_delay = RECONNECT_FIRST_DELAY
             self._next_attempt = self._lost_at + self._retry_delay
             self._started = False
-            log.warning("platform.connection_lost", socket=self.socket_path, error=str(exc))
+            log.warning("platform.connection_lost", socket=self.socket_path, error=error_text(exc))
         return OSError(code, os.strerror(code), f"sim host {self.socket_path}")
 
     async def _reconnect(self) -> None:
@@ -366,7 +367,10 @@ class SimPlatform:
             # Looking inside means jail_attach(2), which refuses absent and dying jails.
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), f"jail {jid}")
         reply = await self._call(rpc.ListIfnets(jid=jid), rpc.Ifnets)
-        return [IfnetInfo(name=i.name, mac=i.mac, up=i.up) for i in reply.ifnets]
+        return [
+            IfnetInfo(name=i.name, mac=i.mac, up=i.up, addresses=tuple(i.addresses), mtu=i.mtu)
+            for i in reply.ifnets
+        ]
 
     async def locate_ifnet(self, ifname: str) -> int | None:
         where = (await self._call(rpc.LocateIfnet(name=ifname), rpc.Location)).jid
@@ -453,6 +457,21 @@ class SimPlatform:
 
     async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
         await jail_sandbox.detach(self, sandbox, ifname, mac)
+
+    async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
+        """What jail_inet's child does on FreeBSD, one modelled call per ioctl or RTM_ADD."""
+        name = inet.ifname
+        if inet.mac is not None:  # the child's check (jail_inet.apply_here), by getifaddrs
+            here = (await self._call(rpc.ListIfnets(jid=jid), rpc.Ifnets)).ifnets
+            if not any(i.name == name and i.mac == inet.mac for i in here):
+                raise OSError(errno.ENXIO, os.strerror(errno.ENXIO), name)
+        if inet.mtu is not None:
+            await self._call(rpc.SetIfnetMtu(name=name, mtu=inet.mtu, jid=jid), rpc.Ok)
+        for cidr in inet.addresses:
+            await self._call(rpc.AddInetAddress(name=name, address=cidr, jid=jid), rpc.Ok)
+        for dst, gw in inet.routes:
+            via = name if gw is None else None
+            await self._call(rpc.AddRoute(dst=dst, gateway=gw, via=via, jid=jid), rpc.Ok)
 
 
 def create(**options: str) -> SimPlatform:

@@ -21,6 +21,7 @@ from vimaged.simhost.faults import Faults
 from vimaged.simhost.ifnet import HOST_JID
 from vimaged.simhost.ifnet import Ifnet as Ifnet  # re-exported: the model's callers use it
 from vimaged.simhost.ifnet_log import IfnetLog
+from vimaged.simhost.inet import InetLayer, Route
 from vimaged.simhost.ng_eiface import eiface_mac
 from vimaged.simhost.ng_message import IFNAMSIZ, fail
 from vimaged.simhost.ngmodel import NgKernel
@@ -96,7 +97,7 @@ SIGKILL_STATUS = 128 + 9
 
 
 @dataclass
-class SimHost(DataPlane):
+class SimHost(DataPlane, InetLayer):
     nics: tuple[str, ...] = DEFAULT_NICS
     kernel: int = 14
     faults: Faults = field(default_factory=Faults)
@@ -108,6 +109,8 @@ class SimHost(DataPlane):
     nodes are gone and jids start again at 1 (kern_jail.c get_next_prid from lastprid 0)."""
     wires: tuple[tuple[str, ...], ...] = ()
     """Groups of NICs that share a wire (one segment): a frame one sends, the others receive."""
+    routes: list[Route] = field(default_factory=list)
+    """Static routes of every vnet (vimaged.simhost.inet)."""
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -196,6 +199,8 @@ class SimHost(DataPlane):
         self.ng.detach_ether(ifnet)  # ether_ifdetach → ng_ether_detach, if it had one
         gone = [i for i in self.ifnets if i is ifnet]
         self.ifnets = [i for i in self.ifnets if i is not ifnet]
+        if isinstance(ifnet, Ifnet):
+            self.purge_inet(ifnet)  # if_detach: its addresses and routes go with it
         for i in gone:  # if_detach_internal
             self.ifnet_log.notify("DETACH", i.name, i.vnet)
 
@@ -245,6 +250,7 @@ class SimHost(DataPlane):
         # if_detach_internal calls if_down for a vmove too, which clears IFF_UP: an ifnet
         # arrives in its new vnet down, whichever way it moves (if.c@d87a5f2a).
         ifnet.up = False
+        self.purge_inet(ifnet)  # if_detach_internal: addresses and routes stay behind, gone
         self.ifnet_log.notify("DETACH", ifnet.name, ifnet.vnet)  # if_detach_internal(vmove)
         ifnet.vnet = vnet
         self.ifnet_log.notify("ATTACH", ifnet.name, vnet)  # if_attach_internal(vmove)
@@ -391,6 +397,7 @@ class SimHost(DataPlane):
         """prison_deref → vnet_destroy → vnet_if_return: every ifnet goes home."""
         self.jails.pop(jail.jid, None)
         self.vanish_at.pop(jail.jid, None)
+        self.routes = [r for r in self.routes if r.vnet != jail.jid]  # the vnet's rib goes
         for ifnet in [i for i in self.ifnets if i.vnet == jail.jid]:
             if ifnet.home == jail.jid:
                 self.ifnets.remove(ifnet)  # the vnet's own lo0 dies with it

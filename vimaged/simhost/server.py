@@ -122,6 +122,8 @@ class SimHostServer:
                             hwassist=i.hwassist,
                             capabilities=i.capabilities,
                             capenable=i.capenable,
+                            mtu=i.mtu,
+                            addresses=list(i.addresses),
                         )
                         for i in host.list_ifnets(jid)
                     ]
@@ -134,6 +136,19 @@ class SimHostServer:
                 host.reclaim_ifnet(name, jid)
             case rpc.RenameIfnet(name=name, newname=newname, jid=jid):
                 host.rename_ifnet(name, newname, jid)
+            case rpc.SetIfnetMtu(name=name, mtu=mtu, jid=jid):
+                host.set_mtu(jid, name, mtu)
+            case rpc.AddInetAddress(name=name, address=address, jid=jid):
+                host.add_address(jid, name, address)
+            case rpc.AddRoute(dst=dst, gateway=gateway, via=via, jid=jid):
+                host.add_route(jid, dst, gateway, via)
+            case rpc.ListRoutes(jid=jid):
+                return rpc.Routes(
+                    routes=[
+                        rpc.RouteRecord(dst=r.dst, gateway=r.gateway, ifname=r.ifnet.name)
+                        for r in host.list_routes(jid)
+                    ]
+                )
             case rpc.SetIfnetUp(name=name, up=up):
                 host.set_up(name, up)
             case rpc.Reset():
