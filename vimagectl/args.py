@@ -26,8 +26,11 @@ NO_OPERANDS = ""
 SOME_NAMES = "name ..."
 ANY_NAMES = "[name ...]"
 NAMES_OR_ALL = "name ... | --all"
+NAMES_OR_CONTAINERS = "[name | container-id ...]"
 """A verb's operand rule, spelt as its usage line shows it: none; at least one vimage name;
-any number (none means all); names or ``--all`` (only these verbs take ``--all``)."""
+any number (none means all); names or ``--all`` (only these verbs take ``--all``); any number
+of vimage names or container IDs, none meaning all vimages (``status``: a vimaged-cni
+attachment's container)."""
 
 LONG_OPTIONS = (
     "--socket", "--json", "--timeout", "--all", "--help", "--version", "--with-dependents",
@@ -40,6 +43,7 @@ USAGE = f"usage: vimagectl {OPTIONS} command [argument ...]"
 # The protocol's own rule for names, so that a bad one is a usage error, not a refusal; re
 # compiles it on first use (most commands name no vimage).
 NAME_PATTERN = SCHEMA.pattern("Status", "names")
+CONTAINER_PATTERN = SCHEMA.pattern("Status", "containers")
 
 
 class UsageError(Exception):
@@ -54,12 +58,15 @@ class Arguments:
     """The parsed command line."""
 
     __slots__ = (
-        "all", "help", "json", "names", "socket", "timeout", "verb", "version", "with_dependents",
+        "all", "containers", "help", "json", "names", "socket", "timeout", "verb", "version",
+        "with_dependents",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.verb = ""
         self.names: list[str] = []
+        self.containers: list[str] = []
+        """Operands that can only be container IDs (not vimage names); ``status`` alone."""
         self.all = False
         self.json = False
         self.socket: str | None = None
@@ -194,6 +201,15 @@ def _take_operands(args: Arguments, rule: str, operands: list[str]) -> None:
         if operands:
             raise ValueError(f"{verb} takes no arguments, got {' '.join(operands)}")
         return
+    if rule == NAMES_OR_CONTAINERS:
+        for word in operands:
+            if re.search(NAME_PATTERN, word) is not None:
+                args.names.append(word)  # the daemon tries one that is no vimage as a container
+            elif re.search(CONTAINER_PATTERN, word) is not None:
+                args.containers.append(word)
+            else:
+                raise ValueError(f"bad vimage name or container ID {word!r}")
+        return  # none: every vimage, as ANY_NAMES
     args.names = [vimage_name(name) for name in operands]
     if rule == SOME_NAMES and not args.names:
         raise ValueError(f"{verb}: name at least one vimage")

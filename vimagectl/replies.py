@@ -49,6 +49,7 @@ class ListVimages(TypedDict):
 class Status(TypedDict):
     op: Literal["status"]
     names: NotRequired[list[str]]
+    containers: NotRequired[list[str]]
     stream: NotRequired[bool]
 
 
@@ -186,9 +187,22 @@ class VimageInfo(TypedDict):
     waiting_for: list[str]
 
 
+class Attachment(TypedDict):
+    network: str
+    container_id: str
+    ifname: str
+    sandbox: str
+    parent: str
+    mac: str
+    host_ifname: str
+    state: AttachmentState
+    addresses: list[str]
+
+
 class Vimages(TypedDict):
     reply: Literal["vimages"]
     vimages: list[VimageInfo]
+    attachments: list[Attachment]
 
 
 class VimagesPage(TypedDict):
@@ -199,6 +213,7 @@ class VimagesPage(TypedDict):
 class VimagesEnd(TypedDict):
     reply: Literal["vimages_end"]
     count: int
+    attachments: list[Attachment]
 
 
 class Reloaded(TypedDict):
@@ -229,18 +244,6 @@ class Error(TypedDict):
     message: str
     errno: int | None
     errno_name: str | None
-
-
-class Attachment(TypedDict):
-    network: str
-    container_id: str
-    ifname: str
-    sandbox: str
-    parent: str
-    mac: str
-    host_ifname: str
-    state: AttachmentState
-    addresses: list[str]
 
 
 class AttachmentList(TypedDict):

@@ -93,6 +93,20 @@ def _key(att: Attachment) -> Key:
     return (att.network, att.container_id, att.ifname)
 
 
+def of_container(atts: list[Attachment], wanted: str) -> list[Attachment]:
+    """The attachments of container ``wanted``: its exact ID, else the one ID it begins
+    (engines show IDs cut to 12 or 13 characters); [] if none. A prefix of several
+    containers' IDs is refused (invalid_request), never guessed."""
+    exact = [a for a in atts if a.container_id == wanted]
+    if exact:
+        return exact
+    matched = [a for a in atts if a.container_id.startswith(wanted)]
+    ids = sorted({a.container_id for a in matched})
+    if len(ids) > 1:
+        raise InvalidRequestError(f"{wanted!r} begins several container IDs: {', '.join(ids)}")
+    return matched
+
+
 class AttachmentJournal:
     """The ``attachment`` table: one worker thread, as vimaged.state.Journal does."""
 
@@ -250,7 +264,8 @@ class Attachments:
             self._by_key[key] = att
         self._sup.events.emit(
             "attachment.added", None, network=att.network, container_id=att.container_id,
-            ifname=att.ifname, sandbox=att.sandbox, mac=mac,
+            ifname=att.ifname, sandbox=att.sandbox, mac=mac, parent=att.parent,
+            host_ifname=att.host_ifname,
         )  # fmt: skip
         return att
 
@@ -339,7 +354,8 @@ class Attachments:
             self._host_ifnames.discard(att.host_ifname)
         self._sup.events.emit(
             "attachment.removed", None, network=att.network, container_id=att.container_id,
-            ifname=att.ifname,
+            ifname=att.ifname, sandbox=att.sandbox, parent=att.parent,
+            host_ifname=att.host_ifname,
         )  # fmt: skip
 
     async def _destroy_by_host_name(self, att: Attachment) -> None:

@@ -90,6 +90,9 @@ class ListVimages(Request, tag="list", frozen=True):
 
 class Status(Request, tag="status", frozen=True):
     names: tuple[VimageName, ...] = ()
+    containers: tuple[CniName, ...] = ()
+    """vimaged-cni's attachments of these container IDs (or unique prefixes of them), after
+    the vimages; a name that is no vimage is looked up as a container ID too."""
     stream: bool = False
 
 
@@ -289,6 +292,8 @@ class Done(Reply, tag="done", frozen=True):
 
 class Vimages(Reply, tag="vimages", frozen=True):
     vimages: tuple[VimageInfo, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    """vimaged-cni's attachments: all of them for ``list``, those asked for by ``status``."""
 
 
 class VimagesPage(Reply, tag="vimages_page", frozen=True):
@@ -301,6 +306,8 @@ class VimagesEnd(Reply, tag="vimages_end", frozen=True):
     """The last frame of a streamed listing; ``count`` vimages were sent before it."""
 
     count: int
+    attachments: tuple[Attachment, ...] = ()
+    """As :class:`Vimages`' (a listing's attachments come after all its vimages)."""
 
 
 class Reloaded(Reply, tag="reloaded", frozen=True):

@@ -83,7 +83,7 @@ def test_json_health_carries_the_overall_verdict() -> None:
     vimages = [info("web"), info("db", "stopped", wanted=True)]
     out = io.StringIO()
     with redirect_stdout(out):
-        status = render_health({"reply": "vimages", "vimages": vimages}, args)
+        status = render_health({"reply": "vimages", "vimages": vimages, "attachments": []}, args)
     printed = json.loads(out.getvalue())
     assert status == printed["status"] == 2
     assert printed["verdict"] == "CRITICAL"

@@ -516,6 +516,14 @@ EVERY_VERB = [
 ]
 
 
+def test_status_sends_operands_that_are_no_vimage_names_as_containers() -> None:
+    args = parse(["status", "web", "0f3a9c", "pod.1-a"])
+    framed = _frame(VERBS[args.verb].request(args))
+    assert REQUEST_DECODER.decode(framed[HEADER.size :]) == Status(
+        names=("web",), containers=("0f3a9c", "pod.1-a")
+    )
+
+
 def test_the_verb_table_covers_every_request() -> None:
     assert [argv[0] for argv, _ in EVERY_VERB] == list(VERBS)
     # The other CNI requests are vimaged-cni's (vimaged_cni/cli.py), not verbs.

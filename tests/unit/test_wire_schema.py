@@ -363,6 +363,7 @@ def test_unknown_fields_of_a_reply_are_dropped_and_defaults_filled() -> None:
                 "waiting_for": [],
             }
         ],
+        "attachments": [],
     }
 
 
@@ -399,8 +400,15 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
     ({"op": "restart", "names": ["a", "b"], "all": False}, protocol.Restart(names=("a", "b"))),
     ({"op": "list"}, protocol.ListVimages()),
     ({"op": "list", "stream": True}, protocol.ListVimages(stream=True)),
-    ({"op": "status", "names": [], "stream": True}, protocol.Status(stream=True)),
-    ({"op": "status", "names": ["db"]}, protocol.Status(names=("db",))),
+    (
+        {"op": "status", "names": [], "containers": [], "stream": True},
+        protocol.Status(stream=True),
+    ),
+    ({"op": "status", "names": ["db"], "containers": []}, protocol.Status(names=("db",))),
+    (
+        {"op": "status", "names": [], "containers": ["0f3a"]},
+        protocol.Status(containers=("0f3a",)),
+    ),
     ({"op": "health", "names": []}, protocol.Health()),
     ({"op": "reload"}, protocol.Reload()),
     ({"op": "version"}, protocol.Version()),
