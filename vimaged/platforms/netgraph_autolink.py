@@ -32,6 +32,7 @@ import trio
 from vimaged.netgraph import abi
 from vimaged.netgraph.linkview import link_number
 from vimaged.netgraph.ngsocket import netgraph_error
+from vimaged.platforms.netgraph_survey import claim_name
 
 if TYPE_CHECKING:
     from vimaged.netgraph.ngsocket import NgSocket
@@ -58,12 +59,7 @@ async def attach_numbered_by_kernel(sock: NgSocket, bridge_path: str, node: str)
     await sock.mkpeer(HERE, abi.NG_EIFACE_NODE_TYPE, node, "ether")
     eiface = HERE + node
     try:
-        try:
-            await sock.name_node(eiface, node)
-        except OSError as exc:
-            if exc.errno != errno_codes.EADDRINUSE:
-                raise
-            raise netgraph_error(errno_codes.EEXIST, node + ":", "name") from None
+        await claim_name(sock, eiface, node)
         eiface = node + ":"
         await sock.rmhook(HERE, node)
         try:

@@ -324,13 +324,7 @@ class NetgraphBridges:
     async def _name_linked(self, sock: NgSocket, view: LinkView, number: int, node: str) -> str:
         """Name the unnamed eiface on ``linkN`` ``node``; its address before the name."""
         eiface = (await sock.nodeinfo(view.link_path(number))).address
-        try:
-            await sock.name_node(eiface, node)
-        except OSError as exc:
-            if exc.errno != errno_codes.EADDRINUSE:
-                raise
-            # Another task or process created ``ifname`` meanwhile.
-            raise netgraph_error(errno_codes.EEXIST, node + ":", "name") from None
+        await survey.claim_name(sock, eiface, node)
         return eiface
 
     async def _add_eiface(self, sock: NgSocket, bridge: str, view: LinkView, node: str) -> int:
