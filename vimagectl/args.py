@@ -26,10 +26,15 @@ NO_OPERANDS = ""
 SOME_NAMES = "name ..."
 ANY_NAMES = "[name ...]"
 NAMES_OR_ALL = "name ... | --all"
+NAMES_OR_CONTAINERS = "[name | container-id ...]"
 """A verb's operand rule, spelt as its usage line shows it: none; at least one vimage name;
-any number (none means all); names or ``--all`` (only these verbs take ``--all``)."""
+any number (none means all); names or ``--all`` (only these verbs take ``--all``); any number
+of vimage names or container IDs, none meaning all vimages (``status``: a vimaged-cni
+attachment's container)."""
 
-LONG_OPTIONS = ("--socket", "--json", "--timeout", "--all", "--help", "--version")
+LONG_OPTIONS = (
+    "--socket", "--json", "--timeout", "--all", "--help", "--version", "--with-dependents",
+)  # fmt: skip
 """Every long option, for the suggestion an unknown one gets."""
 DEFAULT_TIMEOUT = 60.0
 OPTIONS = "[-s socket] [--json] [--timeout seconds]"
@@ -38,6 +43,7 @@ USAGE = f"usage: vimagectl {OPTIONS} command [argument ...]"
 # The protocol's own rule for names, so that a bad one is a usage error, not a refusal; re
 # compiles it on first use (most commands name no vimage).
 NAME_PATTERN = SCHEMA.pattern("Status", "names")
+CONTAINER_PATTERN = SCHEMA.pattern("Status", "containers")
 
 
 class UsageError(Exception):
@@ -51,17 +57,24 @@ class UsageError(Exception):
 class Arguments:
     """The parsed command line."""
 
-    __slots__ = ("all", "help", "json", "names", "socket", "timeout", "verb", "version")
+    __slots__ = (
+        "all", "containers", "help", "json", "names", "socket", "timeout", "verb", "version",
+        "with_dependents",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.verb = ""
         self.names: list[str] = []
+        self.containers: list[str] = []
+        """Operands that can only be container IDs (not vimage names); ``status`` alone."""
         self.all = False
         self.json = False
         self.socket: str | None = None
         self.timeout = DEFAULT_TIMEOUT
         self.help = False
         self.version = False
+        self.with_dependents = False
+        """``stop --with-dependents``: stop the running vimages that depend on the named too."""
 
 
 def help_text(verbs: Mapping[str, VerbGrammar]) -> str:
@@ -130,7 +143,7 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
             name, equals, value = word.partition("=")
             if word == "--":
                 options_done = True
-            elif name in ("--help", "--json", "--all", "--version") and equals:
+            elif name in ("--help", "--json", "--all", "--version", "--with-dependents") and equals:
                 raise ValueError(f"{name} takes no value")
             elif word in ("-h", "--help"):
                 args.help = True
@@ -140,6 +153,10 @@ def parse(argv: Sequence[str], verbs: Mapping[str, VerbGrammar]) -> Arguments:
                 args.json = True
             elif name == "--all" and args.verb and verbs[args.verb].operands == NAMES_OR_ALL:
                 args.all = True
+            elif name == "--with-dependents":
+                if args.verb != "stop":
+                    raise ValueError("--with-dependents: only stop takes it, after the command")
+                args.with_dependents = True
             elif name in ("--socket", "--timeout") or word.startswith("-s"):
                 if not word.startswith("--"):  # -s socket or -ssocket, as getopt(3) takes it
                     name, value = "-s", word[2:]
@@ -184,8 +201,19 @@ def _take_operands(args: Arguments, rule: str, operands: list[str]) -> None:
         if operands:
             raise ValueError(f"{verb} takes no arguments, got {' '.join(operands)}")
         return
+    if rule == NAMES_OR_CONTAINERS:
+        for word in operands:
+            if re.search(NAME_PATTERN, word) is not None:
+                args.names.append(word)  # the daemon tries one that is no vimage as a container
+            elif re.search(CONTAINER_PATTERN, word) is not None:
+                args.containers.append(word)
+            else:
+                raise ValueError(f"bad vimage name or container ID {word!r}")
+        return  # none: every vimage, as ANY_NAMES
     args.names = [vimage_name(name) for name in operands]
     if rule == SOME_NAMES and not args.names:
         raise ValueError(f"{verb}: name at least one vimage")
     if rule == NAMES_OR_ALL and bool(args.names) == args.all:
         raise ValueError(f"{verb}: give vimage names or --all, not both or neither")
+    if args.with_dependents and args.all:
+        raise ValueError(f"{verb}: --with-dependents names vimages; --all stops every one")

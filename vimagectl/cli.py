@@ -13,7 +13,7 @@ import os
 import sys
 
 from vimagectl import args as grammar
-from vimagectl.args import ANY_NAMES, NAMES_OR_ALL, NO_OPERANDS, UsageError
+from vimagectl.args import ANY_NAMES, NAMES_OR_ALL, NAMES_OR_CONTAINERS, NO_OPERANDS, UsageError
 from vimagectl.client import DEFAULT_SOCKET, Client, ClientError
 from vimagectl.exits import EX_INTERRUPTED, EX_OK, EXIT_STATUS, SYSEXITS, exit_status
 from vimagectl.nagios import PLUGIN, render_health
@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from vimagectl.args import Arguments
     from vimagectl.exits import Sysexits
     from vimagectl.nagios import Plugin
-    from vimagectl.replies import Request
+    from vimagectl.replies import Attachment, Request
+    from vimagectl.replies import Status as StatusRequest
 
 __all__ = ["EXIT_STATUS", "VERBS", "UsageError", "exit_status", "format_table", "main", "parse"]
 
@@ -66,6 +67,10 @@ class Verb:
         self.exits = exits
 
 
+def _status_request(args: Arguments) -> StatusRequest:
+    return {"op": "status", "names": args.names, "containers": args.containers}
+
+
 VERBS: dict[str, Verb] = {
     "list": Verb(
         NO_OPERANDS,
@@ -75,9 +80,9 @@ VERBS: dict[str, Verb] = {
         render_list,
     ),
     "status": Verb(
-        ANY_NAMES,
-        "details of the named vimages, or of all",
-        lambda a: {"op": "status", "names": a.names},
+        NAMES_OR_CONTAINERS,
+        "details of the named vimages or containers' attachments, or of all vimages",
+        _status_request,
         "vimages",
         render_status,
     ),
@@ -90,8 +95,13 @@ VERBS: dict[str, Verb] = {
     ),
     "stop": Verb(
         NAMES_OR_ALL,
-        "stop the named vimages, or all of them",
-        lambda a: {"op": "stop", "names": a.names, "all": a.all},
+        "stop the named vimages (--with-dependents: and what depends on them), or all",
+        lambda a: {
+            "op": "stop",
+            "names": a.names,
+            "all": a.all,
+            "with_dependents": a.with_dependents,
+        },
         "done",
         render_change,
     ),
@@ -200,8 +210,11 @@ def _ask(client: Client, verb: Verb, args: Arguments) -> int:
             verb.render(event, args)
         return EX_OK  # unreachable: the stream ends with ClientError("closed")
     if verb.reply == "vimages":  # streamed by a daemon that offers it, rendered as it arrives
-        vimages = client.listing(request)  # type: ignore[arg-type]  # list, status, health
-        return verb.render({"reply": "vimages", "vimages": vimages}, args)
+        attachments: list[Attachment] = []  # filled when the vimages are all read (render)
+        vimages = client.listing(request, attachments)  # type: ignore[arg-type]  # list, status, health
+        return verb.render(
+            {"reply": "vimages", "vimages": vimages, "attachments": attachments}, args
+        )
     reply = client.request(request)
     if reply["reply"] == "error":
         raise ClientError(reply["code"], reply["message"])

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from vimagectl.replies import (
+        Attachment,
         Event,
         Health,
         Hello,
@@ -223,8 +224,13 @@ class Client:
         self._send(_frame(request), deadline)
         return self._receive(deadline)
 
-    def listing(self, request: ListVimages | Status | Health) -> Iterator[VimageInfo]:
+    def listing(
+        self, request: ListVimages | Status | Health, attachments: list[Attachment] | None = None
+    ) -> Iterator[VimageInfo]:
         """The vimages ``request`` asks for, yielded as their frames arrive.
+
+        The listing's attachments (``list``, ``status``) are appended to ``attachments``
+        once the last vimage is yielded: they come in ``vimages_end`` (or ``vimages``).
 
         From a daemon that announces ``stream`` (docs/protocol.md, Streams) the request goes
         with ``"stream": true`` and each ``vimages_page`` is yielded before the next is read,
@@ -243,6 +249,8 @@ class Client:
             if reply["reply"] != "vimages":
                 raise ClientError("bad_frame", f"unexpected reply {reply['reply']!r}")
             yield from reply["vimages"]
+            if attachments is not None:
+                attachments += reply["attachments"]
             return
         streamed = request.copy()
         streamed["stream"] = True
@@ -258,6 +266,8 @@ class Client:
                     raise ClientError(
                         "bad_frame", f"listing ended after {count} of {page['count']} vimages"
                     )
+                if attachments is not None:
+                    attachments += page["attachments"]
                 return
             elif page["reply"] == "error":
                 raise ClientError(page["code"], page["message"])

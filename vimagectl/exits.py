@@ -28,6 +28,7 @@ EXIT_STATUS: dict[str, int] = {
     "permission_denied": EX_NOPERM,
     "not_found": EX_NOHOST,
     "conflict": EX_TEMPFAIL,
+    "dependents_running": EX_TEMPFAIL,
     "shutting_down": EX_UNAVAILABLE,
     "config": EX_CONFIG,
     "failed": EX_SOFTWARE,

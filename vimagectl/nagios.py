@@ -13,6 +13,7 @@ from vimagectl.render import write_json
 TYPE_CHECKING = False  # see schema.py: typing is not imported at run time
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
     from vimagectl.args import Arguments
     from vimagectl.replies import VimageInfo, Vimages
@@ -22,26 +23,39 @@ NAGIOS_LABEL = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
 NAGIOS_UNKNOWN = 3
 
 
-def health_verdict(vimages: Sequence[VimageInfo], *, named: bool) -> tuple[int, str]:
-    """The Nagios status and line for ``vimages``.
+def health_verdict(vimages: Sequence[VimageInfo]) -> tuple[int, str]:
+    """The Nagios status and line for ``vimages`` (see :func:`health_report`)."""
+    report = health_report(vimages)
+    return report["status"], report["line"]
 
-    A vimage counts by its ``health``, except: ``failed`` state is CRITICAL; ``starting`` and
-    ``stopping`` are WARNING; ``stopped`` is CRITICAL when named on the command line (it is
-    not serving) and otherwise left out of the verdict (stopping is an operator's decision)
-    and reported as ``stopped=N`` in the performance data.
+
+def health_report(vimages: Sequence[VimageInfo]) -> dict[str, Any]:
+    """The verdict on ``vimages``: ``status`` (0-3), ``verdict`` (``OK``...), ``summary``,
+    ``counts`` (the performance data) and ``line``, the plugin's output made of them.
+
+    A vimage counts by its ``health``, except: ``failed`` state is CRITICAL; ``starting``,
+    ``stopping`` and ``waiting`` are WARNING; ``stopped`` is CRITICAL when it is ``wanted``
+    running (autostart or the operator's last start) and otherwise, stopped by the operator, no
+    problem: counted as ``stopped=N``, named on the command line or not (the daemon's replies
+    fill ``wanted`` with false when it does not know it: an older daemon's stopped vimages are
+    OK).
     """
     counts = dict.fromkeys(NAGIOS_STATUS, 0)
     stopped = 0
     problems: list[tuple[int, str]] = []
     for info in vimages:
         state = info["state"]
-        if state == "stopped" and not named:
+        if state == "stopped" and not info["wanted"]:
             stopped += 1
             continue
-        if state in ("stopped", "failed"):
+        if state == "stopped":
+            level, detail = "failed", info["error"] or "stopped, wanted running"
+        elif state == "failed":
             level, detail = "failed", info["error"] or state
         elif state in ("starting", "stopping"):
             level, detail = "degraded", state
+        elif state == "waiting":  # wanted running, its NIC not attached yet
+            level, detail = "degraded", f"waiting for {' '.join(info.get('waiting_for', ()))}"
         else:
             level, detail = info["health"], _health_detail(info)
         counts[level] += 1
@@ -53,8 +67,13 @@ def health_verdict(vimages: Sequence[VimageInfo], *, named: bool) -> tuple[int, 
         summary = ", ".join(text for _, text in problems)
     else:
         summary = f"{counts['ok']} ok" + (f", {stopped} stopped" if stopped else "")
-    perf = " ".join(f"{level}={n}" for level, n in counts.items()) + f" stopped={stopped}"
-    return status, f"VIMAGED {NAGIOS_LABEL[status]} - {summary} | {perf}"
+    counts["stopped"] = stopped
+    perf = " ".join(f"{level}={n}" for level, n in counts.items())
+    line = f"VIMAGED {NAGIOS_LABEL[status]} - {summary} | {perf}"
+    return {
+        "status": status, "verdict": NAGIOS_LABEL[status], "summary": summary, "counts": counts,
+        "line": line,
+    }  # fmt: skip
 
 
 def _health_detail(info: VimageInfo) -> str:
@@ -72,12 +91,12 @@ def _health_detail(info: VimageInfo) -> str:
 
 def render_health(reply: Vimages, args: Arguments) -> int:
     vimages = list(reply["vimages"])  # read once, used twice (a streamed listing, cli._ask)
-    status, line = health_verdict(vimages, named=bool(args.names))
-    if args.json:
-        write_json(vimages)
+    report = health_report(vimages)
+    if args.json:  # the verdict with the vimages it is about
+        write_json({**{k: v for k, v in report.items() if k != "line"}, "vimages": vimages})
     else:
-        print(line)
-    return status
+        print(report["line"])
+    return int(report["status"])
 
 
 class Plugin:

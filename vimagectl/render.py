@@ -6,6 +6,7 @@ exit status (a change's first failed outcome decides it). ``health`` renders in 
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 
@@ -15,9 +16,11 @@ from vimaged import __version__
 TYPE_CHECKING = False  # see schema.py: typing is not imported at run time
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
+    from typing import TypeVar
 
     from vimagectl.args import Arguments
     from vimagectl.replies import (
+        Attachment,
         AttachmentList,
         Done,
         Event,
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
         VimageInfo,
         Vimages,
     )
+
+    _Item = TypeVar("_Item")
 
 
 def write_json(value: object) -> None:
@@ -41,9 +46,9 @@ PRINT_BLOCK = 512
 """Vimages printed at a time as a listing streams in (about one page of the daemon's)."""
 
 
-def _blocks(vimages: Iterable[VimageInfo]) -> Iterator[list[VimageInfo]]:
-    block: list[VimageInfo] = []
-    for info in vimages:
+def _blocks(items: Iterable[_Item]) -> Iterator[list[_Item]]:
+    block: list[_Item] = []
+    for info in items:
         block.append(info)
         if len(block) >= PRINT_BLOCK:
             yield block
@@ -52,7 +57,7 @@ def _blocks(vimages: Iterable[VimageInfo]) -> Iterator[list[VimageInfo]]:
         yield block
 
 
-def write_json_array(vimages: Iterable[VimageInfo]) -> None:
+def write_json_array(vimages: Iterable[VimageInfo | Attachment]) -> None:
     """``vimages`` as one compact JSON array, written block by block as they arrive: the same
     bytes as ``write_json(list(vimages))``. A listing that fails midway leaves the array
     unclosed (and the exit status says why), never a valid-looking partial one; one that
@@ -83,19 +88,47 @@ def write_table(vimages: Iterable[VimageInfo]) -> None:
 
 
 def render_list(reply: Vimages, args: Arguments) -> int:
-    """``reply["vimages"]`` may be an iterator over a streamed listing (cli._ask): read once."""
+    """The vimages' table, then (if any) vimaged-cni's attachments' after a blank line.
+
+    ``reply["vimages"]`` may be an iterator over a streamed listing (cli._ask): read once;
+    its ``attachments`` list is filled only when that iterator is done. ``--json`` keeps
+    printing the vimages' array (scripts index it); ``attachments --json`` prints the
+    attachments'."""
     if args.json:
         write_json_array(reply["vimages"])
-    else:
-        write_table(reply["vimages"])
+        return EX_OK
+    write_table(reply["vimages"])
+    attachments = reply.get("attachments", [])  # absent from a daemon before issue 14
+    if attachments:
+        print()
+        print(format_attachments(attachments), end="")
     return EX_OK
 
 
 def render_status(reply: Vimages, args: Arguments) -> int:
+    """The vimages, then the attachments of the containers named (``--json``: one array,
+    each element as ``list --json`` and ``attachments --json`` print it). The attachments
+    are read after the vimages (a streamed listing fills them at its end: render_list)."""
+    attachments = reply.get("attachments", [])
     if args.json:
-        write_json_array(reply["vimages"])
+        write_json_array(itertools.chain(reply["vimages"], attachments))
         return EX_OK
-    for info in reply["vimages"]:
+    _print_vimages(reply["vimages"])
+    for att in attachments:
+        addresses = "".join(f"  {address}" for address in att["addresses"])
+        print(
+            f"{att['container_id']} {att['ifname']} on {att['network']}: {att['state']},"
+            f" sandbox {att['sandbox']}"
+        )
+        print(
+            f"  {att['host_ifname']}  attachment  parent {att['parent']}  mac {att['mac']}"
+            f"{addresses}"
+        )
+    return EX_OK
+
+
+def _print_vimages(vimages: Iterable[VimageInfo]) -> None:
+    for info in vimages:
         jid = "-" if info["jid"] is None else str(info["jid"])
         if info["removed"]:  # the daemon's start and restart refusals say the same
             changed = "  (removed from the configuration by reload: stop it to let it go)"
@@ -111,6 +144,8 @@ def render_status(reply: Vimages, args: Arguments) -> int:
             print(f"  error: {info['error']}")
         if info["health_reason"]:
             print(f"  health: {info['health_reason']}")
+        if info.get("waiting_for"):
+            print(f"  waiting for {' '.join(info['waiting_for'])}")
         for ifc in info["interfaces"]:
             holder = f" (held by jid {ifc['holder_jid']})" if ifc["holder_jid"] is not None else ""
             addresses = "".join(f"  {address}" for address in ifc["addresses"])
@@ -127,7 +162,6 @@ def render_status(reply: Vimages, args: Arguments) -> int:
                     f"  memory failures {link['memory_failures']}"
                     f"  loop drops {link['loop_drops']}  loops {link['loop_detects']}"
                 )
-    return EX_OK
 
 
 def _interface_column(info: VimageInfo) -> str:
@@ -235,15 +269,24 @@ def render_attachments(reply: AttachmentList, args: Arguments) -> int:
     if args.json:
         write_json(reply["attachments"])
         return EX_OK
-    rows = [("NETWORK", "CONTAINER", "IFNAME", "STATE", "PARENT", "MAC", "SANDBOX", "ADDRESSES")]
-    for att in reply["attachments"]:
+    print(format_attachments(reply["attachments"]), end="")
+    return EX_OK
+
+
+def format_attachments(attachments: Sequence[Attachment]) -> str:
+    """NETWORK CONTAINER IFNAME STATE PARENT INTERFACE MAC SANDBOX ADDRESSES, one row each
+    (INTERFACE: the host-side name, as the netgraph node and the journal carry it)."""
+    rows = [("NETWORK", "CONTAINER", "IFNAME", "STATE", "PARENT", "INTERFACE", "MAC", "SANDBOX",
+             "ADDRESSES")]  # fmt: skip
+    for att in attachments:
         rows.append((att["network"], att["container_id"], att["ifname"], att["state"],
-                     att["parent"], att["mac"], att["sandbox"],
+                     att["parent"], att["host_ifname"], att["mac"], att["sandbox"],
                      ",".join(att["addresses"]) or "-"))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return EX_OK
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        for row in rows
+    )
 
 
 def render_event(reply: Event, args: Arguments) -> int:

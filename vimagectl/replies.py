@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
-State = Literal["stopped", "starting", "running", "stopping", "failed"]
+State = Literal["stopped", "waiting", "starting", "running", "stopping", "failed"]
 HealthState = Literal["ok", "degraded", "failed", "unknown"]
 Where = Literal["vimage", "host", "pending-return", "absent"]
 InterfaceKind = Literal["bridge", "vnet"]
@@ -32,6 +32,7 @@ class Stop(TypedDict):
     op: Literal["stop"]
     names: NotRequired[list[str]]
     all: NotRequired[bool]
+    with_dependents: NotRequired[bool]
 
 
 class Restart(TypedDict):
@@ -48,6 +49,7 @@ class ListVimages(TypedDict):
 class Status(TypedDict):
     op: Literal["status"]
     names: NotRequired[list[str]]
+    containers: NotRequired[list[str]]
     stream: NotRequired[bool]
 
 
@@ -97,6 +99,7 @@ class CniCheck(TypedDict):
     container_id: str
     ifname: str
     addresses: NotRequired[list[str]]
+    mtu: NotRequired[int | None]
 
 
 class CniDel(TypedDict):
@@ -173,6 +176,7 @@ class VimageInfo(TypedDict):
     name: str
     state: State
     jid: int | None
+    wanted: bool
     health: HealthState
     health_reason: str | None
     interfaces: list[Interface]
@@ -180,11 +184,25 @@ class VimageInfo(TypedDict):
     error: str | None
     restarts: int
     removed: bool
+    waiting_for: list[str]
+
+
+class Attachment(TypedDict):
+    network: str
+    container_id: str
+    ifname: str
+    sandbox: str
+    parent: str
+    mac: str
+    host_ifname: str
+    state: AttachmentState
+    addresses: list[str]
 
 
 class Vimages(TypedDict):
     reply: Literal["vimages"]
     vimages: list[VimageInfo]
+    attachments: list[Attachment]
 
 
 class VimagesPage(TypedDict):
@@ -195,6 +213,7 @@ class VimagesPage(TypedDict):
 class VimagesEnd(TypedDict):
     reply: Literal["vimages_end"]
     count: int
+    attachments: list[Attachment]
 
 
 class Reloaded(TypedDict):
@@ -225,18 +244,6 @@ class Error(TypedDict):
     message: str
     errno: int | None
     errno_name: str | None
-
-
-class Attachment(TypedDict):
-    network: str
-    container_id: str
-    ifname: str
-    sandbox: str
-    parent: str
-    mac: str
-    host_ifname: str
-    state: AttachmentState
-    addresses: list[str]
 
 
 class AttachmentList(TypedDict):

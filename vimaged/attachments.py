@@ -40,7 +40,7 @@ from vimaged.errors import (
     ShuttingDownError,
     error_text,
 )
-from vimaged.platforms import HOST_JID
+from vimaged.platforms import HOST_JID, SandboxIfnet
 from vimaged.protocol import (
     Attachment,
     AttachmentList,
@@ -91,6 +91,20 @@ def host_ifname(network: str, container_id: str, ifname: str) -> str:
 
 def _key(att: Attachment) -> Key:
     return (att.network, att.container_id, att.ifname)
+
+
+def of_container(atts: list[Attachment], wanted: str) -> list[Attachment]:
+    """The attachments of container ``wanted``: its exact ID, else the one ID it begins
+    (engines show IDs cut to 12 or 13 characters); [] if none. A prefix of several
+    containers' IDs is refused (invalid_request), never guessed."""
+    exact = [a for a in atts if a.container_id == wanted]
+    if exact:
+        return exact
+    matched = [a for a in atts if a.container_id.startswith(wanted)]
+    ids = sorted({a.container_id for a in matched})
+    if len(ids) > 1:
+        raise InvalidRequestError(f"{wanted!r} begins several container IDs: {', '.join(ids)}")
+    return matched
 
 
 class AttachmentJournal:
@@ -225,11 +239,12 @@ class Attachments:
             try:
                 try:
                     # the platform serializes the parent's bridge itself (its one lock)
-                    await self._platform.create_in_sandbox(
-                        req.parent, att.host_ifname, mac, req.sandbox, req.ifname,
-                        mtu=req.mtu, addresses=req.addresses,
-                        routes=[(r.dst, r.gw) for r in req.routes],
-                    )  # fmt: skip
+                    await self._platform.create_in_sandbox(SandboxIfnet(
+                        parent=req.parent, ifname=att.host_ifname, mac=mac,
+                        sandbox=req.sandbox, newname=req.ifname, mtu=req.mtu,
+                        addresses=req.addresses,
+                        routes=tuple((r.dst, r.gw) for r in req.routes),
+                    ))  # fmt: skip
                 except BaseException:
                     with trio.move_on_after(CLEANUP_GRACE, shield=True):
                         await self._destroy_by_host_name(att)  # a platform that left it
@@ -249,7 +264,8 @@ class Attachments:
             self._by_key[key] = att
         self._sup.events.emit(
             "attachment.added", None, network=att.network, container_id=att.container_id,
-            ifname=att.ifname, sandbox=att.sandbox, mac=mac,
+            ifname=att.ifname, sandbox=att.sandbox, mac=mac, parent=att.parent,
+            host_ifname=att.host_ifname,
         )  # fmt: skip
         return att
 
@@ -267,6 +283,8 @@ class Attachments:
             raise OperationFailedError(f"{att.ifname} has MAC {info.mac}, not {att.mac}")
         if not info.up:
             raise OperationFailedError(f"{att.ifname} is down")
+        if req.mtu is not None and info.mtu is not None and info.mtu != req.mtu:
+            raise OperationFailedError(f"{att.ifname} has MTU {info.mtu}, not {req.mtu}")
         missing = [
             a
             for a in req.addresses
@@ -336,7 +354,8 @@ class Attachments:
             self._host_ifnames.discard(att.host_ifname)
         self._sup.events.emit(
             "attachment.removed", None, network=att.network, container_id=att.container_id,
-            ifname=att.ifname,
+            ifname=att.ifname, sandbox=att.sandbox, parent=att.parent,
+            host_ifname=att.host_ifname,
         )  # fmt: skip
 
     async def _destroy_by_host_name(self, att: Attachment) -> None:

@@ -21,9 +21,10 @@ from vimaged.attachments import Attachments
 from vimaged.dispatch import Dispatcher
 from vimaged.errors import ConfigError
 from vimaged.events import EventHub
+from vimaged.host_nics import host_nic_warnings
 from vimaged.server import open_control_listener, serve_control
 from vimaged.state import Journal
-from vimaged.supervisor import Supervisor, check_host_nics
+from vimaged.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -81,6 +82,8 @@ def _lock(state_dir: str, socket_path: str) -> list[statedir.HeldLock]:
     return held
 
 
+# run's own parameters again: this is run's body with the locks held (kept apart so the
+# locks' try/finally does not indent the whole daemon)
 async def _run_locked(
     cfg: Config,
     platform: Platform,
@@ -95,7 +98,8 @@ async def _run_locked(
         journal.boot_id = boot_id = await platform.boot_id()
         boot = await _first_since_boot(journal, boot_id, enabled=cfg.enable)
         held = {r.key for r in await journal.resources() if r.kind == "vnet"}
-        await check_host_nics(cfg, platform, held)
+        for line in await host_nic_warnings(cfg, platform, held):  # they wait (arrivals.py)
+            log.warning("config.nic_absent", problem=line)
         sup = Supervisor(cfg, platform, journal, EventHub())
         dispatcher = Dispatcher(sup, config_paths)
         attachments = await Attachments.open(state_dir, sup, platform)  # vimaged-cni

@@ -14,8 +14,14 @@ import structlog
 import trio
 
 from vimaged import __version__, config
-from vimaged.attachments import CNI_REQUESTS, cni_reply
-from vimaged.errors import InvalidRequestError, VimagedError, describe_oserror, errno_name
+from vimaged.attachments import CNI_REQUESTS, cni_reply, of_container
+from vimaged.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    VimagedError,
+    describe_oserror,
+    errno_name,
+)
 from vimaged.metrics import RequestTimes, exposition
 from vimaged.protocol import (
     MAX_NAMES,
@@ -45,7 +51,7 @@ if TYPE_CHECKING:
 
     from vimaged.attachments import Attachments
     from vimaged.peercred import Peer
-    from vimaged.protocol import AnyRequest, Event, Reply, VimageInfo
+    from vimaged.protocol import AnyRequest, Attachment, Event, Reply, VimageInfo
     from vimaged.supervisor import Supervisor
 
 log = structlog.get_logger()
@@ -96,15 +102,21 @@ class Dispatcher:
         match request:
             case Start(names=names, all_=everything):
                 return Done(outcomes=tuple(await sup.start(self._names(names, everything))))
-            case Stop(names=names, all_=everything):
+            case Stop(names=names, all_=everything, with_dependents=with_dependents):
                 if everything:
                     _refuse_names_and_all(names)
                     return Done(outcomes=tuple(await sup.stop([], everything=True)))
-                return Done(outcomes=tuple(await sup.stop(self._names(names, False))))
+                return Done(
+                    outcomes=tuple(
+                        await sup.stop(self._names(names, False), with_dependents=with_dependents)
+                    )
+                )
             case Restart(names=names, all_=everything):
                 return Done(outcomes=tuple(await sup.restart(self._names(names, everything))))
             case ListVimages():
-                return Vimages(vimages=tuple(sup.infos()))
+                return Vimages(vimages=tuple(sup.infos()), attachments=tuple(self._attachments()))
+            case Status(names=names, containers=containers) if names or containers:
+                return await self._status(names, containers)
             case Status(names=names) | Health(names=names):
                 if not names:
                     return Vimages(vimages=tuple(sup.infos()))
@@ -122,24 +134,69 @@ class Dispatcher:
                 )
         raise InvalidRequestError(f"unhandled request {type(request).__name__}")
 
+    def _attachments(self) -> list[Attachment]:
+        return [] if self.attachments is None else self.attachments.list()
+
+    async def _status(self, names: tuple[str, ...], containers: tuple[str, ...]) -> Vimages:
+        vimages, found = self._split(names, containers)
+        await self._sup.observe_addresses(vimages)
+        return Vimages(vimages=tuple(self._sup.info(n) for n in vimages), attachments=found)
+
+    def _split(
+        self, names: tuple[str, ...], containers: tuple[str, ...]
+    ) -> tuple[tuple[str, ...], tuple[Attachment, ...]]:
+        """``status``'s operands as the vimages named, then the attachments of the containers
+        named. A name that is no vimage but a container's ID (or its unique prefix) names that
+        container; one that is neither is not_found (from ``info``), as before."""
+        sup, atts = self._sup, self._attachments()
+        vimages: list[str] = []
+        found: list[Attachment] = []
+        for name in _unique(names):
+            matched = of_container(atts, name) if atts and name not in sup.vimages else []
+            if matched:
+                found.extend(matched)
+            else:
+                vimages.append(name)
+        for container in _unique(containers):
+            matched = of_container(atts, container)
+            if not matched:
+                raise NotFoundError(f"no attachment of container {container!r}")
+            found.extend(matched)
+        return tuple(vimages), tuple(dict.fromkeys(found))
+
     async def _listing(
         self, request: ListVimages | Status | Health
     ) -> AsyncGenerator[bytes | Reply, None]:
         sup = self._sup
-        names = getattr(request, "names", ())
-        if not names:
+        if isinstance(request, ListVimages):
+            return self._pages(sup.listed_names(), named=False, attachments=True)
+        if isinstance(request, Status) and (request.names or request.containers):
+            names, found = self._split(request.names, request.containers)
+            for name in names:
+                sup.info(name)  # not_found before any page, as below
+            await sup.observe_addresses(names)
+            return self._pages(list(names), named=True, found=found)
+        if not request.names:
             return self._pages(sup.listed_names(), named=False)
-        names = _unique(names)
+        names = _unique(request.names)
         for name in names:
             sup.info(name)  # not_found before any page; cheap next to the address look
         if isinstance(request, Status):
             await sup.observe_addresses(names)
         return self._pages(list(names), named=True)
 
-    async def _pages(self, names: list[str], *, named: bool) -> AsyncGenerator[bytes | Reply, None]:
+    async def _pages(
+        self,
+        names: list[str],
+        *,
+        named: bool,
+        attachments: bool = False,
+        found: tuple[Attachment, ...] = (),
+    ) -> AsyncGenerator[bytes | Reply, None]:
         """Each vimage looked up as its page is built (the server sends a page before the
         next is built), so the daemon never holds the whole listing; one a reload removed
-        meanwhile is left out, unless named (then it is ``not_found`` mid-stream)."""
+        meanwhile is left out, unless named (then it is ``not_found`` mid-stream). The end
+        carries ``found``, or with ``attachments`` all of them as they are by then (``list``)."""
         sup = self._sup
         count = 0
 
@@ -152,7 +209,9 @@ class Dispatcher:
 
         for page in vimages_pages(infos()):
             yield page
-        yield VimagesEnd(count=count)
+        if attachments:
+            found = tuple(self._attachments())
+        yield VimagesEnd(count=count, attachments=found)
 
     def _names(self, names: tuple[str, ...], everything: bool) -> list[str]:
         if everything:

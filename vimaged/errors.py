@@ -35,6 +35,11 @@ class ConflictError(VimagedError, code="conflict"):
     """A transition not allowed from the current state, or a resource held by another vimage."""
 
 
+class DependentsRunningError(ConflictError, code="dependents_running"):
+    """A stop of a vimage that running vimages depend on (``_depend``): it names them; a
+    stop ``with_dependents`` stops them first."""
+
+
 class ShuttingDownError(VimagedError, code="shutting_down"):
     """The daemon is stopping and takes no new mutations."""
 

@@ -124,7 +124,8 @@ class HealthMonitor:
         with scope:
             started = trio.current_time()
             if wait:
-                await trio.sleep(v.cfg.health_interval)
+                with trio.move_on_after(v.cfg.health_interval):
+                    await self._wake.wait()  # a recheck (a parent gone) does not wait
             cmd_failures = 0
             while True:
                 try:
@@ -180,7 +181,7 @@ class HealthMonitor:
             for parent in dict.fromkeys(b.parent for b in v.cfg.bridges):
                 parent_ifnet = host.get(parent)
                 if parent_ifnet is None:
-                    problems.append(f"parent {parent} is missing")
+                    problems.append(f"parent {parent} is gone")  # re-wired on return
                 elif not parent_ifnet.up:
                     problems.append(f"parent {parent} is down")
         for b in v.cfg.bridges:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 import structlog
 import trio
 
+from vimaged.errors import error_text
 from vimaged.platforms import HOST_JID
 
 if TYPE_CHECKING:
@@ -70,6 +71,12 @@ class IfnetWatcher:
     def is_present(self, name: str) -> bool | None:
         """Whether ``name`` is on the host; ``None`` before the first listing."""
         return None if self._present is None else name in self._present
+
+    @property
+    def next_change(self) -> trio.Event:
+        """The event set at the next change of :attr:`present`: taken before looking, then
+        waited on, no change falls between the look and the wait."""
+        return self._changed
 
     async def wait_changed(self) -> None:
         """Return at the next change of :attr:`present` (or the first listing)."""
@@ -156,7 +163,7 @@ class IfnetWatcher:
                         task_status.started()
                     await self._consume(events)
             except OSError as exc:
-                log.warning("ifnet.watch_failed", errno=exc.errno, error=str(exc))
+                log.warning("ifnet.watch_failed", errno=exc.errno, error=error_text(exc))
             finally:
                 self.watching = False
             if not started:
@@ -165,7 +172,7 @@ class IfnetWatcher:
                 try:
                     await self.resync()
                 except OSError as exc:
-                    log.warning("ifnet.resync_failed", errno=exc.errno, error=str(exc))
+                    log.warning("ifnet.resync_failed", errno=exc.errno, error=error_text(exc))
                 task_status.started()
             await trio.sleep(delay)
             delay = min(RETRY_MAX_DELAY, delay * 2)
@@ -176,7 +183,7 @@ class IfnetWatcher:
             try:
                 await self.resync()
             except OSError as exc:
-                log.warning("ifnet.resync_failed", errno=exc.errno, error=str(exc))
+                log.warning("ifnet.resync_failed", errno=exc.errno, error=error_text(exc))
 
     async def serve(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -131,10 +131,17 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ start
 
-    async def start_vimage(self, v: Vimage) -> None:
+    async def start_vimage(self, v: Vimage, *, waited: trio.CancelScope | None = None) -> None:
+        """Start ``v``. ``waited``: the end of that wait (arrivals.py), which starts ``v``
+        only if it still waits on it (a stop, or another start, may have come first)."""
         async with v.lock:
             if v.state == "running":
                 return
+            if waited is not None and (v.state != "waiting" or v.wait_scope is not waited):
+                return
+            if v.wait_scope is not None:  # a start while waiting: the wait is over
+                v.wait_scope.cancel()
+            v.wait_scope, v.waiting_for = None, ()
             if v.removed:
                 raise NotFoundError(removed_text(v.name))
             if v.next_cfg is not None:

@@ -33,6 +33,9 @@ EVENT_LEVELS: dict[str, str] = {
     "health.degraded": "warning",
     "health.unknown": "warning",
     "ifnet.return_pending": "warning",
+    "vimage.waiting": "warning",  # a NIC or parent it needs is absent (arrivals.py)
+    "ifnet.parent_gone": "warning",
+    "ifnet.parent_back": "warning",
 }
 """Levels of the events that :class:`vimaged.events.EventHub` emits; others are ``info``."""
 

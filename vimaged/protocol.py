@@ -44,7 +44,9 @@ VimageName = Annotated[str, msgspec.Meta(pattern=VIMAGE_NAME_PATTERN)]
 """The rule of :mod:`vimaged.names` (a letter, then sh identifier characters, at most 31), so
 a name the platforms would refuse is a bad request, never a ValueError deep in a start."""
 
-State = Literal["stopped", "starting", "running", "stopping", "failed"]
+State = Literal["stopped", "waiting", "starting", "running", "stopping", "failed"]
+"""``waiting``: wanted running, but a NIC or parent is absent (or a dependency waits);
+``VimageInfo.waiting_for`` names them and it starts when they appear."""
 HealthState = Literal["ok", "degraded", "failed", "unknown"]
 Where = Literal["vimage", "host", "pending-return", "absent"]
 InterfaceKind = Literal["bridge", "vnet"]
@@ -70,6 +72,9 @@ class Start(Request, tag="start", frozen=True):
 class Stop(Request, tag="stop", frozen=True):
     names: tuple[VimageName, ...] = ()
     all_: bool = msgspec.field(default=False, name="all")
+    with_dependents: bool = False
+    """Stop the running vimages that depend on ``names`` too, first (reverse dependency
+    order); without it, such a stop is refused with ``dependents_running``."""
 
 
 class Restart(Request, tag="restart", frozen=True):
@@ -85,6 +90,9 @@ class ListVimages(Request, tag="list", frozen=True):
 
 class Status(Request, tag="status", frozen=True):
     names: tuple[VimageName, ...] = ()
+    containers: tuple[CniName, ...] = ()
+    """vimaged-cni's attachments of these container IDs (or unique prefixes of them), after
+    the vimages; a name that is no vimage is looked up as a container ID too."""
     stream: bool = False
 
 
@@ -155,6 +163,8 @@ class CniCheck(Request, tag="cni_check", frozen=True):
     container_id: CniName
     ifname: CniIfName
     addresses: tuple[CniCidr, ...] = ()
+    mtu: int | None = None
+    """The network's ``mtu``: compared where the platform reports one (freebsd, sim)."""
 
 
 class CniDel(Request, tag="cni_del", frozen=True):
@@ -245,6 +255,10 @@ class VimageInfo(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     state: State
     jid: int | None = None
+    wanted: bool = False
+    """Wanted running: the operator's last ``start`` (or the journal's record of it), else
+    ``vimage_enable``'s autostart; false once an operator stopped it. ``health`` counts a
+    wanted vimage that is not running as CRITICAL, any other stopped one as OK."""
     health: HealthState = "unknown"
     health_reason: str | None = None
     """Why ``health`` is not ``ok``: ``ng0_web down``, ``health_cmd exited 1: <its last line
@@ -258,6 +272,8 @@ class VimageInfo(msgspec.Struct, frozen=True, kw_only=True):
     removed: bool = False
     """A reload took it out of the configuration while it ran: it may only be stopped, and
     is then forgotten."""
+    waiting_for: tuple[str, ...] = ()
+    """For ``waiting``: the absent NICs and parents (``em1``), and dependencies that wait."""
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -276,6 +292,8 @@ class Done(Reply, tag="done", frozen=True):
 
 class Vimages(Reply, tag="vimages", frozen=True):
     vimages: tuple[VimageInfo, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    """vimaged-cni's attachments: all of them for ``list``, those asked for by ``status``."""
 
 
 class VimagesPage(Reply, tag="vimages_page", frozen=True):
@@ -288,6 +306,8 @@ class VimagesEnd(Reply, tag="vimages_end", frozen=True):
     """The last frame of a streamed listing; ``count`` vimages were sent before it."""
 
     count: int
+    attachments: tuple[Attachment, ...] = ()
+    """As :class:`Vimages`' (a listing's attachments come after all its vimages)."""
 
 
 class Reloaded(Reply, tag="reloaded", frozen=True):
@@ -375,6 +395,7 @@ ERROR_CODES = (
     "permission_denied",
     "not_found",
     "conflict",
+    "dependents_running",
     "shutting_down",
     "config",
     "failed",

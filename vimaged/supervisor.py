@@ -2,7 +2,7 @@
 
 It answers ``start``/``stop``/``restart`` (dependencies first, at most
 ``vimage_parallel_start`` at once, each vimage under its own lock), ``list``/``status``, and
-``reload`` (with :func:`check_host_nics`, the one check that a configuration's NICs exist).
+``reload`` (with ``host_nics``, the one check that a configuration's NICs exist).
 :meth:`Supervisor.run` keeps the return watcher and the health polls going and reconciles at
 start-up and again whenever the platform comes back after it was lost.
 
@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
-from vimaged import config as config_mod
+from vimaged.arrivals import Arrivals
+from vimaged.dependents import UP, dependents_of, stop_levels
 from vimaged.errors import (
     ConflictError,
+    DependentsRunningError,
     NotFoundError,
     OperationFailedError,
     ShuttingDownError,
@@ -32,6 +34,7 @@ from vimaged.errors import (
 )
 from vimaged.health import HealthMonitor
 from vimaged.hooks import Hooks
+from vimaged.host_nics import host_nic_warnings
 from vimaged.lifecycle import (
     ADDRESS_LOOK_TIMEOUT,
     CLEANUP_GRACE,
@@ -39,7 +42,6 @@ from vimaged.lifecycle import (
     MacBook,
     refuse_if_removed,
 )
-from vimaged.platforms import HOST_JID
 from vimaged.protocol import Outcome, Reloaded
 from vimaged.reconcile import Reconciler
 from vimaged.resources import Resources
@@ -49,7 +51,7 @@ from vimaged.vimage import ALLOWED, Vimage
 from vimaged.vnets import ReturnWatcher
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection, Iterable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from vimaged.config import Config
     from vimaged.events import EventHub
@@ -57,30 +59,18 @@ if TYPE_CHECKING:
     from vimaged.protocol import VimageInfo
     from vimaged.state import Journal
 
-__all__ = ["ALLOWED", "CLEANUP_GRACE", "PARALLEL_STARTS", "Supervisor", "Vimage", "check_host_nics"]
+__all__ = [
+    "ALLOWED",
+    "CLEANUP_GRACE",
+    "PARALLEL_STARTS",
+    "Supervisor",
+    "Vimage",
+]
 
 log = structlog.get_logger()
 
 PARALLEL_STARTS = 8
 """At most this many vimages start or stop at once (``vimage_parallel_start``)."""
-
-
-async def check_host_nics(
-    cfg: Config, platform: Platform, held: Collection[str] = (), *, in_any_jail: bool = False
-) -> None:
-    """``ConfigError`` naming each ``_vnets``/``_bridges`` variable whose NIC is nowhere.
-
-    A NIC counts as present on the host or in ``held`` (moved in by a running vimage, on its
-    way home, or journaled as moved). ``in_any_jail``, for ``vimaged --check-config``, which
-    cannot know what a running daemon holds: inside any jail counts too (``locate_ifnet``).
-    The one check of the daemon's start, of reload and of ``--check-config``.
-    """
-    present = {i.name for i in await platform.list_ifnets(HOST_JID)} | set(held)
-    wanted = {n for v in cfg.vimages for n in (*v.vnets, *(b.parent for b in v.bridges))}
-    for nic in sorted(wanted - present) if in_any_jail else ():
-        if await platform.locate_ifnet(nic) is not None:
-            present.add(nic)
-    config_mod.check_host_nics(cfg, present)
 
 
 class Supervisor:
@@ -93,6 +83,14 @@ class Supervisor:
         self.watcher = ReturnWatcher(platform, journal, events)
         self.restarts = RestartPolicy(self)
         self.health = HealthMonitor(platform, self.watcher, events, self.restarts.recover)
+        self.arrivals = Arrivals(
+            self,
+            platform=platform,
+            journal=journal,
+            health=self.health,
+            vimages=lambda: self.vimages,
+            pending=lambda: self.watcher.pending,
+        )
         self.stopping = False
         self.attachment_ifnets: set[str] = set()
         """Host-side names of vimaged-cni's attachments (attachments.py fills it): not orphans."""
@@ -138,8 +136,12 @@ class Supervisor:
         stopped by hand stays stopped.
         """
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.arrivals.run)  # interfaces listed: absent NICs known
             await nursery.start(self.watcher.run)
             await nursery.start(self.health.run)
+            for name, record in (await self.journal.vimages()).items():
+                if name in self.vimages:  # before reconcile rewrites what it rolls back
+                    self.vimages[name].intent = record.desired
             await self.reconcile(resume=not boot)
             wait_reconnected = getattr(self.platform, "wait_reconnected", None)
             if wait_reconnected is not None:
@@ -197,10 +199,29 @@ class Supervisor:
     # ------------------------------------------------------------------ the lifecycle
 
     async def start_vimage(self, v: Vimage) -> None:
-        await self.lifecycle.start_vimage(v)
+        """Start ``v``, or make it wait (``waiting``) if a NIC or parent it needs is absent."""
+        if v.state in ("stopped", "failed", "waiting"):
+            missing = await self.arrivals.absent(v.cfg)
+            if missing and await self.arrivals.defer(v, missing):
+                return
+        cfg = v.cfg
+        try:
+            await self.lifecycle.start_vimage(v)
+        finally:
+            if v.cfg is not cfg:  # a reloaded configuration was applied
+                self.arrivals.config_changed()
 
     async def stop_vimage(self, v: Vimage, *, restarting: bool = False) -> None:
+        if v.state == "waiting":
+            async with v.lock:
+                if v.state == "waiting":  # nothing was made: the wait ends, that is all
+                    await self.arrivals.cancel(v, record=not restarting)
+                    return
         await self.lifecycle.stop_vimage(v, restarting=restarting)
+
+    async def start_waited(self, v: Vimage, scope: trio.CancelScope) -> Outcome:
+        """Start ``v`` whose wait (``scope``) ended, unless a stop came first (arrivals.py)."""
+        return await _guarded(v, partial(self.lifecycle.start_vimage, waited=scope))
 
     async def fail_vimage(self, v: Vimage, error: str) -> None:
         await self.lifecycle.fail_vimage(v, error)
@@ -217,8 +238,13 @@ class Supervisor:
         for name in names:
             refuse_if_removed(self._get(name))
             self.restarts.reset(name)  # an operator acted: close the circuit breaker
+        levels = self.cfg.start_order(names)
+        was_running = {n for level in levels for n in level if self._get(n).state == "running"}
+        for level in levels:
+            for name in level:
+                self._get(name).intent = "running"
         outcomes: dict[str, Outcome] = {}
-        for level in self.cfg.start_order(names):
+        for level in levels:
             failed = {n for n, o in outcomes.items() if not o.ok}
             if self.cfg.parallel_start:
                 async with trio.open_nursery() as nursery:
@@ -227,8 +253,10 @@ class Supervisor:
             else:
                 for name in level:
                     await self._start_after_deps(name, failed, outcomes)
-        return [outcomes[n] for n in names] + [
-            o for n, o in outcomes.items() if n not in names and not o.ok
+        # the dependencies it started (or could not) first, in start order, then the named
+        started = [n for level in levels for n in level if n not in names]
+        return [outcomes[n] for n in started if n not in was_running or not outcomes[n].ok] + [
+            outcomes[n] for n in names
         ]
 
     async def _start_after_deps(
@@ -241,17 +269,30 @@ class Supervisor:
                 v, ConflictError(f"{name}: dependency {', '.join(broken)} did not start")
             )
             return
+        waiting = tuple(d for d in v.cfg.depend if d in outcomes and outcomes[d].state == "waiting")
+        if waiting and await self.arrivals.defer(v, (*await self.arrivals.absent(v.cfg), *waiting)):
+            outcomes[name] = Outcome(name=name, ok=True, state=v.state)
+            return
         async with self._limiter:
             outcomes[name] = await _guarded(v, self.start_vimage)
 
-    async def stop(self, names: Iterable[str], *, everything: bool = False) -> list[Outcome]:
-        """Stop ``names``; with ``everything``, all vimages in reverse dependency order."""
+    async def stop(
+        self, names: Iterable[str], *, everything: bool = False, with_dependents: bool = False
+    ) -> list[Outcome]:
+        """Stop ``names``; with ``everything``, all vimages in reverse dependency order.
+
+        A vimage that running ones depend on is refused (``DependentsRunningError``, before
+        anything is stopped) unless ``with_dependents``: they are then stopped first, each
+        level of dependents before what it depends on, one outcome per vimage stopped.
+        """
         self._refuse_if_stopping()
         names = list(names)
         for name in names:
             self._get(name)
         if not everything:
-            return [await _guarded(self._get(n), self.stop_vimage) for n in names]
+            return await self._stop_named(names, with_dependents=with_dependents)
+        for v in self.vimages.values():
+            v.intent = "stopped"
         configured = [n for n in self.vimages if self.cfg.get(n) is not None]
         levels = list(reversed(self.cfg.start_order(configured)))
         # Vimages a reload removed while they ran are in no dependency graph: stop them first.
@@ -262,6 +303,33 @@ class Supervisor:
                 for name in level:
                     if name in self.vimages:
                         nursery.start_soon(self._stop_one, name, outcomes)
+        return list(outcomes.values())
+
+    async def _stop_named(self, names: list[str], *, with_dependents: bool) -> list[Outcome]:
+        dependents = dependents_of(self.vimages.values(), names)
+        up = [n for n in self.vimages if n in dependents and n not in names
+              and self.vimages[n].state in UP]  # fmt: skip
+        if up and not with_dependents:
+            them = "it" if len(names) == 1 else "them"
+            raise DependentsRunningError(
+                f"{', '.join(names)}: {', '.join(up)} depend on {them} and are running; stop "
+                "them first, or stop with_dependents (vimagectl stop --with-dependents)"
+            )
+        chosen = set(names) | set(up)
+        for name in chosen:
+            self.vimages[name].intent = "stopped"
+        outcomes: dict[str, Outcome] = {}
+        for level in stop_levels(self.vimages, [*up, *names], chosen):
+            for name in level:
+                v = self.vimages[name]
+                still_up = [d for d in dependents.get(name, ()) if d in chosen and d in outcomes
+                            and not outcomes[d].ok]  # fmt: skip
+                if still_up:
+                    outcomes[name] = _outcome(v, ConflictError(
+                        f"{name}: dependent {', '.join(still_up)} did not stop"
+                    ))  # fmt: skip
+                    continue
+                outcomes[name] = await _guarded(v, self.stop_vimage)
         return list(outcomes.values())
 
     async def _stop_one(self, name: str, outcomes: dict[str, Outcome]) -> None:
@@ -276,6 +344,7 @@ class Supervisor:
         outcomes = []
         for name in names:
             v = self._get(name)
+            v.intent = "running"  # the operator wants it running (health: issue 13.3)
             stopped = await _guarded(v, partial(self.stop_vimage, restarting=True))
             if not stopped.ok:
                 outcomes.append(stopped)
@@ -284,11 +353,13 @@ class Supervisor:
         return outcomes
 
     async def check_reload(self, cfg: Config) -> None:
-        """Refuse a configuration naming a NIC that is nowhere (:func:`check_host_nics`); NICs
-        held by a vimage that runs, or on their way home, count as present."""
+        """Warn about a configuration naming a NIC that is nowhere (:func:`host_nic_warnings`;
+        its vimages wait for it); NICs held by a vimage that runs, or on their way home,
+        count as present."""
         held = {nic for v in self.vimages.values() if v.state != "stopped" for nic in v.cfg.vnets}
         held |= set(self.watcher.pending)  # still in a (dying) jail, on its way home
-        await check_host_nics(cfg, self.platform, held)
+        for line in await host_nic_warnings(cfg, self.platform, held):
+            log.warning("config.nic_absent", problem=line)
 
     def reload(self, cfg: Config) -> Reloaded:
         """Adopt a newly read configuration. Running vimages keep theirs until restarted."""
@@ -303,7 +374,7 @@ class Supervisor:
             v.removed = False
             if new == v.cfg:
                 v.next_cfg = None
-            elif v.state == "stopped":
+            elif v.state in ("stopped", "waiting"):  # a wait looks at v.cfg again
                 v.cfg = new
                 changed.append(new.name)
             else:
@@ -314,11 +385,16 @@ class Supervisor:
             if name in wanted:
                 continue
             removed.append(name)
+            if v.state == "waiting" and v.wait_scope is not None:
+                v.wait_scope.cancel()  # nothing was made: it goes now, like a stopped one
+                v.wait_scope, v.waiting_for = None, ()
+                v.transition("stopped")
             if v.state == "stopped" and not self._pending_nics(name):
                 del self.vimages[name]
             else:
                 v.removed = True  # kept in view until stopped and its NICs are home
         self.cfg = cfg
+        self.arrivals.config_changed()
         self.events.emit("config.reloaded", None, added=len(added), removed=len(removed))
         return Reloaded(added=tuple(added), removed=tuple(removed), changed=tuple(changed))
 
@@ -340,8 +416,14 @@ class Supervisor:
     def _info(self, v: Vimage) -> VimageInfo:
         return vimage_info(
             v, macs=self.macs.known, bridge_modes=self.health.bridge_modes,
-            pending=self.watcher.pending,
+            pending=self.watcher.pending, wanted=self.wanted(v),
         )  # fmt: skip
+
+    def wanted(self, v: Vimage) -> bool:
+        """Wanted running: the operator's last word, else vimage_enable's autostart."""
+        if v.intent is not None:
+            return v.intent == "running"
+        return self.cfg.enable and not v.removed
 
     async def observe_addresses(self, names: Iterable[str]) -> None:
         """Look again at the addresses inside the named running vimages (``status``). Bounded:

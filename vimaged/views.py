@@ -24,6 +24,7 @@ def vimage_info(
     macs: Mapping[tuple[str, int], str],
     bridge_modes: Mapping[str, str],
     pending: Mapping[str, PendingReturn],
+    wanted: bool = False,
 ) -> VimageInfo:
     running = v.state in ("starting", "running", "stopping") and v.jid is not None
     interfaces: list[Interface] = []
@@ -61,7 +62,7 @@ def vimage_info(
                 Interface(
                     name=nic,
                     kind="vnet",
-                    where="vimage" if running else "host",
+                    where="vimage" if running else "absent" if nic in v.waiting_for else "host",
                     addresses=v.addresses.get(nic, ()) if running else (),
                 )
             )
@@ -69,6 +70,7 @@ def vimage_info(
         name=v.name,
         state=v.state,
         jid=v.jid,
+        wanted=wanted,
         health=v.health if v.state == "running" else "unknown",
         health_reason=v.health_reason if v.state == "running" else None,
         interfaces=tuple(interfaces),
@@ -76,4 +78,5 @@ def vimage_info(
         removed=v.removed,
         error=v.error,
         restarts=v.restarts,
+        waiting_for=v.waiting_for if v.state == "waiting" else (),
     )

@@ -6,7 +6,7 @@ restarts; it imports none of them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import trio
 
@@ -17,13 +17,15 @@ if TYPE_CHECKING:
     from vimaged.protocol import HealthState, LinkStats, State
 
 ALLOWED: dict[State, frozenset[State]] = {
-    "stopped": frozenset({"starting"}),
+    "stopped": frozenset({"starting", "waiting"}),
+    "waiting": frozenset({"starting", "stopped", "failed"}),
     "starting": frozenset({"running", "failed", "stopped"}),
     "running": frozenset({"stopping", "failed"}),
     "stopping": frozenset({"stopped", "failed"}),
-    "failed": frozenset({"starting", "stopping", "stopped"}),
+    "failed": frozenset({"starting", "stopping", "stopped", "waiting"}),
 }
-"""The lifecycle. ``failed`` keeps what could not be cleaned up visible until an operator acts."""
+"""The lifecycle. ``failed`` keeps what could not be cleaned up visible until an operator acts;
+``waiting`` (nothing made yet) starts when its absent NICs appear (arrivals.py)."""
 
 
 class Vimage:
@@ -43,8 +45,15 @@ class Vimage:
         self.health_reason: str | None = None
         self.error: str | None = None
         self.restarts = 0
+        self.intent: Literal["running", "stopped"] | None = None
+        """The operator's last word (start or stop; seeded from the journal at start-up);
+        ``None``: vimage_enable's autostart decides whether it is wanted running."""
         self.start_scope: trio.CancelScope | None = None
         """The scope of a start in progress, so that a stop can interrupt it."""
+        self.wait_scope: trio.CancelScope | None = None
+        """The scope of a ``waiting`` vimage's wait (arrivals.py), so that a stop ends it."""
+        self.waiting_for: tuple[str, ...] = ()
+        """What a ``waiting`` vimage waits for: absent NICs and parents, waiting dependencies."""
         self.addresses: dict[str, tuple[str, ...]] = {}
         """IPv4/IPv6 addresses of each interface inside the vimage, last time anyone looked
         (a health poll, or ``status``)."""

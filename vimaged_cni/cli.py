@@ -119,7 +119,8 @@ def check(conf: NetConf, env: Env) -> None:
             if iface.get("name") == env.ifname and iface.get("sandbox")]  # fmt: skip
     addresses = [str(ip["address"]) for ip in _list(prev.get("ips")) if ip.get("interface") in ours]
     client.request(
-        conf.socket, {"op": "cni_check", **_attachment_key(conf, env), "addresses": addresses}
+        conf.socket,
+        {"op": "cni_check", **_attachment_key(conf, env), "addresses": addresses, "mtu": conf.mtu},
     )
     if conf.ipam_type is not None:
         env.require_path()

@@ -24,6 +24,7 @@ from tests.sim.daemon_harness import exchange
 from vimagectl.client import Client
 from vimaged import protocol
 from vimaged.attachments import AttachmentJournal, host_ifname
+from vimaged.platforms import SandboxIfnet
 from vimaged_cni import launcher
 
 if TYPE_CHECKING:
@@ -238,8 +239,9 @@ def test_a_killed_add_converges_at_restart(cni: Cni, tmp_path: Path) -> None:
                     network=cni.network, container_id=cid, ifname="eth0", sandbox=s1,
                     parent="lan0", mac=mac, host_ifname=host, state="attaching",
                 ))  # fmt: skip
-            await plat.create_in_sandbox("lan0", moved, mac1, s1, "eth0", mtu=None,
-                                         addresses=(), routes=())  # fmt: skip
+            await plat.create_in_sandbox(SandboxIfnet(
+                parent="lan0", ifname=moved, mac=mac1, sandbox=s1, newname="eth0",
+            ))  # fmt: skip
             await plat.create_bridged_ifnet("lan0", stuck, mac2)  # a netgraph ADD's first step
         finally:
             await journal.aclose()

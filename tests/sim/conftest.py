@@ -88,6 +88,9 @@ class SimHostHandle:
     def ifnets(self, jid: int = 0) -> list[rpc.IfnetRecord]:
         return self._client.expect(rpc.ListIfnets(jid=jid), rpc.Ifnets).ifnets
 
+    def routes(self, jid: int = 0) -> list[rpc.RouteRecord]:
+        return self._client.expect(rpc.ListRoutes(jid=jid), rpc.Routes).routes
+
     def ng_nodes(self) -> list[rpc.NgNodeRecord]:
         return self._client.expect(rpc.ListNgNodes(), rpc.NgNodes).nodes
 

@@ -1,26 +1,31 @@
 """Sim tier: vimaged-cni attaches a VNET jail the test created (a container's, not a vimage).
 
 The plugin runs as the engine would run it (its own process, CNI_* environment, config on
-stdin), without IPAM: the sim host models no network layer (docs/sim.md), so only the L2 part
-(ng_eiface on em0's ng_bridge, renamed and moved into the jail) is checked here.
+stdin), without IPAM: only the L2 part (ng_eiface on em0's ng_bridge, renamed and moved into
+the jail) is checked here; test_cni_inet_sim.py has addresses, routes and MTU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
 
 from tests.sim.daemon_harness import Daemon
+from vimagectl.client import Client, ClientError
+from vimagectl.exits import EX_USAGE, exit_status
 from vimaged import protocol
 from vimaged.attachments import AttachmentJournal, host_ifname
-from vimaged.platforms import sim
+from vimaged.platforms import SandboxIfnet, sim
 from vimaged.platforms.netgraph_bridges import eiface_name
 
 if TYPE_CHECKING:
@@ -28,6 +33,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.sim.conftest import SimHostHandle
+    from vimagectl.replies import Attachment
+    from vimagectl.replies import Status as StatusRequest
 
 pytestmark = pytest.mark.sim
 
@@ -144,8 +151,10 @@ def test_a_killed_add_converges_at_restart(daemon: Daemon, sim_host: SimHostHand
                     network=NETWORK, container_id=cid, ifname="eth0", sandbox="ctr1",
                     parent="em0", mac=mac, host_ifname=host, state="attaching",
                 ))  # fmt: skip
-            await plat.create_in_sandbox("em0", moved, "02:00:00:00:00:c1", "ctr1", "eth0",
-                                         mtu=None, addresses=(), routes=())  # fmt: skip
+            await plat.create_in_sandbox(SandboxIfnet(
+                parent="em0", ifname=moved, mac="02:00:00:00:00:c1", sandbox="ctr1",
+                newname="eth0",
+            ))  # fmt: skip
             await plat.create_bridged_ifnet("em0", stuck, "02:00:00:00:00:c2")
         finally:
             await journal.aclose()
@@ -158,3 +167,108 @@ def test_a_killed_add_converges_at_restart(daemon: Daemon, sim_host: SimHostHand
     assert "eth0" not in {i.name for i in sim_host.ifnets(jid)}
     assert eifaces(sim_host) == []
     assert {n.type for n in sim_host.ng_nodes()} <= {"ether", "socket"}
+
+
+LONG_ID = "3f2a9c0d5e7b41a8b6c2d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4"
+"""A containerd-style ID: 64 hex digits, no vimage name (too long, may start with a digit)."""
+
+
+def test_list_and_status_show_attachments(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    daemon.write_config('vimage_enable="NO"\nvimage_list="web"\nvimage_web_bridges="em1"\n')
+    daemon.ok("reload")
+    sim_host.create_jail("ctr1")
+    sim_host.create_jail("ctr2")
+    assert plugin(daemon, "ADD", "ctr1", cid=LONG_ID)["exit"] == 0
+    assert plugin(daemon, "ADD", "ctr2", cid="c2")["exit"] == 0
+    long_host, c2_host = host_ifname(NETWORK, LONG_ID, "eth0"), host_ifname(NETWORK, "c2", "eth0")
+
+    # list: the vimages' table, a blank line, the attachments' table.
+    vimages, attachments = daemon.ok("list").stdout.split("\n\n")
+    assert vimages.splitlines()[1].split()[:2] == ["web", "stopped"]
+    header, *rows = (line.split() for line in attachments.splitlines())
+    assert header == ["NETWORK", "CONTAINER", "IFNAME", "STATE", "PARENT", "INTERFACE", "MAC",
+                      "SANDBOX", "ADDRESSES"]  # fmt: skip
+    assert sorted((r[1], r[2], r[4], r[5], r[7]) for r in rows) == sorted([
+        (LONG_ID, "eth0", "em0", long_host, "ctr1"), ("c2", "eth0", "em0", c2_host, "ctr2"),
+    ])  # fmt: skip
+    assert all(r[0] == NETWORK for r in rows)
+    assert [v["name"] for v in daemon.ok("--json", "list").json()] == ["web"]  # shape unchanged
+
+    # status: by container ID, by a prefix of one, by a name that is no vimage, and mixed.
+    [by_id] = daemon.ok("--json", "status", LONG_ID).json()
+    assert (by_id["container_id"], by_id["network"], by_id["ifname"], by_id["parent"],
+            by_id["sandbox"], by_id["host_ifname"]) == (
+        LONG_ID, NETWORK, "eth0", "em0", "ctr1", long_host,
+    )  # fmt: skip
+    assert daemon.ok("--json", "status", LONG_ID[:12]).json() == [by_id]
+    web, c2 = daemon.ok("--json", "status", "web", "c2").json()
+    assert (web["name"], c2["container_id"], c2["sandbox"]) == ("web", "c2", "ctr2")
+    text = daemon.ok("status", LONG_ID[:12]).stdout.splitlines()
+    assert text[0].startswith(f"{LONG_ID} eth0 on {NETWORK}: attached, sandbox ctr1")
+    assert text[1].split()[:4] == [long_host, "attachment", "parent", "em0"]
+
+    # On the wire: one vimages frame carries them, a stream its vimages_end.
+    with Client(daemon.socket_path, 10.0) as client:
+        assert client.hello is not None
+        assert "stream" in client.hello["features"]
+        whole = client.request({"op": "list"})
+        assert whole["reply"] == "vimages"
+        assert {a["container_id"] for a in whole["attachments"]} == {LONG_ID, "c2"}
+        streamed: list[Attachment] = []
+        status: StatusRequest = {"op": "status", "names": ["web"], "containers": ["c2"]}
+        assert [v["name"] for v in client.listing(status, streamed)] == ["web"]
+        assert [a["host_ifname"] for a in streamed] == [c2_host]
+        with pytest.raises(ClientError) as caught:
+            list(client.listing({"op": "status", "names": [], "containers": ["0badc0ffee"]}))
+        assert caught.value.code == "not_found"
+
+    # Nothing of that name, or a prefix of two IDs: the usual exit codes.
+    assert daemon.ctl("status", "0badc0ffee").code == exit_status("not_found")
+    assert daemon.ctl("status", "nosuchthing").code == exit_status("not_found")
+    sim_host.create_jail("ctr3")
+    assert plugin(daemon, "ADD", "ctr3", cid="c3")["exit"] == 0
+    assert daemon.ctl("status", "c").code == exit_status("invalid_request")
+    assert daemon.ctl("status", "bad/id").code == EX_USAGE
+    for cid in (LONG_ID, "c2", "c3"):
+        assert plugin(daemon, "DEL", cid=cid)["exit"] == 0
+    assert daemon.ok("list").stdout.count("\n\n") == 0  # no attachments: no section
+
+
+def test_events_report_attachments(daemon: Daemon, sim_host: SimHostHandle) -> None:
+    sim_host.create_jail("ctr1")
+    lines: queue.Queue[str] = queue.Queue()
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "vimagectl", "-s", daemon.socket_path, "--json", "events"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    stdout = watcher.stdout
+    assert stdout is not None
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    reader = threading.Thread(target=pump)
+    reader.start()
+    try:
+        seen: dict[str, dict[str, Any]] = {}
+        for _ in range(20):  # the subscription may land after the first ADD: cycle
+            seen.clear()
+            assert plugin(daemon, "ADD", "ctr1")["exit"] == 0
+            assert plugin(daemon, "DEL")["exit"] == 0
+            with contextlib.suppress(queue.Empty):
+                while "attachment.removed" not in seen:
+                    event = json.loads(lines.get(timeout=1.0))
+                    seen[event["event"]] = event["data"]
+            if "attachment.added" in seen and "attachment.removed" in seen:
+                break
+    finally:
+        watcher.kill()
+        watcher.wait()
+        reader.join(5)  # it ends at the killed watcher's EOF
+        stdout.close()
+    expected = {"network": NETWORK, "container_id": "c1", "ifname": "eth0", "sandbox": "ctr1",
+                "parent": "em0", "host_ifname": host_ifname(NETWORK, "c1", "eth0")}  # fmt: skip
+    for event in ("attachment.added", "attachment.removed"):
+        assert {k: seen[event].get(k) for k in expected} == expected, event

@@ -110,7 +110,6 @@ def test_macs_are_stable_across_restarts(daemon: Daemon) -> None:
     [
         ('vimage_list="a b"\nvimage_a_vnets="em1"\nvimage_b_vnets="em1"\n', "vimage_b_vnets"),
         ('vimage_list="a"\nvimage_a_vnets="em0"\nvimage_a_bridges="em0"\n', "vimage_a_bridges"),
-        ('vimage_list="a"\nvimage_a_vnets="em7"\n', "vimage_a_vnets"),
         (
             'vimage_list="a"\nvimage_a_bridges="em0"\nvimage_a_ether_0="01:00:00:00:00:01"\n',
             "vimage_a_ether_0",

@@ -51,7 +51,7 @@ def test_a_listing_larger_than_a_frame_streams_whole_and_in_order(daemon: Daemon
     named = [f"v{i:05d}" for i in range(COUNT - 1, COUNT - 1 - MAX_NAMES, -1)]
     status = json.loads(daemon.ok("--json", "status", *named).stdout)
     assert [v["name"] for v in status] == named
-    assert len(json.loads(daemon.ok("--json", "health").stdout)) == COUNT
+    assert len(json.loads(daemon.ok("--json", "health").stdout)["vimages"]) == COUNT
     health = daemon.ok("health")  # all stopped and unnamed: OK, out of the verdict
     assert f"stopped={COUNT}" in health.stdout
     with Client(daemon.socket_path, timeout=10) as client:

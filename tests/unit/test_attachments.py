@@ -15,7 +15,7 @@ import trio
 from vimaged.attachments import AttachmentJournal, Attachments, host_ifname
 from vimaged.errors import ConflictError, InvalidRequestError, NotFoundError, VimagedError
 from vimaged.events import EventHub
-from vimaged.platforms import IfnetInfo
+from vimaged.platforms import IfnetInfo, SandboxIfnet
 from vimaged.protocol import CniAdd, CniAttachmentKey, CniCheck, CniDel, CniGc, CniRoute
 
 if TYPE_CHECKING:
@@ -45,8 +45,8 @@ class FakePlatform:
     async def list_ifnets(self, jid: int = 0) -> list[IfnetInfo]:
         return [IfnetInfo(name="eth9"), IfnetInfo(name="lo0")]
 
-    async def create_in_sandbox(self, parent: str, ifname: str, mac: str, sandbox: str,
-                                newname: str, **kw: Any) -> None:  # fmt: skip
+    async def create_in_sandbox(self, want: SandboxIfnet) -> None:
+        ifname, mac, sandbox, newname = want.ifname, want.mac, want.sandbox, want.newname
         self.calls.append(f"create {ifname} {sandbox} {newname}")
         assert self.journal is not None
         self.phase_seen += [a.state for a in await self.journal.load()]
@@ -57,7 +57,7 @@ class FakePlatform:
             raise self.fail_create
         if sandbox not in self.sandboxes:
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), sandbox)
-        addresses = tuple(kw["addresses"])
+        addresses = want.addresses
         self.sandboxes[sandbox][newname] = IfnetInfo(name=newname, mac=mac, up=True,
                                                      addresses=addresses)  # fmt: skip
 

@@ -53,9 +53,11 @@ def test_vimagectl_refuses_an_oversized_reply_from_its_header() -> None:
 def test_vimagectl_never_sends_an_oversized_request() -> None:
     names = [f"n{i:030d}" for i in range(framing.MAX_FRAME // 32)]  # 1 MiB of names and more
     with pytest.raises(ClientError) as caught:
-        _frame({"op": "status", "names": names})
+        _frame({"op": "status", "names": names, "containers": []})
     assert caught.value.code == "bad_request"
-    assert len(_frame({"op": "status", "names": names[:1000]})) > framing.HEADER.size
+    assert (
+        len(_frame({"op": "status", "names": names[:1000], "containers": []})) > framing.HEADER.size
+    )
 
 
 def test_the_daemon_encodes_through_the_one_framing() -> None:

@@ -29,6 +29,7 @@ DOMAIN = (
     "views",
     "health",
     "restarts",
+    "dependents",
     "vnets",
     "state",
     "errors",

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.vectors import NETGRAPH_VECTORS
 from vimaged.netgraph import abi, codec, structs
+from vimaged.platforms import LinkCounters
 
 pytestmark = pytest.mark.unit
 
@@ -309,6 +310,15 @@ def test_old_bridge_config_round_trip(cfg: codec.BridgeConfig) -> None:
 @given(stats=st.builds(codec.LinkStats, **{n: u64 for n, _ in structs.NgBridgeLinkStats._fields_}))
 def test_link_stats_round_trip(stats: codec.LinkStats) -> None:
     assert codec.decode_link_stats(codec.encode_link_stats(stats)) == stats
+
+
+def test_platform_link_counters_are_the_binding_link_stats() -> None:
+    # platforms.LinkCounters copies codec.LinkStats so the seam need not import the binding;
+    # NetgraphBridges.link_counters converts one to the other field by field
+    assert LinkCounters.__struct_fields__ == codec.LinkStats.__struct_fields__
+    assert codec.LinkStats.__struct_fields__ == tuple(
+        n for n, _ in structs.NgBridgeLinkStats._fields_
+    )
 
 
 @given(

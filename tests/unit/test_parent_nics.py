@@ -151,3 +151,15 @@ async def test_a_vlan_parent_gets_a_record_of_its_own(tmp_path: Path) -> None:
     await nics.prepare("igb0.100")
     assert (tmp_path / "parent.igb0.100.json").exists()
     assert nics.record("igb0") is None
+
+
+async def test_a_record_planted_as_a_link_is_not_followed(tmp_path: Path) -> None:
+    # a record says what to undo on a real NIC: one reached through a link proves nothing
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(b'{"was_up": false, "caps_cleared": 0}')
+    (tmp_path / "parent.em1.json").symlink_to(elsewhere)
+    nic = FakeNic(up=True, supported=ALL, enabled=ALL)
+    with pytest.raises(OSError, match="symbolic link") as caught:
+        await ParentNics(tmp_path, nic).prepare("em1")
+    assert caught.value.errno == errno.ELOOP
+    assert nic.calls == []  # nothing was changed on the NIC

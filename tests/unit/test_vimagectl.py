@@ -516,6 +516,14 @@ EVERY_VERB = [
 ]
 
 
+def test_status_sends_operands_that_are_no_vimage_names_as_containers() -> None:
+    args = parse(["status", "web", "0f3a9c", "pod.1-a"])
+    framed = _frame(VERBS[args.verb].request(args))
+    assert REQUEST_DECODER.decode(framed[HEADER.size :]) == Status(
+        names=("web",), containers=("0f3a9c", "pod.1-a")
+    )
+
+
 def test_the_verb_table_covers_every_request() -> None:
     assert [argv[0] for argv, _ in EVERY_VERB] == list(VERBS)
     # The other CNI requests are vimaged-cni's (vimaged_cni/cli.py), not verbs.
@@ -663,8 +671,12 @@ async def test_unknown_protocol_version_exits_76(nursery: trio.Nursery, socket_p
 # health, the Nagios plugin.
 
 
-def _info(name: str, state: str = "running", health: str = "ok") -> VimageInfo:
-    return msgspec.convert({"name": name, "state": state, "health": health}, VimageInfo)
+def _info(
+    name: str, state: str = "running", health: str = "ok", *, wanted: bool = False
+) -> VimageInfo:
+    return msgspec.convert(
+        {"name": name, "state": state, "health": health, "wanted": wanted}, VimageInfo
+    )
 
 
 @pytest.mark.parametrize(
@@ -678,8 +690,15 @@ def _info(name: str, state: str = "running", health: str = "ok") -> VimageInfo:
         pytest.param([_info("a", state="failed")], [], 2, id="failed-state"),
         pytest.param([_info("a", health="unknown")], [], 3, id="unknown"),
         pytest.param([_info("a"), _info("b", state="starting")], [], 1, id="starting"),
+        pytest.param([_info("a"), _info("b", state="waiting")], [], 1, id="waiting"),
         pytest.param([_info("a"), _info("b", state="stopped")], [], 0, id="stopped-not-named"),
-        pytest.param([_info("a"), _info("b", state="stopped")], ["b"], 2, id="stopped-named"),
+        pytest.param([_info("a"), _info("b", state="stopped")], ["b"], 0, id="stopped-named"),
+        pytest.param(
+            [_info("a"), _info("b", state="stopped", wanted=True)], [], 2, id="stopped-wanted"
+        ),
+        pytest.param(
+            [_info("b", state="stopped", wanted=True)], ["b"], 2, id="stopped-wanted-named"
+        ),
         pytest.param([], [], 0, id="nothing-configured"),
     ],
 )
@@ -694,7 +713,7 @@ async def test_health_is_a_nagios_plugin(
     assert line.startswith(f"VIMAGED {label} - ")
     perf = dict(field.split("=") for field in line.split(" | ")[1].split())
     considered = [info for info in vimages if not names or info.name in names]
-    counted = [info for info in considered if info.state != "stopped" or names]
+    counted = [info for info in considered if info.state != "stopped" or info.wanted]
     assert sum(map(int, (perf["ok"], perf["degraded"], perf["failed"], perf["unknown"]))) == len(
         counted
     )

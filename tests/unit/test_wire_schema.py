@@ -295,7 +295,8 @@ def mutations(value: object) -> st.SearchStrategy[object]:
         pytest.param(
             {"reply": "vimages", "vimages": [{"name": "a", "state": "gone"}]},
             "vimages[0].state",
-            'expected one of "failed", "running", "starting", "stopped", "stopping", got "gone"',
+            'expected one of "failed", "running", "starting", "stopped", "stopping", "waiting", '
+            'got "gone"',
             id="unknown-state",
         ),
         pytest.param(
@@ -351,6 +352,7 @@ def test_unknown_fields_of_a_reply_are_dropped_and_defaults_filled() -> None:
                 "name": "a",
                 "state": "stopped",
                 "jid": None,
+                "wanted": False,
                 "health": "unknown",
                 "health_reason": None,
                 "interfaces": [],
@@ -358,8 +360,10 @@ def test_unknown_fields_of_a_reply_are_dropped_and_defaults_filled() -> None:
                 "error": None,
                 "restarts": 0,
                 "removed": False,
+                "waiting_for": [],
             }
         ],
+        "attachments": [],
     }
 
 
@@ -385,12 +389,26 @@ def test_decode_reply_refuses_what_is_not_a_protocol_reply(body: bytes) -> None:
 
 VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
     ({"op": "start", "names": ["web"], "all": False}, protocol.Start(names=("web",))),
-    ({"op": "stop", "names": [], "all": True}, protocol.Stop(all_=True)),
+    (
+        {"op": "stop", "names": [], "all": True, "with_dependents": False},
+        protocol.Stop(all_=True),
+    ),
+    (
+        {"op": "stop", "names": ["db"], "all": False, "with_dependents": True},
+        protocol.Stop(names=("db",), with_dependents=True),
+    ),
     ({"op": "restart", "names": ["a", "b"], "all": False}, protocol.Restart(names=("a", "b"))),
     ({"op": "list"}, protocol.ListVimages()),
     ({"op": "list", "stream": True}, protocol.ListVimages(stream=True)),
-    ({"op": "status", "names": [], "stream": True}, protocol.Status(stream=True)),
-    ({"op": "status", "names": ["db"]}, protocol.Status(names=("db",))),
+    (
+        {"op": "status", "names": [], "containers": [], "stream": True},
+        protocol.Status(stream=True),
+    ),
+    ({"op": "status", "names": ["db"], "containers": []}, protocol.Status(names=("db",))),
+    (
+        {"op": "status", "names": [], "containers": ["0f3a"]},
+        protocol.Status(containers=("0f3a",)),
+    ),
     ({"op": "health", "names": []}, protocol.Health()),
     ({"op": "reload"}, protocol.Reload()),
     ({"op": "version"}, protocol.Version()),
@@ -429,6 +447,7 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
             "container_id": "c1",
             "ifname": "eth0",
             "addresses": [],
+            "mtu": None,
         },
         protocol.CniCheck(network="n", container_id="c1", ifname="eth0"),
     ),

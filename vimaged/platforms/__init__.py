@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.platforms.ifnet_events import IfnetEvent
@@ -57,7 +57,9 @@ class IfnetInfo(msgspec.Struct, frozen=True, kw_only=True):
     up: bool = False
     addresses: tuple[str, ...] = ()
     """Its IPv4 and IPv6 addresses with prefix length (``192.0.2.10/24``, ``fe80::1/64``), in
-    the kernel's order. The sim host has no network layer: always empty there."""
+    the kernel's order (the sim host: what SIOCAIFADDR(_IN6) set, vimaged.simhost.inet)."""
+    mtu: int | None = None
+    """if_mtu where the platform reports it (freebsd: ``struct if_data``; sim), else None."""
 
 
 class BridgedIfnet(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,11 +86,33 @@ class BridgeInfo(msgspec.Struct, frozen=True, kw_only=True):
     """The bridged interfaces of ours on it."""
 
 
+class SandboxIfnet(msgspec.Struct, frozen=True, kw_only=True):
+    """What :meth:`Platform.create_in_sandbox` makes: one value, not eight parameters repeated
+    by every platform and its helpers."""
+
+    parent: str
+    """The host NIC it is bridged to."""
+    ifname: str
+    """Its host-side name (the name its bridge code gives it)."""
+    mac: str
+    sandbox: str
+    """CNI_NETNS: a netns path on linux, a VNET jail's name or jid on FreeBSD."""
+    newname: str
+    """Its name inside the sandbox (CNI_IFNAME)."""
+    mtu: int | None = None
+    addresses: tuple[str, ...] = ()
+    """CIDR."""
+    routes: tuple[tuple[str, str | None], ...] = ()
+    """(destination, gateway)."""
+
+
 class LinkCounters(msgspec.Struct, frozen=True, kw_only=True):
     """One bridge link's counters (``struct ng_bridge_link_stats``, NGM_BRIDGE_GET_STATS).
 
     C spelling, so one grep finds both sides. ``memoryFailures`` counts failed MAC learning
     (a failed NGM_BRIDGE_MOVE_HOST) as well as mbuf shortages; ``loopDetects`` a loop.
+    A deliberate copy of ``vimaged.netgraph.codec.LinkStats``: the seam does not import the
+    binding (linux has none); a test keeps the two field lists equal.
     """
 
     recvOctets: int = 0  # noqa: N815
@@ -245,22 +269,10 @@ class Platform(Protocol):
 
     # -- CNI attachments (vimaged-cni): an interface moved into a sandbox vimaged does not own
 
-    async def create_in_sandbox(
-        self,
-        parent: str,
-        ifname: str,
-        mac: str,
-        sandbox: str,
-        newname: str,
-        *,
-        mtu: int | None,
-        addresses: Sequence[str],
-        routes: Sequence[tuple[str, str | None]],
-    ) -> None:
-        """Create an interface bridged to ``parent`` with ``mac`` (as
-        :meth:`create_bridged_ifnet` does; ``ifname`` is its host-side name) and put it in
-        ``sandbox`` as ``newname``, up, with ``addresses`` (CIDR) and ``routes`` (destination,
-        gateway).
+    async def create_in_sandbox(self, want: SandboxIfnet) -> None:
+        """Create an interface bridged to ``want.parent`` with ``want.mac`` (as
+        :meth:`create_bridged_ifnet` does; ``want.ifname`` is its host-side name) and put it in
+        ``want.sandbox`` as ``want.newname``, up, with ``want.addresses`` and ``want.routes``.
 
         ``sandbox`` is CNI_NETNS: a netns path on linux, a VNET jail's name or jid on FreeBSD.
         ENOENT if the sandbox is gone, EINVAL if it is not one (or is vimaged's own), EEXIST if

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
+from vimaged import statedir
 from vimaged.errors import PlatformError
 from vimaged.platforms import (
     HOST_JID,
@@ -40,7 +41,7 @@ from vimaged.platforms import (
     JailSpec,
     LinkCounters,
     _libc,
-    jail_sandbox,
+    jail_inet,
 )
 from vimaged.platforms import freebsd_abi as abi
 from vimaged.platforms import freebsd_ifnet as ifops
@@ -48,9 +49,10 @@ from vimaged.platforms.freebsd_devd import DEVD_SEQPACKET_PIPE, open_devd_source
 from vimaged.platforms.freebsd_jailconf import jail_conf
 from vimaged.platforms.host_command import run_host_command
 from vimaged.platforms.ifnet_events import open_reconnecting
+from vimaged.platforms.jail_cni import JailCniMethods
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.netgraph.transport import NgTransport
@@ -121,7 +123,7 @@ def _open_kernel_transport() -> AbstractAsyncContextManager[NgTransport]:
 # --- the platform -------------------------------------------------------------------------
 
 
-class FreeBSDPlatform:
+class FreeBSDPlatform(JailCniMethods):
     """:class:`vimaged.platforms.Platform` on a FreeBSD kernel with ``options VIMAGE``."""
 
     name = "freebsd"
@@ -217,7 +219,7 @@ class FreeBSDPlatform:
                 )
         path = self._conf_path(spec.name)
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.write_text(conf)
+        statedir.write_text(str(path), conf)  # O_NOFOLLOW: never through a planted link
         argv = [self.jail_command, "-i", "-f", str(path), "-c", spec.name]
         try:
             result = await trio.run_process(
@@ -377,28 +379,12 @@ class FreeBSDPlatform:
         if bridges is not None:
             await bridges.aclose()
 
-    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail (jail_sandbox.py) --------
+    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail; create, inspect and detach
+    # are JailCniMethods'
 
-    async def create_in_sandbox(
-        self,
-        parent: str,
-        ifname: str,
-        mac: str,
-        sandbox: str,
-        newname: str,
-        *,
-        mtu: int | None,
-        addresses: Sequence[str],
-        routes: Sequence[tuple[str, str | None]],
-    ) -> None:
-        await jail_sandbox.create(self, self._sandbox_lock, parent, ifname, mac, sandbox, newname,
-                                  mtu=mtu, addresses=addresses, routes=routes)  # fmt: skip
-
-    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
-        return await jail_sandbox.inspect(self, sandbox, ifname)
-
-    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
-        await jail_sandbox.detach(self, sandbox, ifname, mac)
+    async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
+        """MTU, addresses and routes of ``inet.ifname`` in jail ``jid`` (jail_inet.py)."""
+        await ifops.run_child(jail_inet.CHILD_SCRIPT, jid, msgspec.json.encode(inet).decode())
 
 
 def _tool_error(result: subprocess.CompletedProcess[bytes], subject: str) -> OSError:

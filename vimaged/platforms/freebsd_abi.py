@@ -14,6 +14,7 @@ import ctypes
 import errno
 import os
 import socket
+import sys
 from typing import Final
 
 from vimaged import names
@@ -282,6 +283,12 @@ Ifaddrs._fields_ = (
     ("ifa_dstaddr", ctypes.c_void_p),
     ("ifa_data", ctypes.c_void_p),
 )
+
+
+def if_data_mtu(if_data: bytes) -> int:
+    """``ifi_mtu`` of the ``struct if_data`` an AF_LINK ifaddrs entry's ``ifa_data`` points at
+    (sys/net/if.h: six u_char and a u_short ifi_datalen, then uint32_t ifi_mtu at offset 8)."""
+    return int.from_bytes(if_data[8:12], sys.byteorder)
 
 
 def link_address(sdl: bytes) -> str | None:

@@ -25,7 +25,7 @@ import errno
 import os
 import socket
 import stat
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
@@ -109,10 +109,7 @@ async def open_devd_source(
                     if event is not None:
                         yield event
 
-        generator = records()
-        try:
+        async with aclosing(records()) as generator:
             yield generator
-        finally:
-            await generator.aclose()
     finally:
         sock.close()

@@ -29,7 +29,7 @@ def ifnets_here() -> list[IfnetInfo]:
     lib = _libc.libc()
     head = ctypes.c_void_p()
     lib.getifaddrs(ctypes.byref(head))
-    links: dict[str, tuple[str | None, bool]] = {}
+    links: dict[str, tuple[str | None, bool, int | None]] = {}
     addresses: dict[str, list[str]] = {}
     try:
         entry = ctypes.cast(head, ctypes.POINTER(abi.Ifaddrs))
@@ -39,7 +39,8 @@ def ifnets_here() -> list[IfnetInfo]:
             family = ctypes.string_at(ifa.ifa_addr, 2)[1] if ifa.ifa_addr else None
             if family == abi.AF_LINK:
                 sdl = _sockaddr(ifa.ifa_addr, 8)
-                links[name] = (abi.link_address(sdl), bool(ifa.ifa_flags & abi.IFF_UP))
+                mtu = abi.if_data_mtu(ctypes.string_at(ifa.ifa_data, 12)) if ifa.ifa_data else None
+                links[name] = (abi.link_address(sdl), bool(ifa.ifa_flags & abi.IFF_UP), mtu)
             elif family in (abi.AF_INET, abi.AF_INET6):
                 netmask = _sockaddr(ifa.ifa_netmask, 0) if ifa.ifa_netmask else None
                 text = abi.inet_address(_sockaddr(ifa.ifa_addr, 2), netmask)
@@ -49,8 +50,8 @@ def ifnets_here() -> list[IfnetInfo]:
     finally:
         lib.freeifaddrs(head)
     return [
-        IfnetInfo(name=name, mac=mac, up=up, addresses=tuple(addresses.get(name, ())))
-        for name, (mac, up) in links.items()
+        IfnetInfo(name=name, mac=mac, up=up, addresses=tuple(addresses.get(name, ())), mtu=mtu)
+        for name, (mac, up, mtu) in links.items()
     ]
 
 

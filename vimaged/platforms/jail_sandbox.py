@@ -5,22 +5,34 @@ interface, an ng_eiface made by the bridge code, is renamed on the host to CNI_I
 moved (SIOCSIFNAME, then SIOCSIFVNET: if_vmove_loan answers EEXIST for a name taken in the
 jail's vnet, sys/net/if.c); both happen under one lock, so two ADDs never hold the same name on
 the host at once. Its netgraph node keeps the host-side name (ng_eiface.c has no rename
-handler), which is how DEL finds and destroys it wherever it lives. Addresses, routes and MTU
-inside a jail are not implemented yet (they need ``ifconfig -j``/``route -j``): EOPNOTSUPP.
+handler), which is how DEL finds and destroys it wherever it lives. Its MTU, addresses and
+routes are then set inside the jail (:mod:`jail_inet`: ioctls and RTM_ADD from a jail_attach'ed
+child of vimaged's own; the sim models the same calls); any failure destroys the interface,
+which takes whatever was already applied with it.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 import trio
+
+from vimaged.platforms import jail_inet
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from vimaged.platforms import IfnetInfo, Platform
+
+
+class InetPlatform(Protocol):
+    """What the netgraph platforms (freebsd, sim) add for a jail sandbox's layer 3."""
+
+    async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
+        """Apply ``inet`` to its interface in jail ``jid``; the kernel's errno as OSError."""
+
 
 CLEANUP_GRACE = 5.0
 
@@ -52,12 +64,7 @@ async def create(
     addresses: Sequence[str],
     routes: Sequence[tuple[str, str | None]],
 ) -> None:
-    if addresses or routes or mtu is not None:
-        raise OSError(
-            errno.EOPNOTSUPP,
-            "addresses, routes and MTU inside a VNET jail are not implemented yet",
-            sandbox,
-        )
+    inet = jail_inet.plan(newname, mtu, addresses, routes, mac=mac)  # EINVAL before anything
     jid = await resolve(plat, sandbox)
     await plat.create_bridged_ifnet(parent, ifname, mac)
     try:
@@ -69,6 +76,8 @@ async def create(
                 with trio.move_on_after(CLEANUP_GRACE, shield=True):
                     await plat.rename_ifnet(newname, ifname)
                 raise
+        if inet.mtu is not None or inet.addresses or inet.routes:
+            await cast("InetPlatform", plat).configure_in_jail(jid, inet)
     except BaseException:
         with trio.move_on_after(CLEANUP_GRACE, shield=True):
             await plat.destroy_bridged_ifnet(ifname)  # by its node's name, wherever it is

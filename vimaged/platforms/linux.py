@@ -41,10 +41,10 @@ from vimaged.platforms.ifnet_events import open_reconnecting
 from vimaged.platforms.linux_ifwatch import open_rtnl_link_source
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Mapping
     from contextlib import AbstractAsyncContextManager
 
-    from vimaged.platforms import JailSpec
+    from vimaged.platforms import JailSpec, SandboxIfnet
     from vimaged.platforms.ifnet_events import IfnetEvent
 
 DEFAULT_PREFIX = "vimage-"
@@ -478,23 +478,11 @@ class LinuxPlatform:
         with self._lock:
             return {os.fstat(self._host_fd).st_ino, *self._known}
 
-    async def create_in_sandbox(
-        self,
-        parent: str,
-        ifname: str,
-        mac: str,
-        sandbox: str,
-        newname: str,
-        *,
-        mtu: int | None,
-        addresses: Sequence[str],
-        routes: Sequence[tuple[str, str | None]],
-    ) -> None:
+    async def create_in_sandbox(self, want: SandboxIfnet) -> None:
         refused = self._refused_namespaces()
-        await trio.to_thread.run_sync(partial(
-            linux_sandbox.create_in, self._host, self._nsfs_dev, refused, parent, ifname, mac,
-            sandbox, newname, mtu=mtu, addresses=addresses, routes=routes,
-        ))  # fmt: skip
+        await trio.to_thread.run_sync(
+            linux_sandbox.create_in, self._host, self._nsfs_dev, refused, want
+        )
 
     async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
         return await trio.to_thread.run_sync(

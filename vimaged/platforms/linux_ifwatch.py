@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import socket
 import sys
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
@@ -126,11 +126,8 @@ async def open_rtnl_link_source(
                 for event in link_events(data, names):
                     yield event
 
-        generator = events()
-        try:
+        async with aclosing(events()) as generator:
             yield generator
-        finally:
-            await generator.aclose()
     finally:
         trio.lowlevel.notify_closing(group)
         group.close()

@@ -27,6 +27,8 @@ from vimaged.platforms import linux_netlink as nl
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator, Sequence
 
+    from vimaged.platforms import SandboxIfnet
+
 RTM_NEWROUTE = 24
 RTMSG = struct.Struct("=BBBBBBBBI")
 """``struct rtmsg { u8 family, dst_len, src_len, tos, table, protocol, scope, type;
@@ -190,16 +192,23 @@ def attach(
     _configure(fd, path, newname, alias=None, addresses=addresses, routes=routes)
 
 
+def _link_or_none(rtnl: nl.Rtnl, ifname: str) -> nl.Link | None:
+    """``ifname`` in this thread's namespace; None if there is none (ENODEV)."""
+    try:
+        return rtnl.get_link(ifname)
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            return None
+        raise
+
+
 def _find(fd: int, path: str, ifname: str) -> tuple[nl.Link, list[str]] | None:
     def look() -> tuple[nl.Link, list[str]] | None:
         rtnl = nl.Rtnl()
         try:
-            try:
-                link = rtnl.get_link(ifname)
-            except OSError as exc:
-                if exc.errno == errno.ENODEV:
-                    return None
-                raise
+            link = _link_or_none(rtnl, ifname)
+            if link is None:
+                return None
             found = [a.text() for a in rtnl.dump_addresses() if a.index == link.index]
             return link, found
         finally:
@@ -226,12 +235,9 @@ def detach(fd: int, path: str, ifname: str, mac: str, owned: Callable[[nl.Link],
     def remove() -> None:
         rtnl = nl.Rtnl()
         try:
-            try:
-                link = rtnl.get_link(ifname)
-            except OSError as exc:
-                if exc.errno == errno.ENODEV:
-                    raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), ifname) from None
-                raise
+            link = _link_or_none(rtnl, ifname)
+            if link is None:
+                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), ifname)
             theirs = link.address is None or link.address.hex(":") != mac.lower()
             if not owned(link) or theirs:
                 raise OSError(errno.ENOENT, "no interface of vimaged with that MAC", ifname)
@@ -249,20 +255,10 @@ def _ours(link: nl.Link) -> bool:
     return (link.alias or "").startswith(links.BRIDGED_ALIAS)
 
 
-def create_in(
-    host: nl.Rtnl,
-    nsfs_dev: int,
-    refused: set[int],
-    parent: str,
-    ifname: str,
-    mac: str,
-    sandbox: str,
-    newname: str,
-    *,
-    mtu: int | None,
-    addresses: Sequence[str],
-    routes: Sequence[tuple[str, str | None]],
-) -> None:
+def create_in(host: nl.Rtnl, nsfs_dev: int, refused: set[int], want: SandboxIfnet) -> None:
+    parent, ifname, mac, sandbox, newname = (
+        want.parent, want.ifname, want.mac, want.sandbox, want.newname,
+    )  # fmt: skip
     for name in (parent, ifname, newname):
         links.check_ifname(name)
     if not links.MAC.fullmatch(mac):
@@ -273,12 +269,12 @@ def create_in(
             if upper.kind == "bridge":  # a veth pair, made on the host, then moved
                 links.create_bridged(host, parent, ifname, mac)
                 attach(host, fd, sandbox, ifname, newname,
-                                     owned=_ours, mtu=mtu, addresses=addresses,
-                                     routes=routes)  # fmt: skip
+                                     owned=_ours, mtu=want.mtu, addresses=want.addresses,
+                                     routes=want.routes)  # fmt: skip
             else:
                 create(host, fd, sandbox, upper.index, newname, mac,
-                                     links.BRIDGED_ALIAS + parent, mtu=mtu, addresses=addresses,
-                                     routes=routes)  # fmt: skip
+                                     links.BRIDGED_ALIAS + parent, mtu=want.mtu,
+                                     addresses=want.addresses, routes=want.routes)  # fmt: skip
         except ValueError as exc:
             raise links.einval(str(exc), sandbox) from None
 

@@ -21,10 +21,11 @@ current cookie and fall back to the pre-12.2 one on EINVAL.
 Addresses: FreeBSD 15's ``ngc_send`` refuses paths over 31 characters, so links are reached
 by the bridge's node ID (``[1a2b]:link12``), never as ``vimaged_br_<parent>:link<N>``.
 
-Races: links are taken by ``mkpeer`` on a chosen free ``linkN`` (EEXIST, another process got
-it first, moves on to the next), never probed and then used; inside the process one
-``trio.Lock`` per parent (the only one: the domain takes none) serializes build, add and
-release. N is chosen from the process's own
+Races: on FreeBSD 15 ng_bridge numbers the link itself (:mod:`netgraph_autolink`, probed by
+the first create); before, links are taken by ``mkpeer`` on a chosen free ``linkN`` (EEXIST,
+another process got it first, moves on to the next), never probed and then used; inside the
+process one ``trio.Lock`` per parent (the only one: the domain takes none) serializes build,
+add and release. N is chosen from the process's own
 view of the bridge's links (learnt once by LISTHOOKS, kept by its own adds and removes), so an
 add costs a fixed number of requests however big the bridge; the kernel's EEXIST and ENOENT
 correct a stale view. Bridges are not made persistent: a shared bridge should die with its
@@ -42,11 +43,16 @@ import msgspec
 import structlog
 import trio
 
+from vimaged.errors import error_text
 from vimaged.netgraph import abi, codec
 from vimaged.netgraph.linkview import UPLINK_HOOK, LinkView, Wiring
 from vimaged.netgraph.ngsocket import NgSocket, netgraph_error, open_ng_socket
 from vimaged.platforms import BridgedIfnet, LinkCounters
 from vimaged.platforms import netgraph_survey as survey
+from vimaged.platforms.netgraph_autolink import (
+    KernelNumbersUnsupportedError,
+    attach_numbered_by_kernel,
+)
 from vimaged.platforms.netgraph_survey import (
     BRIDGE_PREFIX,
     EIFACE_HOOKS,
@@ -118,6 +124,8 @@ class NetgraphBridges:
         """Bridge name -> this process's view of its links."""
         self._link_of: dict[str, tuple[str, int]] = {}
         """Eiface node name -> (bridge name, link number), to update the view on destroy."""
+        self._kernel_numbers: bool | None = None
+        """Whether ng_bridge numbers a bare ``link`` hook (FreeBSD 15); None: not probed yet."""
 
     async def socket(self) -> NgSocket:
         """The shared ``NgSocket``, opened on first use."""
@@ -267,24 +275,19 @@ class NetgraphBridges:
                 await sock.ether_setpromisc(ether, True)
                 await sock.ether_setautosrc(ether, False)  # keep the eifaces' source MACs
                 try:
-                    number = await self._add_eiface(sock, bridge, view, node)
+                    number, named = await self._add_link(sock, bridge, view, node)
                 except FileNotFoundError:
                     # The bridge this process knew is gone: another process released it.
                     self._forget(bridge)
                     view, built = await self._view_of(sock, parent)
                     if built and self._parents is not None:
                         await self._parents.prepare(parent)
-                    number = await self._add_eiface(sock, bridge, view, node)
-                info = await sock.nodeinfo(view.link_path(number))
-                eiface = info.address
+                    number, named = await self._add_link(sock, bridge, view, node)
+                if named:  # made and named off the bridge (netgraph_autolink)
+                    eiface = node + ":"
+                else:
+                    eiface = await self._name_linked(sock, view, number, node)
                 born = await sock.eiface_getifname(eiface)
-                try:
-                    await sock.name_node(eiface, node)
-                except OSError as exc:
-                    if exc.errno != errno_codes.EADDRINUSE:
-                        raise
-                    # Another task or process created ``ifname`` meanwhile.
-                    raise netgraph_error(errno_codes.EEXIST, node + ":", "name") from None
                 self._link_of[node] = (bridge, number)
                 await self._rename_ifnet(born, ifname)
                 await sock.eiface_set(eiface, mac)
@@ -294,6 +297,36 @@ class NetgraphBridges:
                 with trio.move_on_after(5, shield=True):
                     await self._rollback(sock, parent, node, number, eiface or link, built)
                 raise
+
+    async def _add_link(
+        self, sock: NgSocket, bridge: str, view: LinkView, node: str
+    ) -> tuple[int, bool]:
+        """An eiface for ``node`` on a new link of ``bridge``: ``(N, named)``.
+
+        On a kernel that numbers links itself (probed by the first add of the process, as
+        the uplink wiring is probed by the first build) the eiface is made, named and linked
+        by :func:`attach_numbered_by_kernel` (``named``: True); otherwise N is chosen here
+        (:meth:`_add_eiface`) and the eiface is still unnamed.
+        """
+        if self._kernel_numbers is not False:
+            try:
+                number = await attach_numbered_by_kernel(sock, view.path, node)
+            except KernelNumbersUnsupportedError:
+                self._kernel_numbers = False
+                log.info("bridge.link_numbering_probed", chosen_by="vimaged")
+            else:
+                if self._kernel_numbers is None:
+                    log.info("bridge.link_numbering_probed", chosen_by="kernel")
+                self._kernel_numbers = True
+                view.add(number, node)
+                return number, True
+        return await self._add_eiface(sock, bridge, view, node), False
+
+    async def _name_linked(self, sock: NgSocket, view: LinkView, number: int, node: str) -> str:
+        """Name the unnamed eiface on ``linkN`` ``node``; its address before the name."""
+        eiface = (await sock.nodeinfo(view.link_path(number))).address
+        await survey.claim_name(sock, eiface, node)
+        return eiface
 
     async def _add_eiface(self, sock: NgSocket, bridge: str, view: LinkView, node: str) -> int:
         """``mkpeer BRIDGE: eiface linkN ether`` on the lowest N free in ``view``; N.
@@ -390,7 +423,9 @@ class NetgraphBridges:
         try:
             return await self._release_locked(sock, bridge, None)
         except OSError as exc:
-            log.warning("bridge.release_failed", bridge=bridge, errno=exc.errno, error=str(exc))
+            log.warning(
+                "bridge.release_failed", bridge=bridge, errno=exc.errno, error=error_text(exc)
+            )
             return None
 
     async def _shutdown_eiface(self, sock: NgSocket, node: str) -> None:

@@ -164,3 +164,15 @@ async def link_stats(sock: NgSocket, ifname: str, cookies: dict[str, int]) -> co
     bridge = link.peer.name or link.peer.address.rstrip(":")
     cookie = await bridge_cookie(sock, bridge, cookies)
     return await sock.bridge_getstats(link.peer.address, link.peerhook, cookie)
+
+
+async def claim_name(sock: NgSocket, path: str, node: str) -> None:
+    """NGM_NAME ``path`` as ``node``: the name is the claim. EADDRINUSE (ng_base.c
+    ng_name_node: the name is taken) becomes EEXIST, another task or process having created
+    ``node`` meanwhile."""
+    try:
+        await sock.name_node(path, node)
+    except OSError as exc:
+        if exc.errno != errno_codes.EADDRINUSE:
+            raise
+        raise netgraph_error(errno_codes.EEXIST, node + ":", "name") from None

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 import structlog
 
+from vimaged import statedir
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -82,10 +84,10 @@ class ParentNics:
 
     def record(self, parent: str) -> ParentRecord | None:
         """The record of ``parent``, or None (not built by vimaged, or already restored)."""
-        try:
-            raw = self._path(parent).read_bytes()
-        except FileNotFoundError:
+        text = statedir.read_text(str(self._path(parent)))  # O_NOFOLLOW
+        if text is None:
             return None
+        raw = text.encode()
         try:
             return msgspec.json.decode(raw, type=ParentRecord)
         except msgspec.DecodeError:

@@ -44,9 +44,10 @@ from vimaged.platforms import (
     IfnetInfo,
     JailInfo,
     LinkCounters,
-    jail_sandbox,
+    jail_inet,
 )
 from vimaged.platforms.ifnet_events import open_reconnecting
+from vimaged.platforms.jail_cni import JailCniMethods
 from vimaged.platforms.netgraph_bridges import NetgraphBridges
 from vimaged.platforms.parent_nics import ParentNics
 from vimaged.platforms.sim_ifwatch import open_sim_source
@@ -55,7 +56,7 @@ from vimaged.simhost import rpc
 from vimaged.sockets import socket_is_live
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
     from vimaged.netgraph.transport import NgTransport
@@ -149,7 +150,7 @@ class _SimNicOps:
         await self._platform._call(rpc.SetCapabilities(name=ifname, enabled=enabled), rpc.Ok)
 
 
-class SimPlatform:
+class SimPlatform(JailCniMethods):
     """The Platform protocol (``vimaged.platforms``) on a simulated FreeBSD host."""
 
     name = "sim"
@@ -377,7 +378,10 @@ class SimPlatform:
             # Looking inside means jail_attach(2), which refuses absent and dying jails.
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), f"jail {jid}")
         reply = await self._call(rpc.ListIfnets(jid=jid), rpc.Ifnets)
-        return [IfnetInfo(name=i.name, mac=i.mac, up=i.up) for i in reply.ifnets]
+        return [
+            IfnetInfo(name=i.name, mac=i.mac, up=i.up, addresses=tuple(i.addresses), mtu=i.mtu)
+            for i in reply.ifnets
+        ]
 
     async def locate_ifnet(self, ifname: str) -> int | None:
         where = (await self._call(rpc.LocateIfnet(name=ifname), rpc.Location)).jid
@@ -442,28 +446,23 @@ class SimPlatform:
         if stream is not None:
             await stream.aclose()
 
-    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail (jail_sandbox.py) --------
+    # -- CNI attachments (vimaged-cni): the sandbox is a VNET jail; create, inspect and detach
+    # are JailCniMethods'
 
-    async def create_in_sandbox(
-        self,
-        parent: str,
-        ifname: str,
-        mac: str,
-        sandbox: str,
-        newname: str,
-        *,
-        mtu: int | None,
-        addresses: Sequence[str],
-        routes: Sequence[tuple[str, str | None]],
-    ) -> None:
-        await jail_sandbox.create(self, self._sandbox_lock, parent, ifname, mac, sandbox, newname,
-                                  mtu=mtu, addresses=addresses, routes=routes)  # fmt: skip
-
-    async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
-        return await jail_sandbox.inspect(self, sandbox, ifname)
-
-    async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
-        await jail_sandbox.detach(self, sandbox, ifname, mac)
+    async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
+        """What jail_inet's child does on FreeBSD, one modelled call per ioctl or RTM_ADD."""
+        name = inet.ifname
+        if inet.mac is not None:  # the child's check (jail_inet.apply_here), by getifaddrs
+            here = (await self._call(rpc.ListIfnets(jid=jid), rpc.Ifnets)).ifnets
+            if not any(i.name == name and i.mac == inet.mac for i in here):
+                raise OSError(errno.ENXIO, os.strerror(errno.ENXIO), name)
+        if inet.mtu is not None:
+            await self._call(rpc.SetIfnetMtu(name=name, mtu=inet.mtu, jid=jid), rpc.Ok)
+        for cidr in inet.addresses:
+            await self._call(rpc.AddInetAddress(name=name, address=cidr, jid=jid), rpc.Ok)
+        for dst, gw in inet.routes:
+            via = name if gw is None else None
+            await self._call(rpc.AddRoute(dst=dst, gateway=gw, via=via, jid=jid), rpc.Ok)
 
 
 def create(**options: str) -> SimPlatform:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -94,11 +94,8 @@ async def open_sim_source(socket_path: str) -> AsyncIterator[AsyncIterator[Ifnet
                     if event is not None:
                         yield event
 
-        generator = events()
-        try:
+        async with aclosing(events()) as generator:
             yield generator
-        finally:
-            await generator.aclose()
     finally:
         with trio.CancelScope(shield=True):
             await stream.aclose()

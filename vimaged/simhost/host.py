@@ -21,6 +21,7 @@ from vimaged.simhost.faults import Faults
 from vimaged.simhost.ifnet import HOST_JID
 from vimaged.simhost.ifnet import Ifnet as Ifnet  # re-exported: the model's callers use it
 from vimaged.simhost.ifnet_log import IfnetLog
+from vimaged.simhost.inet import InetLayer, Route
 from vimaged.simhost.ng_eiface import eiface_mac
 from vimaged.simhost.ng_message import IFNAMSIZ, fail
 from vimaged.simhost.ngmodel import NgKernel
@@ -96,7 +97,7 @@ SIGKILL_STATUS = 128 + 9
 
 
 @dataclass
-class SimHost(DataPlane):
+class SimHost(DataPlane, InetLayer):
     nics: tuple[str, ...] = DEFAULT_NICS
     kernel: int = 14
     faults: Faults = field(default_factory=Faults)
@@ -108,6 +109,8 @@ class SimHost(DataPlane):
     nodes are gone and jids start again at 1 (kern_jail.c get_next_prid from lastprid 0)."""
     wires: tuple[tuple[str, ...], ...] = ()
     """Groups of NICs that share a wire (one segment): a frame one sends, the others receive."""
+    routes: list[Route] = field(default_factory=list)
+    """Static routes of every vnet (vimaged.simhost.inet)."""
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -223,8 +226,10 @@ class SimHost(DataPlane):
 
     def detach_eiface(self, ifnet: IfnetLike) -> None:
         self.ng.detach_ether(ifnet)  # ether_ifdetach → ng_ether_detach, if it had one
-        if isinstance(ifnet, Ifnet) and self._drop_ifnet(ifnet):  # if_detach_internal
-            self.ifnet_log.notify("DETACH", ifnet.name, ifnet.vnet)
+        if isinstance(ifnet, Ifnet):
+            if self._drop_ifnet(ifnet):  # if_detach_internal
+                self.ifnet_log.notify("DETACH", ifnet.name, ifnet.vnet)
+            self.purge_inet(ifnet)  # if_detach: its addresses and routes go with it
 
     def move_ifnet(self, name: str, jid: int) -> None:
         """SIOCSIFVNET, ``ifconfig IF vnet JID`` (ifioctl → if_vmove_loan, sys/net/if.c)."""
@@ -272,6 +277,7 @@ class SimHost(DataPlane):
         # if_detach_internal calls if_down for a vmove too, which clears IFF_UP: an ifnet
         # arrives in its new vnet down, whichever way it moves (if.c@d87a5f2a).
         ifnet.up = False
+        self.purge_inet(ifnet)  # if_detach_internal: addresses and routes stay behind, gone
         self.ifnet_log.notify("DETACH", ifnet.name, ifnet.vnet)  # if_detach_internal(vmove)
         index = self._vnet_index()
         index[ifnet.vnet] = [i for i in index.get(ifnet.vnet, ()) if i is not ifnet]
@@ -423,6 +429,7 @@ class SimHost(DataPlane):
         self.jails.pop(jail.jid, None)
         self.vanish_at.pop(jail.jid, None)
         self._dying.discard(jail.jid)
+        self.routes = [r for r in self.routes if r.vnet != jail.jid]  # the vnet's rib goes
         for ifnet in sorted(self._vnet_index().get(jail.jid, ()), key=lambda i: i.index):
             if ifnet.home == jail.jid:
                 self._drop_ifnet(ifnet)  # the vnet's own lo0 dies with it

@@ -31,3 +31,7 @@ class Ifnet:
     """if_capenable: what is on (SIOCGIFCAP ``ifr_curcap``; SIOCSIFCAP sets it)."""
     inbox: list[bytes] = field(default_factory=list)
     """Frames its vnet's stack received on it (if_input), oldest first, for ``received``."""
+    mtu: int = 1500
+    """if_mtu: ETHERMTU from ether_ifattach (sys/net/if_ethersubr.c); SIOCSIFMTU sets it."""
+    addresses: list[str] = field(default_factory=list)
+    """IPv4 and IPv6 ``address/prefix`` set by SIOCAIFADDR(_IN6), in order (simhost.inet)."""

@@ -38,7 +38,6 @@ from vimaged.simhost.ng_parse import (
     _parse_i32,
     _parse_int,
     _parse_struct,
-    _render_bridge_stats,
     _render_bridge_table,
     _render_i32,
     _render_struct,
@@ -390,6 +389,12 @@ BROADCAST = b"\xff" * ETHER_ADDR_LEN
 
 def encode_stats(stats: dict[str, int]) -> bytes:
     return LINK_STATS.pack(*(stats[f] & 0xFFFFFFFFFFFFFFFF for f in STATS_FIELDS))
+
+
+def _render_bridge_stats(data: bytes) -> str:
+    """getstats' reply as ng_bridge.c's ng_bridge_stats_type renders it."""
+    values = LINK_STATS.unpack_from(data)
+    return _render_struct([(n, str(v), v == 0) for n, v in zip(STATS_FIELDS, values, strict=True)])
 
 
 def decode_stats(data: bytes) -> dict[str, int]:

@@ -25,6 +25,7 @@ imports none of the product's rules, so a wrong rule there cannot hide in both e
 SOCKADDR_NG_MAX = NG_NODESIZ + 2
 """``sg_len`` limit of FreeBSD 15's ngc_send/ng_bind (``sizeof(struct sockaddr_ng)``)."""
 
+# The numbers below repeat vimaged/netgraph/abi.py on purpose (see the module docstring).
 NGM_GENERIC_COOKIE = 1137070366
 NGM_SHUTDOWN = 1
 NGM_MKPEER = 2

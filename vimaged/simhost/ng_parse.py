@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import re
-import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -125,27 +124,6 @@ def _render_nodeinfo(data: bytes) -> str:
             ("hooks", str(hooks), hooks == 0),
         ]
     )
-
-
-def _render_bridge_stats(data: bytes) -> str:
-    names = [
-        "recvOctets",
-        "recvPackets",
-        "recvMulticasts",
-        "recvBroadcasts",
-        "recvUnknown",
-        "recvRunts",
-        "recvInvalid",
-        "xmitOctets",
-        "xmitPackets",
-        "xmitMulticasts",
-        "xmitBroadcasts",
-        "loopDrops",
-        "loopDetects",
-        "memoryFailures",
-    ]
-    values = struct.unpack_from(f"<{len(names)}Q", data)
-    return _render_struct([(n, str(v), v == 0) for n, v in zip(names, values, strict=True)])
 
 
 def _render_bridge_table(data: bytes) -> str:

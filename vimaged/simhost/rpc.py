@@ -156,6 +156,37 @@ class Received(Request, frozen=True, tag="received"):
     jid: int = 0
 
 
+class SetIfnetMtu(Request, frozen=True, tag="set_ifnet_mtu"):
+    """SIOCSIFMTU by a process attached to ``jid`` (0: the host)."""
+
+    name: str
+    mtu: int
+    jid: int = 0
+
+
+class AddInetAddress(Request, frozen=True, tag="add_inet_address"):
+    """SIOCAIFADDR or SIOCAIFADDR_IN6 (by the address's family) of ``address/prefix``."""
+
+    name: str
+    address: str
+    jid: int = 0
+
+
+class AddRoute(Request, frozen=True, tag="add_route"):
+    """RTM_ADD on a routing socket: ``dst`` via ``gateway``, or on-link via ifnet ``via``."""
+
+    dst: str
+    gateway: str | None = None
+    via: str | None = None
+    jid: int = 0
+
+
+class ListRoutes(Request, frozen=True, tag="list_routes"):
+    """The static routes of ``jid``'s vnet (sysctl NET_RT_DUMP, ``netstat -rn``)."""
+
+    jid: int = 0
+
+
 # -- interface arrival and departure (simhost/ifnet_log.py, simhost/hotplug.py) ----------
 
 
@@ -200,6 +231,10 @@ AnyRequest = (
     | SendFrame
     | Received
     | SetCapabilities
+    | SetIfnetMtu
+    | AddInetAddress
+    | AddRoute
+    | ListRoutes
     | PlugNic
     | WatchIfnets
 )
@@ -258,10 +293,23 @@ class IfnetRecord(msgspec.Struct, frozen=True, kw_only=True):
     """if_capabilities, what SIOCGIFCAP reports as supported."""
     capenable: int = 0
     """if_capenable, what is enabled."""
+    mtu: int = 1500
+    addresses: list[str] = []
+    """Its IPv4 and IPv6 ``address/prefix`` (vimaged.simhost.inet)."""
 
 
 class Ifnets(Reply, frozen=True, tag="ifnets"):
     ifnets: list[IfnetRecord]
+
+
+class RouteRecord(msgspec.Struct, frozen=True, kw_only=True):
+    dst: str
+    gateway: str | None
+    ifname: str
+
+
+class Routes(Reply, frozen=True, tag="routes"):
+    routes: list[RouteRecord]
 
 
 class Location(Reply, frozen=True, tag="location"):
@@ -337,9 +385,11 @@ AnyReply = (
     | ExecLog
     | NgNodes
     | Frames
+    | Routes
     | IfnetNotices
 )
 
+# Shaped like vimaged.protocol's codecs, but the sim's own RPC: a different set of messages.
 REQUEST_DECODER = msgspec.json.Decoder(AnyRequest)
 REPLY_DECODER = msgspec.json.Decoder(AnyReply)
 ENCODER = msgspec.json.Encoder()

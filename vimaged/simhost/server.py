@@ -134,6 +134,8 @@ class SimHostServer:
                             hwassist=i.hwassist,
                             capabilities=i.capabilities,
                             capenable=i.capenable,
+                            mtu=i.mtu,
+                            addresses=list(i.addresses),
                         )
                         for i in host.list_ifnets(jid)
                     ]
@@ -146,6 +148,19 @@ class SimHostServer:
                 host.reclaim_ifnet(name, jid)
             case rpc.RenameIfnet(name=name, newname=newname, jid=jid):
                 host.rename_ifnet(name, newname, jid)
+            case rpc.SetIfnetMtu(name=name, mtu=mtu, jid=jid):
+                host.set_mtu(jid, name, mtu)
+            case rpc.AddInetAddress(name=name, address=address, jid=jid):
+                host.add_address(jid, name, address)
+            case rpc.AddRoute(dst=dst, gateway=gateway, via=via, jid=jid):
+                host.add_route(jid, dst, gateway, via)
+            case rpc.ListRoutes(jid=jid):
+                return rpc.Routes(
+                    routes=[
+                        rpc.RouteRecord(dst=r.dst, gateway=r.gateway, ifname=r.ifnet.name)
+                        for r in host.list_routes(jid)
+                    ]
+                )
             case rpc.SetIfnetUp(name=name, up=up):
                 host.set_up(name, up)
             case rpc.Reset():
@@ -164,21 +179,11 @@ class SimHostServer:
                     ),
                 )
             case rpc.GetExecLog():
-                return rpc.ExecLog(
-                    entries=[
-                        rpc.ExecEntry(
-                            jid=r.jid,
-                            jail=r.jail,
-                            command=r.command,
-                            env=r.env,
-                            started=r.started,
-                            outcome=r.outcome,
-                            status=r.status,
-                            duration=r.duration,
-                        )
-                        for r in host.exec_log
-                    ]
-                )
+                # ExecEntry is ExecRecord's fields by name, less the server's cancel hook
+                entries = [
+                    msgspec.convert(r, rpc.ExecEntry, from_attributes=True) for r in host.exec_log
+                ]
+                return rpc.ExecLog(entries=entries)
             case rpc.KillJail(name=name):
                 return rpc.Jid(jid=host.kill_jail(name))
             case rpc.ListNgNodes():
