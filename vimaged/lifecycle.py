@@ -12,6 +12,7 @@ last interface.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -99,32 +100,47 @@ class MacBook:
         return mac
 
 
-class Lifecycle:
+@dataclass(frozen=True, kw_only=True)
+class SharedParts:
+    """What the lifecycle and reconciliation both act through, built once by the Supervisor."""
+
+    platform: Platform
+    journal: Journal
+    events: EventHub
+    watcher: ReturnWatcher
+    resources: Resources
+    health: HealthMonitor
+    macs: MacBook
+
+
+class ActsThroughParts:
+    """The parts as attributes (``self.platform``, ...), for :class:`Lifecycle` and
+    :class:`~vimaged.reconcile.Reconciler`."""
+
+    def __init__(self, parts: SharedParts) -> None:
+        self.platform = parts.platform
+        self.journal = parts.journal
+        self.events = parts.events
+        self.watcher = parts.watcher
+        self.resources = parts.resources
+        self.health = parts.health
+        self.macs = parts.macs
+
+
+class Lifecycle(ActsThroughParts):
     """Start, stop and fail one vimage; each holds the vimage's lock throughout."""
 
     def __init__(
         self,
+        parts: SharedParts,
         *,
-        platform: Platform,
-        journal: Journal,
-        events: EventHub,
-        watcher: ReturnWatcher,
-        resources: Resources,
         hooks: Hooks,
-        health: HealthMonitor,
-        macs: MacBook,
         config: Callable[[], Config],
         vimages: Callable[[], Iterable[Vimage]],
         forget_if_gone: Callable[[Vimage], None],
     ) -> None:
-        self.platform = platform
-        self.journal = journal
-        self.events = events
-        self.watcher = watcher
-        self.resources = resources
+        ActsThroughParts.__init__(self, parts)
         self.hooks = hooks
-        self.health = health
-        self.macs = macs
         self._config = config
         self._vimages = vimages
         self._forget_if_gone = forget_if_gone

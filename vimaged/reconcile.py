@@ -27,46 +27,29 @@ import trio
 
 from vimaged.config import VimageConfig
 from vimaged.errors import VimagedError, error_text
-from vimaged.lifecycle import CLEANUP_GRACE
+from vimaged.lifecycle import CLEANUP_GRACE, ActsThroughParts
 from vimaged.platforms import HOST_JID
 from vimaged.vimage import Vimage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, MutableMapping, Set
 
-    from vimaged.events import EventHub
-    from vimaged.health import HealthMonitor
-    from vimaged.lifecycle import MacBook
-    from vimaged.platforms import Platform
-    from vimaged.resources import Resources
-    from vimaged.state import Journal, Resource
-    from vimaged.vnets import ReturnWatcher
+    from vimaged.lifecycle import SharedParts
+    from vimaged.state import Resource
 
 log = structlog.get_logger()
 
 
-class Reconciler:
+class Reconciler(ActsThroughParts):
     def __init__(
         self,
+        parts: SharedParts,
         *,
-        platform: Platform,
-        journal: Journal,
-        events: EventHub,
-        watcher: ReturnWatcher,
-        resources: Resources,
-        health: HealthMonitor,
-        macs: MacBook,
         vimages: MutableMapping[str, Vimage],
         pending_nics: Callable[[str], list[str]],
         spared: Set[str] = frozenset(),
     ) -> None:
-        self.platform = platform
-        self.journal = journal
-        self.events = events
-        self.watcher = watcher
-        self.resources = resources
-        self.health = health
-        self.macs = macs
+        super().__init__(parts)
         self.vimages = vimages
         self._pending_nics = pending_nics
         self._spared = spared

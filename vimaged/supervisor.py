@@ -40,6 +40,7 @@ from vimaged.lifecycle import (
     CLEANUP_GRACE,
     Lifecycle,
     MacBook,
+    SharedParts,
     refuse_if_removed,
 )
 from vimaged.protocol import Outcome, Reloaded
@@ -97,27 +98,24 @@ class Supervisor:
         self._limiter = trio.CapacityLimiter(PARALLEL_STARTS)
         self.macs = MacBook(platform, journal)
         self.resources = Resources(platform, journal, events, self.watcher)
-        self.lifecycle = Lifecycle(
+        parts = SharedParts(
             platform=platform,
             journal=journal,
             events=events,
             watcher=self.watcher,
             resources=self.resources,
-            hooks=Hooks(platform, events),
             health=self.health,
             macs=self.macs,
+        )
+        self.lifecycle = Lifecycle(
+            parts,
+            hooks=Hooks(platform, events),
             config=lambda: self.cfg,
             vimages=lambda: list(self.vimages.values()),
             forget_if_gone=self._forget_if_gone,
         )
         self.reconciler = Reconciler(
-            platform=platform,
-            journal=journal,
-            events=events,
-            watcher=self.watcher,
-            resources=self.resources,
-            health=self.health,
-            macs=self.macs,
+            parts,
             vimages=self.vimages,
             pending_nics=self._pending_nics,
             spared=self.attachment_ifnets,
