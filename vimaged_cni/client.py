@@ -91,7 +91,8 @@ def _raise_error(reply: dict[str, object]) -> None:
     if reply.get("reply") != "error":
         return
     code = str(reply.get("code"))
-    details = code if reply.get("errno") is None else f"{code} (errno {reply.get('errno')})"
+    name = reply.get("errno_name") or (None if reply.get("errno") is None else reply.get("errno"))
+    details = code if name is None else f"{code} ({name})"
     if code in RETRY_CODES:
         raise CniError(TRY_AGAIN_LATER, str(reply.get("message")), details)
     raise CniError(DAEMON_REFUSED, str(reply.get("message")), details)

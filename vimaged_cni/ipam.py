@@ -10,6 +10,7 @@ pipes polled here: :mod:`subprocess` imports :mod:`threading`, :mod:`selectors` 
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import time
@@ -91,7 +92,8 @@ def _spawn(plugin: str, stdin: bytes, env: dict[str, str]) -> tuple[int, bytes, 
                 file_actions=[(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(child_ends)],
             )  # fmt: skip
         except OSError as exc:
-            raise CniError(IO_FAILURE, f"IPAM plugin {plugin} did not run: {exc}") from None
+            why = f"{exc.strerror} ({errno.errorcode.get(exc.errno or 0, exc.errno)})"
+            raise CniError(IO_FAILURE, f"IPAM plugin {plugin} did not run: {why}") from None
         finally:
             for fd in child_ends:
                 os.close(fd)
