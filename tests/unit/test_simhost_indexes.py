@@ -88,3 +88,18 @@ def test_a_destroyed_jail_frees_its_name() -> None:
     host.remove_jail(jid)
     assert jid not in host.jails
     assert host.create_jail("web") == jid + 1
+
+
+def test_ether_nodes_follow_their_ifnet_out_and_home_again() -> None:
+    host = SimHost()
+    jid = host.create_jail("web")
+    host.move_ifnet("em1", jid)
+    assert host.ng.named("em1") is None  # ng_ether_detach: the node went with the vnet move
+    host.rename_ifnet("em0", "lan0")
+    assert host.ng.named("lan0") is not None
+    host.remove_jail(jid)
+    back = host.ng.named("em1")
+    assert back is not None
+    assert back.type_name == "ether"
+    host.rename_ifnet("em1", "lan1")  # the new node, not the destroyed one, is renamed
+    assert host.ng.named("lan1") is back
