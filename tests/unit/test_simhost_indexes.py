@@ -103,3 +103,27 @@ def test_ether_nodes_follow_their_ifnet_out_and_home_again() -> None:
     assert back.type_name == "ether"
     host.rename_ifnet("em1", "lan1")  # the new node, not the destroyed one, is renamed
     assert host.ng.named("lan1") is back
+
+
+def test_dropping_ifnets_keeps_the_list_in_order() -> None:
+    host = SimHost()
+    nodes = [host.ng.make_node("eiface") for _ in range(5)]
+    for node in (nodes[3], nodes[0], nodes[4]):
+        host.ng.destroy(node)
+    names = [i.name for i in host.ifnets]
+    assert names == ["em0", "em1", "lo0", "ngeth1", "ngeth2"]
+
+
+def test_removing_a_jail_kills_only_its_running_commands() -> None:
+    host = SimHost()
+    web, db = host.create_jail("web"), host.create_jail("db")
+    done, _ = host.start_exec(web, "true")
+    host.finish_exec(done, 0)
+    running, _ = host.start_exec(web, "sleep 9")
+    other, _ = host.start_exec(db, "sleep 9")
+    host.remove_jail(web)
+    assert [(r.outcome, r.status) for r in (done, running, other)] == [
+        ("exited", 0),
+        ("killed", 137),
+        ("running", None),
+    ]

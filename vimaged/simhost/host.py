@@ -9,6 +9,7 @@ SIOCSIFRVNET, SIOCSIFNAME, vnet_if_return) and sys/net/vnet.c (vnet_destroy).
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import time
@@ -139,6 +140,8 @@ class SimHost(DataPlane, InetLayer):
         """``self.ifnets`` by vnet, for the list it was built from (its id and length)."""
         self.next_index = 1
         self.exec_log: list[ExecRecord] = []
+        self._execs: dict[int, list[ExecRecord]] = {}
+        """``exec_log`` by jid, for jail_remove's SIGKILL (the whole log at 10,000 jails)."""
         self.scripts: list[ExecScript] = []
         self.vanish_at: dict[int, float] = {}
         self._dying: set[int] = set()
@@ -175,7 +178,12 @@ class SimHost(DataPlane, InetLayer):
         index = self._vnet_index()
         if not isinstance(ifnet, Ifnet) or not any(i is ifnet for i in index.get(ifnet.vnet, ())):
             return False
-        self.ifnets.remove(ifnet)
+        # The list is in index order (appended as numbered): bisect, not a scan of 10,000.
+        at = bisect.bisect_left(self.ifnets, ifnet.index, key=lambda i: i.index)
+        if at < len(self.ifnets) and self.ifnets[at] is ifnet:
+            del self.ifnets[at]
+        else:
+            self.ifnets.remove(ifnet)
         index[ifnet.vnet] = [i for i in index[ifnet.vnet] if i is not ifnet]
         self._by_vnet_of = (id(self.ifnets), len(self.ifnets))
         return True
@@ -414,8 +422,8 @@ class SimHost(DataPlane, InetLayer):
             return
         if self._live.get(jail.name) == jid:
             del self._live[jail.name]  # pr_uref 0: the name is free for a new prison
-        for record in self.exec_log:
-            if record.jid == jid and record.outcome == "running":
+        for record in self._execs.pop(jid, ()):
+            if record.outcome == "running":
                 self._kill(record)
         if self.faults.dying_seconds > 0:
             jail.dying_until = self.clock() + self.faults.dying_seconds
@@ -484,6 +492,8 @@ class SimHost(DataPlane, InetLayer):
             name = jail.name
         record = ExecRecord(jid, name, command, time.time(), dict(env or {}))
         self.exec_log.append(record)
+        if jid != 0:
+            self._execs.setdefault(jid, []).append(record)
         script = next(
             (s for s in self.scripts if s.jail in (name, "*") and s.match in command),
             None,
