@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 WIRING_MAX_AGE = 2.0
+WIRING_SHARE = 20
+"""A wiring listing is kept at least this many times as long as it took: its cost grows
+with the graph, so a fixed age made it a growing share of the daemon (6% at 10,000)."""
 
 
 class HealthMonitor:
@@ -67,6 +70,7 @@ class HealthMonitor:
         """Parent → wiring of its bridge (``classic``/``uplink``), as of the last check; an
         adopted bridge keeps the mode it was built with until it is released."""
         self._wiring_at = -math.inf
+        self._wiring_max_age = WIRING_MAX_AGE
         self._refreshing: trio.Event | None = None
         """Set when the wiring listing in flight is done; ``None`` when none is."""
         self._wake = trio.Event()
@@ -265,7 +269,7 @@ class HealthMonitor:
         FreeBSD). The listing walks the whole graph, so one serves every vimage polled within
         :data:`WIRING_MAX_AGE`; an interface created since is checked by a later round."""
         now = trio.current_time()
-        if now - self._wiring_at <= WIRING_MAX_AGE:
+        if now - self._wiring_at <= self._wiring_max_age:
             return self._wiring
         if self._refreshing is not None:
             # One listing at a time: the checks that come meanwhile wait for it (or, if it
@@ -278,6 +282,8 @@ class HealthMonitor:
             self._wiring = {b.name: b.parent for b in listed}
             self.bridge_modes = {b.parent: b.mode for b in await self._platform.list_bridges()}
             self._wiring_at = now
+            took = trio.current_time() - now
+            self._wiring_max_age = max(WIRING_MAX_AGE, WIRING_SHARE * took)
         finally:
             self._refreshing = None
             done.set()

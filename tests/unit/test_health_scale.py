@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from vimaged import config
-from vimaged.health import HealthMonitor
+from vimaged.health import WIRING_MAX_AGE, WIRING_SHARE, HealthMonitor
 from vimaged.platforms import BridgedIfnet, BridgeInfo, JailInfo
 from vimaged.testing import InProcessPlatform, open_supervisor
 
@@ -56,7 +56,7 @@ async def test_concurrent_checks_share_one_wiring_listing(
             nursery.start_soon(check)
     assert platform.listings == 1
     assert seen == [{"v1": "em0"}] * 50
-    await trio.sleep(10)  # older than WIRING_MAX_AGE: the next check lists again
+    await trio.sleep(41)  # older than WIRING_SHARE x the 2 s it took: the next check lists
     assert await health._bridged_parents() == {"v2": "em0"}
     assert platform.listings == 2
 
@@ -67,7 +67,7 @@ async def test_a_failed_listing_leaves_the_waiters_the_previous_picture(
     platform = SlowListings()
     health = monitor(platform)
     assert await health._bridged_parents() == {"v1": "em0"}
-    await trio.sleep(10)
+    await trio.sleep(41)
     platform.fail = True
     waiters: list[dict[str, str]] = []
     failures: list[OSError] = []
@@ -84,6 +84,43 @@ async def test_a_failed_listing_leaves_the_waiters_the_previous_picture(
     assert platform.listings == 2
     assert len(failures) == 1
     assert waiters == [{"v1": "em0"}] * 4
+
+
+async def test_a_slow_wiring_listing_is_kept_in_proportion_to_its_cost(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    platform = SlowListings()  # 2 s a listing: kept WIRING_SHARE x 2 s
+    health = monitor(platform)
+    assert await health._bridged_parents() == {"v1": "em0"}
+    await trio.sleep(WIRING_SHARE * 2 - 3)  # 2 s short of its age, counted from the ask
+    assert await health._bridged_parents() == {"v1": "em0"}
+    assert platform.listings == 1
+    await trio.sleep(2)
+    assert await health._bridged_parents() == {"v2": "em0"}
+    health.recheck("test")  # the platform came back: no picture is kept
+    assert await health._bridged_parents() == {"v3": "em0"}
+    assert platform.listings == 3
+
+
+async def test_a_quick_wiring_listing_is_kept_wiring_max_age(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    platform = QuickListings()
+    health = monitor(platform)
+    assert await health._bridged_parents() == {"v1": "em0"}
+    await trio.sleep(WIRING_MAX_AGE + 0.1)
+    assert await health._bridged_parents() == {"v2": "em0"}
+
+
+class QuickListings(SlowListings):
+    """A test fake: the same listings, taking no time."""
+
+    async def list_bridged_ifnets(self) -> list[BridgedIfnet]:
+        self.listings += 1
+        return [BridgedIfnet(name=f"v{self.listings}", parent="em0", jid=None)]
+
+    async def list_bridges(self) -> list[BridgeInfo]:
+        return []
 
 
 class CountingPlatform(InProcessPlatform):

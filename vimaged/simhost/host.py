@@ -9,6 +9,7 @@ SIOCSIFRVNET, SIOCSIFNAME, vnet_if_return) and sys/net/vnet.c (vnet_destroy).
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import time
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from vimaged.simhost.dataplane import DataPlane
 from vimaged.simhost.faults import Faults
-from vimaged.simhost.ifnet import HOST_JID
+from vimaged.simhost.ifnet import HOST_JID, UnitPool
 from vimaged.simhost.ifnet import Ifnet as Ifnet  # re-exported: the model's callers use it
 from vimaged.simhost.ifnet_log import IfnetLog
 from vimaged.simhost.inet import InetLayer, Route
@@ -129,6 +130,9 @@ class SimHost(DataPlane, InetLayer):
         self.ng.link_race = self.faults.link_race
         self.ng.learn_fail = self.faults.learn_fail
         self.jails: dict[int, Jail] = {}
+        self._live: dict[str, int] = {}
+        """The jid of each live jail by name (prison_find_name without the scan)."""
+        self._eiface_units = UnitPool()
         self.lastprid = 0
         self.ifnets: list[Ifnet] = []
         self._by_vnet: dict[int, list[Ifnet]] = {}
@@ -136,6 +140,8 @@ class SimHost(DataPlane, InetLayer):
         """``self.ifnets`` by vnet, for the list it was built from (its id and length)."""
         self.next_index = 1
         self.exec_log: list[ExecRecord] = []
+        self._execs: dict[int, list[ExecRecord]] = {}
+        """``exec_log`` by jid, for jail_remove's SIGKILL (the whole log at 10,000 jails)."""
         self.scripts: list[ExecScript] = []
         self.vanish_at: dict[int, float] = {}
         self._dying: set[int] = set()
@@ -172,7 +178,12 @@ class SimHost(DataPlane, InetLayer):
         index = self._vnet_index()
         if not isinstance(ifnet, Ifnet) or not any(i is ifnet for i in index.get(ifnet.vnet, ())):
             return False
-        self.ifnets.remove(ifnet)
+        # The list is in index order (appended as numbered): bisect, not a scan of 10,000.
+        at = bisect.bisect_left(self.ifnets, ifnet.index, key=lambda i: i.index)
+        if at < len(self.ifnets) and self.ifnets[at] is ifnet:
+            del self.ifnets[at]
+        else:
+            self.ifnets.remove(ifnet)
         index[ifnet.vnet] = [i for i in index[ifnet.vnet] if i is not ifnet]
         self._by_vnet_of = (id(self.ifnets), len(self.ifnets))
         return True
@@ -217,8 +228,7 @@ class SimHost(DataPlane, InetLayer):
 
     def attach_eiface(self) -> Ifnet:
         """ng_eiface_constructor: unit from the lowest free (ifc_alloc_unit), on the host."""
-        used = {i.unit for i in self.ifnets if i.kind == "eiface"}
-        unit = next(u for u in range(len(used) + 1) if u not in used)
+        unit = self._eiface_units.alloc()
         name = f"ngeth{unit}"
         # FreeBSD 12 leaves the address all-zero; 13+ calls ether_gen_addr.
         mac = bytes(6) if self.kernel < 13 else eiface_mac(self.host_uuid, name)
@@ -229,6 +239,8 @@ class SimHost(DataPlane, InetLayer):
         if isinstance(ifnet, Ifnet):
             if self._drop_ifnet(ifnet):  # if_detach_internal
                 self.ifnet_log.notify("DETACH", ifnet.name, ifnet.vnet)
+                if ifnet.kind == "eiface":
+                    self._eiface_units.free(ifnet.unit)  # ng_eiface_rmnode: free_unr
             self.purge_inet(ifnet)  # if_detach: its addresses and routes go with it
 
     def move_ifnet(self, name: str, jid: int) -> None:
@@ -380,11 +392,12 @@ class SimHost(DataPlane, InetLayer):
             fail(errno.ENAMETOOLONG, name)  # MAXHOSTNAMELEN
         # Only a live sibling blocks the name; a dying one (pr_uref == 0) is passed over, so
         # JAIL_CREATE makes a new prison beside it (kern_jail.c@002c06d2 kern_jail_set).
-        if any(j.name == name and not j.dying for j in self.jails.values()):
+        if name in self._live:
             fail(errno.EEXIST, f"jail {name!r} exists")
         if jid is None:
             jid = self._next_jid()
         self.jails[jid] = Jail(jid, name, hostname or name, path, vnet, persist=True)
+        self._live[name] = jid
         if vnet:
             self._add_ifnet(Ifnet("lo0", "loopback", 0, vnet=jid, home=jid))
         if name in self.faults.vanish:
@@ -407,8 +420,10 @@ class SimHost(DataPlane, InetLayer):
             fail(errno.EINVAL, f"no jail {jid}")
         if jail.dying:
             return
-        for record in self.exec_log:
-            if record.jid == jid and record.outcome == "running":
+        if self._live.get(jail.name) == jid:
+            del self._live[jail.name]  # pr_uref 0: the name is free for a new prison
+        for record in self._execs.pop(jid, ()):
+            if record.outcome == "running":
                 self._kill(record)
         if self.faults.dying_seconds > 0:
             jail.dying_until = self.clock() + self.faults.dying_seconds
@@ -418,15 +433,17 @@ class SimHost(DataPlane, InetLayer):
 
     def kill_jail(self, name: str) -> int:
         """``jail -r NAME`` run by someone else: the jail is removed under the daemon."""
-        for jail in self.jails.values():
-            if jail.name == name and not jail.dying:
-                self.remove_jail(jail.jid)
-                return jail.jid
-        fail(errno.ENOENT, f"no live jail {name!r}")
+        jid = self._live.get(name)
+        if jid is None:
+            fail(errno.ENOENT, f"no live jail {name!r}")
+        self.remove_jail(jid)
+        return jid
 
     def _destroy_jail(self, jail: Jail) -> None:
         """prison_deref → vnet_destroy → vnet_if_return: every ifnet goes home."""
         self.jails.pop(jail.jid, None)
+        if self._live.get(jail.name) == jail.jid:
+            del self._live[jail.name]
         self.vanish_at.pop(jail.jid, None)
         self._dying.discard(jail.jid)
         self.routes = [r for r in self.routes if r.vnet != jail.jid]  # the vnet's rib goes
@@ -475,6 +492,8 @@ class SimHost(DataPlane, InetLayer):
             name = jail.name
         record = ExecRecord(jid, name, command, time.time(), dict(env or {}))
         self.exec_log.append(record)
+        if jid != 0:
+            self._execs.setdefault(jid, []).append(record)
         script = next(
             (s for s in self.scripts if s.jail in (name, "*") and s.match in command),
             None,

@@ -4,6 +4,7 @@ the host (host.py) and its data plane (dataplane.py) both use it without importi
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 HOST_JID = 0
@@ -35,3 +36,26 @@ class Ifnet:
     """if_mtu: ETHERMTU from ether_ifattach (sys/net/if_ethersubr.c); SIOCSIFMTU sets it."""
     addresses: list[str] = field(default_factory=list)
     """IPv4 and IPv6 ``address/prefix`` set by SIOCAIFADDR(_IN6), in order (simhost.inet)."""
+
+
+class UnitPool:
+    """A unit number allocator, lowest free first: alloc_unr/free_unr (sys/kern/subr_unit.c)
+    as ng_eiface_constructor and ng_eiface_rmnode use them (sys/netgraph/ng_eiface.c)."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._freed: list[int] = []  # a heap of the freed units below ``_next``
+        self._free: set[int] = set()  # the same units, to refuse a double free
+
+    def alloc(self) -> int:
+        if self._freed:
+            unit = heapq.heappop(self._freed)
+            self._free.discard(unit)
+            return unit
+        self._next += 1
+        return self._next - 1
+
+    def free(self, unit: int) -> None:
+        if 0 <= unit < self._next and unit not in self._free:
+            heapq.heappush(self._freed, unit)
+            self._free.add(unit)

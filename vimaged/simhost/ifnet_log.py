@@ -59,4 +59,4 @@ class IfnetLog:
         first = self.notices[0].seq if self.notices else self.seq + 1
         if after + 1 < first:
             return None
-        return [n for n in self.notices if n.seq > after]
+        return self.notices[after + 1 - first :]  # seqs are consecutive: a slice, not a scan

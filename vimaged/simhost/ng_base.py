@@ -104,9 +104,19 @@ class Node:
     def __init__(self, kernel: NgBase, node_id: int) -> None:
         self.kernel = kernel
         self.id = node_id
-        self.name = ""
+        self._name = ""
         self.hooks: dict[str, Hook] = {}
         self.valid = True
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        # The kernel's name index follows every naming (ng_name_node, the types' own).
+        self.kernel.renamed(self, name)
+        self._name = name
 
     @property
     def address(self) -> str:
@@ -165,6 +175,8 @@ class NgBase:
         self.host = host
         self.version = version
         self.nodes: dict[int, Node] = {}
+        self._by_name: dict[str, Node] = {}
+        """The named nodes of ``nodes`` by name (ng_name_hash in ng_base.c)."""
         self.next_id = 1
         self.sender: Node | None = None
         """The socket node whose message is being applied (the return address)."""
@@ -214,10 +226,15 @@ class NgBase:
         return node_id
 
     def named(self, name: str) -> Node | None:
-        for node in self.nodes.values():
-            if node.name == name:
-                return node
-        return None
+        """ng_name2noderef's lookup, from the name index (a scan of every node at 10,000)."""
+        return self._by_name.get(name) if name else None
+
+    def renamed(self, node: Node, name: str) -> None:
+        """Keep the name index in step: ``node`` is about to be called ``name``."""
+        if node.name and self._by_name.get(node.name) is node:
+            del self._by_name[node.name]
+        if name:
+            self._by_name[name] = node
 
     def iter_nodes(self) -> Iterator[Node]:
         return iter(sorted(self.nodes.values(), key=lambda n: n.id))
@@ -234,6 +251,8 @@ class NgBase:
         for hook in list(node.hooks.values()):
             self.remove_hook(hook)
         self.nodes.pop(node.id, None)
+        if node.name and self._by_name.get(node.name) is node:
+            del self._by_name[node.name]  # ng_rmnode: the name goes with the node
         node.destroyed()
 
     def add_hook(self, node: Node, name: str) -> Hook:

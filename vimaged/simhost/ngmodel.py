@@ -19,11 +19,15 @@ from vimaged.simhost.ng_message import NODE_TYPES, fail
 from vimaged.simhost.ng_socket import NgSocket, SocketNode
 
 if TYPE_CHECKING:
-    from vimaged.simhost.ng_base import IfnetLike, Node
+    from vimaged.simhost.ng_base import IfnetHost, IfnetLike, Node
 
 
 class NgKernel(NgSocket):
     """All netgraph nodes of the simulated host vnet, and the socket calls into them."""
+
+    def __init__(self, host: IfnetHost, version: int = 14) -> None:
+        super().__init__(host, version)
+        self._ether_nodes: dict[int, EtherNode] = {}
 
     def make_node(self, type_name: str) -> Node:
         """ng_make_node: ENXIO for an unknown type; ether and socket constructors say EINVAL."""
@@ -53,19 +57,28 @@ class NgKernel(NgSocket):
         node = EtherNode(self, self._new_id(), ifnet)
         node.name = name
         self.nodes[node.id] = node
+        self._ethers()[node.id] = node
 
     def detach_ether(self, ifnet: IfnetLike) -> None:
         """ng_ether_detach: the ifnet left the host vnet; the node really goes."""
-        for node in list(self.nodes.values()):
-            if isinstance(node, EtherNode) and node.ifnet is ifnet:
+        for node in list(self._ethers().values()):
+            if node.ifnet is ifnet:
                 self.destroy(node)
 
     def rename_ether(self, ifnet: IfnetLike) -> None:
         """ng_ether_ifnet_arrival_event: a renamed ifnet renames its ether node if free."""
         name = ifnet.name.replace(".", "_").replace(":", "_")
-        for node in self.nodes.values():
-            if isinstance(node, EtherNode) and node.ifnet is ifnet and self.named(name) is None:
+        for node in self._ethers().values():
+            if node.ifnet is ifnet and self.named(name) is None:
                 node.name = name
+
+    def _ethers(self) -> dict[int, EtherNode]:
+        """The live ether nodes by id (a few: the NICs and eifaces on the host), so that an
+        ifnet's detach or rename does not scan every node; dead ones are dropped here."""
+        ethers = self._ether_nodes
+        for node_id in [i for i, n in ethers.items() if not n.valid]:
+            del ethers[node_id]
+        return ethers
 
     def _race(self, node: Node, hook: str) -> None:
         """The link-race fault: another process connects to the bridge hook first."""
