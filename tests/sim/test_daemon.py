@@ -609,6 +609,8 @@ def test_health_sees_a_bridged_interface_cut_from_its_bridge(
         lambda: daemon.vimages()["web"]["health"] == "degraded", what="health degraded"
     )
     assert daemon.ctl("health", "web").code == 1  # Nagios WARNING
+    # getstats of the cut link answers ENOTCONN: netgraph's word, not a lost sim host
+    assert '"platform.connection_lost"' not in daemon.log()
 
 
 def test_reconciliation_removes_an_eiface_a_killed_daemon_left_unnamed(

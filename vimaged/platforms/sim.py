@@ -312,7 +312,9 @@ class SimPlatform(JailCniMethods):
             code = errno.ENOTCONN
             raise OSError(code, os.strerror(code), "simulated netgraph socket") from None
         except OSError as exc:
-            if exc.errno in _LOST_ERRNOS:
+            # ENOTCONN here is netgraph's own answer (a hook not connected: ng_bridge getstats
+            # of an eiface cut from its bridge), never a lost host: that is ECONNRESET.
+            if exc.errno in _LOST_ERRNOS and exc.errno != errno.ENOTCONN:
                 raise self._connection_lost(exc) from exc
             raise
 
