@@ -9,16 +9,20 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from vimaged.protocol import AnyReply
+from vimaged.simhost import rpc
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
+    from tests.sim.conftest import SimHostHandle
     from vimagectl.client import Client
     from vimaged.protocol import Reply, Request
 
@@ -178,3 +182,29 @@ class Daemon:
                 return
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}\n{self.log()}")
+
+
+@contextmanager
+def daemon_on(
+    sim_host: SimHostHandle,
+    tmp_path: Path,
+    *,
+    nics: Sequence[str] = ("em0", "em1"),
+    up: bool = False,
+    config: str | None = None,
+    **options: Any,
+) -> Iterator[Daemon]:
+    """A :class:`Daemon` on a freshly reset sim host with ``nics`` (raised when ``up``, as
+    ``ifconfig_<nic>="up"`` in rc.conf leaves them), started on ``config`` if one is given;
+    stopped afterwards. The sim tests' ``daemon`` fixtures are this with their settings."""
+    sim_host.reset(nics=list(nics))
+    for nic in nics if up else ():
+        sim_host.call(rpc.SetIfnetUp(name=nic))
+    d = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path, **options)
+    if config is not None:
+        d.write_config(config)
+        d.start()
+    try:
+        yield d
+    finally:
+        d.stop()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.sim.daemon_harness import Daemon
+from tests.sim.daemon_harness import Daemon, daemon_on
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -39,12 +39,8 @@ RESULT = {
 
 @pytest.fixture
 def daemon(sim_host: SimHostHandle, tmp_path: Path) -> Iterator[Daemon]:
-    sim_host.reset(nics=["em0", "em1"])
-    d = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path)
-    d.write_config('vimage_enable="NO"\nvimage_list=""\n')
-    d.start()
-    yield d
-    d.stop()
+    with daemon_on(sim_host, tmp_path, config='vimage_enable="NO"\nvimage_list=""\n') as d:
+        yield d
 
 
 def fake_ipam(tmp_path: Path, result: dict[str, Any]) -> Path:

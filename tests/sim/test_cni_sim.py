@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from tests.sim.daemon_harness import Daemon
+from tests.sim.daemon_harness import Daemon, daemon_on
 from vimagectl.client import Client, ClientError
 from vimagectl.exits import EX_USAGE, exit_status
 from vimaged import protocol
@@ -43,12 +43,8 @@ NETWORK = "simnet"
 
 @pytest.fixture
 def daemon(sim_host: SimHostHandle, tmp_path: Path) -> Iterator[Daemon]:
-    sim_host.reset(nics=["em0", "em1"])
-    d = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path)
-    d.write_config('vimage_enable="NO"\nvimage_list=""\n')
-    d.start()
-    yield d
-    d.stop()
+    with daemon_on(sim_host, tmp_path, config='vimage_enable="NO"\nvimage_list=""\n') as d:
+        yield d
 
 
 def plugin(daemon: Daemon, command: str, sandbox: str = "", cid: str = "c1") -> dict[str, Any]:

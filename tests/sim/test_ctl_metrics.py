@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.sim.daemon_harness import Daemon
+from tests.sim.daemon_harness import Daemon, daemon_on
 from tests.unit.test_metrics import parse_exposition
-from vimaged.simhost import rpc
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -29,14 +28,8 @@ EX_NOHOST = 68
 
 @pytest.fixture
 def daemon(sim_host: SimHostHandle, tmp_path: Path) -> Iterator[Daemon]:
-    sim_host.reset(nics=["em0", "em1"])
-    for nic in ("em0", "em1"):
-        sim_host.call(rpc.SetIfnetUp(name=nic))
-    d = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path)
-    d.write_config(CONFIG)
-    d.start()
-    yield d
-    d.stop()
+    with daemon_on(sim_host, tmp_path, up=True, config=CONFIG) as d:
+        yield d
 
 
 def _value(families: dict[str, dict[str, object]], name: str, **labels: str) -> float:

@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from tests.sim.conftest import SimHostHandle
-from tests.sim.daemon_harness import Daemon
+from tests.sim.daemon_harness import Daemon, daemon_on
 from vimaged.macs import jng_mac
 from vimaged.netgraph.ngsocket import open_ng_socket
 from vimaged.platforms.netgraph_bridges import bridge_name, eiface_name
@@ -45,12 +45,8 @@ EX_CONFIG = 78
 
 @pytest.fixture
 def daemon(sim_host: SimHostHandle, tmp_path: Path) -> Iterator[Daemon]:
-    sim_host.reset(nics=["em0", "em1", "fxp0", "igb0"])
-    for nic in ("em0", "em1", "fxp0", "igb0"):  # as ifconfig_<nic> in rc.conf leaves them
-        sim_host.call(rpc.SetIfnetUp(name=nic))
-    d = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path)
-    yield d
-    d.stop()
+    with daemon_on(sim_host, tmp_path, nics=("em0", "em1", "fxp0", "igb0"), up=True) as d:
+        yield d
 
 
 def is_local_unicast(mac: str) -> bool:

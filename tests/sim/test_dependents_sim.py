@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.sim.daemon_harness import Daemon
+from tests.sim.daemon_harness import Daemon, daemon_on
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,10 +36,8 @@ vimage_web_depend="app db"
 
 @pytest.fixture
 def daemon(sim_host: SimHostHandle, tmp_path: Path) -> Iterator[Daemon]:
-    sim_host.reset(nics=["em0", "em1"])
-    d = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path, log_level="info")
-    yield d
-    d.stop()
+    with daemon_on(sim_host, tmp_path, log_level="info") as d:
+        yield d
 
 
 def perfdata(line: str) -> dict[str, int]:

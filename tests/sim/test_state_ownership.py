@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.sim.daemon_harness import Daemon
+from tests.sim.daemon_harness import Daemon, daemon_on
 from vimaged.simhost import rpc
 
 if TYPE_CHECKING:
@@ -32,10 +32,8 @@ CONFIG = 'vimage_enable="{enable}"\nvimage_list="db"\nvimage_db_vnets="em1"\n'
 
 @pytest.fixture
 def daemon(sim_host: SimHostHandle, tmp_path: Path) -> Iterator[Daemon]:
-    sim_host.reset(nics=["em0", "em1"])
-    d = Daemon(sim_socket=sim_host.socket_path, workdir=tmp_path)
-    yield d
-    d.stop()
+    with daemon_on(sim_host, tmp_path) as d:
+        yield d
 
 
 def reboot(sim_host: SimHostHandle) -> None:
