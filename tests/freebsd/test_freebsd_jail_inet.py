@@ -7,7 +7,6 @@ ifnet). Skipped elsewhere with the reason tests/conftest.py gives.
 from __future__ import annotations
 
 import errno
-import subprocess
 from typing import TYPE_CHECKING
 
 import pytest
@@ -16,20 +15,9 @@ import trio
 from vimaged.platforms import JailSpec, freebsd, jail_inet
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
-    from pathlib import Path
+    from collections.abc import AsyncIterator
 
 pytestmark = pytest.mark.freebsd
-
-
-@pytest.fixture
-async def plat(tmp_path: Path) -> AsyncIterator[freebsd.FreeBSDPlatform]:
-    platform = freebsd.create(run_dir=str(tmp_path / "run"))
-    await platform.preflight()
-    try:
-        yield platform
-    finally:
-        await platform.aclose()
 
 
 @pytest.fixture
@@ -39,17 +27,6 @@ async def jid(plat: freebsd.FreeBSDPlatform) -> AsyncIterator[int]:
         yield new
     finally:
         await trio.run_process(["jail", "-R", str(new)], check=False, capture_stderr=True)
-
-
-@pytest.fixture
-def epair() -> Iterator[str]:
-    name = subprocess.run(
-        ["ifconfig", "epair", "create"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    try:
-        yield name
-    finally:
-        subprocess.run(["ifconfig", name, "destroy"], check=False, capture_output=True)
 
 
 async def test_mtu_addresses_and_routes_are_set_inside(
