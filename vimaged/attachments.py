@@ -271,6 +271,11 @@ class Attachments:
 
     async def check(self, req: CniCheck) -> Attachment:
         key = (req.network, req.container_id, req.ifname)
+        if len(req.addresses) > MAX_ADDRESSES or len(req.routes) > MAX_ROUTES:
+            raise InvalidRequestError(
+                f"at most {MAX_ADDRESSES} addresses and {MAX_ROUTES} routes per attachment"
+            )
+        wanted = {_normal_route(r.dst, r.gw): r for r in req.routes}  # InvalidRequest if bad
         att = self._by_key.get(key)
         if att is None or att.state != "attached":
             raise NotFoundError(
@@ -292,6 +297,13 @@ class Attachments:
         ]
         if missing:
             raise OperationFailedError(f"{att.ifname} lacks {', '.join(missing)}")
+        present = set()
+        for dst, gw in info.routes:
+            with contextlib.suppress(InvalidRequestError):  # a kernel text we cannot read
+                present.add(_normal_route(dst, gw))
+        absent = [_route_text(r.dst, r.gw) for k, r in wanted.items() if k not in present]
+        if absent:
+            raise OperationFailedError(f"{att.ifname} lacks the route {', '.join(absent)}")
         return _replace(att, addresses=info.addresses)
 
     async def delete(self, req: CniDel) -> list[Attachment]:
@@ -441,3 +453,20 @@ def _normal_cidr(text: str) -> str:
         return str(ipaddress.ip_interface(text))
     except ValueError:
         return text
+
+
+def _normal_route(dst: str, gw: str | None) -> tuple[str, str | None]:
+    """A route compared as the kernel keeps it: the destination's network (``0.0.0.0/0``,
+    ``::/0`` for a default route, however it was spelled), the gateway's canonical text."""
+    try:
+        net = ipaddress.ip_network(dst, strict=False)
+        gateway = None if gw is None else ipaddress.ip_address(gw)
+    except ValueError:
+        raise InvalidRequestError(f"route {_route_text(dst, gw)!r} is no CIDR and IP") from None
+    if gateway is not None and gateway.version != net.version:
+        raise InvalidRequestError(f"route {_route_text(dst, gw)}: families differ")
+    return str(net), None if gateway is None else str(gateway)
+
+
+def _route_text(dst: str, gw: str | None) -> str:
+    return f"{dst} on-link" if gw is None else f"{dst} via {gw}"

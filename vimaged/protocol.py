@@ -157,7 +157,7 @@ class CniAdd(Request, tag="cni_add", frozen=True):
 
 
 class CniCheck(Request, tag="cni_check", frozen=True):
-    """Is the attachment in its sandbox with its MAC and (at least) ``addresses``?"""
+    """Is the attachment in its sandbox with its MAC, (at least) ``addresses`` and ``routes``?"""
 
     network: CniName
     container_id: CniName
@@ -165,6 +165,9 @@ class CniCheck(Request, tag="cni_check", frozen=True):
     addresses: tuple[CniCidr, ...] = ()
     mtu: int | None = None
     """The network's ``mtu``: compared where the platform reports one (freebsd, sim)."""
+    routes: tuple[CniRoute, ...] = ()
+    """prevResult's routes (``gw`` the gateway of its family when absent, as for ADD): each
+    must be in the sandbox through the interface; more routes there are fine."""
 
 
 class CniDel(Request, tag="cni_del", frozen=True):

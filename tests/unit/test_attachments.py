@@ -9,11 +9,18 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pytest
 import trio
 
 from vimaged.attachments import AttachmentJournal, Attachments, host_ifname
-from vimaged.errors import ConflictError, InvalidRequestError, NotFoundError, VimagedError
+from vimaged.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    OperationFailedError,
+    VimagedError,
+)
 from vimaged.events import EventHub
 from vimaged.platforms import IfnetInfo, SandboxIfnet
 from vimaged.protocol import CniAdd, CniAttachmentKey, CniCheck, CniDel, CniGc, CniRoute
@@ -59,7 +66,8 @@ class FakePlatform:
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), sandbox)
         addresses = want.addresses
         self.sandboxes[sandbox][newname] = IfnetInfo(name=newname, mac=mac, up=True,
-                                                     addresses=addresses)  # fmt: skip
+                                                     addresses=addresses,
+                                                     routes=want.routes)  # fmt: skip
 
     async def destroy_bridged_ifnet(self, ifname: str) -> None:
         self.calls.append(f"destroy {ifname}")
@@ -235,3 +243,80 @@ async def test_a_second_add_of_one_attachment_conflicts(
     await atts.add(add())
     with pytest.raises(ConflictError):
         await atts.add(add(sandbox="/run/netns/b"))
+
+
+# -- CHECK compares routes (the CNI spec's CHECK: prevResult's routes must be there) --------
+
+ROUTES = (
+    CniRoute(dst="0.0.0.0/0", gw="10.0.0.1"),
+    CniRoute(dst="::/0", gw="2001:db8::1"),
+    CniRoute(dst="198.51.100.0/24"),
+)
+
+
+def check(*routes: CniRoute) -> CniCheck:
+    return CniCheck(network="lan", container_id="c1", ifname="eth0", routes=routes)
+
+
+def set_routes(plat: FakePlatform, *routes: tuple[str, str | None]) -> None:
+    info = plat.sandboxes["/run/netns/a"]["eth0"]
+    plat.sandboxes["/run/netns/a"]["eth0"] = msgspec.structs.replace(info, routes=routes)
+
+
+async def test_check_passes_with_the_routes_present_and_more_besides(
+    owner: tuple[Attachments, FakePlatform],
+) -> None:
+    atts, plat = owner
+    await atts.add(add(addresses=("10.0.0.2/24",), routes=ROUTES))
+    set_routes(plat, ("10.0.0.0/24", None), *plat.sandboxes["/run/netns/a"]["eth0"].routes)
+    assert (await atts.check(check(*ROUTES))).state == "attached"
+    assert (await atts.check(check())).state == "attached"  # no routes asked: none compared
+
+
+async def test_check_fails_when_a_route_is_absent(
+    owner: tuple[Attachments, FakePlatform],
+) -> None:
+    atts, plat = owner
+    await atts.add(add(addresses=("10.0.0.2/24",), routes=ROUTES))
+    set_routes(plat, ("0.0.0.0/0", "10.0.0.1"), ("::/0", "2001:db8::1"))
+    with pytest.raises(OperationFailedError) as failed:
+        await atts.check(check(*ROUTES))
+    assert failed.value.code == "failed"
+    assert "198.51.100.0/24 on-link" in str(failed.value)  # names the missing route
+
+
+async def test_check_compares_a_default_route_normalized(
+    owner: tuple[Attachments, FakePlatform],
+) -> None:
+    atts, plat = owner
+    await atts.add(add(addresses=("10.0.0.2/24",)))
+    set_routes(plat, ("0.0.0.0/0", "10.0.0.1"), ("::/0", "2001:db8:0:0::1"))
+    spelled = (CniRoute(dst="0.0.0.0/0", gw="10.0.0.1"), CniRoute(dst="::0/0", gw="2001:db8::1"))
+    assert (await atts.check(check(*spelled))).state == "attached"
+    with pytest.raises(OperationFailedError):  # a default of the other family is no match
+        await atts.check(check(CniRoute(dst="::/0", gw="10.0.0.1")))
+
+
+async def test_check_fails_on_a_gateway_mismatch_or_on_link_for_a_gateway(
+    owner: tuple[Attachments, FakePlatform],
+) -> None:
+    atts, plat = owner
+    await atts.add(add(addresses=("10.0.0.2/24",)))
+    set_routes(plat, ("0.0.0.0/0", "10.0.0.254"), ("198.51.100.0/24", None))
+    for wrong in (CniRoute(dst="0.0.0.0/0", gw="10.0.0.1"),
+                  CniRoute(dst="198.51.100.0/24", gw="10.0.0.1")):  # fmt: skip
+        with pytest.raises(OperationFailedError) as failed:
+            await atts.check(check(wrong))
+        assert f"{wrong.dst} via 10.0.0.1" in str(failed.value)
+
+
+async def test_check_refuses_a_bad_or_unbounded_route_list(
+    owner: tuple[Attachments, FakePlatform],
+) -> None:
+    atts, _plat = owner
+    await atts.add(add(addresses=("10.0.0.2/24",)))
+    with pytest.raises(InvalidRequestError):
+        await atts.check(check(CniRoute(dst="0.0.0.0/0", gw="2001:db8::1")))
+    many = tuple(CniRoute(dst=f"10.{i // 256}.{i % 256}.0/24") for i in range(257))
+    with pytest.raises(InvalidRequestError):
+        await atts.check(check(*many))

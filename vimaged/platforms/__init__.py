@@ -60,6 +60,9 @@ class IfnetInfo(msgspec.Struct, frozen=True, kw_only=True):
     the kernel's order (the sim host: what SIOCAIFADDR(_IN6) set, vimaged.simhost.inet)."""
     mtu: int | None = None
     """if_mtu where the platform reports it (freebsd: ``struct if_data``; sim), else None."""
+    routes: tuple[tuple[str, str | None], ...] = ()
+    """The routes of its vnet through it, (destination CIDR, gateway or ``None`` on-link), in
+    the kernel's order: reported by :meth:`Platform.sandbox_ifnet` only (empty elsewhere)."""
 
 
 class BridgedIfnet(msgspec.Struct, frozen=True, kw_only=True):
@@ -282,7 +285,9 @@ class Platform(Protocol):
         """
 
     async def sandbox_ifnet(self, sandbox: str, ifname: str) -> IfnetInfo | None:
-        """``ifname`` inside ``sandbox`` if it is an interface of vimaged's, else None."""
+        """``ifname`` inside ``sandbox`` if it is an interface of vimaged's, else None; with
+        the sandbox's routes through it (linux: RTM_GETROUTE of the main table; freebsd and
+        sim: sysctl NET_RT_DUMP in the jail's vnet)."""
 
     async def detach_from_sandbox(self, sandbox: str, ifname: str, mac: str) -> None:
         """Destroy ``ifname`` in ``sandbox`` if it is ours and has ``mac``; ENOENT otherwise
