@@ -120,8 +120,9 @@ def check(conf: NetConf, env: Env) -> None:
     addresses = [str(ip["address"]) for ip in _list(prev.get("ips")) if ip.get("interface") in ours]
     client.request(
         conf.socket,
-        {"op": "cni_check", **_attachment_key(conf, env), "addresses": addresses, "mtu": conf.mtu},
-    )
+        {"op": "cni_check", **_attachment_key(conf, env), "addresses": addresses, "mtu": conf.mtu,
+         "routes": _routes(prev)},  # the spec's CHECK: prevResult's routes must be there
+    )  # fmt: skip
     if conf.ipam_type is not None:
         env.require_path()
         ipam.run(conf.ipam_type, env.path, conf.raw, "CHECK")

@@ -254,6 +254,28 @@ def test_add_sends_the_ipam_addresses_and_prints_the_result(
     assert calls(world) == ["ADD"]
 
 
+def test_check_sends_the_prev_result_routes_with_their_family_gateway(
+    world: dict[str, Any], daemon: dict[str, Any]
+) -> None:
+    daemon["reply"] = lambda req: {"reply": "attachments", "attachments": [{}]}
+    prev = {
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "eth0", "sandbox": "/run/netns/c0ffee"}],
+        "ips": [{"address": "10.9.0.2/24", "interface": 0, "gateway": "10.9.0.1"},
+                {"address": "2001:db8::2/64", "interface": 0, "gateway": "2001:db8::1"}],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"},
+                   {"dst": "198.51.100.0/24", "gw": "10.9.0.254"}],
+    }  # fmt: skip
+    status, _ = cli.run(env(world, "CHECK"), conf(world, socket=daemon["path"], prevResult=prev))
+    assert status == 0
+    (request,) = daemon["requests"]
+    assert request["op"] == "cni_check"
+    assert request["routes"] == [
+        {"dst": "0.0.0.0/0", "gw": "10.9.0.1"}, {"dst": "::/0", "gw": "2001:db8::1"},
+        {"dst": "198.51.100.0/24", "gw": "10.9.0.254"},
+    ]  # fmt: skip
+
+
 def test_a_daemon_error_undoes_ipam_and_is_code_100(
     world: dict[str, Any], daemon: dict[str, Any]
 ) -> None:
