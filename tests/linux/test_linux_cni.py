@@ -175,6 +175,21 @@ def test_check_finds_a_missing_interface(cni: Cni, tmp_path: Path) -> None:
     cni.ok("del", conf, sandbox=s1, cid="c1")
 
 
+def test_check_finds_a_deleted_route(cni: Cni, tmp_path: Path) -> None:
+    """The spec's CHECK compares prevResult's routes: host-local's default via the gateway,
+    deleted inside the netns (by its own root, say), fails CHECK with the daemon's code."""
+    conf = cni.conflist(tmp_path / "net.conflist")
+    s1 = cni.sandbox("s1")
+    cni.ok("add", conf, sandbox=s1, cid="c1")
+    cni.ok("check", conf, sandbox=s1, cid="c1")
+    cni.world.ip("route", "del", "default", "via", PEER, netns=os.path.basename(s1))
+    result = cni.run("check", conf, sandbox=s1, cid="c1")
+    assert (result["ok"], result["code"], result["details"]) == (False, 100, "failed")
+    cni.world.ip("route", "add", "default", "via", PEER, netns=os.path.basename(s1))
+    cni.ok("check", conf, sandbox=s1, cid="c1")  # back through eth0: CHECK passes again
+    cni.ok("del", conf, sandbox=s1, cid="c1")
+
+
 def test_a_failed_add_leaves_nothing_behind(cni: Cni, tmp_path: Path) -> None:
     conf = cni.conflist(tmp_path / "net.conflist")
     s1 = cni.sandbox("s1")

@@ -6,7 +6,8 @@ opened (no FIFO, no device is ever opened), then ``fstat``-ed again, and the nam
 neither the daemon's own nor one of its vimages'. Everything after that goes through the fd.
 The move and the rename to ``CNI_IFNAME`` are one ``RTM_SETLINK`` (``ip link set X netns N
 name Y``); addresses and routes are ``RTM_NEWADDR``/``RTM_NEWROUTE`` over a socket made inside
-the sandbox. Blocking calls: the platform runs them in a worker thread.
+the sandbox, and read back for CHECK by ``RTM_GETADDR``/``RTM_GETROUTE`` dumps there.
+Blocking calls: the platform runs them in a worker thread.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ if TYPE_CHECKING:
     from vimaged.platforms import SandboxIfnet
 
 RTM_NEWROUTE = 24
+RTM_GETROUTE = 26
 RTMSG = struct.Struct("=BBBBBBBBI")
 """``struct rtmsg { u8 family, dst_len, src_len, tos, table, protocol, scope, type;
 u32 flags; }``"""
 RTA_DST = 1
 RTA_OIF = 4
 RTA_GATEWAY = 5
+RTA_TABLE = 15
+"""u32 table id; ``rtm_table`` says RT_TABLE_COMPAT (252) for one above 255."""
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
 RT_SCOPE_UNIVERSE = 0
@@ -192,6 +196,43 @@ def attach(
     _configure(fd, path, newname, alias=None, addresses=addresses, routes=routes)
 
 
+def parse_route(payload: bytes) -> tuple[int, str, str | None] | None:
+    """One RTM_NEWROUTE of a dump: (RTA_OIF, destination CIDR, RTA_GATEWAY or None), or None
+    for what is no unicast route of the main table with one output interface (rtnetlink(7):
+    a multipath route carries RTA_MULTIPATH instead of RTA_OIF)."""
+    family, dst_len, _src, _tos, table, _proto, _scope, kind, _flags = RTMSG.unpack_from(payload)
+    if family not in (socket.AF_INET, socket.AF_INET6) or kind != RTN_UNICAST:
+        return None
+    found = dict(nl.parse_attrs(payload[RTMSG.size :]))
+    if RTA_TABLE in found:
+        table = struct.unpack("=I", found[RTA_TABLE])[0]
+    if table != RT_TABLE_MAIN or RTA_OIF not in found:
+        return None
+    width = 4 if family == socket.AF_INET else 16
+    raw_dst = found.get(RTA_DST, bytes(width))  # no RTA_DST: the default route
+    dst = f"{socket.inet_ntop(family, raw_dst)}/{dst_len}"
+    gw = found.get(RTA_GATEWAY)
+    return (
+        struct.unpack("=I", found[RTA_OIF])[0],
+        dst,
+        None if gw is None else socket.inet_ntop(family, gw),
+    )
+
+
+def dump_routes(rtnl: nl.Rtnl, index: int) -> list[tuple[str, str | None]]:
+    """The main table's IPv4 and IPv6 routes through link ``index`` (``ip route show dev X``
+    and ``ip -6 route show dev X``): one RTM_GETROUTE dump (NLM_F_DUMP) per family,
+    rtnetlink(7), filtered here on RTA_OIF (a kernel without strict checking ignores a filter)."""
+    routes: list[tuple[str, str | None]] = []
+    for family in (socket.AF_INET, socket.AF_INET6):
+        body = RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+        for payload in rtnl.request(RTM_GETROUTE, nl.NLM_F_DUMP, body, "routes"):
+            route = parse_route(payload)
+            if route is not None and route[0] == index:
+                routes.append(route[1:])
+    return routes
+
+
 def _link_or_none(rtnl: nl.Rtnl, ifname: str) -> nl.Link | None:
     """``ifname`` in this thread's namespace; None if there is none (ENODEV)."""
     try:
@@ -202,15 +243,18 @@ def _link_or_none(rtnl: nl.Rtnl, ifname: str) -> nl.Link | None:
         raise
 
 
-def _find(fd: int, path: str, ifname: str) -> tuple[nl.Link, list[str]] | None:
-    def look() -> tuple[nl.Link, list[str]] | None:
+Found = tuple[nl.Link, list[str], list[tuple[str, str | None]]]
+
+
+def _find(fd: int, path: str, ifname: str) -> Found | None:
+    def look() -> Found | None:
         rtnl = nl.Rtnl()
         try:
             link = _link_or_none(rtnl, ifname)
             if link is None:
                 return None
             found = [a.text() for a in rtnl.dump_addresses() if a.index == link.index]
-            return link, found
+            return link, found, dump_routes(rtnl, link.index)
         finally:
             rtnl.close()
 
@@ -222,11 +266,12 @@ def inspect(fd: int, path: str, ifname: str, owned: Callable[[nl.Link], bool]) -
     found = _find(fd, path, ifname)
     if found is None or not owned(found[0]):
         return None
-    link, addresses = found
+    link, addresses, routes = found
     mac = link.address.hex(":") if link.address and len(link.address) == 6 else None
     return IfnetInfo(
-        name=link.name, mac=mac, up=bool(link.flags & nl.IFF_UP), addresses=tuple(addresses)
-    )
+        name=link.name, mac=mac, up=bool(link.flags & nl.IFF_UP), addresses=tuple(addresses),
+        routes=tuple(routes),
+    )  # fmt: skip
 
 
 def detach(fd: int, path: str, ifname: str, mac: str, owned: Callable[[nl.Link], bool]) -> None:
