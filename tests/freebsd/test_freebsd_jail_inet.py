@@ -50,6 +50,19 @@ async def test_mtu_addresses_and_routes_are_set_inside(
         assert any(r.split()[:2] == ["default", "2001:db8::1"] for r in routes if r.strip())
         assert any(r.split()[0] == "198.51.100.0/24" for r in routes if r.strip())
 
+        # CNI CHECK's view: sysctl NET_RT_DUMP in the jail, routes through ``end`` only.
+        seen = await plat.inspect_in_jail(jid, end)
+        assert seen is not None
+        assert seen.name == end
+        assert {
+            ("0.0.0.0/0", "192.0.2.1"), ("::/0", "2001:db8::1"), ("198.51.100.0/24", None),
+            ("192.0.2.0/24", None),  # the connected prefix, link#N
+        } <= set(seen.routes)  # fmt: skip
+        lo0 = await plat.inspect_in_jail(jid, "lo0")  # in every vnet; the default is not its
+        assert lo0 is not None
+        assert ("0.0.0.0/0", "192.0.2.1") not in lo0.routes
+        assert await plat.inspect_in_jail(jid, "nosuch0") is None
+
         offlink = jail_inet.plan(end, None, [], [("10.0.0.0/8", "203.0.113.1")])
         with pytest.raises(OSError, check=lambda exc: exc.errno == errno.ENETUNREACH):
             await plat.configure_in_jail(jid, offlink)

@@ -36,6 +36,11 @@ SIGNATURES: dict[str, Signature] = {
     "sysctlbyname": Signature(
         [_STR, _PTR, ctypes.POINTER(_SIZE), _PTR, _SIZE], _INT, check_minus_one
     ),
+    # int sysctl(const int *name, u_int namelen, void *oldp, size_t *oldlenp,
+    #            const void *newp, size_t newlen);  sys/sys/sysctl.h
+    "sysctl": Signature(
+        [_PTR, ctypes.c_uint, _PTR, ctypes.POINTER(_SIZE), _PTR, _SIZE], _INT, check_minus_one
+    ),
     # int modfind(const char *modname);  int kldload(const char *file);  sys/sys/linker.h
     "modfind": Signature([_STR], _INT, check_minus_one),
     "kldload": Signature([_STR], _INT, check_minus_one),

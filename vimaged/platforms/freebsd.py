@@ -386,6 +386,12 @@ class FreeBSDPlatform(JailCniMethods):
         """MTU, addresses and routes of ``inet.ifname`` in jail ``jid`` (jail_inet.py)."""
         await ifops.run_child(jail_inet.CHILD_SCRIPT, jid, msgspec.json.encode(inet).decode())
 
+    async def inspect_in_jail(self, jid: int, ifname: str) -> IfnetInfo | None:
+        """``ifname`` in jail ``jid`` with its routes: the address child, given the name."""
+        abi.check_ifname(ifname)
+        found = await ifops.run_child(ifops.CHILD, jid, ifname)
+        return next(iter(msgspec.json.decode(found, type=list[IfnetInfo])), None)
+
 
 def _tool_error(result: subprocess.CompletedProcess[bytes], subject: str) -> OSError:
     """jail(8) exits 1 for every failure; its stderr (jail(2)'s errmsg) is the text."""

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import trio
 
-from vimaged.platforms import IfnetInfo, _libc
+from vimaged.platforms import IfnetInfo, _libc, freebsd_routes
 from vimaged.platforms import freebsd_abi as abi
 
 
@@ -66,24 +66,42 @@ def ifnet_ioctl(request: int, req: abi.Ifreq) -> None:
         _libc.libc().ioctl(sock.fileno(), request, ctypes.addressof(req))
 
 
-def report_ifnets_in_jail(jid: int) -> int:
+def report_ifnets_in_jail(jid: int, ifname: str | None = None) -> int:
     """Child side of ``FreeBSDPlatform.list_ifnets`` for a jail: attach, list, print JSON.
 
     Runs in a fresh interpreter (``python -c``), because ``jail_attach(2)`` cannot be undone.
     Everything it needs is loaded before the attach, which also chroots into the jail's path.
-    Prints the list, or ``{"errno": N}`` and returns :data:`CHILD_ERRNO_STATUS`.
+    Prints the list, or ``{"errno": N}`` and returns :data:`CHILD_ERRNO_STATUS`. With
+    ``ifname`` (``inspect_in_jail``, CNI CHECK): only that interface, with its routes
+    (:func:`freebsd_routes.routes_here`), or an empty list.
     """
     encoder = msgspec.json.Encoder()
     lib = _libc.libc()
     try:
         lib.jail_attach(jid)
         result: Any = ifnets_here()
+        if ifname is not None:
+            result = [
+                msgspec.structs.replace(
+                    i, routes=tuple(freebsd_routes.routes_here(_ifindex(ifname)))
+                )
+                for i in result
+                if i.name == ifname
+            ]
         status = 0
     except OSError as exc:
         result, status = {"errno": exc.errno}, CHILD_ERRNO_STATUS
     sys.stdout.buffer.write(encoder.encode(result))
     sys.stdout.flush()
     return status
+
+
+def _ifindex(ifname: str) -> int:
+    """if_nametoindex(3); ENXIO (not Python's errno-less OSError) if it went meanwhile."""
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        raise OSError(errno.ENXIO, os.strerror(errno.ENXIO), ifname) from None
 
 
 def raise_ifnet_in_jail(jid: int, ifname: str) -> int:
@@ -145,8 +163,9 @@ CHILD_ERRNO_STATUS = 3
 CHILD = (
     "import sys\n"
     "from vimaged.platforms import freebsd_ifnet\n"
-    "sys.exit(freebsd_ifnet.report_ifnets_in_jail(int(sys.argv[1])))\n"
+    "sys.exit(freebsd_ifnet.report_ifnets_in_jail(int(sys.argv[1]), *sys.argv[2:]))\n"
 )
+"""``python -c CHILD JID [IFNAME]``: every interface of the jail, or IFNAME with its routes."""
 UP_CHILD = (
     "import sys\n"
     "from vimaged.platforms import freebsd_ifnet\n"

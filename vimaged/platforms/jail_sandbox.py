@@ -8,7 +8,8 @@ the host at once. Its netgraph node keeps the host-side name (ng_eiface.c has no
 handler), which is how DEL finds and destroys it wherever it lives. Its MTU, addresses and
 routes are then set inside the jail (:mod:`jail_inet`: ioctls and RTM_ADD from a jail_attach'ed
 child of vimaged's own; the sim models the same calls); any failure destroys the interface,
-which takes whatever was already applied with it.
+which takes whatever was already applied with it. CHECK reads them back the same way (the
+address child, and sysctl NET_RT_DUMP for the routes: :mod:`freebsd_routes`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class InetPlatform(Protocol):
 
     async def configure_in_jail(self, jid: int, inet: jail_inet.InetPlan) -> None:
         """Apply ``inet`` to its interface in jail ``jid``; the kernel's errno as OSError."""
+
+    async def inspect_in_jail(self, jid: int, ifname: str) -> IfnetInfo | None:
+        """``ifname`` in jail ``jid`` with the routes of the jail's vnet through it (sysctl
+        NET_RT_DUMP there, :mod:`freebsd_routes`), or None if it is not there."""
 
 
 CLEANUP_GRACE = 5.0
@@ -85,7 +90,13 @@ async def create(
 
 
 async def inspect(plat: Platform, sandbox: str, ifname: str) -> IfnetInfo | None:
-    """``ifname`` in the jail; the caller compares its MAC (an ifnet carries no mark)."""
+    """``ifname`` in the jail with its routes; the caller compares its MAC (an ifnet carries
+    no mark)."""
+    jid = await resolve(plat, sandbox)
+    return await cast("InetPlatform", plat).inspect_in_jail(jid, ifname)
+
+
+async def _find(plat: Platform, sandbox: str, ifname: str) -> IfnetInfo | None:
     jid = await resolve(plat, sandbox)
     return next((i for i in await plat.list_ifnets(jid) if i.name == ifname), None)
 
@@ -95,7 +106,7 @@ async def detach(plat: Platform, sandbox: str, ifname: str, mac: str) -> None:
     which the caller does first): ENOENT if ``ifname`` with ``mac`` is gone from the jail,
     EBUSY if it is still there (an eiface whose node vimaged cannot name)."""
     try:
-        info = await inspect(plat, sandbox, ifname)
+        info = await _find(plat, sandbox, ifname)  # no routes needed
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.EINVAL):
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), sandbox) from None
