@@ -91,6 +91,10 @@ class SimHostHandle:
     def routes(self, jid: int = 0) -> list[rpc.RouteRecord]:
         return self._client.expect(rpc.ListRoutes(jid=jid), rpc.Routes).routes
 
+    def del_route(self, dst: str, gateway: str | None = None, jid: int = 0) -> None:
+        """``route delete DST [GW]`` in ``jid`` (the jail's own root, say)."""
+        self._client.expect(rpc.DelRoute(dst=dst, gateway=gateway, jid=jid), rpc.Ok)
+
     def ng_nodes(self) -> list[rpc.NgNodeRecord]:
         return self._client.expect(rpc.ListNgNodes(), rpc.NgNodes).nodes
 

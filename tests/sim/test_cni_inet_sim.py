@@ -117,6 +117,30 @@ def test_add_sets_mtu_addresses_and_routes_check_passes_del_removes(
     assert ipam_calls(tmp_path) == ["ADD", "CHECK", "DEL"]
 
 
+def test_check_fails_once_a_route_is_gone_from_the_jail(
+    daemon: Daemon, sim_host: SimHostHandle, tmp_path: Path
+) -> None:
+    """The spec's CHECK: prevResult's routes must be there (read back by sysctl NET_RT_DUMP
+    in the jail); one deleted from inside the jail fails it, the interface still fine."""
+    jid = sim_host.create_jail("ctr1")
+    bindir = fake_ipam(tmp_path, RESULT)
+    added = plugin(daemon, "ADD", "ctr1", bindir)
+    assert added["exit"] == 0, added
+    prev = {k: v for k, v in added.items() if k != "exit"}
+    assert plugin(daemon, "CHECK", "ctr1", bindir, prevResult=prev)["exit"] == 0
+    sim_host.del_route("198.51.100.0/24", jid=jid)
+    gone = plugin(daemon, "CHECK", "ctr1", bindir, prevResult=prev)
+    assert (gone["exit"], gone["code"], gone["details"]) == (1, 100, "failed")
+    sim_host.del_route("::/0", jid=jid)  # a default route, the other family's
+    prev4 = {**prev, "routes": [{"dst": "0.0.0.0/0"}]}
+    assert plugin(daemon, "CHECK", "ctr1", bindir, prevResult=prev4)["exit"] == 0
+    prev6 = {**prev, "routes": [{"dst": "::/0"}]}
+    gone6 = plugin(daemon, "CHECK", "ctr1", bindir, prevResult=prev6)
+    assert (gone6["exit"], gone6["code"]) == (1, 100)
+    assert plugin(daemon, "DEL", "ctr1", bindir)["exit"] == 0
+    nothing_left(sim_host, jid)
+
+
 def test_a_route_failing_mid_apply_rolls_everything_back(
     daemon: Daemon, sim_host: SimHostHandle, tmp_path: Path
 ) -> None:

@@ -44,8 +44,10 @@ from vimaged.platforms import (
     IfnetInfo,
     JailInfo,
     LinkCounters,
+    freebsd_routes,
     jail_inet,
 )
+from vimaged.platforms import freebsd_abi as abi
 from vimaged.platforms.ifnet_events import open_reconnecting
 from vimaged.platforms.jail_cni import JailCniMethods
 from vimaged.platforms.netgraph_bridges import NetgraphBridges
@@ -465,6 +467,24 @@ class SimPlatform(JailCniMethods):
         for dst, gw in inet.routes:
             via = name if gw is None else None
             await self._call(rpc.AddRoute(dst=dst, gateway=gw, via=via, jid=jid), rpc.Ok)
+
+    async def inspect_in_jail(self, jid: int, ifname: str) -> IfnetInfo | None:
+        """What the address child does on FreeBSD given a name: getifaddrs(3), then sysctl
+        NET_RT_DUMP per family, whose bytes freebsd_routes reads, as it does there."""
+        if not await self._attachable(jid):  # jail_attach(2)
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), f"jail {jid}")
+        here = (await self._call(rpc.ListIfnets(jid=jid), rpc.Ifnets)).ifnets
+        i = next((i for i in here if i.name == ifname), None)
+        if i is None:
+            return None
+        routes: list[tuple[str, str | None]] = []
+        for family in (abi.AF_INET, abi.AF_INET6):
+            dump = await self._call(rpc.SysctlRtDump(family=family, jid=jid), rpc.SysctlData)
+            routes += [
+                (d, g) for n, d, g in freebsd_routes.parse_rt_dump(dump.data) if n == i.index
+            ]
+        return IfnetInfo(name=i.name, mac=i.mac, up=i.up, addresses=tuple(i.addresses),
+                         mtu=i.mtu, routes=tuple(routes))  # fmt: skip
 
 
 def create(**options: str) -> SimPlatform:

@@ -16,6 +16,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from vimaged.simhost import rtsock
 from vimaged.simhost.ng_message import fail
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 HOST_JID = 0
 IF_MINMTU, IF_MAXMTU = 72, 65535
 """sys/net/if.c: ifhwioctl's SIOCSIFMTU bounds (EINVAL outside)."""
+AF_MAX = 42
+"""sys/sys/socket.h: sysctl_rtsock refuses a family above it (EINVAL)."""
 NG_EIFACE_MTU_MIN, NG_EIFACE_MTU_MAX = 72, 9018
 """sys/netgraph/ng_eiface.h: NG_EIFACE_MTU_MIN and ETHER_MAX_LEN_JUMBO."""
 
@@ -145,6 +148,43 @@ class InetLayer:
             fail(errno.EINVAL, f"no jail {jid}")
         vnet = self._vnet_of_jail(jid)
         return [r for r in self.routes if r.vnet == vnet]
+
+    def delete_route(self, jid: int, dst: str, gateway: str | None) -> None:
+        """RTM_DELETE of ``route delete DST [GW]``: the route to ``dst`` (through ``gateway``
+        when given); ESRCH if there is none (rib_del_route, sys/net/route/route_ctl.c)."""
+        if jid != HOST_JID and (jid not in self.jails or self.jails[jid].dying):
+            fail(errno.EINVAL, f"cannot attach to jail {jid}")
+        vnet = self._vnet_of_jail(jid)
+        try:
+            net = str(ipaddress.ip_network(dst, strict=False))
+            gw = None if gateway is None else str(ipaddress.ip_address(gateway))
+        except ValueError:
+            fail(errno.EINVAL, f"route {dst} {gateway}")
+        found = [
+            r for r in self.routes
+            if r.vnet == vnet and r.dst == net and (gw is None or r.gateway == gw)
+        ]  # fmt: skip
+        if not found:
+            fail(errno.ESRCH, f"route {net} not found")
+        self.routes.remove(found[0])
+
+    def rt_dump(self, jid: int, family: int) -> bytes:
+        """sysctl NET_RT_DUMP of ``family`` in the jail's vnet (sysctl_rtsock, rtsock.c): its
+        connected prefixes (ifa_maintain_prefix_route, sys/net/route/route_ifaddrs.c), then
+        the static routes, as bytes (simhost.rtsock). EINVAL: jail_attach(2) refused."""
+        if jid != HOST_JID and (jid not in self.jails or self.jails[jid].dying):
+            fail(errno.EINVAL, f"cannot attach to jail {jid}")
+        if not 0 < family <= AF_MAX:
+            fail(errno.EINVAL, f"family {family}")
+        if family not in (rtsock.AF_INET, rtsock.AF_INET6):
+            return b""  # rt_tables_get_rnh: no rib of that family, nothing dumped
+        vnet = self._vnet_of_jail(jid)
+        connected = [
+            (str(ipaddress.ip_interface(a).network), i)
+            for i in self.ifnets if i.vnet == vnet for a in i.addresses
+        ]  # fmt: skip
+        static = [(r.dst, r.gateway, r.ifnet) for r in self.routes if r.vnet == vnet]
+        return rtsock.dump(family, connected, static)
 
     def purge_inet(self, ifnet: Ifnet) -> None:
         """if_detach_internal (a vmove or a destroy): if_purgeaddrs, then rt_flushifroutes."""

@@ -187,6 +187,22 @@ class ListRoutes(Request, frozen=True, tag="list_routes"):
     jid: int = 0
 
 
+class DelRoute(Request, frozen=True, tag="del_route"):
+    """RTM_DELETE on a routing socket (``route delete DST [GW]``): ESRCH if there is none."""
+
+    dst: str
+    gateway: str | None = None
+    jid: int = 0
+
+
+class SysctlRtDump(Request, frozen=True, tag="sysctl_rt_dump"):
+    """sysctl {CTL_NET, PF_ROUTE, 0, family, NET_RT_DUMP, 0} by a process attached to ``jid``:
+    the RTM_GET messages, as bytes (vimaged.simhost.rtsock)."""
+
+    family: int
+    jid: int = 0
+
+
 # -- interface arrival and departure (simhost/ifnet_log.py, simhost/hotplug.py) ----------
 
 
@@ -235,6 +251,8 @@ AnyRequest = (
     | AddInetAddress
     | AddRoute
     | ListRoutes
+    | DelRoute
+    | SysctlRtDump
     | PlugNic
     | WatchIfnets
 )
@@ -296,6 +314,8 @@ class IfnetRecord(msgspec.Struct, frozen=True, kw_only=True):
     mtu: int = 1500
     addresses: list[str] = []
     """Its IPv4 and IPv6 ``address/prefix`` (vimaged.simhost.inet)."""
+    index: int = 0
+    """if_index (if_nametoindex(3))."""
 
 
 class Ifnets(Reply, frozen=True, tag="ifnets"):
@@ -310,6 +330,10 @@ class RouteRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 class Routes(Reply, frozen=True, tag="routes"):
     routes: list[RouteRecord]
+
+
+class SysctlData(Reply, frozen=True, tag="sysctl_data"):
+    data: bytes
 
 
 class Location(Reply, frozen=True, tag="location"):
@@ -386,6 +410,7 @@ AnyReply = (
     | NgNodes
     | Frames
     | Routes
+    | SysctlData
     | IfnetNotices
 )
 

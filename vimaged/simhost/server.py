@@ -136,6 +136,7 @@ class SimHostServer:
                             capenable=i.capenable,
                             mtu=i.mtu,
                             addresses=list(i.addresses),
+                            index=i.index,
                         )
                         for i in host.list_ifnets(jid)
                     ]
@@ -161,6 +162,10 @@ class SimHostServer:
                         for r in host.list_routes(jid)
                     ]
                 )
+            case rpc.DelRoute(dst=dst, gateway=gateway, jid=jid):
+                host.delete_route(jid, dst, gateway)
+            case rpc.SysctlRtDump(family=family, jid=jid):
+                return rpc.SysctlData(data=host.rt_dump(jid, family))
             case rpc.SetIfnetUp(name=name, up=up):
                 host.set_up(name, up)
             case rpc.Reset():
