@@ -100,6 +100,7 @@ class CniCheck(TypedDict):
     ifname: str
     addresses: NotRequired[list[str]]
     mtu: NotRequired[int | None]
+    routes: NotRequired[list[CniRoute]]
 
 
 class CniDel(TypedDict):
