@@ -196,27 +196,42 @@ def attach(
     _configure(fd, path, newname, alias=None, addresses=addresses, routes=routes)
 
 
-def parse_route(payload: bytes) -> tuple[int, str, str | None] | None:
-    """One RTM_NEWROUTE of a dump: (RTA_OIF, destination CIDR, RTA_GATEWAY or None), or None
-    for what is no unicast route of the main table with one output interface (rtnetlink(7):
-    a multipath route carries RTA_MULTIPATH instead of RTA_OIF)."""
+RTA_MULTIPATH = 9
+RTNEXTHOP = struct.Struct("=HBBi")
+"""``struct rtnexthop { u16 rtnh_len; u8 rtnh_flags, rtnh_hops; int rtnh_ifindex; }``, then
+that nexthop's rtattrs (RTA_GATEWAY), padded to 4 (RTNH_ALIGN)."""
+
+
+def parse_route(payload: bytes) -> list[tuple[int, str, str | None]]:
+    """One RTM_NEWROUTE of a dump: (output interface, destination CIDR, gateway or None) per
+    nexthop (RTA_OIF and RTA_GATEWAY, or each of RTA_MULTIPATH's), or [] for what is no
+    unicast route of the main table (rtnetlink(7))."""
     family, dst_len, _src, _tos, table, _proto, _scope, kind, _flags = RTMSG.unpack_from(payload)
     if family not in (socket.AF_INET, socket.AF_INET6) or kind != RTN_UNICAST:
-        return None
+        return []
     found = dict(nl.parse_attrs(payload[RTMSG.size :]))
     if RTA_TABLE in found:
         table = struct.unpack("=I", found[RTA_TABLE])[0]
-    if table != RT_TABLE_MAIN or RTA_OIF not in found:
-        return None
+    if table != RT_TABLE_MAIN:
+        return []
     width = 4 if family == socket.AF_INET else 16
     raw_dst = found.get(RTA_DST, bytes(width))  # no RTA_DST: the default route
     dst = f"{socket.inet_ntop(family, raw_dst)}/{dst_len}"
-    gw = found.get(RTA_GATEWAY)
-    return (
-        struct.unpack("=I", found[RTA_OIF])[0],
-        dst,
-        None if gw is None else socket.inet_ntop(family, gw),
-    )
+
+    def gateway(raw: bytes | None) -> str | None:
+        return None if raw is None or len(raw) != width else socket.inet_ntop(family, raw)
+
+    if RTA_OIF in found:
+        return [(struct.unpack("=I", found[RTA_OIF])[0], dst, gateway(found.get(RTA_GATEWAY)))]
+    hops, data, offset = [], found.get(RTA_MULTIPATH, b""), 0
+    while offset + RTNEXTHOP.size <= len(data):
+        length, _flags, _hops, index = RTNEXTHOP.unpack_from(data, offset)
+        if length < RTNEXTHOP.size:
+            break
+        attrs = dict(nl.parse_attrs(data[offset + RTNEXTHOP.size : offset + length]))
+        hops.append((index, dst, gateway(attrs.get(RTA_GATEWAY))))
+        offset += (length + 3) & ~3
+    return hops
 
 
 def dump_routes(rtnl: nl.Rtnl, index: int) -> list[tuple[str, str | None]]:
@@ -227,9 +242,7 @@ def dump_routes(rtnl: nl.Rtnl, index: int) -> list[tuple[str, str | None]]:
     for family in (socket.AF_INET, socket.AF_INET6):
         body = RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
         for payload in rtnl.request(RTM_GETROUTE, nl.NLM_F_DUMP, body, "routes"):
-            route = parse_route(payload)
-            if route is not None and route[0] == index:
-                routes.append(route[1:])
+            routes += [(dst, gw) for oif, dst, gw in parse_route(payload) if oif == index]
     return routes
 
 
