@@ -97,6 +97,7 @@ class Supervisor:
         """Host-side names of vimaged-cni's attachments (attachments.py fills it): not orphans."""
         self._limiter = trio.CapacityLimiter(PARALLEL_STARTS)
         self.macs = MacBook(platform, journal)
+        self.macs.follow(self.vimages.values())
         self.resources = Resources(platform, journal, events, self.watcher)
         parts = SharedParts(
             platform=platform,
@@ -296,11 +297,12 @@ class Supervisor:
         # Vimages a reload removed while they ran are in no dependency graph: stop them first.
         levels.insert(0, [n for n in self.vimages if self.cfg.get(n) is None])
         outcomes: dict[str, Outcome] = {}
-        for level in levels:
-            async with trio.open_nursery() as nursery:
-                for name in level:
-                    if name in self.vimages:
-                        nursery.start_soon(self._stop_one, name, outcomes)
+        with self.health.stop_begun(list(self.vimages)):  # no polls of what queues to stop
+            for level in levels:
+                async with trio.open_nursery() as nursery:
+                    for name in level:
+                        if name in self.vimages:
+                            nursery.start_soon(self._stop_one, name, outcomes)
         return list(outcomes.values())
 
     async def _stop_named(self, names: list[str], *, with_dependents: bool) -> list[Outcome]:
@@ -373,7 +375,7 @@ class Supervisor:
             if new == v.cfg:
                 v.next_cfg = None
             elif v.state in ("stopped", "waiting"):  # a wait looks at v.cfg again
-                v.cfg = new
+                v.cfg, v.next_cfg = new, None  # not one reloaded while it ran, and stale
                 changed.append(new.name)
             else:
                 v.next_cfg = new
@@ -392,6 +394,7 @@ class Supervisor:
             else:
                 v.removed = True  # kept in view until stopped and its NICs are home
         self.cfg = cfg
+        self.macs.follow(self.vimages.values())  # explicit MACs added, changed, released
         self.arrivals.config_changed()
         self.events.emit("config.reloaded", None, added=len(added), removed=len(removed))
         return Reloaded(added=tuple(added), removed=tuple(removed), changed=tuple(changed))
@@ -445,6 +448,7 @@ class Supervisor:
         """Drop a vimage a reload removed, once it is stopped and its last NIC is home."""
         if v.removed and v.state == "stopped" and not self._pending_nics(v.name):
             self.vimages.pop(v.name, None)
+            self.macs.forget(v.name)
 
 
 async def _guarded(v: Vimage, op: Callable[[Vimage], Awaitable[None]]) -> Outcome:
