@@ -292,10 +292,11 @@ class Supervisor:
             return await self._stop_named(names, with_dependents=with_dependents)
         for v in self.vimages.values():
             v.intent = "stopped"
-        configured = [n for n in self.vimages if self.cfg.get(n) is not None]
+        in_config = {c.name for c in self.cfg.vimages}  # not cfg.get per vimage: N² at 10,000
+        configured = [n for n in self.vimages if n in in_config]
         levels = list(reversed(self.cfg.start_order(configured)))
         # Vimages a reload removed while they ran are in no dependency graph: stop them first.
-        levels.insert(0, [n for n in self.vimages if self.cfg.get(n) is None])
+        levels.insert(0, [n for n in self.vimages if n not in in_config])
         outcomes: dict[str, Outcome] = {}
         with self.health.stop_begun(list(self.vimages)):  # no polls of what queues to stop
             for level in levels:
