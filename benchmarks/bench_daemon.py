@@ -132,8 +132,10 @@ def listing_sizes(sizes: list[int], runs: int) -> None:
 
 
 def start_stop_sizes(sizes: list[int]) -> None:
-    """Per-vimage wall time of ``start --all`` and ``stop --all`` at each size."""
-    costs: dict[int, tuple[float, float]] = {}
+    """Per-vimage wall time of ``start --all`` and ``stop --all`` at each size, in the order
+    given (``100,10000,100`` lets the machine's load hit both sizes alike); each run's
+    ratio is to the mean of the runs at the first size."""
+    costs: list[tuple[int, float, float]] = []
     for count in sizes:
         print(f"{count} vimages:")
         with sim_daemon(count) as (daemon, sim):
@@ -148,13 +150,16 @@ def start_stop_sizes(sizes: list[int]) -> None:
                 if verb == "start":
                     assert daemon.proc is not None
                     print(f"  running: vimaged {memory(daemon.proc.pid)}; sim {memory(sim.pid)}")
-            costs[count] = (took[0] * 1000 / count, took[1] * 1000 / count)
-            print(
-                f"  start --all {costs[count][0]:.2f} ms/vimage, stop --all {costs[count][1]:.2f}"
-            )
-    base = costs[sizes[0]]
-    for count, (start, stop) in costs.items():
-        print(f"{count:>7}: start {start / base[0]:.2f}x, stop {stop / base[1]:.2f}x of {sizes[0]}")
+            start, stop = took[0] * 1000 / count, took[1] * 1000 / count
+            costs.append((count, start, stop))
+            print(f"  start --all {start:.2f} ms/vimage, stop --all {stop:.2f}")
+    base = [(start, stop) for count, start, stop in costs if count == sizes[0]]
+    base_start = sum(b[0] for b in base) / len(base)
+    base_stop = sum(b[1] for b in base) / len(base)
+    print(f"mean of the {len(base)} run(s) at {sizes[0]}: start {base_start:.2f}, stop {base_stop:.2f}")
+    for count, start, stop in costs:
+        print(f"{count:>7}: start {start:.2f} ms ({start / base_start:.2f}x), "
+              f"stop {stop:.2f} ms ({stop / base_stop:.2f}x)")  # fmt: skip
 
 
 def main() -> None:
