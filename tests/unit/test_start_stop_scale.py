@@ -169,3 +169,27 @@ async def test_stop_all_reads_the_configuration_a_few_times_not_once_per_vimage(
         assert all(o.ok for o in await sup.stop(names, everything=True))
         assert CountedVimages.handed < 10 * len(names)  # was a pass per vimage: 40,800
         assert {sup.info(n).state for n in names} == {"stopped"}
+
+
+class CountedName(str):
+    """A test fake: a vimage name whose comparisons are counted."""
+
+    compared = 0
+    __hash__ = str.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        CountedName.compared += 1
+        return str.__eq__(self, other)
+
+
+async def test_start_compares_each_name_a_few_times_not_with_every_other(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    names = [f"v{i}" for i in range(200)]
+    cfg = config.build({"vimage_list": " ".join(names), "vimage_parallel_start": "YES"})
+    async with open_supervisor(cfg, InProcessPlatform()) as sup:
+        CountedName.compared = 0
+        outcomes = await sup.start([CountedName(n) for n in names])
+        assert [o.name for o in outcomes] == names
+        assert all(o.ok for o in outcomes)
+        assert CountedName.compared < 20 * len(names)  # was ~N²/2 in sorting out the reply
