@@ -156,7 +156,7 @@ def start_stop_sizes(sizes: list[int]) -> None:
     base = [(start, stop) for count, start, stop in costs if count == sizes[0]]
     base_start = sum(b[0] for b in base) / len(base)
     base_stop = sum(b[1] for b in base) / len(base)
-    print(f"mean of the {len(base)} run(s) at {sizes[0]}: start {base_start:.2f}, stop {base_stop:.2f}")
+    print(f"mean of {len(base)} run(s) at {sizes[0]}: start {base_start:.2f}, stop {base_stop:.2f}")
     for count, start, stop in costs:
         print(f"{count:>7}: start {start:.2f} ms ({start / base_start:.2f}x), "
               f"stop {stop:.2f} ms ({stop / base_stop:.2f}x)")  # fmt: skip
