@@ -45,6 +45,16 @@ def memory(pid: int) -> str:
     return f"{rss:.1f} MiB resident, peak {peak:.1f} MiB"
 
 
+def cpu_seconds(pids: tuple[int, ...]) -> float:
+    """User and system CPU time of live processes, all their threads (Linux /proc): unlike
+    wall time, what other work on the machine does not inflate."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 PEAK = """
 import atexit, sys
 def report():
@@ -132,29 +142,43 @@ def listing_sizes(sizes: list[int], runs: int) -> None:
 
 
 def start_stop_sizes(sizes: list[int]) -> None:
-    """Per-vimage wall time of ``start --all`` and ``stop --all`` at each size."""
-    costs: dict[int, tuple[float, float]] = {}
+    """Per-vimage wall time of ``start --all`` and ``stop --all`` at each size, in the order
+    given (``100,10000,100`` lets the machine's load hit both sizes alike); each run's
+    ratio is to the mean of the runs at the first size."""
+    costs: list[tuple[int, float, float, float, float]] = []
     for count in sizes:
         print(f"{count} vimages:")
         with sim_daemon(count) as (daemon, sim):
-            took = []
+            assert daemon.proc is not None
+            pids = (daemon.proc.pid, sim.pid)
+            took, cpu = [], []
             for verb in ("start", "stop"):
-                started = time.perf_counter()
+                started, cpu_before = time.perf_counter(), cpu_seconds(pids)
                 result = daemon.ctl("--timeout", "7200", verb, "--all", timeout=7200)
                 took.append(time.perf_counter() - started)
+                cpu.append(cpu_seconds(pids) - cpu_before)
                 if result.code != 0:  # the daemon's log goes with its temporary directory
                     worst = [ln for ln in daemon.log().splitlines() if '"error"' in ln]
                     raise AssertionError(f"{result}\n" + "\n".join(worst[-5:]))
                 if verb == "start":
                     assert daemon.proc is not None
                     print(f"  running: vimaged {memory(daemon.proc.pid)}; sim {memory(sim.pid)}")
-            costs[count] = (took[0] * 1000 / count, took[1] * 1000 / count)
-            print(
-                f"  start --all {costs[count][0]:.2f} ms/vimage, stop --all {costs[count][1]:.2f}"
-            )
-    base = costs[sizes[0]]
-    for count, (start, stop) in costs.items():
-        print(f"{count:>7}: start {start / base[0]:.2f}x, stop {stop / base[1]:.2f}x of {sizes[0]}")
+            start, stop = took[0] * 1000 / count, took[1] * 1000 / count
+            start_cpu, stop_cpu = cpu[0] * 1000 / count, cpu[1] * 1000 / count
+            costs.append((count, start, stop, start_cpu, stop_cpu))
+            print(f"  start --all {start:.2f} ms/vimage, stop --all {stop:.2f}; CPU of vimaged "
+                  f"and the sim host: start {start_cpu:.2f} ms/vimage, "
+                  f"stop {stop_cpu:.2f}")  # fmt: skip
+    base = [c[1:] for c in costs if c[0] == sizes[0]]
+    mean = [sum(b[i] for b in base) / len(base) for i in range(4)]
+    print(f"mean of {len(base)} run(s) at {sizes[0]}: start {mean[0]:.2f}, stop {mean[1]:.2f}; "
+          f"CPU start {mean[2]:.2f}, stop {mean[3]:.2f}")  # fmt: skip
+    for count, *cost in costs:
+        wall, cpu_ = (
+            " ".join(f"{cost[i] / mean[i]:.2f}x" for i in pair) for pair in ((0, 1), (2, 3))
+        )
+        print(f"{count:>7}: start {cost[0]:.2f} ms, stop {cost[1]:.2f} ms: "
+              f"start, stop {wall}; CPU {cpu_}")  # fmt: skip
 
 
 def main() -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import errno as errnos
 import math
+from collections import Counter
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import structlog
@@ -31,7 +33,7 @@ from vimaged.platforms import HOST_JID
 from vimaged.protocol import LinkStats
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable, Iterator
 
     from vimaged.events import EventHub
     from vimaged.platforms import Platform
@@ -75,6 +77,8 @@ class HealthMonitor:
         """Set when the wiring listing in flight is done; ``None`` when none is."""
         self._wake = trio.Event()
         """Set to end every poll's wait at once (the platform came back)."""
+        self._stopping: Counter[str] = Counter()
+        """Vimages a stop request holds (:meth:`stop_begun`): their polls skip the checks."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -114,6 +118,22 @@ class HealthMonitor:
         if scope is not None:
             scope.cancel()
 
+    @contextmanager
+    def stop_begun(self, names: Iterable[str]) -> Iterator[None]:
+        """The block stops ``names``: no poll checks them meanwhile, while they queue for
+        their turn. Polls grow with the vimages running, so checking what is about to go
+        made ``stop --all`` cost more per vimage as vimages grew. A stop that does not
+        happen (refused, cancelled) lets their polls go on."""
+        held = list(names)
+        self._stopping.update(held)
+        try:
+            yield
+        finally:
+            self._stopping.subtract(held)
+            for name in held:
+                if self._stopping[name] <= 0:
+                    del self._stopping[name]
+
     def recheck(self, reason: str) -> None:
         """Look at every vimage now (the platform was lost and found): a jail that went with
         it is then ``failed`` (cleaned up and restarted by policy) without waiting."""
@@ -132,6 +152,10 @@ class HealthMonitor:
                     await self._wake.wait()  # a recheck (a parent gone) does not wait
             cmd_failures = 0
             while True:
+                if v.name in self._stopping:  # its stop has begun: not worth a look
+                    with trio.move_on_after(v.cfg.health_interval):
+                        await self._wake.wait()
+                    continue
                 try:
                     health, reason, cmd_failed = await self.check(v)
                 except OSError as exc:

@@ -12,6 +12,7 @@ last interface.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ from vimaged.platforms import HOST_JID, JailSpec
 from vimaged.state import Resource
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Container, Iterable
 
     from vimaged.config import Bridge, Config, VimageConfig
     from vimaged.events import EventHub
@@ -63,14 +64,50 @@ class MacBook:
         """(vimage, bridge index) -> MAC, as persisted; loaded by :meth:`load`."""
         self._known_normalized: set[str] = set()
         """:attr:`known`'s MACs as choose_mac compares them: kept, not rebuilt per choice."""
+        self._configured: dict[str, tuple[str, ...]] = {}
+        """Vimage -> the explicit MACs of its ``cfg`` and ``next_cfg`` (comparable form)."""
+        self._configured_count: Counter[str] = Counter()
+        """How many vimages configure each of those: the MACs a derived one must avoid,
+        kept as configurations change instead of gathered from every vimage per choice."""
 
     async def load(self) -> None:
         self.known = await self._journal.macs()
         self._known_normalized = {macs.comparable_mac(m) for m in self.known.values()}
 
-    async def mac_for(
-        self, cfg: VimageConfig, bridge: Bridge, *, config: Config, others: Iterable[VimageConfig]
-    ) -> str:
+    def follow(self, vimages: Iterable[Vimage]) -> None:
+        """Take the explicit MACs of every vimage anew (start-up, a reload)."""
+        self._configured.clear()
+        self._configured_count.clear()
+        for v in vimages:
+            self.configured(v)
+
+    def configured(self, v: Vimage) -> None:
+        """``v``'s configurations changed (its start applied ``next_cfg``): the MACs they
+        name are taken, the ones they no longer name released."""
+        self.forget(v.name)
+        mine = tuple(
+            macs.comparable_mac(b.mac)
+            for cfg in (v.cfg, v.next_cfg)
+            if cfg is not None
+            for b in cfg.bridges
+            if b.mac
+        )
+        if mine:
+            self._configured[v.name] = mine
+            self._configured_count.update(mine)
+
+    def forget(self, name: str) -> None:
+        """Vimage ``name`` is gone: its explicit MACs are free (its derived ones stay known)."""
+        for mac in self._configured.pop(name, ()):
+            self._configured_count[mac] -= 1
+            if self._configured_count[mac] <= 0:
+                del self._configured_count[mac]
+
+    def taken_by_config(self) -> frozenset[str]:
+        """The explicit MACs of every vimage's configurations (for tests and views)."""
+        return frozenset(self._configured_count)
+
+    async def mac_for(self, cfg: VimageConfig, bridge: Bridge, *, config: Config) -> str:
         if bridge.mac is not None:
             return bridge.mac
         key = (cfg.name, bridge.index)
@@ -81,7 +118,6 @@ class MacBook:
             self._host_uuid = await self._platform.host_uuid()
         host_ifnets = await self._platform.list_ifnets(HOST_JID)
         taken = {i.mac for i in host_ifnets if i.mac}
-        taken |= {b.mac for other in others for b in other.bridges if b.mac}
         parent_mac = next((i.mac for i in host_ifnets if i.name == bridge.parent and i.mac), None)
         same_parent = [b for b in cfg.bridges if b.parent == bridge.parent]
         mac = macs.choose_mac(
@@ -92,12 +128,22 @@ class MacBook:
             parent_mac=parent_mac,
             jng_counter=same_parent.index(bridge),
             taken=taken,
-            taken_normalized=self._known_normalized,
+            taken_normalized=_Either(self._known_normalized, self._configured_count),
         )
         await self._journal.save_mac(cfg.name, bridge.index, mac)
         self.known[key] = mac
         self._known_normalized.add(macs.comparable_mac(mac))
         return mac
+
+
+class _Either:
+    """Membership in either of two collections, without building their union."""
+
+    def __init__(self, first: Container[str], second: Container[str]) -> None:
+        self._first, self._second = first, second
+
+    def __contains__(self, mac: object) -> bool:
+        return mac in self._first or mac in self._second
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,6 +208,7 @@ class Lifecycle(ActsThroughParts):
                 raise NotFoundError(removed_text(v.name))
             if v.next_cfg is not None:
                 v.cfg, v.next_cfg = v.next_cfg, None
+                self.macs.configured(v)  # the old configuration's MACs are free
             cfg = v.cfg
             v.transition("starting")
             v.error = None
@@ -211,9 +258,7 @@ class Lifecycle(ActsThroughParts):
             await self.journal.set_vimage(cfg.name, desired="running", jid=jid)
             self.events.emit("jail.created", cfg.name, jid=jid)
             for bridge in cfg.bridges:
-                mac = await self.macs.mac_for(
-                    cfg, bridge, config=self._config(), others=(o.cfg for o in self._vimages())
-                )
+                mac = await self.macs.mac_for(cfg, bridge, config=self._config())
                 async with res.journaled(
                     "bridge", bridge.ifname, vimage=cfg.name, undo=undo, parent=bridge.parent
                 ) as step:

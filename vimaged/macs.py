@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from vimaged.errors import ConflictError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Container
     from collections.abc import Set as AbstractSet
 
 MacScheme = Literal["host", "jng"]
@@ -151,7 +151,7 @@ def choose_mac(
     parent_mac: str | None,
     jng_counter: int,
     taken: Collection[str],
-    taken_normalized: AbstractSet[str] = frozenset(),
+    taken_normalized: Container[str] = frozenset(),
 ) -> str:
     """The address for bridge ``index`` of ``vimage`` that is not in ``taken``, nor in
     ``taken_normalized`` (MACs already in :func:`normalize_mac` form: a caller's big set,
@@ -184,7 +184,7 @@ def choose_mac(
 class _Used:
     """Membership in either of two sets, without building their union."""
 
-    def __init__(self, small: AbstractSet[str], big: AbstractSet[str]) -> None:
+    def __init__(self, small: AbstractSet[str], big: Container[str]) -> None:
         self._small, self._big = small, big
 
     def __contains__(self, mac: object) -> bool:

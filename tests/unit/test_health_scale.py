@@ -167,7 +167,7 @@ async def test_a_first_mac_does_not_renormalize_every_persisted_one(
         await book.load()
         for name in names[:-1]:
             vimage = by_name[name]
-            await book.mac_for(vimage, vimage.bridges[0], config=cfg, others=())
+            await book.mac_for(vimage, vimage.bridges[0], config=cfg)
         normalized: list[str] = []
         real = macs._comparable
 
@@ -177,6 +177,6 @@ async def test_a_first_mac_does_not_renormalize_every_persisted_one(
 
         monkeypatch.setattr(macs, "_comparable", counted)
         last = by_name[names[-1]]
-        mac = await book.mac_for(last, last.bridges[0], config=cfg, others=())
+        mac = await book.mac_for(last, last.bridges[0], config=cfg)
         assert len(normalized) < 10  # the host's MACs and the new one, not all 299 known
         assert mac not in {book.known[(n, 0)] for n in names[:-1]}
