@@ -1,120 +1,166 @@
-"""vimaged-cni without a daemon: every malformed config, missing env var and unknown field gets
-the spec's error code, and nothing is asked of IPAM or the daemon before the input is valid."""
+"""``cni_exec`` in the daemon, through the real dispatch over the in-process sim platform: every
+malformed config, missing env var and unknown field gets the spec's error code and leaves
+nothing behind; the IPAM plugin runs as the caller, from the caller's CNI_PATH, bounded."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
-import struct
-import subprocess
-import sys
-import threading
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pytest
 
-from vimaged import macs
-from vimaged_cni import cli, spec
+from vimaged import config, macs
+from vimaged.attachments import Attachments
+from vimaged.cni import ipam, spec
+from vimaged.dispatch import Dispatcher
+from vimaged.peercred import Peer
+from vimaged.protocol import MAX_CNI_ENVIRON, REQUEST_DECODER, CniExec, CniResult
+from vimaged.testing import InProcessPlatform, open_supervisor
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 pytestmark = pytest.mark.unit
 
+ROOT = Peer(uid=0, gid=0, groups=frozenset(), pid=1)
+NOBODY = Peer(uid=65534, gid=65534, groups=frozenset({65534, 100}), pid=2)
 BASE: dict[str, Any] = {
     "cniVersion": "1.0.0",
     "name": "lan",
     "type": "vimaged-cni",
-    "parent": "eth9",
+    "parent": "em0",
 }
+RESULT = {"cniVersion": "1.0.0", "ips": [{"address": "10.9.0.2/24", "gateway": "10.9.0.1"}],
+          "routes": [{"dst": "0.0.0.0/0"}]}  # fmt: skip
+VERSIONS = {"cniVersion": "1.1.0", "supportedVersions": ["1.0.0", "1.1.0"]}
+
+
+class World:
+    """A daemon's dispatcher and attachments over the in-process sim host, a jail ``ctr1`` as
+    the sandbox, and a fake IPAM plugin in ``bin`` that records each call."""
+
+    def __init__(self, tmp: Path, plat: InProcessPlatform, dispatcher: Dispatcher) -> None:
+        self.plat = plat
+        self.dispatcher = dispatcher
+        self.log = tmp / "ipam.log"
+        self.bin = tmp / "bin"
+        self.bin.mkdir()
+        self.plugin("fake-ipam", f'echo "$CNI_COMMAND" >> {self.log}\n'
+                    f"[ \"$CNI_COMMAND\" = ADD ] && echo '{json.dumps(RESULT)}'\n"
+                    '[ "$CNI_COMMAND" = VERSION ] && '
+                    f"echo '{json.dumps(VERSIONS)}'\n"
+                    "exit 0")  # fmt: skip
+
+    def plugin(self, name: str, body: str, mode: int = 0o755) -> None:
+        path = self.bin / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(mode)
+
+    def calls(self) -> list[str]:
+        return self.log.read_text().split() if self.log.exists() else []
+
+    def env(self, command: str = "ADD", **changes: str | None) -> dict[str, str]:
+        base: dict[str, str | None] = {
+            "PATH": "/usr/bin:/bin",
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": "c0ffee",
+            "CNI_NETNS": "ctr1",
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": str(self.bin),
+        }
+        base.update(changes)
+        return {k: v for k, v in base.items() if v is not None}
+
+    async def exec(
+        self, environ: dict[str, str], stdin: bytes, peer: Peer = ROOT
+    ) -> tuple[int, dict[str, Any] | None]:
+        block = b"".join(os.fsencode(f"{k}={v}") + b"\0" for k, v in environ.items())
+        reply = await self.dispatcher.handle(CniExec(environ=block, stdin=stdin), peer)
+        assert isinstance(reply, CniResult), reply
+        if not reply.stdout:
+            return reply.exit, None
+        assert reply.stdout.endswith(b"\n")
+        return reply.exit, json.loads(reply.stdout)
+
+    async def code_of(self, environ: dict[str, str], stdin: bytes, peer: Peer = ROOT) -> int:
+        status, out = await self.exec(environ, stdin, peer)
+        assert status == 1
+        assert out is not None
+        assert set(out) >= {"cniVersion", "code", "msg"}
+        assert isinstance(out["code"], int)
+        return out["code"]
+
+    @property
+    def attachments(self) -> Attachments:
+        assert self.dispatcher.attachments is not None
+        return self.dispatcher.attachments
+
+    def eifaces(self) -> list[str]:
+        return [n.name for n in self.plat.host.ng.nodes.values() if n.type_name == "eiface"]
+
+    def nothing_left(self) -> None:
+        assert self.attachments.list() == []
+        assert self.eifaces() == []
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> dict[str, Any]:
-    """A fake IPAM plugin that records each call, and a socket path nobody listens on."""
-    log = tmp_path / "ipam.log"
-    plugin = tmp_path / "bin" / "fake-ipam"
-    plugin.parent.mkdir()
-    plugin.write_text(
-        "#!/bin/sh\n"
-        f'echo "$CNI_COMMAND" >> {log}\n'
-        'if [ "$CNI_COMMAND" = ADD ]; then\n'
-        '  echo \'{"cniVersion":"1.0.0","ips":[{"address":"10.9.0.2/24","gateway":"10.9.0.1"}],'
-        '"routes":[{"dst":"0.0.0.0/0"}]}\'\n'
-        "fi\n"
-        'if [ "$CNI_COMMAND" = VERSION ]; then\n'
-        '  echo \'{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}\'\n'
-        "fi\n"
-    )
-    plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
-    return {"log": log, "path": str(plugin.parent), "socket": str(tmp_path / "absent.sock")}
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    plat = InProcessPlatform(nics=("em0", "em1"))
+    plat.host.create_jail("ctr1")
+    async with open_supervisor(config.build({"vimage_list": ""}), plat) as sup:
+        dispatcher = Dispatcher(sup, None)
+        dispatcher.attachments = await Attachments.open(str(tmp_path / "state"), sup, plat)
+        try:
+            yield World(tmp_path, plat, dispatcher)
+        finally:
+            await dispatcher.attachments.aclose()
 
 
-def env(world: dict[str, Any], command: str = "ADD", **changes: str | None) -> dict[str, str]:
-    base: dict[str, str | None] = {
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": "c0ffee",
-        "CNI_NETNS": "/run/netns/c0ffee",
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": world["path"],
-    }
-    base.update(changes)
-    return {k: v for k, v in base.items() if v is not None}
-
-
-def conf(world: dict[str, Any], **changes: Any) -> bytes:
-    c = {**BASE, "socket": world["socket"], "ipam": {"type": "fake-ipam"}, **changes}
+def conf(**changes: Any) -> bytes:
+    c = {**BASE, "ipam": {"type": "fake-ipam"}, **changes}
     return json.dumps({k: v for k, v in c.items() if v is not None}).encode()
 
 
-def calls(world: dict[str, Any]) -> list[str]:
-    log = world["log"]
-    return log.read_text().split() if log.exists() else []
-
-
-def code_of(environ: dict[str, str], stdin: bytes) -> int:
-    status, out = cli.run(environ, stdin)
-    assert status == 1
-    assert out is not None
-    assert set(out) >= {"cniVersion", "code", "msg"}
-    code = out["code"]
-    assert isinstance(code, int)
-    return code
-
-
 @pytest.mark.parametrize(
-    ("changes", "code"),
+    "changes",
     [
-        ({"CNI_COMMAND": None}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_COMMAND": "ATTACH"}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_CONTAINERID": None}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_CONTAINERID": "-leading-dash"}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_CONTAINERID": "has/slash"}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_NETNS": None}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_IFNAME": None}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_IFNAME": "a-very-long-ifname"}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_IFNAME": "eth/0"}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_IFNAME": ".."}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_PATH": None}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_ARGS": "K8S_POD_NAME=x"}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_ARGS": "novalue"}, spec.INVALID_ENVIRONMENT),
+        {"CNI_COMMAND": None},
+        {"CNI_COMMAND": "ATTACH"},
+        {"CNI_CONTAINERID": None},
+        {"CNI_CONTAINERID": "-leading-dash"},
+        {"CNI_CONTAINERID": "has/slash"},
+        {"CNI_NETNS": None},
+        {"CNI_IFNAME": None},
+        {"CNI_IFNAME": "a-very-long-ifname"},
+        {"CNI_IFNAME": "eth/0"},
+        {"CNI_IFNAME": ".."},
+        {"CNI_PATH": None},
+        {"CNI_ARGS": "K8S_POD_NAME=x"},
+        {"CNI_ARGS": "novalue"},
     ],
 )
-def test_a_bad_environment_is_code_4_and_touches_nothing(
-    world: dict[str, Any], changes: dict[str, str | None], code: int
+async def test_a_bad_environment_is_code_4_and_touches_nothing(
+    world: World, changes: dict[str, str | None]
 ) -> None:
-    assert code_of(env(world, "ADD", **changes), conf(world)) == code
-    assert calls(world) == []
+    assert await world.code_of(world.env("ADD", **changes), conf()) == spec.INVALID_ENVIRONMENT
+    assert world.calls() == []
+    world.nothing_left()
 
 
-def test_unknown_cni_args_pass_with_ignore_unknown(world: dict[str, Any]) -> None:
-    environ = env(world, CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=x")
-    # Past the checks: IPAM ran, then the absent daemon made it try-again-later (and undo).
-    assert code_of(environ, conf(world)) == spec.TRY_AGAIN_LATER
-    assert calls(world) == ["ADD", "DEL"]
+async def test_unknown_cni_args_pass_with_ignore_unknown_and_a_failed_add_undoes_ipam(
+    world: World,
+) -> None:
+    environ = world.env(CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=x", CNI_NETNS="nosuchjail")
+    status, out = await world.exec(environ, conf())
+    assert status == 1
+    assert out is not None
+    assert (out["code"], out["details"]) == (spec.DAEMON_REFUSED, "os_error (ENOENT)")
+    assert world.calls() == ["ADD", "DEL"]  # past the checks: IPAM ran, then gave it back
+    world.nothing_left()
 
 
 @pytest.mark.parametrize(
@@ -124,6 +170,9 @@ def test_unknown_cni_args_pass_with_ignore_unknown(world: dict[str, Any]) -> Non
         (b"{not json", spec.DECODING_FAILURE),
         (b"\xff\xfe", spec.DECODING_FAILURE),
         (b"[1, 2]", spec.DECODING_FAILURE),
+        (b"[" * 200_000, spec.DECODING_FAILURE),
+        (b'{"a": ' * 40 + b"1" + b"}" * 40, spec.DECODING_FAILURE),
+        (b'{"cniVersion": "1.0.0", "mtu": 1' + b"0" * 5000 + b"}", spec.DECODING_FAILURE),
         (json.dumps({**BASE, "cniVersion": None}).encode(), spec.INVALID_CONFIG),
         (json.dumps({**BASE, "cniVersion": 1}).encode(), spec.INVALID_CONFIG),
         (json.dumps({**BASE, "cniVersion": "0.4.0"}).encode(), spec.INCOMPATIBLE_VERSION),
@@ -150,149 +199,143 @@ def test_unknown_cni_args_pass_with_ignore_unknown(world: dict[str, Any]) -> Non
         (json.dumps({**BASE, "Parent": "eth0"}).encode(), spec.UNSUPPORTED_FIELD),
     ],
 )
-def test_a_bad_config_gets_its_code_and_touches_nothing(
-    world: dict[str, Any], stdin: bytes, code: int
+async def test_a_bad_config_gets_its_code_and_touches_nothing(
+    world: World, stdin: bytes, code: int
 ) -> None:
-    assert code_of(env(world), stdin) == code
-    assert calls(world) == []
+    assert await world.code_of(world.env(), stdin) == code
+    assert world.calls() == []
+    world.nothing_left()
 
 
-def test_an_unsupported_field_is_named_with_its_value(world: dict[str, Any]) -> None:
-    _, out = cli.run(env(world), conf(world, bridge="br0"))
+async def test_an_unsupported_field_is_named_with_its_value(world: World) -> None:
+    _, out = await world.exec(world.env(), conf(bridge="br0"))
     assert out is not None
     assert "bridge" in str(out["msg"])
     assert "br0" in str(out["msg"])
 
 
 @pytest.mark.parametrize("version", [*spec.SUPPORTED_VERSIONS, "0.3.1", None])
-def test_version_answers_every_supported_version(version: str | None) -> None:
+async def test_version_answers_every_supported_version(world: World, version: str | None) -> None:
     stdin = b"" if version is None else json.dumps({"cniVersion": version}).encode()
-    status, out = cli.run({"CNI_COMMAND": "VERSION"}, stdin)
-    assert status == 0
-    assert out == {
+    assert await world.exec({"CNI_COMMAND": "VERSION"}, stdin) == (0, {
         "cniVersion": version if version in spec.SUPPORTED_VERSIONS else spec.LATEST,
         "supportedVersions": ["1.0.0", "1.1.0"],
-    }
-
-
-@pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK", "GC"])
-def test_an_absent_daemon_is_try_again_later(world: dict[str, Any], command: str) -> None:
-    assert code_of(env(world, command), conf(world)) == spec.TRY_AGAIN_LATER
-    # ADD gave its address back; DEL kept it (the interface may still exist).
-    assert calls(world) == (["ADD", "DEL"] if command == "ADD" else [])
-
-
-def test_status_of_an_absent_daemon_is_50(world: dict[str, Any]) -> None:
-    environ = {"CNI_COMMAND": "STATUS", "CNI_PATH": world["path"]}
-    assert code_of(environ, conf(world, cniVersion="1.1.0")) == spec.PLUGIN_NOT_AVAILABLE
+    })  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "valid",
     ["x", [1], [{"containerID": "c"}], [{"containerID": "bad id", "ifname": "eth0"}]],
 )
-def test_gc_refuses_a_malformed_valid_list(world: dict[str, Any], valid: object) -> None:
-    stdin = conf(world, cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid})
-    assert code_of(env(world, "GC"), stdin) == spec.INVALID_CONFIG
+async def test_gc_refuses_a_malformed_valid_list(world: World, valid: object) -> None:
+    stdin = conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid})
+    assert await world.code_of(world.env("GC"), stdin) == spec.INVALID_CONFIG
 
 
-# --- against a scripted daemon -------------------------------------------------------------
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A one-connection-at-a-time fake vimaged: Hello, then the scripted reply to each request."""
-    path = str(tmp_path / "d.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen()
-    state: dict[str, Any] = {"path": path, "requests": [], "reply": None}
-
-    def send(conn: socket.socket, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        conn.sendall(struct.pack(">I", len(data)) + data)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                send(conn, {"reply": "hello", "protocol": 1, "daemon": "test"})
-                (length,) = struct.unpack(">I", conn.recv(4))
-                request = json.loads(conn.recv(length))
-                state["requests"].append(request)
-                send(conn, state["reply"](request))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield state
-    listener.close()
-    os.unlink(path)
-
-
-def test_add_sends_the_ipam_addresses_and_prints_the_result(
-    world: dict[str, Any], daemon: dict[str, Any]
-) -> None:
-    mac = macs.attachment_mac("00000000-0000-0000-0000-000000000001", "c0ffee", "eth0")
-    daemon["reply"] = lambda req: {"reply": "attachments", "attachments": [{"mac": mac}]}
-    status, out = cli.run(env(world), conf(world, socket=daemon["path"], mtu=1400))
+async def test_add_check_del_into_a_jail(world: World) -> None:
+    status, out = await world.exec(world.env(), conf(mtu=1400))
     assert status == 0
-    (request,) = daemon["requests"]
-    assert request == {
-        "op": "cni_add", "network": "lan", "container_id": "c0ffee", "ifname": "eth0",
-        "sandbox": "/run/netns/c0ffee", "parent": "eth9", "mac": None, "mtu": 1400,
-        "addresses": ["10.9.0.2/24"], "routes": [{"dst": "0.0.0.0/0", "gw": "10.9.0.1"}],
-    }  # fmt: skip
+    [att] = world.attachments.list()
+    assert len(world.eifaces()) == 1
+    assert att.sandbox == "ctr1"
+    assert att.addresses == ("10.9.0.2/24",)
     assert out == {
         "cniVersion": "1.0.0",
-        "interfaces": [{"name": "eth0", "mac": mac, "sandbox": "/run/netns/c0ffee"}],
+        "interfaces": [{"name": "eth0", "mac": att.mac, "sandbox": "ctr1"}],
         "ips": [{"address": "10.9.0.2/24", "interface": 0, "gateway": "10.9.0.1"}],
         "routes": [{"dst": "0.0.0.0/0"}],
     }
-    assert calls(world) == ["ADD"]
+    assert await world.exec(world.env("CHECK"), conf(mtu=1400, prevResult=out)) == (0, None)
+    claimed = {**out, "ips": [*out["ips"], {"address": "10.9.0.99/24", "interface": 0}]}
+    status, failed = await world.exec(world.env("CHECK"), conf(mtu=1400, prevResult=claimed))
+    assert failed is not None
+    assert (status, failed["code"], failed["details"]) == (1, spec.DAEMON_REFUSED, "failed")
+    for _ in range(2):  # the second DEL succeeds too
+        assert await world.exec(world.env("DEL"), conf()) == (0, None)
+    world.nothing_left()
+    assert world.calls() == ["ADD", "CHECK", "DEL", "DEL"]
 
 
-def test_a_daemon_error_undoes_ipam_and_is_code_100(
-    world: dict[str, Any], daemon: dict[str, Any]
+async def test_a_daemon_error_undoes_ipam_and_is_code_100(world: World) -> None:
+    status, out = await world.exec(world.env(), conf(parent="eth9"))
+    assert (status, out) == (1, {
+        "cniVersion": "1.0.0", "code": spec.DAEMON_REFUSED,
+        "msg": "parent NIC eth9 is not on the host", "details": "not_found",
+    })  # fmt: skip
+    assert world.calls() == ["ADD", "DEL"]
+    world.nothing_left()
+
+
+async def test_an_ipam_result_the_daemon_refuses_is_undone(world: World) -> None:
+    world.plugin("bad-ipam", f'echo "$CNI_COMMAND" >> {world.log}\n'
+                 """[ "$CNI_COMMAND" = ADD ] && echo '{"ips": [{"address": {"x": 1}}]}'\n"""
+                 "exit 0")  # fmt: skip
+    status, out = await world.exec(world.env(), conf(ipam={"type": "bad-ipam"}))
+    assert out is not None
+    assert (status, out["code"], out["details"]) == (1, spec.DAEMON_REFUSED, "invalid_request")
+    assert world.calls() == ["ADD", "DEL"]
+    world.nothing_left()
+
+
+async def test_a_daemon_shutting_down_is_try_again_later(world: World) -> None:
+    world.dispatcher._sup.stopping = True
+    assert await world.code_of(world.env(), conf()) == spec.TRY_AGAIN_LATER
+    assert world.calls() == ["ADD", "DEL"]
+
+
+async def test_status_up_and_with_the_parent_gone(world: World) -> None:
+    environ = {"CNI_COMMAND": "STATUS", "CNI_PATH": str(world.bin), "PATH": "/usr/bin:/bin"}
+    assert await world.exec(environ, conf(cniVersion="1.1.0")) == (0, None)
+    assert world.calls() == ["VERSION", "STATUS"]  # STATUS only to an IPAM plugin of CNI 1.1
+    gone = conf(cniVersion="1.1.0", parent="eth9")
+    assert await world.code_of(environ, gone) == spec.PLUGIN_LIMITED
+
+
+async def test_gc_removes_what_the_valid_list_drops(world: World) -> None:
+    world.plat.host.create_jail("ctr2")
+    assert (await world.exec(world.env(), conf()))[0] == 0
+    assert (await world.exec(world.env(CNI_CONTAINERID="b2", CNI_NETNS="ctr2"), conf()))[0] == 0
+    valid = [{"containerID": "c0ffee", "ifname": "eth0"}, {"containerID": "a1", "ifname": "x"}]
+    stdin = conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid})
+    assert await world.exec({"CNI_COMMAND": "GC", "CNI_PATH": str(world.bin)}, stdin) == (0, None)
+    assert [a.container_id for a in world.attachments.list()] == ["c0ffee"]
+    assert world.calls() == ["ADD", "ADD", "VERSION", "GC"]
+
+
+async def test_no_exception_escapes_as_anything_but_a_cni_error(
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    daemon["reply"] = lambda req: {"reply": "error", "code": "not_found", "message": "no eth9"}
-    status, out = cli.run(env(world), conf(world, socket=daemon["path"]))
-    assert (status, out) == (
-        1,
-        {"cniVersion": "1.0.0", "code": spec.DAEMON_REFUSED, "msg": "no eth9",
-         "details": "not_found"},
-    )  # fmt: skip
-    assert calls(world) == ["ADD", "DEL"]
+    async def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(world.attachments, "delete", broken)
+    status, out = await world.exec(world.env("DEL"), conf())
+    assert out is not None
+    assert (status, out["code"], out["details"]) == (1, spec.DAEMON_REFUSED, "internal")
+    assert "a bug" not in out["msg"]
+    assert world.calls() == []  # IPAM DEL comes after the daemon's part
 
 
-def test_a_daemon_shutting_down_is_try_again_later(
-    world: dict[str, Any], daemon: dict[str, Any]
-) -> None:
-    daemon["reply"] = lambda req: {"reply": "error", "code": "shutting_down", "message": "bye"}
-    assert code_of(env(world, "DEL"), conf(world, socket=daemon["path"])) == spec.TRY_AGAIN_LATER
+@pytest.mark.parametrize("environ", [b"", b"\0\0=\0CNI_COMMAND\0", b"\xff=\xfe\0" * 100])
+async def test_a_garbage_environment_is_code_4(world: World, environ: bytes) -> None:
+    reply = await world.dispatcher.handle(CniExec(environ=environ, stdin=conf()), ROOT)
+    assert isinstance(reply, CniResult)
+    assert reply.exit == 1
+    assert json.loads(reply.stdout)["code"] == spec.INVALID_ENVIRONMENT
 
 
-def test_status_with_the_parent_gone_is_51(world: dict[str, Any], daemon: dict[str, Any]) -> None:
-    daemon["reply"] = lambda req: {"reply": "error", "code": "not_found", "message": "no eth9"}
-    environ = {"CNI_COMMAND": "STATUS", "CNI_PATH": world["path"]}
-    stdin = conf(world, socket=daemon["path"], cniVersion="1.1.0")
-    assert code_of(environ, stdin) == spec.PLUGIN_LIMITED
-    assert daemon["requests"] == [{"op": "cni_status", "network": "lan", "parent": "eth9"}]
+def test_the_wire_bounds_the_environment_and_stdin() -> None:
+    def request(environ: int, stdin: int) -> bytes:
+        return msgspec.json.encode(
+            {"op": "cni_exec", "environ": b"x" * environ, "stdin": b"y" * stdin}
+        )
 
-
-def test_gc_sends_the_valid_attachments(world: dict[str, Any], daemon: dict[str, Any]) -> None:
-    daemon["reply"] = lambda req: {"reply": "attachments", "attachments": []}
-    valid = [{"containerID": "a1", "ifname": "eth0"}, {"containerID": "b2", "ifname": "net1"}]
-    stdin = conf(world, socket=daemon["path"], cniVersion="1.1.0",
-                 **{"cni.dev/valid-attachments": valid})  # fmt: skip
-    assert cli.run({"CNI_COMMAND": "GC", "CNI_PATH": world["path"]}, stdin) == (0, None)
-    assert daemon["requests"] == [
-        {"op": "cni_gc", "network": "lan", "valid": [
-            {"container_id": "a1", "ifname": "eth0"}, {"container_id": "b2", "ifname": "net1"}]}
-    ]  # fmt: skip
-    assert calls(world) == ["VERSION", "GC"]  # GC only to an IPAM plugin of CNI 1.1
+    assert REQUEST_DECODER.decode(request(MAX_CNI_ENVIRON, 1 << 18)) == CniExec(
+        environ=b"x" * MAX_CNI_ENVIRON, stdin=b"y" * (1 << 18)
+    )
+    for sizes in ((MAX_CNI_ENVIRON + 1, 0), (0, (1 << 18) + 1)):
+        with pytest.raises(msgspec.ValidationError):
+            REQUEST_DECODER.decode(request(*sizes))
 
 
 def test_the_attachment_mac_is_pinned() -> None:
@@ -302,13 +345,129 @@ def test_the_attachment_mac_is_pinned() -> None:
     assert macs.attachment_mac(uuid, "abc", "eth1") != "5e:d6:bb:db:35:a0"
 
 
-def test_the_plugin_loads_only_the_standard_library() -> None:
-    """Like vimagectl: a runtime execs the plugin for every ADD, so it starts fast."""
-    code = (
-        "import json, sys, vimaged_cni.cli\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
-        " ('trio', 'structlog', 'msgspec', 'vimaged', 'vimagectl', 'typing'))))"
+# --- the IPAM plugin: as the caller, found in the caller's CNI_PATH, bounded --------------
+
+
+@pytest.fixture
+def public_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bin directory uid 65534 may enter (pytest's tmp_path is root's, mode 0700)."""
+    path = tmp_path_factory.mktemp("public")
+    for p in (path, *path.parents):
+        if p.stat().st_mode & 0o005 != 0o005:
+            p.chmod(p.stat().st_mode | 0o005)
+    return path
+
+
+async def test_the_ipam_plugin_runs_as_a_non_root_caller(world: World, public_bin: Path) -> None:
+    script = public_bin / "whoami-ipam"
+    script.write_text(
+        "#!/bin/sh\n"
+        '[ "$CNI_COMMAND" = ADD ] || exit 0\n'
+        'printf \'{"cniVersion":"1.0.0","ips":[],"dns":{"nameservers":["%s","%s"],'
+        '"search":["%s"]}}\' "$(id -u)" "$(id -g)" "$(id -G)"\n'
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, timeout=60)  # fmt: skip
-    assert json.loads(done.stdout) == []
+    script.chmod(0o755)
+    environ = world.env(CNI_PATH=f"/nonexistent:{public_bin}")
+    status, out = await world.exec(environ, conf(ipam={"type": "whoami-ipam"}), NOBODY)
+    assert status == 0, out
+    assert out is not None
+    assert out["dns"]["nameservers"] == ["65534", "65534"]
+    assert set(out["dns"]["search"][0].split()) == {"65534", "100"}
+    # root's (the daemon's own) run of it is root's
+    environ = world.env(CNI_PATH=str(public_bin), CNI_CONTAINERID="c2")
+    world.plat.host.create_jail("ctr2")
+    status, out = await world.exec({**environ, "CNI_NETNS": "ctr2"},
+                                   conf(ipam={"type": "whoami-ipam"}), ROOT)  # fmt: skip
+    assert out is not None
+    assert out["dns"]["nameservers"] == ["0", "0"]
+
+
+async def test_a_plugin_only_root_may_run_is_not_run_for_another_caller(
+    world: World, public_bin: Path
+) -> None:
+    marker = public_bin / "ran"
+    script = public_bin / "root-only"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    script.chmod(0o700)
+    environ = world.env(CNI_PATH=str(public_bin))
+    status, out = await world.exec(environ, conf(ipam={"type": "root-only"}), NOBODY)
+    assert out is not None
+    assert (status, out["code"]) == (1, spec.IO_FAILURE)
+    assert not marker.exists()
+    world.nothing_left()
+
+
+@pytest.mark.parametrize("kind", ["no-such-ipam", "sub/fake-ipam", ".."])
+def test_an_ipam_plugin_is_a_plain_name_found_in_cni_path(tmp_path: Path, kind: str) -> None:
+    (tmp_path / "sub").mkdir()
+    for where in (tmp_path / "sub" / "fake-ipam", tmp_path / "dir-ipam" / "x"):
+        where.parent.mkdir(exist_ok=True)
+        where.write_text("#!/bin/sh\n")
+        where.chmod(0o755)
+    caller = ipam.Caller(ROOT, {}, [str(tmp_path)])
+    with pytest.raises(spec.CniError) as err:
+        caller.find(kind)
+    assert err.value.code == spec.INVALID_CONFIG
+    with pytest.raises(spec.CniError):
+        caller.find("dir-ipam")  # a directory is no plugin
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    plain.chmod(0o644)
+    with pytest.raises(spec.CniError):
+        caller.find("plain")  # nor a file nobody may execute
+    assert ipam.Caller(ROOT, {}, [str(tmp_path), str(tmp_path / "sub")]).find("fake-ipam") == str(
+        tmp_path / "sub" / "fake-ipam"
+    )
+
+
+async def test_the_ipam_plugin_gets_the_callers_env_stdin_and_cwd(tmp_path: Path) -> None:
+    script = tmp_path / "p"
+    script.write_text('#!/bin/sh\ncat; echo "$CNI_COMMAND $OTHER $(pwd)" >&2; exit 3\n')
+    script.chmod(0o755)
+    big = b"x" * 300_000  # more than a pipe holds: written while the outputs are read
+    caller = ipam.Caller(ROOT, {"OTHER": "o", "PATH": "/bin:/usr/bin"}, [])
+    assert await ipam.spawn(caller, str(script), big, "ADD") == (3, big, b"ADD o /\n")
+
+
+async def test_a_plugin_that_does_not_read_stdin(tmp_path: Path) -> None:
+    script = tmp_path / "p"
+    script.write_text("#!/bin/sh\necho '{}'\n")
+    script.chmod(0o755)
+    caller = ipam.Caller(ROOT, {}, [])
+    assert (await ipam.spawn(caller, str(script), b"y" * 300_000, "ADD"))[:2] == (0, b"{}\n")
+
+
+async def test_a_plugin_that_hangs_is_killed_and_try_again_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ipam, "TIMEOUT", 0.2)
+    script = tmp_path / "p"
+    script.write_text(f"#!/bin/sh\necho $$ > {tmp_path / 'pid'}\nexec sleep 30\n")
+    script.chmod(0o755)
+    with pytest.raises(spec.CniError) as err:
+        await ipam.spawn(ipam.Caller(ROOT, {}, []), str(script), b"", "ADD")
+    assert err.value.code == spec.TRY_AGAIN_LATER
+    pid = int((tmp_path / "pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped
+
+
+async def test_output_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ipam, "MAX_STDOUT", 10_000)
+    script = tmp_path / "p"
+    script.write_text("#!/bin/sh\nhead -c 100000 /dev/zero\nhead -c 1000000 /dev/zero >&2\n")
+    script.chmod(0o755)
+    with pytest.raises(spec.CniError) as err:
+        await ipam.spawn(ipam.Caller(ROOT, {"PATH": "/usr/bin:/bin"}, []), str(script), b"", "X")
+    assert err.value.code == spec.IO_FAILURE
+
+
+async def test_a_plugin_that_cannot_run(tmp_path: Path) -> None:
+    path = tmp_path / "noexec"
+    path.write_text("no shebang, no ELF\0")
+    path.chmod(stat.S_IRWXU)
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(spec.CniError) as err:
+        await ipam.spawn(ipam.Caller(ROOT, {}, []), str(path), b"{}", "ADD")
+    assert err.value.code == spec.IO_FAILURE
+    assert len(os.listdir("/proc/self/fd")) == fds  # its pipes are closed
