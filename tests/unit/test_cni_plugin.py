@@ -261,27 +261,40 @@ def test_an_error_in_place_of_hello(daemon: Daemon) -> None:
 
 
 @pytest.mark.parametrize(
-    "script",
+    ("first", "reply"),
     [
-        lambda conn: send(conn, {**HELLO, "protocol": 2}),
-        lambda conn: send(conn, {"reply": "vimages"}),
-        lambda conn: conn.sendall(struct.pack(">I", (1 << 20) + 1)),
-        lambda conn: send(conn, b"[1]"),
-        lambda conn: send(conn, b"not json"),
-        lambda conn: (send(conn, HELLO), receive(conn), send(conn, {"reply": "attachments"})),
-        lambda conn: (send(conn, HELLO), receive(conn),
-                      send(conn, {"reply": "cni_result", "exit": "0", "stdout": ""})),
-        lambda conn: (send(conn, HELLO), receive(conn),
-                      send(conn, {"reply": "cni_result", "exit": 256, "stdout": ""})),
-        lambda conn: (send(conn, HELLO), receive(conn),
-                      send(conn, {"reply": "cni_result", "exit": 0, "stdout": "e30!"})),
-        lambda conn: (send(conn, HELLO), receive(conn), send(conn, {"reply": "error"})),
+        ({**HELLO, "protocol": 2}, None),
+        ({**HELLO, "protocol": "1"}, None),
+        ({"reply": "vimages"}, None),
+        (b"[1]", None),
+        (b"not json", None),
+        (HELLO, {"reply": "attachments"}),
+        (HELLO, {"reply": "cni_result", "exit": "0", "stdout": ""}),
+        (HELLO, {"reply": "cni_result", "exit": 256, "stdout": ""}),
+        (HELLO, {"reply": "cni_result", "exit": True, "stdout": ""}),
+        (HELLO, {"reply": "cni_result", "exit": 0, "stdout": "e30!"}),
+        (HELLO, {"reply": "cni_result", "exit": 0, "stdout": "e30"}),
+        (HELLO, {"reply": "error"}),
     ],
-)  # fmt: skip
-def test_an_answer_not_understood_is_101(daemon: Daemon, script: Any) -> None:
+)
+def test_an_answer_not_understood_is_101(
+    daemon: Daemon, first: dict[str, Any] | bytes, reply: dict[str, Any] | None
+) -> None:
+    def script(conn: socket.socket) -> None:
+        send(conn, first)
+        if reply is not None:
+            receive(conn)
+            send(conn, reply)
+
     daemon.script = script
     error = failure(cli.run(ENV, stdin_for(daemon)))
     assert (error["code"], error["cniVersion"]) == (101, "1.0.0")
+
+
+def test_a_frame_over_max_frame_is_101_before_its_body(daemon: Daemon) -> None:
+    daemon.script = lambda conn: conn.sendall(struct.pack(">I", (1 << 20) + 1))
+    error = failure(cli.run(ENV, stdin_for(daemon)))
+    assert (error["code"], error["msg"]) == (101, f"vimaged sent a frame of {(1 << 20) + 1} bytes")
 
 
 def test_sizes_are_refused_before_connecting(daemon: Daemon) -> None:

@@ -58,7 +58,10 @@ class Caller:
         peer = self.peer
         if peer.uid == 0 or peer.uid == os.geteuid():
             return {}
-        return {"user": peer.uid, "group": peer.gid, "extra_groups": sorted(peer.groups)}
+        # The egid first: FreeBSD before 15 takes setgroups(2)'s first element as the egid
+        # (cr_groups[0]), which the setgid after it overwrites; Linux ignores the repeat.
+        groups = [peer.gid, *sorted(peer.groups - {peer.gid})]
+        return {"user": peer.uid, "group": peer.gid, "extra_groups": groups}
 
     def find(self, kind: str) -> str:
         """The first executable regular file ``kind`` in CNI_PATH (code 7 if none)."""
