@@ -60,7 +60,7 @@ def cni_exec(path: str, environ: bytes, stdin: bytes, seconds: float) -> tuple[i
         if hello.get("reply") != "hello":
             raise CniError(DAEMON_PROTOCOL, "vimaged sent no hello")
         if type(hello.get("protocol")) is not int or hello["protocol"] != PROTOCOL_VERSION:
-            shown = jsonc.dumps(hello["protocol"]) if "protocol" in hello else "unknown"
+            shown = jsonc.dumps(hello["protocol"])[:40] if "protocol" in hello else "unknown"
             raise CniError(DAEMON_PROTOCOL, f"vimaged speaks protocol {shown}")
         body = b'{"op":"cni_exec","environ":"%s","stdin":"%s"}' % (
             binascii.b2a_base64(environ, newline=False),
