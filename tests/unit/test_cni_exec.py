@@ -145,6 +145,8 @@ def conf(**changes: Any) -> bytes:
         {"CNI_IFNAME": "a-very-long-ifname"},
         {"CNI_IFNAME": "eth/0"},
         {"CNI_IFNAME": ".."},
+        {"CNI_IFNAME": os.fsdecode(b"eth\xff")},
+        {"CNI_NETNS": os.fsdecode(b"/run/netns/\xff")},
         {"CNI_PATH": None},
         {"CNI_ARGS": "K8S_POD_NAME=x"},
         {"CNI_ARGS": "novalue"},
@@ -519,7 +521,7 @@ STDINS = st.one_of(
     deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    env=st.dictionaries(CNI_VARS, st.text(max_size=12)),
+    env=st.dictionaries(CNI_VARS, st.binary(max_size=12).map(os.fsdecode)),
     command=COMMANDS,
     stdin=STDINS,
 )

@@ -110,10 +110,21 @@ def decode_environ(blob: bytes) -> dict[str, str]:
     return environ
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` is text: bytes of the environment that are no UTF-8 come through
+    :func:`os.fsdecode` as lone surrogates, which nothing downstream can encode."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_ifname(name: str, what: str, code: int) -> str:
     """An interface name as Linux and FreeBSD take it (1 to 15 bytes, no ``/``, ``:``, space)."""
     if (
         not name
+        or not is_text(name)
         or len(name.encode()) >= IFNAMSIZ
         or name in (".", "..")
         or any(c in name for c in "/:")
@@ -157,7 +168,7 @@ class Env:
         check_ifname(self.ifname, "CNI_IFNAME", INVALID_ENVIRONMENT)
         if self.command in ("ADD", "CHECK") and not self.netns:
             raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS is missing")
-        if "\0" in self.netns or len(self.netns) > 1024:
+        if "\0" in self.netns or len(self.netns) > 1024 or not is_text(self.netns):
             raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS is no path, jail name or jid")
 
     def require_path(self) -> None:
