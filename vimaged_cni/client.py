@@ -84,9 +84,8 @@ def cni_exec(path: str, environ: bytes, stdin: bytes, seconds: float) -> tuple[i
             raise ValueError(status)
         return status, binascii.a2b_base64(stdout.encode("ascii"), strict_mode=True)
     except (ValueError, binascii.Error):  # UnicodeEncodeError is a ValueError
-        raise CniError(
-            DAEMON_PROTOCOL, "vimaged sent a cni_result without exit 0 to 255 and base64 stdout"
-        ) from None
+        # not an exit status of 0 to 255 and base64 stdout
+        raise CniError(DAEMON_PROTOCOL, "vimaged sent a malformed cni_result") from None
 
 
 def _connect(sock: _socket.socket, path: str, deadline: float, seconds: float) -> None:
