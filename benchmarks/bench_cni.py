@@ -28,8 +28,13 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vimaged_cni import client, launcher
+from vimagectl.client import Client
+from vimaged_cni import launcher
+
+if TYPE_CHECKING:
+    from vimagectl.replies import CniAdd, CniDel
 
 REFERENCE = "/usr/lib/cni"
 PIP_SCRIPT = Path(sys.executable).parent / "vimaged-cni"
@@ -40,8 +45,8 @@ import time
 t0 = time.perf_counter()
 import sys
 sys.path.append({root!r})
-from vimaged_cni import cli, client, ipam
-phases = {{"imports": time.perf_counter() - t0, "ipam": 0.0, "daemon": 0.0}}
+from vimaged_cni import cli, client
+phases = {{"imports": time.perf_counter() - t0, "daemon": 0.0}}
 def timed(name, f):
     def run(*args):
         began = time.perf_counter()
@@ -50,8 +55,7 @@ def timed(name, f):
         finally:
             phases[name] += time.perf_counter() - began
     return run
-ipam.run = timed("ipam", ipam.run)
-client.request = timed("daemon", client.request)
+client.cni_exec = timed("daemon", client.cni_exec)  # connect to reply: IPAM runs in there
 try:
     cli.main()
 finally:
@@ -190,16 +194,20 @@ def main() -> None:
             print("   ", "  ".join(f"{name} {statistics.median(v) * 1e3:.1f}"
                                    for name, v in phases.items()))  # fmt: skip
             print("  the daemon's part alone (cni_add / cni_del requests, no IPAM, no exec):")
-            direct_adds, direct_dels = [], []
+            direct_adds: list[float] = []
+            direct_dels: list[float] = []
             for r in range(rounds):
-                key = {"network": "direct", "container_id": f"c{r}", "ifname": "eth0"}
-                began = time.perf_counter()
-                client.request(b.socket, {"op": "cni_add", **key, "parent": "lan0",
-                                          "sandbox": f"/run/netns/{tag}s{r}"})  # fmt: skip
-                direct_adds.append(time.perf_counter() - began)
-                began = time.perf_counter()
-                client.request(b.socket, {"op": "cni_del", **key})
-                direct_dels.append(time.perf_counter() - began)
+                cid = f"c{r}"
+                add: CniAdd = {"op": "cni_add", "network": "direct", "container_id": cid,
+                               "ifname": "eth0", "parent": "lan0",
+                               "sandbox": f"/run/netns/{tag}s{r}"}  # fmt: skip
+                delete: CniDel = {"op": "cni_del", "network": "direct", "container_id": cid,
+                                  "ifname": "eth0"}  # fmt: skip
+                for request, times in ((add, direct_adds), (delete, direct_dels)):
+                    began = time.perf_counter()
+                    with Client(b.socket, 30) as ctl:
+                        ctl.request(request)
+                    times.append(time.perf_counter() - began)
             print(f"  {'daemon':11} ADD {statistics.median(direct_adds) * 1e3:7.1f}"
                   f"  DEL {statistics.median(direct_dels) * 1e3:7.1f}")  # fmt: skip
             print(f"{n} concurrent ADDs on one parent, then {n} concurrent DELs (wall, s):")

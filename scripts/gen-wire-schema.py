@@ -73,7 +73,7 @@ class _Writer:
 
     def annotation(self, t: mi.Type) -> str:
         match t:
-            case mi.StrType():
+            case mi.StrType() | mi.BytesType():  # bytes travel as base64 strings
                 return "str"
             case mi.IntType():
                 return "int"

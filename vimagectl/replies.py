@@ -131,6 +131,12 @@ class CniList(TypedDict):
     op: Literal["cni_list"]
 
 
+class CniExec(TypedDict):
+    op: Literal["cni_exec"]
+    environ: str
+    stdin: NotRequired[str]
+
+
 class Hello(TypedDict):
     reply: Literal["hello"]
     protocol: int
@@ -252,6 +258,12 @@ class AttachmentList(TypedDict):
     attachments: list[Attachment]
 
 
+class CniResult(TypedDict):
+    reply: Literal["cni_result"]
+    exit: int
+    stdout: str
+
+
 class MetricsText(TypedDict):
     reply: Literal["metrics"]
     text: str
@@ -274,6 +286,7 @@ Request = (
     | CniGc
     | CniStatus
     | CniList
+    | CniExec
 )
 Reply = (
     Hello
@@ -286,5 +299,6 @@ Reply = (
     | Event
     | Error
     | AttachmentList
+    | CniResult
     | MetricsText
 )

@@ -19,6 +19,7 @@ reply of the daemon does, passes one signature check and is returned as it is: a
 
 from __future__ import annotations
 
+import binascii
 import itertools
 import json
 import os
@@ -131,6 +132,23 @@ class _Scalar:
     @staticmethod
     def _refuse(value: object, expected: str) -> object:
         raise WireError("", f"expected {expected}, got {_describe(value)}")
+
+
+_BASE64 = re.compile(r"\A(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?\Z")
+"""What msgspec decodes as ``bytes``: whole quads, ``=`` padding only at the end."""
+
+
+class _Base64(_Scalar):
+    """A base64 string, given back as msgspec would encode its bytes again (the unused low
+    bits of a last quad cleared)."""
+
+    __slots__ = ()
+
+    def check(self, value: object) -> object:
+        checked = super().check(value)
+        assert isinstance(checked, str)
+        canonical = binascii.b2a_base64(binascii.a2b_base64(checked), newline=False).decode()
+        return checked if canonical == checked else canonical
 
 
 class Schema:
@@ -251,6 +269,8 @@ class Schema:
             return _Scalar(frozenset(), pairs, "one of " + ", ".join(map(json.dumps, values)))
         kind = schema.get("type")
         if isinstance(kind, str) and kind in _SCALAR_TYPES:
+            if kind == "string" and "contentEncoding" in schema:
+                return self._base64(schema)
             self._only(schema, {"type", "pattern"} if kind == "string" else {"type"})
             pattern = schema.get("pattern")
             return _Scalar(
@@ -271,6 +291,14 @@ class Schema:
                 " or ".join(part.text for part in scalars),
             )
         return None
+
+    def _base64(self, schema: dict[str, object]) -> _Scalar:
+        """msgspec's ``bytes``: a base64 string. Its ``maxLength`` bounds only cni_exec's
+        fields, which vimagectl never sends; what it checks are replies."""
+        self._only(schema, {"type", "contentEncoding", "maxLength"})
+        if schema["contentEncoding"] != "base64":
+            raise SchemaError(f"unsupported contentEncoding {schema['contentEncoding']!r}")
+        return _Base64(frozenset({str}), frozenset(), "a base64 string", _BASE64)
 
     def _compile_union(self, schema: dict[str, object]) -> Check:
         discriminator = schema.get("discriminator")

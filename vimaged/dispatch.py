@@ -15,6 +15,7 @@ import trio
 
 from vimaged import __version__, config
 from vimaged.attachments import CNI_REQUESTS, cni_reply, of_container
+from vimaged.cni.verbs import cni_exec
 from vimaged.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -26,6 +27,7 @@ from vimaged.metrics import RequestTimes, exposition
 from vimaged.protocol import (
     MAX_NAMES,
     PROTOCOL_VERSION,
+    CniExec,
     Done,
     Error,
     Health,
@@ -81,6 +83,8 @@ class Dispatcher:
         try:
             if isinstance(request, ListVimages | Status | Health) and request.stream:
                 return await self._listing(request)
+            if isinstance(request, CniExec):  # the plugin's exec, run as the peer (issue 14)
+                return await cni_exec(self.attachments, request, peer)
             return await self._dispatch(request)
         except VimagedError as exc:
             return Error(code=exc.code, message=str(exc))

@@ -196,14 +196,33 @@ class CniList(Request, tag="cni_list", frozen=True):
     """Every attachment (read-only, like ``list``)."""
 
 
-CNI_MUTATING: frozenset[type[Request]] = frozenset({CniAdd, CniCheck, CniDel, CniGc, CniStatus})
-"""CHECK and STATUS name sandboxes and parents: authorized like mutations (issue 14)."""
+MAX_CNI_ENVIRON = 1 << 16
+"""Bytes of a plugin's environment ``cni_exec`` carries (the client refuses more, code 4)."""
+MAX_CNI_STDIN = 1 << 18
+"""Bytes of a network configuration ``cni_exec`` carries (the client refuses more, code 7)."""
+
+
+class CniExec(Request, tag="cni_exec", frozen=True):
+    """One exec of the vimaged-cni plugin, piped whole: the daemon runs the CNI verb (vimaged/cni/)
+    and answers :class:`CniResult` with what the plugin prints and its exit status."""
+
+    environ: Annotated[bytes, msgspec.Meta(max_length=MAX_CNI_ENVIRON)]
+    """The plugin's environment as /proc/PID/environ lays it out: ``NAME=VALUE`` and a NUL each."""
+    stdin: Annotated[bytes, msgspec.Meta(max_length=MAX_CNI_STDIN)] = b""
+    """Every byte the plugin read from its stdin (the network configuration)."""
+
+
+CNI_MUTATING: frozenset[type[Request]] = frozenset(
+    {CniAdd, CniCheck, CniDel, CniGc, CniStatus, CniExec}
+)
+"""CHECK and STATUS name sandboxes and parents, cni_exec runs an IPAM plugin: authorized like
+mutations (issue 14)."""
 
 # -- end of CNI requests ---------------------------------------------------------------------
 
 AnyRequest = (
     Start | Stop | Restart | ListVimages | Status | Health | Reload | Version | Events | Metrics
-    | CniAdd | CniCheck | CniDel | CniGc | CniStatus | CniList
+    | CniAdd | CniCheck | CniDel | CniGc | CniStatus | CniList | CniExec
 )  # fmt: skip
 
 MUTATING: frozenset[type[Request]] = CNI_MUTATING | {Start, Stop, Restart, Reload}
@@ -372,6 +391,14 @@ class AttachmentList(Reply, tag="attachments", frozen=True):
     attachments: tuple[Attachment, ...] = ()
 
 
+class CniResult(Reply, tag="cni_result", frozen=True):
+    """The answer to :class:`CniExec`: the plugin writes ``stdout`` unchanged and exits ``exit``."""
+
+    exit: int
+    """0, or 1 with the spec's error JSON in ``stdout``."""
+    stdout: bytes = b""
+
+
 # -- end of CNI replies ----------------------------------------------------------------------
 
 AnyReply = (
@@ -385,6 +412,7 @@ AnyReply = (
     | Event
     | Error
     | AttachmentList
+    | CniResult
     | MetricsText
 )
 

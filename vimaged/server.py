@@ -42,6 +42,7 @@ from vimaged.protocol import (
     MUTATING,
     PROTOCOL_VERSION,
     REQUEST_DECODER,
+    CniExec,
     Error,
     Events,
     Hello,
@@ -416,7 +417,8 @@ class _Connection:
                 if not isinstance(answer, Reply):
                     return await self._stream_reply(answer, started, str(op))
                 reply = answer
-            return await self._reply(reply, started, str(op))
+            sent = await self._reply(reply, started, str(op))
+            return sent and not isinstance(request, CniExec)  # a plugin exec: one per connection
 
     async def _stream_reply(
         self, frames: AsyncGenerator[bytes | Reply, None], started: float, op: str

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from vimaged.platforms import linux
+from vimaged_cni import launcher
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
 
 NEEDED_TOOLS = ("ip", "ping", "nsenter", "chroot")
@@ -135,3 +136,14 @@ async def plat(world: World) -> AsyncIterator[linux.LinuxPlatform]:
         yield platform
     finally:
         await platform.aclose()
+
+
+CNI_CLIENTS: dict[str, Callable[[str], str]] = {"python": launcher.install}
+"""The vimaged-cni clients, by test id: each writes ``DIR/vimaged-cni`` and returns its path.
+Every test that installs the plugin runs once per client."""
+
+
+@pytest.fixture(params=sorted(CNI_CLIENTS))
+def install_cni_plugin(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Puts one vimaged-cni client into a CNI bin dir (``install(DIR) -> path``)."""
+    return CNI_CLIENTS[request.param]

@@ -25,10 +25,9 @@ from vimagectl.client import Client
 from vimaged import protocol
 from vimaged.attachments import AttachmentJournal, host_ifname
 from vimaged.platforms import SandboxIfnet
-from vimaged_cni import launcher
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from tests.linux.conftest import World
 
@@ -61,13 +60,20 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> str:
 class Cni:
     """One test's CNI world: plugin dir, conflist, host-local's data, libcni's cache."""
 
-    def __init__(self, world: World, daemon: LinuxDaemon, driver: str, tmp: Path) -> None:
+    def __init__(
+        self,
+        world: World,
+        daemon: LinuxDaemon,
+        driver: str,
+        tmp: Path,
+        install: Callable[[str], str],
+    ) -> None:
         self.world = world
         self.daemon = daemon
         self.driver = driver
         self.bin = tmp / "cni-bin"
         self.bin.mkdir()
-        launcher.install(str(self.bin))  # the -IS launcher docs/cni.md installs
+        install(str(self.bin))  # a vimaged-cni client (conftest.CNI_CLIENTS)
         (self.bin / "host-local").symlink_to(HOST_LOCAL)
         self.ipam_dir = tmp / "ipam"
         self.cache = tmp / "cache"
@@ -119,13 +125,15 @@ class Cni:
 
 
 @pytest.fixture
-def cni(world: World, driver: str, tmp_path: Path) -> Iterator[Cni]:
+def cni(
+    world: World, driver: str, tmp_path: Path, install_cni_plugin: Callable[[str], str]
+) -> Iterator[Cni]:
     world.add_nic("lan0", "peer0", f"{PEER}/24")
     d = LinuxDaemon(sim_socket="", workdir=tmp_path, host_netns=world.host)
     d.write_config('vimage_enable="NO"\nvimage_list=""\n')
     d.start()
     try:
-        yield Cni(world, d, driver, tmp_path)
+        yield Cni(world, d, driver, tmp_path, install_cni_plugin)
     finally:
         d.stop()
 

@@ -27,10 +27,9 @@ import pytest
 
 from tests.linux.test_linux_cni import HOST_LOCAL, PEER
 from tests.linux.test_linux_daemon import LinuxDaemon
-from vimaged_cni import launcher
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from tests.linux.conftest import World
 
@@ -147,7 +146,10 @@ def containerd(tmp_path: Path) -> Iterator[tuple[Containerd, dict[str, str]]]:
 
 
 def test_ctr_run_cni_puts_the_container_on_the_parent(
-    world: World, containerd: tuple[Containerd, dict[str, str]], tmp_path: Path
+    world: World,
+    containerd: tuple[Containerd, dict[str, str]],
+    tmp_path: Path,
+    install_cni_plugin: Callable[[str], str],
 ) -> None:
     ctd, tools = containerd
     began = time.monotonic()
@@ -159,7 +161,7 @@ def test_ctr_run_cni_puts_the_container_on_the_parent(
         bin_dir, conf_dir, ipam_dir = tmp_path / "bin", tmp_path / "net.d", tmp_path / "ipam"
         bin_dir.mkdir()
         conf_dir.mkdir()
-        launcher.install(str(bin_dir))
+        install_cni_plugin(str(bin_dir))
         (bin_dir / "host-local").symlink_to(HOST_LOCAL)
         network = f"{world.tag}net"
         ipam = {"type": "host-local", "dataDir": str(ipam_dir),

@@ -1,12 +1,13 @@
-"""vimaged-cni without a daemon: every malformed config, missing env var and unknown field gets
-the spec's error code, and nothing is asked of IPAM or the daemon before the input is valid."""
+"""vimaged-cni, the pipe: VERSION without the daemon, the socket it picks, what it sends, and
+every way of getting no result, against a scripted daemon on a real AF_UNIX socket."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import socket
-import stat
 import struct
 import subprocess
 import sys
@@ -15,313 +16,314 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from vimaged import macs
-from vimaged_cni import cli, spec
+from tests.unit.test_server import unprivileged_python
+from vimaged_cni import cli
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.unit
 
-BASE: dict[str, Any] = {
-    "cniVersion": "1.0.0",
-    "name": "lan",
-    "type": "vimaged-cni",
-    "parent": "eth9",
-}
+
+def send(conn: socket.socket, body: dict[str, Any] | bytes) -> None:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    conn.sendall(struct.pack(">I", len(data)) + data)
+
+
+def receive(conn: socket.socket) -> dict[str, Any]:
+    (length,) = struct.unpack(">I", conn.recv(4, socket.MSG_WAITALL))
+    body: dict[str, Any] = json.loads(conn.recv(length, socket.MSG_WAITALL))
+    return body
+
+
+HELLO = {"reply": "hello", "protocol": 1, "daemon": "test", "features": ["stream"]}
+
+
+class Daemon:
+    """A one-connection-at-a-time fake vimaged running ``script`` on each connection."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.requests: list[dict[str, Any]] = []
+        self.connections = 0
+        self.script: Callable[[socket.socket], None] = lambda conn: None
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def answer(self, reply: dict[str, Any] | bytes) -> None:
+        """From now on: say hello, read the request, send ``reply``."""
+
+        def script(conn: socket.socket) -> None:
+            send(conn, HELLO)
+            self.requests.append(receive(conn))
+            send(conn, reply)
+
+        self.script = script
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            # a client that went away is its test's business
+            with conn, contextlib.suppress(OSError):
+                self.script(conn)
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> dict[str, Any]:
-    """A fake IPAM plugin that records each call, and a socket path nobody listens on."""
-    log = tmp_path / "ipam.log"
-    plugin = tmp_path / "bin" / "fake-ipam"
-    plugin.parent.mkdir()
-    plugin.write_text(
-        "#!/bin/sh\n"
-        f'echo "$CNI_COMMAND" >> {log}\n'
-        'if [ "$CNI_COMMAND" = ADD ]; then\n'
-        '  echo \'{"cniVersion":"1.0.0","ips":[{"address":"10.9.0.2/24","gateway":"10.9.0.1"}],'
-        '"routes":[{"dst":"0.0.0.0/0"}]}\'\n'
-        "fi\n"
-        'if [ "$CNI_COMMAND" = VERSION ]; then\n'
-        '  echo \'{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}\'\n'
-        "fi\n"
-    )
-    plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
-    return {"log": log, "path": str(plugin.parent), "socket": str(tmp_path / "absent.sock")}
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    d = Daemon(str(tmp_path / "d.sock"))
+    yield d
+    d.listener.shutdown(socket.SHUT_RDWR)
+    d.listener.close()
+    d.thread.join(5)
 
 
-def env(world: dict[str, Any], command: str = "ADD", **changes: str | None) -> dict[str, str]:
-    base: dict[str, str | None] = {
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": "c0ffee",
-        "CNI_NETNS": "/run/netns/c0ffee",
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": world["path"],
-    }
-    base.update(changes)
-    return {k: v for k, v in base.items() if v is not None}
+def stdin_for(daemon: Daemon | str, **changes: Any) -> bytes:
+    path = daemon if isinstance(daemon, str) else daemon.path
+    conf = {"cniVersion": "1.0.0", "name": "lan", "type": "vimaged-cni", "parent": "eth9",
+            "socket": path, **changes}  # fmt: skip
+    return json.dumps(conf).encode()
 
 
-def conf(world: dict[str, Any], **changes: Any) -> bytes:
-    c = {**BASE, "socket": world["socket"], "ipam": {"type": "fake-ipam"}, **changes}
-    return json.dumps({k: v for k, v in c.items() if v is not None}).encode()
+ENV = {b"CNI_COMMAND": b"ADD", b"CNI_CONTAINERID": b"c1", b"PATH": b"/bin"}
 
 
-def calls(world: dict[str, Any]) -> list[str]:
-    log = world["log"]
-    return log.read_text().split() if log.exists() else []
-
-
-def code_of(environ: dict[str, str], stdin: bytes) -> int:
-    status, out = cli.run(environ, stdin)
+def failure(out: tuple[int, bytes]) -> dict[str, Any]:
+    status, stdout = out
     assert status == 1
-    assert out is not None
-    assert set(out) >= {"cniVersion", "code", "msg"}
-    code = out["code"]
-    assert isinstance(code, int)
-    return code
+    assert stdout.endswith(b"\n")
+    error: dict[str, Any] = json.loads(stdout)
+    return error
 
 
-@pytest.mark.parametrize(
-    ("changes", "code"),
-    [
-        ({"CNI_COMMAND": None}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_COMMAND": "ATTACH"}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_CONTAINERID": None}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_CONTAINERID": "-leading-dash"}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_CONTAINERID": "has/slash"}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_NETNS": None}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_IFNAME": None}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_IFNAME": "a-very-long-ifname"}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_IFNAME": "eth/0"}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_IFNAME": ".."}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_PATH": None}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_ARGS": "K8S_POD_NAME=x"}, spec.INVALID_ENVIRONMENT),
-        ({"CNI_ARGS": "novalue"}, spec.INVALID_ENVIRONMENT),
-    ],
-)
-def test_a_bad_environment_is_code_4_and_touches_nothing(
-    world: dict[str, Any], changes: dict[str, str | None], code: int
-) -> None:
-    assert code_of(env(world, "ADD", **changes), conf(world)) == code
-    assert calls(world) == []
-
-
-def test_unknown_cni_args_pass_with_ignore_unknown(world: dict[str, Any]) -> None:
-    environ = env(world, CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAME=x")
-    # Past the checks: IPAM ran, then the absent daemon made it try-again-later (and undo).
-    assert code_of(environ, conf(world)) == spec.TRY_AGAIN_LATER
-    assert calls(world) == ["ADD", "DEL"]
-
-
-@pytest.mark.parametrize(
-    ("stdin", "code"),
-    [
-        (b"", spec.DECODING_FAILURE),
-        (b"{not json", spec.DECODING_FAILURE),
-        (b"\xff\xfe", spec.DECODING_FAILURE),
-        (b"[1, 2]", spec.DECODING_FAILURE),
-        (json.dumps({**BASE, "cniVersion": None}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "cniVersion": 1}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "cniVersion": "0.4.0"}).encode(), spec.INCOMPATIBLE_VERSION),
-        (json.dumps({**BASE, "cniVersion": "2.0.0"}).encode(), spec.INCOMPATIBLE_VERSION),
-        (json.dumps({**BASE, "name": None}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "name": "bad name"}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "type": 7}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "parent": None}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "parent": "eth0:1"}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "parent": "x" * 16}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "mac": "02:00:00:00:00"}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "mac": "01:00:5e:00:00:01"}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "runtimeConfig": {"mac": "zz"}}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "runtimeConfig": []}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "mtu": 67}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "mtu": "1500"}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "mtu": True}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "socket": "relative.sock"}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "ipam": "host-local"}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "ipam": {"type": "../../bin/sh"}}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "ipam": {"type": "no-such-ipam"}}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "prevResult": "x"}).encode(), spec.INVALID_CONFIG),
-        (json.dumps({**BASE, "bridge": "br0"}).encode(), spec.UNSUPPORTED_FIELD),
-        (json.dumps({**BASE, "Parent": "eth0"}).encode(), spec.UNSUPPORTED_FIELD),
-    ],
-)
-def test_a_bad_config_gets_its_code_and_touches_nothing(
-    world: dict[str, Any], stdin: bytes, code: int
-) -> None:
-    assert code_of(env(world), stdin) == code
-    assert calls(world) == []
-
-
-def test_an_unsupported_field_is_named_with_its_value(world: dict[str, Any]) -> None:
-    _, out = cli.run(env(world), conf(world, bridge="br0"))
-    assert out is not None
-    assert "bridge" in str(out["msg"])
-    assert "br0" in str(out["msg"])
-
-
-@pytest.mark.parametrize("version", [*spec.SUPPORTED_VERSIONS, "0.3.1", None])
-def test_version_answers_every_supported_version(version: str | None) -> None:
-    stdin = b"" if version is None else json.dumps({"cniVersion": version}).encode()
-    status, out = cli.run({"CNI_COMMAND": "VERSION"}, stdin)
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0", "0.3.1", None])
+def test_version_is_answered_without_the_daemon(tmp_path: Path, version: str | None) -> None:
+    stdin = stdin_for(str(tmp_path / "absent.sock"), cniVersion=version)
+    status, out = cli.run({b"CNI_COMMAND": b"VERSION"}, stdin)
     assert status == 0
-    assert out == {
-        "cniVersion": version if version in spec.SUPPORTED_VERSIONS else spec.LATEST,
-        "supportedVersions": ["1.0.0", "1.1.0"],
-    }
+    expected = version if version in ("1.0.0", "1.1.0") else "1.1.0"
+    assert out == (
+        b'{"cniVersion": "%s", "supportedVersions": ["1.0.0", "1.1.0"]}\n' % expected.encode()
+    )
 
 
-@pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK", "GC"])
-def test_an_absent_daemon_is_try_again_later(world: dict[str, Any], command: str) -> None:
-    assert code_of(env(world, command), conf(world)) == spec.TRY_AGAIN_LATER
-    # ADD gave its address back; DEL kept it (the interface may still exist).
-    assert calls(world) == (["ADD", "DEL"] if command == "ADD" else [])
+def test_the_result_is_written_unchanged_and_the_request_carries_everything(
+    daemon: Daemon,
+) -> None:
+    stdout = b'{"cniVersion": "1.0.0", "interfaces": []}\n\xff'
+    daemon.answer(
+        {"reply": "cni_result", "exit": 0, "stdout": base64.b64encode(stdout).decode(), "new": 1}
+    )
+    stdin = stdin_for(daemon)
+    environ = {**ENV, b"ODD": b"\xfe=x"}
+    assert cli.run(environ, stdin) == (0, stdout)
+    [request] = daemon.requests
+    assert set(request) == {"op", "environ", "stdin"}
+    assert request["op"] == "cni_exec"
+    assert base64.b64decode(request["stdin"], validate=True) == stdin
+    block = base64.b64decode(request["environ"], validate=True)
+    assert block.endswith(b"\0")
+    assert sorted(block[:-1].split(b"\0")) == sorted(b"%s=%s" % kv for kv in environ.items())
 
 
-def test_status_of_an_absent_daemon_is_50(world: dict[str, Any]) -> None:
-    environ = {"CNI_COMMAND": "STATUS", "CNI_PATH": world["path"]}
-    assert code_of(environ, conf(world, cniVersion="1.1.0")) == spec.PLUGIN_NOT_AVAILABLE
+def test_an_exit_status_of_1_and_its_output(daemon: Daemon) -> None:
+    error = b'{"cniVersion": "1.0.0", "code": 7, "msg": "x"}\n'
+    daemon.answer({"reply": "cni_result", "exit": 1, "stdout": base64.b64encode(error).decode()})
+    assert cli.run(ENV, stdin_for(daemon)) == (1, error)
 
 
-@pytest.mark.parametrize(
-    "valid",
-    ["x", [1], [{"containerID": "c"}], [{"containerID": "bad id", "ifname": "eth0"}]],
-)
-def test_gc_refuses_a_malformed_valid_list(world: dict[str, Any], valid: object) -> None:
-    stdin = conf(world, cniVersion="1.1.0", **{"cni.dev/valid-attachments": valid})
-    assert code_of(env(world, "GC"), stdin) == spec.INVALID_CONFIG
+def test_the_default_socket_when_stdin_names_none(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "DEFAULT_SOCKET", daemon.path)
+    daemon.answer({"reply": "cni_result", "exit": 1, "stdout": ""})
+    for stdin in (b"{not json", b'["socket"]', b'{"socket": 7}', b""):
+        assert cli.run(ENV, stdin) == (1, b"")
+    assert [base64.b64decode(r["stdin"]) for r in daemon.requests] == [
+        b"{not json",
+        b'["socket"]',
+        b'{"socket": 7}',
+        b"",
+    ]
 
 
-# --- against a scripted daemon -------------------------------------------------------------
+@pytest.mark.parametrize(("command", "code"), [(b"ADD", 11), (b"DEL", 11), (b"STATUS", 50)])
+def test_an_absent_daemon_is_try_again_later_or_50(
+    tmp_path: Path, command: bytes, code: int
+) -> None:
+    path = str(tmp_path / "absent.sock")
+    error = failure(cli.run({b"CNI_COMMAND": command}, stdin_for(path)))
+    assert error == {
+        "cniVersion": "1.0.0", "code": code, "details": "is vimaged running?",
+        "msg": f"cannot reach vimaged at {path}: {os.strerror(2)}",
+    }  # fmt: skip
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A one-connection-at-a-time fake vimaged: Hello, then the scripted reply to each request."""
-    path = str(tmp_path / "d.sock")
+def test_a_refused_connection_is_try_again_later(tmp_path: Path) -> None:
+    path = str(tmp_path / "dead.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)  # bound, never listening: ECONNREFUSED
+    try:
+        assert failure(cli.run(ENV, stdin_for(path)))["code"] == 11
+    finally:
+        dead.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to uid 65534 needs root")
+def test_a_socket_the_caller_may_not_use_is_101(tmp_path: Path) -> None:
+    python = unprivileged_python()
+    if python is None:
+        pytest.skip("no Python uid 65534 may run")
+    public = tmp_path / "public"
+    public.mkdir()
+    for p in (public, *public.parents):
+        p.chmod(p.stat().st_mode | 0o005)  # traversable by uid 65534; the socket is not
+    path = str(public / "root-only.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen()
-    state: dict[str, Any] = {"path": path, "requests": [], "reply": None}
-
-    def send(conn: socket.socket, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        conn.sendall(struct.pack(">I", len(data)) + data)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                send(conn, {"reply": "hello", "protocol": 1, "daemon": "test"})
-                (length,) = struct.unpack(">I", conn.recv(4))
-                request = json.loads(conn.recv(length))
-                state["requests"].append(request)
-                send(conn, state["reply"](request))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield state
-    listener.close()
-    os.unlink(path)
-
-
-def test_add_sends_the_ipam_addresses_and_prints_the_result(
-    world: dict[str, Any], daemon: dict[str, Any]
-) -> None:
-    mac = macs.attachment_mac("00000000-0000-0000-0000-000000000001", "c0ffee", "eth0")
-    daemon["reply"] = lambda req: {"reply": "attachments", "attachments": [{"mac": mac}]}
-    status, out = cli.run(env(world), conf(world, socket=daemon["path"], mtu=1400))
-    assert status == 0
-    (request,) = daemon["requests"]
-    assert request == {
-        "op": "cni_add", "network": "lan", "container_id": "c0ffee", "ifname": "eth0",
-        "sandbox": "/run/netns/c0ffee", "parent": "eth9", "mac": None, "mtu": 1400,
-        "addresses": ["10.9.0.2/24"], "routes": [{"dst": "0.0.0.0/0", "gw": "10.9.0.1"}],
+    os.chmod(path, 0o600)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+    try:
+        done = subprocess.run(
+            [python, "-IS", "-c", "import sys; sys.path.append(sys.argv[1]);"
+             "from vimaged_cni.cli import main; main()", root],
+            input=stdin_for(path), env={"CNI_COMMAND": "ADD"}, capture_output=True, timeout=30,
+            check=False, user=65534, group=65534, extra_groups=[], cwd="/",
+        )  # fmt: skip
+    finally:
+        listener.close()
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout) == {
+        "cniVersion": "1.0.0", "code": 101, "msg": f"no permission to use {path}",
+        "details": "run as root or in vimaged_group",
     }  # fmt: skip
-    assert out == {
-        "cniVersion": "1.0.0",
-        "interfaces": [{"name": "eth0", "mac": mac, "sandbox": "/run/netns/c0ffee"}],
-        "ips": [{"address": "10.9.0.2/24", "interface": 0, "gateway": "10.9.0.1"}],
-        "routes": [{"dst": "0.0.0.0/0"}],
-    }
-    assert calls(world) == ["ADD"]
 
 
-def test_check_sends_the_prev_result_routes_with_their_family_gateway(
-    world: dict[str, Any], daemon: dict[str, Any]
+def test_a_daemon_that_closes_early_is_try_again_later(daemon: Daemon) -> None:
+    def close_after_hello(conn: socket.socket) -> None:
+        send(conn, HELLO)
+        receive(conn)
+
+    for script in (lambda conn: None, close_after_hello):
+        daemon.script = script
+        error = failure(cli.run(ENV, stdin_for(daemon)))
+        assert (error["code"], error["msg"]) == (11, "vimaged closed the connection")
+        status = failure(cli.run({b"CNI_COMMAND": b"STATUS"}, stdin_for(daemon)))
+        assert status["code"] == 50
+
+
+def test_a_daemon_that_does_not_answer_in_time(daemon: Daemon) -> None:
+    gate = threading.Event()
+
+    def silent(conn: socket.socket) -> None:
+        send(conn, HELLO)
+        gate.wait(5)
+
+    daemon.script = silent
+    environ = {**ENV, b"VIMAGED_CNI_TIMEOUT": b"0.2"}
+    error = failure(cli.run(environ, stdin_for(daemon)))
+    gate.set()
+    assert (error["code"], error["msg"]) == (11, "vimaged did not answer within 0.2 s")
+
+
+@pytest.mark.parametrize(
+    ("reply", "command", "code", "details"),
+    [
+        ({"code": "not_found", "message": "m"}, b"ADD", 100, "not_found"),
+        ({"code": "os_error", "message": "m", "errno": 17, "errno_name": "EEXIST"}, b"ADD", 100,
+         "os_error (EEXIST)"),
+        ({"code": "permission_denied", "message": "m"}, b"DEL", 100, "permission_denied"),
+        ({"code": "busy", "message": "m"}, b"ADD", 11, "busy"),
+        ({"code": "shutting_down", "message": "m"}, b"GC", 11, "shutting_down"),
+        ({"code": "busy", "message": "m"}, b"STATUS", 50, "busy"),
+        ({"code": "invalid_request", "message": "m"}, b"STATUS", 100, "invalid_request"),
+    ],
+)  # fmt: skip
+def test_an_error_reply_is_mapped_to_a_cni_error(
+    daemon: Daemon, reply: dict[str, Any], command: bytes, code: int, details: str
 ) -> None:
-    daemon["reply"] = lambda req: {"reply": "attachments", "attachments": [{}]}
-    prev = {
-        "cniVersion": "1.0.0",
-        "interfaces": [{"name": "eth0", "sandbox": "/run/netns/c0ffee"}],
-        "ips": [{"address": "10.9.0.2/24", "interface": 0, "gateway": "10.9.0.1"},
-                {"address": "2001:db8::2/64", "interface": 0, "gateway": "2001:db8::1"}],
-        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"},
-                   {"dst": "198.51.100.0/24", "gw": "10.9.0.254"}],
+    daemon.answer({"reply": "error", **reply})
+    error = failure(cli.run({b"CNI_COMMAND": command}, stdin_for(daemon)))
+    assert error == {"cniVersion": "1.0.0", "code": code, "msg": "m", "details": details}
+
+
+def test_an_error_in_place_of_hello(daemon: Daemon) -> None:
+    daemon.script = lambda conn: send(conn, {"reply": "error", "code": "busy", "message": "full"})
+    assert failure(cli.run(ENV, stdin_for(daemon)))["code"] == 11
+
+
+@pytest.mark.parametrize(
+    ("first", "reply"),
+    [
+        ({**HELLO, "protocol": 2}, None),
+        ({**HELLO, "protocol": "1"}, None),
+        ({"reply": "vimages"}, None),
+        (b"[1]", None),
+        (b"not json", None),
+        (HELLO, {"reply": "attachments"}),
+        (HELLO, {"reply": "cni_result", "exit": "0", "stdout": ""}),
+        (HELLO, {"reply": "cni_result", "exit": 256, "stdout": ""}),
+        (HELLO, {"reply": "cni_result", "exit": True, "stdout": ""}),
+        (HELLO, {"reply": "cni_result", "exit": 0, "stdout": "e30!"}),
+        (HELLO, {"reply": "cni_result", "exit": 0, "stdout": "e30"}),
+        (HELLO, {"reply": "error"}),
+    ],
+)
+def test_an_answer_not_understood_is_101(
+    daemon: Daemon, first: dict[str, Any] | bytes, reply: dict[str, Any] | None
+) -> None:
+    def script(conn: socket.socket) -> None:
+        send(conn, first)
+        if reply is not None:
+            receive(conn)
+            send(conn, reply)
+
+    daemon.script = script
+    error = failure(cli.run(ENV, stdin_for(daemon)))
+    assert (error["code"], error["cniVersion"]) == (101, "1.0.0")
+
+
+def test_a_frame_over_max_frame_is_101_before_its_body(daemon: Daemon) -> None:
+    daemon.script = lambda conn: conn.sendall(struct.pack(">I", (1 << 20) + 1))
+    error = failure(cli.run(ENV, stdin_for(daemon)))
+    assert (error["code"], error["msg"]) == (101, f"vimaged sent a frame of {(1 << 20) + 1} bytes")
+
+
+def test_sizes_are_refused_before_connecting(daemon: Daemon) -> None:
+    big = stdin_for(daemon, pad="x" * cli.MAX_STDIN)
+    assert failure(cli.run(ENV, big)) == {
+        "cniVersion": "1.1.0", "code": 7, "msg": "network configuration over 262144 bytes"
     }  # fmt: skip
-    status, _ = cli.run(env(world, "CHECK"), conf(world, socket=daemon["path"], prevResult=prev))
-    assert status == 0
-    (request,) = daemon["requests"]
-    assert request["op"] == "cni_check"
-    assert request["routes"] == [
-        {"dst": "0.0.0.0/0", "gw": "10.9.0.1"}, {"dst": "::/0", "gw": "2001:db8::1"},
-        {"dst": "198.51.100.0/24", "gw": "10.9.0.254"},
-    ]  # fmt: skip
+    env = {**ENV, b"HUGE": b"y" * cli.MAX_ENVIRON}
+    assert failure(cli.run(env, stdin_for(daemon))) == {
+        "cniVersion": "1.0.0", "code": 4, "msg": "environment over 65536 bytes"
+    }  # fmt: skip
+    assert daemon.connections == 0
+    daemon.answer({"reply": "cni_result", "exit": 0, "stdout": ""})
+    exact = stdin_for(daemon, pad="")
+    exact = exact[:-1] + b" " * (cli.MAX_STDIN - len(exact)) + b"}"
+    assert cli.run(ENV, exact) == (0, b"")  # at the limit: sent
 
 
-def test_a_daemon_error_undoes_ipam_and_is_code_100(
-    world: dict[str, Any], daemon: dict[str, Any]
-) -> None:
-    daemon["reply"] = lambda req: {"reply": "error", "code": "not_found", "message": "no eth9"}
-    status, out = cli.run(env(world), conf(world, socket=daemon["path"]))
-    assert (status, out) == (
-        1,
-        {"cniVersion": "1.0.0", "code": spec.DAEMON_REFUSED, "msg": "no eth9",
-         "details": "not_found"},
+def test_main_reads_stdin_and_exits_with_the_status(daemon: Daemon) -> None:
+    daemon.answer({"reply": "cni_result", "exit": 1, "stdout": base64.b64encode(b"out").decode()})
+    done = subprocess.run(
+        [sys.executable, "-IS", "-c", "import sys; sys.path.append(sys.argv[1]);"
+         "from vimaged_cni.cli import main; main()", os.getcwd()],
+        input=stdin_for(daemon), env={"CNI_COMMAND": "ADD"}, capture_output=True, timeout=30,
+        check=False,
     )  # fmt: skip
-    assert calls(world) == ["ADD", "DEL"]
-
-
-def test_a_daemon_shutting_down_is_try_again_later(
-    world: dict[str, Any], daemon: dict[str, Any]
-) -> None:
-    daemon["reply"] = lambda req: {"reply": "error", "code": "shutting_down", "message": "bye"}
-    assert code_of(env(world, "DEL"), conf(world, socket=daemon["path"])) == spec.TRY_AGAIN_LATER
-
-
-def test_status_with_the_parent_gone_is_51(world: dict[str, Any], daemon: dict[str, Any]) -> None:
-    daemon["reply"] = lambda req: {"reply": "error", "code": "not_found", "message": "no eth9"}
-    environ = {"CNI_COMMAND": "STATUS", "CNI_PATH": world["path"]}
-    stdin = conf(world, socket=daemon["path"], cniVersion="1.1.0")
-    assert code_of(environ, stdin) == spec.PLUGIN_LIMITED
-    assert daemon["requests"] == [{"op": "cni_status", "network": "lan", "parent": "eth9"}]
-
-
-def test_gc_sends_the_valid_attachments(world: dict[str, Any], daemon: dict[str, Any]) -> None:
-    daemon["reply"] = lambda req: {"reply": "attachments", "attachments": []}
-    valid = [{"containerID": "a1", "ifname": "eth0"}, {"containerID": "b2", "ifname": "net1"}]
-    stdin = conf(world, socket=daemon["path"], cniVersion="1.1.0",
-                 **{"cni.dev/valid-attachments": valid})  # fmt: skip
-    assert cli.run({"CNI_COMMAND": "GC", "CNI_PATH": world["path"]}, stdin) == (0, None)
-    assert daemon["requests"] == [
-        {"op": "cni_gc", "network": "lan", "valid": [
-            {"container_id": "a1", "ifname": "eth0"}, {"container_id": "b2", "ifname": "net1"}]}
-    ]  # fmt: skip
-    assert calls(world) == ["VERSION", "GC"]  # GC only to an IPAM plugin of CNI 1.1
-
-
-def test_the_attachment_mac_is_pinned() -> None:
-    uuid = "00000000-0000-0000-0000-000000000001"
-    assert macs.attachment_mac(uuid, "abc", "eth0") == "5e:d6:bb:db:35:a0"
-    assert macs.attachment_mac(uuid.upper(), "abc", "eth0") == "5e:d6:bb:db:35:a0"
-    assert macs.attachment_mac(uuid, "abc", "eth1") != "5e:d6:bb:db:35:a0"
+    assert (done.returncode, done.stdout, done.stderr) == (1, b"out", b"")
+    [request] = daemon.requests
+    assert b"CNI_COMMAND=ADD\0" in base64.b64decode(request["environ"])
 
 
 def test_the_plugin_loads_only_the_standard_library() -> None:

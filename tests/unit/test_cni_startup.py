@@ -1,5 +1,5 @@
-"""vimaged-cni's fast start: JSON without :mod:`json`, IPAM without :mod:`subprocess`, the
-``-IS`` launcher, and the modules a start imports."""
+"""vimaged-cni's fast start: JSON without :mod:`json`, the ``-IS`` launcher, and the modules a
+start imports (the IPAM plugin runs in the daemon now: tests/unit/test_cni_exec.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vimaged_cni import ipam, jsonc, launcher, spec
+from vimaged_cni import cli, jsonc, launcher
 
 pytestmark = pytest.mark.unit
 
@@ -48,43 +48,6 @@ def test_jsonc_refuses_what_it_cannot_write() -> None:
         jsonc.dumps({"a": object()})
 
 
-def plugin(tmp_path: Path, body: str) -> str:
-    path = tmp_path / "p"
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(0o755)
-    return str(path)
-
-
-def test_spawn_passes_stdin_env_and_collects_both_outputs(tmp_path: Path) -> None:
-    big = b"x" * 300_000  # more than a pipe holds: written while the outputs are read
-    cat = plugin(tmp_path, 'cat; echo "$CNI_COMMAND" >&2; exit 3')
-    status, out, err = ipam._spawn(cat, big, {"CNI_COMMAND": "ADD"})
-    assert (status, out, err) == (3, big, b"ADD\n")
-
-
-def test_spawn_of_a_plugin_that_does_not_read_stdin(tmp_path: Path) -> None:
-    status, out, _ = ipam._spawn(plugin(tmp_path, "echo '{}'"), b"y" * 300_000, {})
-    assert (status, out) == (0, b"{}\n")
-
-
-def test_spawn_kills_a_plugin_that_hangs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ipam, "TIMEOUT", 0.1)
-    with pytest.raises(spec.CniError) as err:
-        ipam._spawn(plugin(tmp_path, "exec sleep 30"), b"", {})
-    assert err.value.code == spec.IO_FAILURE
-
-
-def test_spawn_of_a_plugin_that_cannot_run(tmp_path: Path) -> None:
-    path = tmp_path / "noexec"
-    path.write_text("no shebang, no ELF\0")
-    path.chmod(0o755)
-    fds = len(os.listdir("/proc/self/fd"))
-    with pytest.raises(spec.CniError) as err:
-        ipam._spawn(str(path), b"{}", {})
-    assert err.value.code == spec.IO_FAILURE
-    assert len(os.listdir("/proc/self/fd")) == fds  # its pipes are closed
-
-
 def test_the_launcher_runs_isolated_and_without_site(tmp_path: Path) -> None:
     path = launcher.install(str(tmp_path))
     assert Path(path).read_text().splitlines()[0] == f"#!{sys.executable} -IS"
@@ -96,7 +59,7 @@ def test_the_launcher_runs_isolated_and_without_site(tmp_path: Path) -> None:
     done = subprocess.run([path], input=b"{}", env=env, cwd=hostile, capture_output=True,
                           timeout=60, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["supportedVersions"] == list(spec.SUPPORTED_VERSIONS)
+    assert json.loads(done.stdout)["supportedVersions"] == list(cli.SUPPORTED_VERSIONS)
     launcher.install(str(tmp_path))  # replaced in place, no temporary left
     assert sorted(os.listdir(tmp_path)) == ["hostile", "vimaged-cni"]
 
@@ -109,8 +72,8 @@ def test_the_launcher_refuses_a_path_a_shebang_cannot_hold() -> None:
 
 
 def test_a_start_imports_none_of_the_slow_modules() -> None:
-    """json, re, socket, subprocess, typing, enum, ipaddress, contextlib: each costs 1 to 12 ms of
-    every exec (docs/performance.md); the plugin uses their C parts or does without."""
+    """json, re, socket, subprocess, typing, enum, ipaddress, contextlib, base64: each costs 1 to
+    12 ms of every exec (docs/performance.md); the plugin uses their C parts or does without."""
     code = (
         f"import sys; sys.path.append({str(ROOT)!r}); import vimaged_cni.cli\n"
         "print(' '.join(sorted(sys.modules)))"
@@ -119,5 +82,5 @@ def test_a_start_imports_none_of_the_slow_modules() -> None:
                           check=True, timeout=60)  # fmt: skip
     loaded = set(done.stdout.split())
     slow = {"json", "re", "socket", "subprocess", "typing", "enum", "ipaddress", "contextlib",
-            "selectors", "threading", "signal"}  # fmt: skip
+            "selectors", "threading", "signal", "base64", "struct"}  # fmt: skip
     assert loaded & slow == set()

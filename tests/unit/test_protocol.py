@@ -78,6 +78,11 @@ CNI_REQUESTS: dict[type, st.SearchStrategy[typing.Any]] = {
     ),
     protocol.CniStatus: st.builds(protocol.CniStatus, network=cni_names, parent=st.just("em0")),
     protocol.CniList: st.builds(protocol.CniList),
+    protocol.CniExec: st.builds(
+        protocol.CniExec,
+        environ=st.binary(max_size=64),
+        stdin=st.binary(max_size=64),
+    ),
 }
 REQUESTS: dict[type, st.SearchStrategy[typing.Any]] = {
     Start: st.builds(Start, names=names, all_=st.booleans()),
@@ -185,7 +190,7 @@ def test_frame_refuses_to_encode_more_than_max_frame() -> None:
 def test_mutating_requests_are_requests() -> None:
     assert set(MUTATING) <= set(typing.get_args(AnyRequest))
     assert {tag(cls) for cls in MUTATING} == {"start", "stop", "restart", "reload"} | {
-        "cni_add", "cni_check", "cni_del", "cni_gc", "cni_status"
+        "cni_add", "cni_check", "cni_del", "cni_gc", "cni_status", "cni_exec"
     }  # fmt: skip
 
 

@@ -31,6 +31,7 @@ from vimaged.protocol import (
     HEADER,
     MAX_FRAME,
     REPLY_DECODER,
+    CniExec,
     Done,
     Error,
     Event,
@@ -198,6 +199,19 @@ async def test_hello_first_then_replies_in_order(nursery: trio.Nursery, socket_p
     request, peer = handler.seen[0]
     assert request == ListVimages()
     assert (peer.uid, peer.gid, peer.pid) == (os.geteuid(), os.getegid(), os.getpid())
+
+
+async def test_a_cni_exec_connection_closes_after_its_reply(
+    nursery: trio.Nursery, socket_path: str
+) -> None:
+    """One plugin exec, one connection (docs/protocol.md, cni_exec): the plugin waits for
+    nothing more, and the slot is free at once."""
+    handler = await start_server(nursery, socket_path)
+    conn = await Conn.greeted(socket_path)
+    assert isinstance(await conn.ask(CniExec(environ=b"CNI_COMMAND=DEL\0")), Vimages)
+    assert await conn.receive() is None  # closed
+    [(request, _)] = handler.seen
+    assert request == CniExec(environ=b"CNI_COMMAND=DEL\0", stdin=b"")
 
 
 @pytest.mark.parametrize(
@@ -532,6 +546,7 @@ print(json.dumps(replies))
 
 LIST = '{"op": "list"}'
 START = '{"op": "start", "names": ["web"]}'
+CNI_EXEC = '{"op": "cni_exec", "environ": "", "stdin": ""}'  # it would run an IPAM plugin
 
 
 @cache
@@ -588,12 +603,13 @@ async def test_unprivileged_peer_reads_but_may_not_mutate(
     handler = await start_server(nursery, socket_path, group=admin_group.gr_name)
     os.chmod(socket_path, 0o666)  # an admin widened the mode; authorization must still hold
     with trio.fail_after(TIMEOUT):
-        replies = await as_nobody(socket_path, LIST, START)
+        replies = await as_nobody(socket_path, LIST, START, CNI_EXEC)
     assert isinstance(replies, list)
-    hello, listed, started = replies
+    hello, listed, started, executed = replies
     assert hello["reply"] == "hello"
     assert listed["reply"] == "vimages"
     assert (started["reply"], started["code"]) == ("error", "permission_denied")
+    assert (executed["reply"], executed["code"]) == ("error", "permission_denied")
     [(request, peer)] = handler.seen
     assert request == ListVimages()
     assert (peer.uid, peer.gid) == (NOBODY, NOBODY)

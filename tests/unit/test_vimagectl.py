@@ -526,7 +526,7 @@ def test_status_sends_operands_that_are_no_vimage_names_as_containers() -> None:
 
 def test_the_verb_table_covers_every_request() -> None:
     assert [argv[0] for argv, _ in EVERY_VERB] == list(VERBS)
-    # The other CNI requests are vimaged-cni's (vimaged_cni/cli.py), not verbs.
+    # The other CNI requests are the plugin's (cni_exec) and the daemon's own (vimaged/cni/).
     verbs_send = set(typing.get_args(AnyRequest)) - CNI_MUTATING
     assert {type(request) for _, request in EVERY_VERB} == verbs_send
 

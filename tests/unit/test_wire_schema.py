@@ -37,6 +37,7 @@ from vimaged.protocol import (
     AnyRequest,
     Attachment,
     AttachmentList,
+    CniResult,
     Done,
     Error,
     Event,
@@ -197,6 +198,7 @@ REPLIES: dict[type, st.SearchStrategy[typing.Any]] = {
     ),
     Error: st.builds(Error, code=texts, message=texts, errno=st.none() | ints),
     MetricsText: st.builds(MetricsText, text=texts),
+    CniResult: st.builds(CniResult, exit=ints, stdout=st.binary(max_size=12)),
 }
 json_values = st.recursive(
     st.none() | st.booleans() | ints | floats | texts,
@@ -321,7 +323,8 @@ def mutations(value: object) -> st.SearchStrategy[object]:
             {"reply": "goodbye"},
             "reply",
             'expected one of "hello", "done", "vimages", "vimages_page", "vimages_end", '
-            '"reloaded", "version", "event", "error", "attachments", "metrics", got "goodbye"',
+            '"reloaded", "version", "event", "error", "attachments", "cni_result", "metrics", '
+            'got "goodbye"',
             id="unknown-tag",
         ),
         pytest.param(
@@ -415,7 +418,7 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
     ({"op": "events"}, protocol.Events()),
     ({"op": "metrics"}, protocol.Metrics()),
     ({"op": "restart", "names": [], "all": True}, protocol.Restart(all_=True)),
-    # what vimaged-cni sends (vimaged_cni/cli.py)
+    # what vimaged-cni sent before cni_exec (still served)
     (
         {
             "op": "cni_add",
@@ -466,6 +469,11 @@ VIMAGECTL_REQUESTS: list[tuple[replies.Request, AnyRequest]] = [
         protocol.CniStatus(network="n", parent="em0"),
     ),
     ({"op": "cni_list"}, protocol.CniList()),
+    # what vimaged-cni sends now (vimaged_cni/client.py, vimaged-cni.c): the exec, piped
+    (
+        {"op": "cni_exec", "environ": "Q05JX0NPTU1BTkQ9QUREAA==", "stdin": "e30="},
+        protocol.CniExec(environ=b"CNI_COMMAND=ADD\0", stdin=b"{}"),
+    ),
 ]
 
 
@@ -506,7 +514,8 @@ def test_a_request_the_daemon_would_refuse_is_never_sent(request_: typing.Any) -
 def shapes(types: typing.Iterable[object]) -> dict[str, object]:
     """Each type's JSON Schema properties, without titles, docs and defaults.
 
-    And without patterns: a TypedDict types a name as str; the schema checks its pattern.
+    And without patterns: a TypedDict types a name as str; the schema checks its pattern. Bytes
+    (base64, bounded) are a TypedDict's str too.
     """
     _, defs = msgspec.json.schema_components(types)
 
@@ -515,7 +524,15 @@ def shapes(types: typing.Iterable[object]) -> dict[str, object]:
             return {
                 key: strip(value)
                 for key, value in node.items()
-                if key not in ("title", "description", "default", "pattern")
+                if key
+                not in (
+                    "title",
+                    "description",
+                    "default",
+                    "pattern",
+                    "contentEncoding",
+                    "maxLength",
+                )
             }
         if isinstance(node, list):
             return [strip(value) for value in node]
@@ -552,6 +569,7 @@ REPLIES_MINIMAL: dict[type, AnyReply] = {
     Event: Event(time=math.pi, event="vimage.started"),
     Error: Error(code="internal", message="x"),
     MetricsText: MetricsText(text=""),
+    CniResult: CniResult(exit=0),
 }
 
 

@@ -1,13 +1,19 @@
-"""The CNI specification as this plugin reads it: versions, error codes, environment, config.
+"""The CNI specification as vimaged-cni reads it: versions, error codes, environment, config.
 
 Spec text: SPEC.md of containernetworking/cni (Debian ships 1.0 in golang-github-appc-cni-dev);
 1.1 adds GC (``cni.dev/valid-attachments``) and STATUS (codes 50 and 51). Every check raises
-:class:`CniError` with the spec's code, so ``cli`` prints the spec's error JSON and exits 1.
+:class:`CniError` with the spec's code, so :mod:`vimaged.cni.verbs` answers the spec's error
+JSON and exit status 1. The daemon runs this for the plugin (``cni_exec``): the environment and
+the configuration are the caller's bytes, as hostile as the caller.
 """
 
 from __future__ import annotations
 
-from vimaged_cni import jsonc
+import json
+import os
+
+from vimaged.names import IFNAMSIZ
+from vimaged.protocol import nests_deeper_than
 
 SUPPORTED_VERSIONS = ("1.0.0", "1.1.0")
 LATEST = SUPPORTED_VERSIONS[-1]
@@ -43,7 +49,9 @@ def is_name(value: str) -> bool:
 
 
 MAX_NAME = 255
-IFNAMSIZ = 16  # vimaged.names.IFNAMSIZ, copied: the plugin imports nothing of vimaged
+MAX_NESTING = 32
+"""Deepest ``[``/``{`` nesting of a configuration or an IPAM result (real ones nest 4 or 5):
+:mod:`json` recurses, and RecursionError is no CNI error."""
 
 KNOWN_FIELDS = frozenset(
     {
@@ -73,10 +81,50 @@ class CniError(Exception):
         return out
 
 
+def loads(raw: bytes, what: str) -> object:
+    """One JSON document, UTF-8, nesting bounded before decoding; else code 6 naming ``what``."""
+    if nests_deeper_than(raw, MAX_NESTING):
+        raise CniError(
+            DECODING_FAILURE, f"{what} nests deeper than {MAX_NESTING} levels or is no JSON"
+        )
+    try:
+        return json.loads(raw.decode())
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
+        raise CniError(DECODING_FAILURE, f"{what} is no JSON: {exc}") from None
+
+
+def dumps(value: object) -> bytes:
+    """What the plugin prints: JSON as :func:`json.dumps` writes it, and a newline."""
+    return json.dumps(value).encode() + b"\n"
+
+
+def decode_environ(blob: bytes) -> dict[str, str]:
+    """A plugin's environment from its /proc/PID/environ layout (``NAME=VALUE`` and a NUL each),
+    bytes as :func:`os.fsdecode` reads them. The first of two entries of a name wins, as
+    getenv(3) finds it; an entry without ``=`` or a name is dropped, as the C library ignores it."""
+    environ: dict[str, str] = {}
+    for entry in blob.split(b"\0"):
+        name, sep, value = entry.partition(b"=")
+        if sep and name:
+            environ.setdefault(os.fsdecode(name), os.fsdecode(value))
+    return environ
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` is text: bytes of the environment that are no UTF-8 come through
+    :func:`os.fsdecode` as lone surrogates, which nothing downstream can encode."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_ifname(name: str, what: str, code: int) -> str:
     """An interface name as Linux and FreeBSD take it (1 to 15 bytes, no ``/``, ``:``, space)."""
     if (
         not name
+        or not is_text(name)
         or len(name.encode()) >= IFNAMSIZ
         or name in (".", "..")
         or any(c in name for c in "/:")
@@ -120,7 +168,7 @@ class Env:
         check_ifname(self.ifname, "CNI_IFNAME", INVALID_ENVIRONMENT)
         if self.command in ("ADD", "CHECK") and not self.netns:
             raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS is missing")
-        if "\0" in self.netns or len(self.netns) > 1024:
+        if "\0" in self.netns or len(self.netns) > 1024 or not is_text(self.netns):
             raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS is no path, jail name or jid")
 
     def require_path(self) -> None:
@@ -155,12 +203,7 @@ class NetConf:
     """The network configuration on stdin, validated (codes 1, 2, 6, 7)."""
 
     def __init__(self, raw: bytes, command: str) -> None:
-        try:
-            conf = jsonc.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise CniError(
-                DECODING_FAILURE, f"the network configuration is no JSON: {exc}"
-            ) from None
+        conf = loads(raw, "the network configuration")
         if not isinstance(conf, dict):
             raise CniError(DECODING_FAILURE, "the network configuration is no JSON object")
         self.raw = raw
@@ -179,7 +222,7 @@ class NetConf:
         if unknown:
             key = unknown[0]
             raise CniError(
-                UNSUPPORTED_FIELD, f"unsupported field {key}: {jsonc.dumps(conf[key])[:200]}"
+                UNSUPPORTED_FIELD, f"unsupported field {key}: {json.dumps(conf[key])[:200]}"
             )
         self.name = check_name(_string(conf, "name", required=True) or "", "name", INVALID_CONFIG)
         self.type = _string(conf, "type", required=True)
