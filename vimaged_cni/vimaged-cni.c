@@ -27,7 +27,9 @@
 
 extern char **environ;
 
+#ifndef DEFAULT_SOCKET /* -DDEFAULT_SOCKET='"/path"' elsewhere (the tests, another run dir) */
 #define DEFAULT_SOCKET "/var/run/vimaged.sock"
+#endif
 #define LATEST "1.1.0"
 #define MAX_STDIN 262144  /* the contract: code 7 above it */
 #define MAX_ENVIRON 65536 /* the contract: code 4 above it */
