@@ -2,7 +2,7 @@
  * vimaged-cni, compiled: the CNI plugin as a dumb pipe to vimaged (the cni_exec contract,
  * docs/protocol.md and docs/cni.md). It hands its environment and stdin to the daemon in one
  * request and writes what the daemon answers; all CNI logic runs in the daemon. The Python
- * fallback (vimaged_cni/cli.py) behaves the same, byte for byte; this one exists because a
+ * client (vimaged_cni) behaves the same, byte for byte; this one exists because a
  * Python start is 8-13 ms of every exec (docs/design.md, "Why a compiled CNI client").
  *
  * C99, POSIX.1-2008 and the sockets API only, so that it builds with Linux's gcc and FreeBSD's
@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -501,11 +502,16 @@ static void fail(int code, const char *msg, const char *details)
     fail_n(code, msg, strlen(msg), details, details ? strlen(details) : 0);
 }
 
-static void failf(int code, const char *details, const char *fmt, const char *a, const char *b)
+/* The message made of the strings after details, up to a NULL, whatever their length. */
+static void failcat(int code, const char *details, ...)
 {
-    char msg[512];
-    snprintf(msg, sizeof msg, fmt, a, b);
-    fail(code, msg, details);
+    struct buf msg = {0};
+    va_list ap;
+    va_start(ap, details);
+    for (const char *s = va_arg(ap, const char *); s; s = va_arg(ap, const char *))
+        puts_(&msg, s);
+    va_end(ap);
+    fail_n(code, msg.p, msg.len, details, strlen(details));
 }
 
 static int retry_code(void) { return status_verb ? PLUGIN_NOT_AVAILABLE : TRY_AGAIN_LATER; }
@@ -514,8 +520,8 @@ static const char *path; /* the control socket */
 
 static void unreachable(int err)
 {
-    failf(retry_code(), "is vimaged running?", "cannot reach vimaged at %s: %s", path,
-          strerror(err));
+    failcat(retry_code(), "is vimaged running?", "cannot reach vimaged at ", path, ": ",
+            strerror(err), (char *)NULL);
 }
 
 static void closed_early(void)
@@ -530,9 +536,13 @@ static void timed_out(void)
     fail(retry_code(), msg, "is vimaged running?");
 }
 
+/* A socket error mid-exchange. The daemon's close reaches us as EOF, EPIPE or ECONNRESET
+ * depending on who was first; all three are "closed", so the answer does not depend on it. */
 static void lost(int err)
 {
-    failf(retry_code(), "is vimaged running?", "lost vimaged: %s", strerror(err), "");
+    if (err == EPIPE || err == ECONNRESET)
+        closed_early();
+    failcat(retry_code(), "is vimaged running?", "lost vimaged: ", strerror(err), (char *)NULL);
 }
 
 /* ---- the connection: one deadline for all of it, poll() with the time left -------------- */
@@ -591,8 +601,8 @@ static int connect_to(void)
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS)
             timed_out();
         if (errno == EACCES || errno == EPERM)
-            failf(DAEMON_PROTOCOL, "run as root or in vimaged_group", "no permission to use %s%s",
-                  path, "");
+            failcat(DAEMON_PROTOCOL, "run as root or in vimaged_group", "no permission to use ",
+                    path, (char *)NULL);
         unreachable(errno);
     }
     if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
@@ -779,8 +789,7 @@ int main(void)
     code = find_small_int(&body, "exit");
     s = find_string(&body, "stdout", &n, 1);
     if (code < 0 || !s || !b64decode(&out, s, n))
-        fail(DAEMON_PROTOCOL, "vimaged sent a cni_result without exit 0 to 255 and base64 stdout",
-             NULL);
+        fail(DAEMON_PROTOCOL, "vimaged sent a malformed cni_result", NULL);
     write_all(1, out.p, out.len);
     return code;
 }

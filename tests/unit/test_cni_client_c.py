@@ -474,6 +474,28 @@ def test_a_daemon_that_does_not_answer_times_out(
     assert done.stdout == error_json(50, "vimaged did not answer within 0.2 s", RUNNING)
 
 
+def test_a_full_listen_queue_is_try_again_later(client: Client, sockdir: Path) -> None:
+    """Linux waits in connect(2) while the queue is full (up to the deadline), FreeBSD refuses:
+    both are code 11, and the client never hangs past its deadline."""
+    path = str(sockdir / "full.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(0)  # never accepted
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            fillers.append(filler)
+            try:
+                filler.connect(path)
+            except BlockingIOError:
+                break  # full
+        done = client.run(conf(path), VIMAGED_CNI_TIMEOUT="0.2")
+        for filler in fillers:
+            filler.close()
+    assert cni_error(done)["code"] == 11
+
+
 # ---- the JSON scanner, fuzzed -------------------------------------------------------------
 
 
