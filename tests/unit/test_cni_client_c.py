@@ -554,7 +554,7 @@ def test_the_scanner_survives_random_input_and_agrees_with_json(client: Client) 
         assert (done.returncode, json.loads(done.stdout)["cniVersion"]) == (0, "1.1.0")
 
 
-def test_the_shipped_default_socket_is_the_specs() -> None:
-    from vimaged_cni import spec
+def test_the_shipped_default_socket_is_the_daemons() -> None:
+    from vimaged import cli
 
-    assert f'#define DEFAULT_SOCKET "{spec.DEFAULT_SOCKET}"' in SOURCE.read_text()
+    assert f'#define DEFAULT_SOCKET "{cli.DEFAULT_SOCKET}"' in SOURCE.read_text()
