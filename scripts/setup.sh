@@ -15,6 +15,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     [ -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ] ||
         need="$need golang-github-appc-cni-dev"
     [ -x /usr/lib/cni/host-local ] || need="$need containernetworking-plugins"
+    # the compiled vimaged-cni client: its unit tests compile it (and fail without a compiler)
+    command -v gcc >/dev/null || need="$need gcc"
+    dpkg -s libc6-dev >/dev/null 2>&1 || need="$need libc6-dev"
     # its containerd end-to-end test: ctr run --cni --rootfs with a static busybox rootfs
     command -v containerd >/dev/null || need="$need containerd"
     command -v runc >/dev/null || need="$need runc"

@@ -202,6 +202,28 @@ def test_port_makefile_declares_rc_scripts_and_runtime_deps() -> None:
         assert f":{origin}@${{PY_FLAVOR}}" in makefile
 
 
+def test_port_builds_the_c_client_into_the_cni_plugin_dir() -> None:
+    """The compiled vimaged-cni: built with the port's ${CC} ${CFLAGS} from the shipped source,
+    installed to libexec/cni (net/containernetworking-plugins' dir, docs/freebsd.md), listed
+    in the plist; a compiled binary makes the package per architecture (no NO_ARCH)."""
+    makefile = (ROOT / "port" / "Makefile").read_text().replace("\\\n", " ")
+    plist = (ROOT / "port" / "pkg-plist").read_text().splitlines()
+    build = re.search(r"^post-build:\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert build is not None
+    (command,) = build.group(1).split("\n")[:1]
+    words = command.split()
+    assert words[:2] == ["${CC}", "${CFLAGS}"]
+    assert words[words.index("-o") + 1] == "${WRKSRC}/vimaged-cni"
+    source = words[-1].removeprefix("${WRKSRC}/")
+    assert (ROOT / source).is_file()
+    assert source == "vimaged_cni/vimaged-cni.c"
+    assert "\t${INSTALL_PROGRAM} ${WRKSRC}/vimaged-cni ${STAGEDIR}${PREFIX}/libexec/cni/\n" in (
+        makefile
+    )
+    assert [line for line in plist if line.startswith("libexec/")] == ["libexec/cni/vimaged-cni"]
+    assert "NO_ARCH" not in makefile
+
+
 # Every origin the port and the package name, with the freebsd/freebsd-ports commit whose
 # Makefile was read (docs/freebsd.md, "Packaging"). devel/py-trio is not here: it moved to
 # net/py-trio in 2020.
