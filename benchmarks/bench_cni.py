@@ -5,8 +5,9 @@ platform) with a veth ``lan0`` as the parent NIC and a Linux bridge ``br0``, and
 namespace per container. The plugins are exec'd as a runtime does (CNI_* environment, the
 config on stdin); the reference plugins (Debian's containernetworking-plugins) run inside the
 host namespace, where their ``master`` / ``bridge`` is. vimaged-cni runs as the launcher of
-``python3 -m vimaged_cni.launcher`` writes (``vimaged``, ``vimaged-br`` with parent br0: a veth
-pair, as the bridge plugin makes) and as pip's console script (``vimaged-pip``). Measured: ADD +
+``python3 -m vimaged_cni.launcher`` writes: the compiled client (``vimaged-c``, ``vimaged-c-br``
+with parent br0: a veth pair, as the bridge plugin makes), the ``-IS`` Python launcher
+(``vimaged``, ``vimaged-br``), and pip's console script (``vimaged-pip``). Measured: ADD +
 DEL latency, one container at a time, and N concurrent ADDs on one parent followed by N
 concurrent DELs (distinct links, all removed).
 
@@ -78,7 +79,10 @@ class Bench:
         self.bin = tmp / "bin"
         self.bin.mkdir()
         launcher.install(str(self.bin))
-        (self.bin / "vimaged-pip").symlink_to(PIP_SCRIPT)
+        (self.bin / "c").mkdir()
+        (self.bin / "vimaged-c").symlink_to(launcher.install_compiled(str(self.bin / "c")))
+        if PIP_SCRIPT.exists():  # an editable install of the tree may have none
+            (self.bin / "vimaged-pip").symlink_to(PIP_SCRIPT)
         if old is not None:  # what pip's console script (distlib's template) does, at OLD
             script = self.bin / "old-pip"
             script.write_text(f"#!{sys.executable}\nimport re, sys\nsys.path.insert(0, {old!r})\n"
@@ -103,7 +107,7 @@ class Bench:
         elif kind == "bridge":
             plugin.update(type="bridge", bridge="br0")
         else:
-            parent = "br0" if kind == "vimaged-br" else "lan0"
+            parent = "br0" if kind in ("vimaged-br", "vimaged-c-br") else "lan0"
             plugin.update(type="vimaged-cni", parent=parent, socket=self.socket)
         return json.dumps(plugin).encode()
 
@@ -114,7 +118,12 @@ class Bench:
         env = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=f"c{i}",
                    CNI_NETNS=f"/run/netns/{self.tag}s{i}", CNI_IFNAME="eth0",
                    CNI_PATH=str(self.bin))  # fmt: skip
-        program = {"vimaged": "vimaged-cni", "vimaged-br": "vimaged-cni"}.get(kind, kind)
+        programs = {
+            "vimaged": "vimaged-cni",
+            "vimaged-br": "vimaged-cni",
+            "vimaged-c-br": "vimaged-c",
+        }
+        program = programs.get(kind, kind)
         kind = "vimaged" if kind == "vimaged-prof" else kind
         argv = [str(self.bin / program)]
         if kind in ("macvlan", "bridge"):
@@ -167,7 +176,10 @@ def main() -> None:
             time.sleep(0.2)
             baseline = b.host_links()
             print(f"ADD + DEL latency, one at a time, {rounds} rounds (medians, ms):")
-            kinds = ["macvlan", "bridge", "vimaged", "vimaged-br", "vimaged-pip"]
+            kinds = ["macvlan", "bridge", "vimaged-c", "vimaged-c-br", "vimaged", "vimaged-br",
+                     "vimaged-pip"]  # fmt: skip
+            if not PIP_SCRIPT.exists():
+                kinds.remove("vimaged-pip")
             if old is not None:
                 kinds.append("old-pip")
             adds: dict[str, list[float]] = {kind: [] for kind in kinds}
@@ -211,7 +223,7 @@ def main() -> None:
             print(f"  {'daemon':11} ADD {statistics.median(direct_adds) * 1e3:7.1f}"
                   f"  DEL {statistics.median(direct_dels) * 1e3:7.1f}")  # fmt: skip
             print(f"{n} concurrent ADDs on one parent, then {n} concurrent DELs (wall, s):")
-            for kind in ("macvlan", "bridge", "vimaged"):
+            for kind in ("macvlan", "bridge", "vimaged-c", "vimaged"):
                 with ThreadPoolExecutor(max_workers=n) as pool:
                     began = time.perf_counter()
                     list(pool.map(lambda i, k=kind: b.call(k, "ADD", i), range(n)))

@@ -63,7 +63,7 @@ def run(environ: dict[bytes, bytes], stdin: bytes) -> tuple[int, bytes]:
     if len(block) > MAX_ENVIRON:
         return 1, error(version, INVALID_ENVIRONMENT, f"environment over {MAX_ENVIRON} bytes")
     socket = conf.get("socket")
-    path = socket if isinstance(socket, str) else DEFAULT_SOCKET
+    path = socket if isinstance(socket, str) and _is_path(socket) else DEFAULT_SOCKET
     try:
         return client.cni_exec(path, block, stdin, client.timeout(environ))
     except client.CniError as exc:
@@ -79,3 +79,14 @@ def main() -> None:
     sys.stdout.buffer.write(out)
     sys.stdout.buffer.flush()
     sys.exit(status)
+
+
+def _is_path(text: str) -> bool:
+    """A ``socket`` member a path can be: no NUL, no lone surrogate (the C client's rule)."""
+    if "\0" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

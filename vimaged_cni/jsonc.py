@@ -50,6 +50,11 @@ def loads(data: bytes | str) -> Any:
         raise ValueError(f"no JSON value at character {exc.value}") from None
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    except SystemError:
+        # _json.c's raise_errmsg looks json.decoder up in sys.modules only (CPython 3.11,
+        # _PyImport_GetModuleId) to raise JSONDecodeError; without it loaded (we never import
+        # it) a malformed document ends as SystemError, "returned NULL without an exception".
+        raise ValueError("malformed JSON") from None
     if text[end:].strip(_SPACE):
         raise ValueError(f"extra data after the JSON value at character {end}")
     return value

@@ -138,7 +138,10 @@ async def plat(world: World) -> AsyncIterator[linux.LinuxPlatform]:
         await platform.aclose()
 
 
-CNI_CLIENTS: dict[str, Callable[[str], str]] = {"python": launcher.install}
+CNI_CLIENTS: dict[str, Callable[[str], str]] = {
+    "c": launcher.install_compiled,
+    "python": launcher.install,
+}
 """The vimaged-cni clients, by test id: each writes ``DIR/vimaged-cni`` and returns its path.
 Every test that installs the plugin runs once per client."""
 

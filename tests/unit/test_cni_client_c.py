@@ -1,4 +1,4 @@
-"""The compiled vimaged-cni client (vimaged_cni/vimaged-cni.c) against a fake daemon.
+"""Both vimaged-cni clients (vimaged_cni/vimaged-cni.c and the Python fallback) against a fake daemon.
 
 The client is compiled once per session with the strict flags of the brief; a missing ``cc``
 fails (scripts/setup.sh installs gcc and libc6-dev). Each test runs the binary as a runtime
@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,7 +52,7 @@ class Client:
 
 
 @pytest.fixture(scope="session")
-def client() -> Iterator[Client]:
+def compiled() -> Iterator[Client]:
     cc = shutil.which("cc")
     if cc is None:
         pytest.fail("no C compiler (cc): scripts/setup.sh installs gcc and libc6-dev")
@@ -65,6 +66,28 @@ def client() -> Iterator[Client]:
         assert done.returncode == 0, done.stderr
         assert done.stderr == ""  # warning-free
         yield Client(binary, default)
+
+
+@pytest.fixture(scope="session")
+def python_client() -> Iterator[Client]:
+    """The Python fallback as the ``-IS`` launcher starts it, its default socket moved aside."""
+    root = str(SOURCE.parents[1])
+    with tempfile.TemporaryDirectory(prefix="vcnp", dir="/tmp") as tmp:
+        os.chmod(tmp, 0o755)
+        script = os.path.join(tmp, "vimaged-cni")
+        default = os.path.join(tmp, "default.sock")
+        with open(script, "w") as f:
+            f.write(f"#!{sys.executable} -IS\nimport sys\nsys.path.append({root!r})\n"
+                    f"from vimaged_cni import cli\ncli.DEFAULT_SOCKET = {default!r}\ncli.main()\n")  # fmt: skip
+        os.chmod(script, 0o755)
+        yield Client(script, default)
+
+
+@pytest.fixture(params=["c", "python"])
+def client(request: pytest.FixtureRequest) -> Client:
+    """Both clients: the cni_exec contract says they answer byte for byte alike."""
+    fixture = "compiled" if request.param == "c" else "python_client"
+    return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -203,8 +226,9 @@ def test_version_of_an_oversized_stdin_is_the_latest(client: Client) -> None:
 
 
 def test_the_request_carries_the_environment_and_stdin(
-    client: Client, serve: Callable[..., FakeDaemon], sockdir: Path
+    compiled: Client, serve: Callable[..., FakeDaemon], sockdir: Path
 ) -> None:
+    client = compiled  # C only: Python adds LC_CTYPE (PEP 538) to its own environment
     daemon = serve(answering(result(b"out")))
     stdin = json.dumps({"socket": daemon.path, "é": "\u2603\U0001f600"}, ensure_ascii=False)
     stdin_bytes = stdin.encode()  # multi-byte UTF-8
@@ -238,8 +262,9 @@ def test_stdin_of_any_bytes_goes_as_base64(
 
 
 def test_the_first_of_duplicate_names_is_sent(
-    client: Client, serve: Callable[..., FakeDaemon]
+    compiled: Client, serve: Callable[..., FakeDaemon]
 ) -> None:
+    client = compiled  # C only: os.environ keeps one value of a name
     daemon = serve(answering(result()))
     # subprocess writes a str key and a bytes key with one name as two entries
     env: dict[str | bytes, str | bytes] = {"CNI_COMMAND": "DEL", "A": "first", b"A": b"second"}
@@ -331,7 +356,10 @@ def test_a_socket_nobody_listens_on_is_refused(client: Client, sockdir: Path) ->
     assert done.stdout == error_json(11, msg, RUNNING)
 
 
-def test_a_socket_we_may_not_use_is_101(client: Client, sockdir: Path) -> None:
+def test_a_socket_we_may_not_use_is_101(compiled: Client, sockdir: Path) -> None:
+    client = (
+        compiled  # C only: nobody may not run root's interpreter (test_cni_plugin.py has Python's)
+    )
     path = str(sockdir / "private.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         listener.bind(path)
@@ -539,7 +567,8 @@ def python_reads(data: bytes) -> str:
     return asked if asked in ("1.0.0", "1.1.0") else "1.1.0"
 
 
-def test_the_scanner_survives_random_input_and_agrees_with_json(client: Client) -> None:
+def test_the_scanner_survives_random_input_and_agrees_with_json(compiled: Client) -> None:
+    client = compiled  # the Python client reads with json itself: nothing to compare
     rng = random.Random(14)
     for _ in range(300):
         # cniVersion last: the scanner must get through the random value to find it

@@ -41,6 +41,21 @@ def test_jsonc_refuses_what_is_no_json_with_value_error(text: bytes) -> None:
         jsonc.loads(text)
 
 
+def test_jsonc_refuses_malformed_json_in_a_start_that_never_imported_json() -> None:
+    # The plugin's own start: _json's error path needs json.decoder in sys.modules
+    code = (
+        f"import sys; sys.path.append({str(ROOT)!r}); from vimaged_cni import jsonc\n"
+        "for text in (b'{\"a\": 1', b'{\"a\" 1}', b'[1,]', b'{\"a\": \"\\\\x\"}'):\n"
+        "    try: jsonc.loads(text)\n"
+        "    except ValueError: continue\n"
+        "    raise SystemExit(f'accepted {text!r}')\n"
+        "assert 'json' not in sys.modules, 'the test must run without json'\n"
+    )
+    done = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
 def test_jsonc_refuses_what_it_cannot_write() -> None:
     with pytest.raises(TypeError):
         jsonc.dumps({1: "x"})
