@@ -1,4 +1,4 @@
-"""Both vimaged-cni clients (vimaged_cni/vimaged-cni.c and the Python fallback) against a fake daemon.
+"""Both vimaged-cni clients (vimaged-cni.c and the Python fallback) against a fake daemon.
 
 The client is compiled once per session with the strict flags of the brief; a missing ``cc``
 fails (scripts/setup.sh installs gcc and libc6-dev). Each test runs the binary as a runtime
@@ -17,8 +17,8 @@ import random
 import shutil
 import socket
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,8 +77,8 @@ def python_client() -> Iterator[Client]:
         script = os.path.join(tmp, "vimaged-cni")
         default = os.path.join(tmp, "default.sock")
         with open(script, "w") as f:
-            f.write(f"#!{sys.executable} -IS\nimport sys\nsys.path.append({root!r})\n"
-                    f"from vimaged_cni import cli\ncli.DEFAULT_SOCKET = {default!r}\ncli.main()\n")  # fmt: skip
+            f.write(f"#!{sys.executable} -IS\nimport sys\nsys.path.append({root!r})\n")
+            f.write(f"from vimaged_cni import cli\ncli.DEFAULT_SOCKET = {default!r}\ncli.main()\n")
         os.chmod(script, 0o755)
         yield Client(script, default)
 
