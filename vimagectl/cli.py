@@ -211,7 +211,8 @@ def _ask(client: Client, verb: Verb, args: Arguments) -> int:
         return EX_OK  # unreachable: the stream ends with ClientError("closed")
     if verb.reply == "vimages":  # streamed by a daemon that offers it, rendered as it arrives
         attachments: list[Attachment] = []  # filled when the vimages are all read (render)
-        vimages = Listing(client.pages(request, attachments))  # type: ignore[arg-type]  # list, status, health
+        pages = client.pages(request, attachments, texts=args.json)  # type: ignore[arg-type]
+        vimages = Listing(pages)  # list, status, health
         return verb.render(
             {"reply": "vimages", "vimages": vimages, "attachments": attachments}, args
         )

@@ -250,15 +250,19 @@ class Client:
         self, request: ListVimages | Status | Health, attachments: list[Attachment] | None = None
     ) -> Iterator[VimageInfo]:
         """The vimages ``request`` asks for, yielded as their frames arrive (see :meth:`pages`)."""
-        for vimages, _ in self.pages(request, attachments):
+        for vimages, _ in self.pages(request, attachments, texts=False):
             yield from vimages
 
     def pages(
-        self, request: ListVimages | Status | Health, attachments: list[Attachment] | None = None
+        self,
+        request: ListVimages | Status | Health,
+        attachments: list[Attachment] | None = None,
+        *,
+        texts: bool = True,
     ) -> Iterator[tuple[list[VimageInfo], str | None]]:
         """The vimages ``request`` asks for, a frame at a time as the frames arrive: each
-        page's vimages, and their JSON text when it is exactly what ``--json`` prints of them
-        (:func:`decode_page`), else None.
+        page's vimages, and (with ``texts``) their JSON text when it is exactly what
+        ``--json`` prints of them (:func:`decode_page`), else None.
 
         The listing's attachments (``list``, ``status``) are appended to ``attachments``
         once the last vimage is yielded: they come in ``vimages_end`` (or ``vimages``).
@@ -288,7 +292,8 @@ class Client:
         self._send(_frame(streamed), time.monotonic() + self.timeout)
         count = 0
         while True:
-            page, text = decode_page(self._receive_body(time.monotonic() + self.timeout))
+            body = self._receive_body(time.monotonic() + self.timeout)
+            page, text = decode_page(body) if texts else (decode_reply(body), None)
             if page["reply"] == "vimages_page":
                 count += len(page["vimages"])
                 yield page["vimages"], text

@@ -1,10 +1,10 @@
 """Checks JSON values against the control protocol's JSON Schema (vimagectl layer).
 
 vimagectl decodes the daemon's replies with the standard library's C scanner (jsontext.py)
-and checks them here against ``protocol.schema.json``, the schema msgspec derives from vimaged/protocol.py (the one
-owner of the wire types; scripts/gen-wire-schema.py writes the file, a test keeps it current).
-Importing msgspec itself would cost vimagectl more than half of its start-up budget
-(docs/performance.md).
+and checks them here against ``protocol.schema.json``, the schema msgspec derives from
+vimaged/protocol.py (the one owner of the wire types; scripts/gen-wire-schema.py writes the
+file, a test keeps it current). Importing msgspec itself would cost vimagectl more than half
+of its start-up budget (docs/performance.md).
 
 Only the keywords msgspec emits for the protocol's types are understood. Any other keyword is
 refused when the schema is compiled, and the tests compile every definition, so a protocol
@@ -13,9 +13,10 @@ change can never end up checked loosely.
 A checked object comes back as msgspec would decode it: fields in schema order, defaults
 filled in, unknown fields dropped (``additionalProperties: false`` makes them an error). An
 object that already has exactly the schema's fields in order with allowed types, as every
-reply of the daemon does, passes one signature check and is returned as it is; an array of such objects (a listing's
-vimages) is checked all at once (bulk.py): 1,000 vimages in about 1.5 ms where one signature
-check each took 4 and a field-by-field walk 5-7. ``re`` is imported only to check a pattern.
+reply of the daemon does, passes one signature check and is returned as it is; an array of
+such objects (a listing's vimages) is checked all at once (bulk.py): 1,000 vimages in about
+1.5 ms, where a signature check each took 4 and a field-by-field walk 5-7. ``re`` is
+imported only to check a pattern.
 """
 
 from __future__ import annotations

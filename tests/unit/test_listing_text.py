@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vimagectl.client import SCHEMA, ClientError, decode_page
+from vimagectl.client import SCHEMA, ClientError, decode_page, decode_reply
 from vimagectl.render import write_json_array
 from vimagectl.schema import WireError
 from vimaged import protocol
@@ -242,6 +242,14 @@ def test_a_page_the_schema_refuses_is_refused(body: str) -> None:
 def test_a_page_that_is_not_utf8_is_refused() -> None:
     with pytest.raises(ClientError) as caught:
         decode_page((PAGE % (VIMAGE % ("1", '"\udcff"'))).encode("utf-8", "surrogatepass"))
+    assert caught.value.code == "bad_frame"
+
+
+@pytest.mark.parametrize("decode", [decode_page, decode_reply])
+def test_a_reply_nested_too_deeply_is_a_bad_frame(decode: typing.Callable[[bytes], object]) -> None:
+    """A RecursionError from the decoder was a traceback before."""
+    with pytest.raises(ClientError) as caught:
+        decode(b"[" * 100_000 + b"]" * 100_000)
     assert caught.value.code == "bad_frame"
 
 
