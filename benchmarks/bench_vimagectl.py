@@ -31,11 +31,20 @@ sys.path.insert(0, str(ROOT))
 import trio  # noqa: E402
 
 from vimaged import log  # noqa: E402
-from vimaged.protocol import Error, Event, Interface, ListVimages, VimageInfo, Vimages  # noqa: E402
+from vimaged.protocol import (  # noqa: E402
+    Error,
+    Event,
+    Interface,
+    ListVimages,
+    VimageInfo,
+    Vimages,
+    VimagesEnd,
+    vimages_pages,
+)
 from vimaged.server import open_control_listener, serve_control  # noqa: E402
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator
 
     from vimaged.peercred import Peer
     from vimaged.protocol import AnyRequest, Reply
@@ -67,10 +76,18 @@ class FixedVimages:
             )
         )
 
-    async def handle(self, request: AnyRequest, peer: Peer) -> Reply:
+    async def handle(
+        self, request: AnyRequest, peer: Peer
+    ) -> Reply | AsyncGenerator[bytes | Reply, None]:
         if isinstance(request, ListVimages):
-            return self.reply
+            return self.pages() if request.stream else self.reply
         return Error(code="invalid_request", message="this benchmark answers list only")
+
+    async def pages(self) -> AsyncGenerator[bytes | Reply, None]:
+        """The listing streamed as the daemon streams it (vimaged/dispatch.py)."""
+        for page in vimages_pages(self.reply.vimages):
+            yield page
+        yield VimagesEnd(count=len(self.reply.vimages))
 
     @asynccontextmanager
     async def events(self) -> AsyncIterator[trio.MemoryReceiveChannel[Event]]:

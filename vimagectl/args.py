@@ -8,8 +8,6 @@ module reads any mapping of verb to something with ``operands`` and ``help``.
 
 from __future__ import annotations
 
-import re
-
 from vimagectl.client import DEFAULT_SOCKET, SCHEMA
 
 TYPE_CHECKING = False  # see schema.py: typing is not imported at run time
@@ -40,10 +38,15 @@ DEFAULT_TIMEOUT = 60.0
 OPTIONS = "[-s socket] [--json] [--timeout seconds]"
 USAGE = f"usage: vimagectl {OPTIONS} command [argument ...]"
 
-# The protocol's own rule for names, so that a bad one is a usage error, not a refusal; re
-# compiles it on first use (most commands name no vimage).
+# The protocol's own rule for names, so that a bad one is a usage error, not a refusal.
 NAME_PATTERN = SCHEMA.pattern("Status", "names")
 CONTAINER_PATTERN = SCHEMA.pattern("Status", "containers")
+
+
+def _matches(pattern: str, text: str) -> bool:
+    import re  # only here: re costs ~8 ms of start-up, and most commands name no vimage
+
+    return re.search(pattern, text) is not None
 
 
 class UsageError(Exception):
@@ -100,7 +103,7 @@ def verb_usage(verb: str, spec: VerbGrammar) -> str:
 
 
 def vimage_name(text: str) -> str:
-    if re.search(NAME_PATTERN, text) is None:
+    if not _matches(NAME_PATTERN, text):
         raise ValueError(
             f"bad vimage name {text!r}: a letter, then letters, digits or _, at most 31"
         )
@@ -203,9 +206,9 @@ def _take_operands(args: Arguments, rule: str, operands: list[str]) -> None:
         return
     if rule == NAMES_OR_CONTAINERS:
         for word in operands:
-            if re.search(NAME_PATTERN, word) is not None:
+            if _matches(NAME_PATTERN, word):
                 args.names.append(word)  # the daemon tries one that is no vimage as a container
-            elif re.search(CONTAINER_PATTERN, word) is not None:
+            elif _matches(CONTAINER_PATTERN, word):
                 args.containers.append(word)
             else:
                 raise ValueError(f"bad vimage name or container ID {word!r}")

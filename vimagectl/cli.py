@@ -14,7 +14,7 @@ import sys
 
 from vimagectl import args as grammar
 from vimagectl.args import ANY_NAMES, NAMES_OR_ALL, NAMES_OR_CONTAINERS, NO_OPERANDS, UsageError
-from vimagectl.client import DEFAULT_SOCKET, Client, ClientError
+from vimagectl.client import DEFAULT_SOCKET, Client, ClientError, Listing
 from vimagectl.exits import EX_INTERRUPTED, EX_OK, EXIT_STATUS, SYSEXITS, exit_status
 from vimagectl.nagios import PLUGIN, render_health
 from vimagectl.render import (
@@ -211,7 +211,8 @@ def _ask(client: Client, verb: Verb, args: Arguments) -> int:
         return EX_OK  # unreachable: the stream ends with ClientError("closed")
     if verb.reply == "vimages":  # streamed by a daemon that offers it, rendered as it arrives
         attachments: list[Attachment] = []  # filled when the vimages are all read (render)
-        vimages = client.listing(request, attachments)  # type: ignore[arg-type]  # list, status, health
+        pages = client.pages(request, attachments, texts=args.json)  # type: ignore[arg-type]
+        vimages = Listing(pages)  # list, status, health
         return verb.render(
             {"reply": "vimages", "vimages": vimages, "attachments": attachments}, args
         )

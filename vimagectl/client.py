@@ -3,20 +3,21 @@
 A plain blocking AF_UNIX socket with a deadline per request, speaking docs/protocol.md:
 requests and replies are JSON objects, each behind a 4-byte big-endian length
 (vimaged/framing.py, shared with the daemon: the standard library only). Replies are
-decoded with the standard library and checked against the protocol's JSON Schema (schema.py);
-requests are checked against it before they leave. Neither msgspec nor trio nor structlog is
-imported: they would multiply vimagectl's start-up time (tests/unit/test_import_hygiene.py).
+decoded with the standard library's C scanner (jsontext.py) and checked against the
+protocol's JSON Schema (schema.py); requests are checked against it before they leave.
+Neither msgspec nor trio nor structlog is imported, nor json or re: they would multiply
+vimagectl's start-up time (tests/unit/test_import_hygiene.py).
 """
 
 from __future__ import annotations
 
 import _socket  # socket.py's own core: socket.py adds enum and selectors, ~3 ms of start-up
-import json
 import os
 import stat
 import sys
 import time
 
+from vimagectl.jsontext import WHITESPACE, compact, loads
 from vimagectl.schema import Schema, WireError
 from vimaged.framing import HEADER, frame, frame_length
 
@@ -61,6 +62,9 @@ CLIENT_CODES = (
     "untrusted_socket",
 )
 """Codes of failures seen by the client itself, alongside the daemon's ``Error.code`` values."""
+PAGE_HEAD, PAGE_TAIL = '{"reply":"vimages_page","vimages":[', "]}"
+"""A ``vimages_page`` as the daemon spells it (msgspec: compact, fields in order), around its
+vimages."""
 
 
 class ClientError(Exception):
@@ -74,6 +78,24 @@ class ClientError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class Listing:
+    """A listing as it streams in (``Client.pages``), to be read once: iterating yields its
+    vimages; :meth:`pages` yields them a page at a time with the page's text, so that
+    ``--json`` can print the daemon's bytes (render.write_json_array)."""
+
+    __slots__ = ("_pages",)
+
+    def __init__(self, pages: Iterator[tuple[list[VimageInfo], str | None]]) -> None:
+        self._pages = pages
+
+    def __iter__(self) -> Iterator[VimageInfo]:
+        for vimages, _ in self._pages:
+            yield from vimages
+
+    def pages(self) -> Iterator[tuple[list[VimageInfo], str | None]]:
+        return self._pages
 
 
 class Client:
@@ -227,7 +249,20 @@ class Client:
     def listing(
         self, request: ListVimages | Status | Health, attachments: list[Attachment] | None = None
     ) -> Iterator[VimageInfo]:
-        """The vimages ``request`` asks for, yielded as their frames arrive.
+        """The vimages ``request`` asks for, yielded as their frames arrive (see :meth:`pages`)."""
+        for vimages, _ in self.pages(request, attachments, texts=False):
+            yield from vimages
+
+    def pages(
+        self,
+        request: ListVimages | Status | Health,
+        attachments: list[Attachment] | None = None,
+        *,
+        texts: bool = True,
+    ) -> Iterator[tuple[list[VimageInfo], str | None]]:
+        """The vimages ``request`` asks for, a frame at a time as the frames arrive: each
+        page's vimages, and (with ``texts``) their JSON text when it is exactly what
+        ``--json`` prints of them (:func:`decode_page`), else None.
 
         The listing's attachments (``list``, ``status``) are appended to ``attachments``
         once the last vimage is yielded: they come in ``vimages_end`` (or ``vimages``).
@@ -248,7 +283,7 @@ class Client:
                 raise ClientError(reply["code"], reply["message"])
             if reply["reply"] != "vimages":
                 raise ClientError("bad_frame", f"unexpected reply {reply['reply']!r}")
-            yield from reply["vimages"]
+            yield reply["vimages"], None
             if attachments is not None:
                 attachments += reply["attachments"]
             return
@@ -257,10 +292,11 @@ class Client:
         self._send(_frame(streamed), time.monotonic() + self.timeout)
         count = 0
         while True:
-            page = self._receive(time.monotonic() + self.timeout)
+            body = self._receive_body(time.monotonic() + self.timeout)
+            page, text = decode_page(body) if texts else (decode_reply(body), None)
             if page["reply"] == "vimages_page":
                 count += len(page["vimages"])
-                yield from page["vimages"]
+                yield page["vimages"], text
             elif page["reply"] == "vimages_end":
                 if page["count"] != count:
                     raise ClientError(
@@ -306,13 +342,15 @@ class Client:
             raise ClientError("closed", f"daemon closed the connection: {exc.strerror}") from None
 
     def _receive(self, deadline: float | None) -> Reply:
+        return decode_reply(self._receive_body(deadline))
+
+    def _receive_body(self, deadline: float | None) -> bytes:
         header = self._read_exactly(HEADER.size, deadline, first=True)
         try:
             length = frame_length(header)
         except ValueError as exc:
             raise ClientError("bad_frame", str(exc)) from None
-        body = self._read_exactly(length, deadline, first=False)
-        return decode_reply(body)
+        return self._read_exactly(length, deadline, first=False)
 
     def _read_exactly(self, size: int, deadline: float | None, *, first: bool) -> bytes:
         sock = self._connected()
@@ -369,10 +407,48 @@ def decode_reply(body: bytes) -> Reply:
     Raises:
         ClientError: ``bad_frame``, naming the first thing that does not fit.
     """
+    return _checked(_decoded(_text(body)))
+
+
+def decode_page(body: bytes) -> tuple[Reply, str | None]:
+    """:func:`decode_reply`, and for a ``vimages_page`` whose text is exactly what ``--json``
+    prints of its vimages, that text (``{...},{...}``, without the brackets); else None.
+
+    Printing the daemon's own bytes saves encoding a listing again (docs/performance.md), so
+    the text is used only where that is provably the same: the page passes the schema's check
+    unchanged and holds no float (``Schema.unchanged``), its text has no escape sequence
+    (its strings are written as json would write them), no whitespace between tokens, no
+    ``-0``, and as many members as the checked page (no key twice: the decoder keeps the last).
+
+    Raises:
+        ClientError: as :func:`decode_reply`.
+    """
+    text = _text(body)
+    value = _decoded(text)
+    members = SCHEMA.unchanged("VimagesPage", [value]) if text.startswith(PAGE_HEAD) else None
+    if members is None:
+        return _checked(value), None
+    page: Reply = value  # type: ignore[assignment]  # checked: it passes unchanged
+    if text.count('":') != members or not text.endswith(PAGE_TAIL) or not _canonical(text):
+        return page, None
+    return page, text[len(PAGE_HEAD) : -len(PAGE_TAIL)]
+
+
+def _text(body: bytes) -> str:
     try:
-        value = json.loads(body, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+        return body.decode()  # UTF-8 as the daemon writes it (RFC 8259), strictly
+    except UnicodeDecodeError as exc:
         raise ClientError("bad_frame", f"undecodable reply: {exc}") from None
+
+
+def _decoded(text: str) -> object:
+    try:
+        return loads(text)
+    except ValueError as exc:
+        raise ClientError("bad_frame", f"undecodable reply: {exc}") from None
+
+
+def _checked(value: object) -> Reply:
     try:
         reply: Reply = SCHEMA.check("Reply", value)  # type: ignore[assignment]  # checked
     except WireError as exc:
@@ -380,9 +456,14 @@ def decode_reply(body: bytes) -> Reply:
     return reply
 
 
-def _refuse_constant(name: str) -> object:
-    # Python's json reads NaN and Infinity; JSON (and msgspec, which writes the replies) has none.
-    raise ValueError(f"{name} is not JSON")
+def _canonical(text: str) -> bool:
+    """Whether ``text``, JSON without floats, is compact and without escapes or ``-0``."""
+    if "\\" in text:
+        return False
+    if "-0" not in text and not any(space in text for space in WHITESPACE):
+        return True
+    outside = "".join(text.split('"')[::2])  # no escapes: each quote opens or closes a string
+    return "-0" not in outside and not any(space in outside for space in WHITESPACE)
 
 
 def _frame(request: Request) -> bytes:
@@ -393,7 +474,7 @@ def _frame(request: Request) -> bytes:
         raise ClientError("bad_request", f"not sent: {exc}") from None
     # As given, not as checked: the check fills in defaults, and a default of a field newer
     # than the daemon (``"stream": false``) would be refused by it as unknown.
-    body = json.dumps(request, separators=(",", ":"), ensure_ascii=False).encode()
+    body = compact(request).encode()
     try:
         return frame(body)
     except ValueError as exc:

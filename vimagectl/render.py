@@ -7,10 +7,11 @@ exit status (a change's first failed outcome decides it). ``health`` renders in 
 from __future__ import annotations
 
 import itertools
-import json
 import sys
 
+from vimagectl.client import Listing
 from vimagectl.exits import EX_OK, exit_status
+from vimagectl.jsontext import compact
 from vimaged import __version__
 
 TYPE_CHECKING = False  # see schema.py: typing is not imported at run time
@@ -35,13 +36,11 @@ if TYPE_CHECKING:
 
 
 def write_json(value: object) -> None:
-    # Compact UTF-8, as the daemon sends it; check_circular is pointless for decoded JSON.
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), check_circular=False)
-    sys.stdout.write(text + "\n")
+    # Compact UTF-8, as the daemon sends it.
+    sys.stdout.write(compact(value) + "\n")
     sys.stdout.flush()
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 PRINT_BLOCK = 512
 """Vimages printed at a time as a listing streams in (about one page of the daemon's)."""
 
@@ -57,19 +56,36 @@ def _blocks(items: Iterable[_Item]) -> Iterator[list[_Item]]:
         yield block
 
 
-def write_json_array(vimages: Iterable[VimageInfo | Attachment]) -> None:
-    """``vimages`` as one compact JSON array, written block by block as they arrive: the same
-    bytes as ``write_json(list(vimages))``. A listing that fails midway leaves the array
-    unclosed (and the exit status says why), never a valid-looking partial one; one that
-    fails before its first vimage prints nothing."""
+def write_json_array(
+    pages: Iterable[tuple[Sequence[VimageInfo | Attachment], str | None]],
+) -> None:
+    """The values of ``pages`` as one compact JSON array, written page by page as they
+    arrive: the same bytes as ``write_json`` of them all. A page's text, where the client
+    has it (``Client.pages``), is written as it came instead of encoding its values again.
+    A listing that fails midway leaves the array unclosed (and the exit status says why),
+    never a valid-looking partial one; one that fails before its first vimage prints
+    nothing."""
     out = sys.stdout
-    opening = "["  # written with the first block
-    for block in _blocks(vimages):
-        out.write(opening + _JSON.encode(block)[1:-1])
-        out.flush()
-        opening = ","
+    opening = "["  # written with the first value
+    for values, text in pages:
+        if text is not None and values:
+            out.write(opening + text)
+            out.flush()
+            opening = ","
+            continue
+        for block in _blocks(values):
+            out.write(opening + compact(block)[1:-1])
+            out.flush()
+            opening = ","
     out.write("[]\n" if opening == "[" else "]\n")
     out.flush()
+
+
+def _pages(vimages: Iterable[VimageInfo]) -> Iterable[tuple[Sequence[VimageInfo], str | None]]:
+    """A listing's pages as the client read them; any other iterable as one page, untexted."""
+    if isinstance(vimages, Listing):
+        return vimages.pages()
+    return [(list(vimages), None)]
 
 
 def write_table(vimages: Iterable[VimageInfo]) -> None:
@@ -95,7 +111,7 @@ def render_list(reply: Vimages, args: Arguments) -> int:
     printing the vimages' array (scripts index it); ``attachments --json`` prints the
     attachments'."""
     if args.json:
-        write_json_array(reply["vimages"])
+        write_json_array(_pages(reply["vimages"]))
         return EX_OK
     write_table(reply["vimages"])
     attachments = reply.get("attachments", [])  # absent from a daemon before issue 14
@@ -111,7 +127,8 @@ def render_status(reply: Vimages, args: Arguments) -> int:
     are read after the vimages (a streamed listing fills them at its end: render_list)."""
     attachments = reply.get("attachments", [])
     if args.json:
-        write_json_array(itertools.chain(reply["vimages"], attachments))
+        # The attachments after the vimages: the list is filled once they are read.
+        write_json_array(itertools.chain(_pages(reply["vimages"]), [(attachments, None)]))
         return EX_OK
     _print_vimages(reply["vimages"])
     for att in attachments:
@@ -321,7 +338,7 @@ def _event_value(value: object) -> str:
         return "yes" if value else "no"
     text = str(value)
     if not text or any(c.isspace() or c in '"=\\' or not c.isprintable() for c in text):
-        return json.dumps(text, ensure_ascii=False)
+        return compact(text)
     return text
 
 

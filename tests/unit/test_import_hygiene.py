@@ -49,6 +49,19 @@ def test_vimagectl_loads_nothing_heavy(module: str) -> None:
     assert heavy == []
 
 
+ON_DEMAND = ("re", "json", "enum", "functools", "collections")
+"""What vimagectl imports only when a command needs it: ``re`` (and with it enum, functools
+and collections, ~8 ms) to check a vimage name, ``json`` not at all (vimagectl/jsontext.py)."""
+
+
+def test_vimagectl_starts_without_re_or_json() -> None:
+    loaded = loaded_after(
+        f"import sys, vimagectl.cli\nloaded = [m for m in {ON_DEMAND!r} if m in sys.modules]\n"
+        "print('[' + ','.join(map(repr, loaded)).replace(\"'\", '\"') + ']')"
+    )
+    assert loaded == []
+
+
 def test_protocol_needs_only_msgspec_and_the_stdlib() -> None:
     ours = loaded_after(
         "import json, sys, vimaged.protocol\n"
