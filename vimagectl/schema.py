@@ -158,7 +158,7 @@ class _Scalar:
         raise WireError("", f"expected {expected}, got {_describe(value)}")
 
 
-_BASE64 = re.compile(r"\A(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?\Z")
+_BASE64 = _Pattern(r"\A(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?\Z")
 """What msgspec decodes as ``bytes``: whole quads, ``=`` padding only at the end."""
 
 
