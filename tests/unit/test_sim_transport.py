@@ -61,24 +61,37 @@ async def test_calls_are_framed_as_wire_says() -> None:
         await transport.aclose()
 
 
-async def test_result_of_a_cancelled_call_is_not_taken_by_the_next() -> None:
+async def test_a_call_sent_is_carried_to_its_result_even_when_cancelled() -> None:
+    # sendto(2) of a netgraph message runs to its end; a cancelled caller must still learn
+    # whether its mkpeer made a node (else an unnamed eiface is left on a bridge)
     transport, sim = _pair()
+    answered: list[bool] = []
     with sim:
+        sim.setblocking(False)
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
 
-                async def cancel_when_sent() -> None:
-                    await trio.testing.wait_all_tasks_blocked()
-                    scope.cancel()
+                async def cancel_when_sent_then_answer() -> None:
+                    await trio.lowlevel.wait_readable(sim)
+                    scope.cancel()  # this task too: no checkpoint after it
+                    sim.send(wire.pack_result(errno.ENOENT))
 
-                nursery.start_soon(cancel_when_sent)
-                await transport.sendto(b"first", abi.pack_sockaddr("nosuch:"))
+                nursery.start_soon(cancel_when_sent_then_answer)
+                with pytest.raises(FileNotFoundError):
+                    await transport.sendto(b"first", abi.pack_sockaddr("nosuch:"))
+                answered.append(True)  # not Cancelled (which would pass through pytest.raises)
+        assert answered == [True]
         assert sim.recv(100) == wire.pack_addressed(
             wire.SENDTO, abi.pack_sockaddr("nosuch:"), b"first"
         )
-        sim.send(wire.pack_result(errno.ENOENT))  # the cancelled call's result, late
-        sim.send(wire.pack_result(0))  # the next call's
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await transport.sendto(b"never", abi.pack_sockaddr("em0:"))  # not sent at all
+        sim.send(wire.pack_result(0))
         await transport.sendto(b"second", abi.pack_sockaddr("em0:"))
+        assert sim.recv(100) == wire.pack_addressed(
+            wire.SENDTO, abi.pack_sockaddr("em0:"), b"second"
+        )
         await transport.aclose()
 
 

@@ -71,10 +71,15 @@ class _Channel:
         """
         if self._broken:
             raise OSError(errno_codes.ECONNRESET, "simulated netgraph socket timed out before")
-        for piece in wire.split_packet(packet):
-            await self.sock.send(piece)
-        self.unanswered += 1
-        with trio.move_on_after(CALL_TIMEOUT) as waited:
+        # On FreeBSD the call is one sendto(2), which ngc_send (sys/netgraph/ng_socket.c) runs
+        # to the end, the netgraph message included, and which trio cancels only before it
+        # starts. So once sent, the call is carried to its result: a cancelled wait would leave
+        # the caller not knowing whether a mkpeer made its node (an eiface no one names).
+        await trio.lowlevel.checkpoint_if_cancelled()
+        with trio.CancelScope(shield=True), trio.move_on_after(CALL_TIMEOUT) as waited:
+            for piece in wire.split_packet(packet):
+                await self.sock.send(piece)
+            self.unanswered += 1
             await self._result(what)
         if waited.cancelled_caught:
             self._broken = True
